@@ -1,0 +1,39 @@
+# Fresh machine: `make dev` runs a local chain, `make test` runs the tests. Both bootstrap .venv.
+VENV := .venv
+PY := $(VENV)/bin/python
+MAXWELL := $(VENV)/bin/maxwell
+STAMP := $(VENV)/.installed
+NODE_STAMP := tests/cosmjs/node_modules/.installed
+DEV_HOME ?= .dev-home
+DEV_CHAIN_ID ?= maxwell-dev-1
+
+.PHONY: dev dev-init test bench proto
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[zk,dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): tests/cosmjs/package.json tests/cosmjs/package-lock.json
+	cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+dev: $(STAMP)
+	@test -f $(DEV_HOME)/config/genesis.json || $(MAKE) --no-print-directory dev-init
+	$(MAXWELL) dev --home $(DEV_HOME)
+
+dev-init: $(STAMP)
+	$(MAXWELL) init --chain-id $(DEV_CHAIN_ID) --home $(DEV_HOME)
+	$(MAXWELL) keys add alice --keyring-backend test --home $(DEV_HOME)
+	$(MAXWELL) genesis add-account alice 1000000000000ujoule --keyring-backend test --home $(DEV_HOME)
+
+test: $(STAMP) $(NODE_STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m tests.bench
+
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. $$(find chain/proto -name '*.proto' | sort)
+	find chain/proto -type d -exec touch {}/__init__.py \;

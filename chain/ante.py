@@ -1,0 +1,80 @@
+"""The ante handler: what every transaction pays and proves before its messages run.
+
+Order as in the Cosmos SDK: gas for the tx bytes, the signer's account, its public key, the sequence,
+the fee (moved to the fee collector), gas for and verification of the signature, then the sequence
+increments. A failure here leaves no trace; after it, the fee is spent even if a message fails.
+"""
+
+import base64
+import hashlib
+
+from chain import auth, bank, crypto
+from chain.coins import DENOM, format_coins
+from chain.errors import InvalidPubKeyError, InvalidSequenceError, TxError, UnauthorizedError, UnknownAddressError
+from chain.tx import DecodedTx, TxParams
+
+SIGNATURE_CACHE_SIZE = 100_000
+
+
+class TimeoutHeightError(TxError):
+    code = 30
+
+
+class SignatureCache:
+    """Signatures already verified (CheckTx, then FinalizeBlock), keyed by everything they cover."""
+
+    def __init__(self, size: int = SIGNATURE_CACHE_SIZE):
+        self.size = size
+        self.entries: dict[bytes, None] = {}
+
+    def is_verified(self, public_key: bytes, signature: bytes, sign_bytes: bytes) -> bool:
+        key = hashlib.sha256(public_key + signature + sign_bytes).digest()
+        if key in self.entries:
+            return True
+        if not crypto.is_valid_signature(public_key, signature, sign_bytes):
+            return False
+        if len(self.entries) >= self.size:
+            del self.entries[next(iter(self.entries))]
+        self.entries[key] = None
+        return True
+
+
+def process_ante(state, ctx, tx: DecodedTx, params: TxParams, signatures: SignatureCache, simulate: bool = False) -> None:
+    if tx.timeout_height and ctx.height > tx.timeout_height:
+        raise TimeoutHeightError(f"tx timeout height {tx.timeout_height} is below block height {ctx.height}")
+    state.meter.consume(params.tx_size_cost_per_byte * tx.size, "txSize")
+
+    account = auth.get_account(state, tx.signer)
+    signer_text = crypto.encode_address(tx.signer)
+    if account is None:
+        raise UnknownAddressError(f"account {signer_text} does not exist")
+    public_key = auth.get_public_key(account)
+    if public_key is None:
+        if tx.public_key is None:
+            raise InvalidPubKeyError(f"pubkey on account {signer_text} is not set and none was supplied")
+        if crypto.compute_address(tx.public_key) != tx.signer:
+            raise InvalidPubKeyError(f"pubkey does not match signer address {signer_text}")
+        public_key = tx.public_key
+        auth.set_public_key(account, public_key)
+    elif tx.public_key is not None and tx.public_key != public_key:
+        raise InvalidPubKeyError(f"pubkey does not match the one on account {signer_text}")
+    if tx.sequence != account.sequence:
+        raise InvalidSequenceError(
+            f"account sequence mismatch, expected {account.sequence}, got {tx.sequence}: incorrect account sequence"
+        )
+
+    if tx.fee:
+        bank.process_transfer(state, ctx, tx.signer, bank.FEE_COLLECTOR, {DENOM: tx.fee})
+    ctx.emit("tx", ("fee", format_coins({DENOM: tx.fee}) if tx.fee else ""), ("fee_payer", signer_text))
+
+    state.meter.consume(params.sig_verify_cost_secp256k1, "ante verify: secp256k1")
+    sign_bytes = tx.sign_bytes(ctx.chain_id, account.account_number)
+    if not simulate and not signatures.is_verified(public_key, tx.signature, sign_bytes):
+        raise UnauthorizedError(
+            f"signature verification failed; please verify account number ({account.account_number}) "
+            f"and chain-id ({ctx.chain_id}): unauthorized"
+        )
+    account.sequence += 1
+    auth.set_account(state, account)
+    ctx.emit("tx", ("acc_seq", f"{signer_text}/{tx.sequence}"))
+    ctx.emit("tx", ("signature", base64.b64encode(tx.signature).decode()))

@@ -1,0 +1,92 @@
+"""Keys, addresses and signatures as Cosmos wallets (Keplr, cosmjs) make them.
+
+secp256k1 over sha256 with 64-byte r||s low-S signatures, 33-byte compressed public keys, addresses
+ripemd160(sha256(pubkey)) in bech32 with the chain prefix, keys derived from BIP39 mnemonics along
+BIP44 coin type 118.
+"""
+
+import hashlib
+from functools import lru_cache
+
+import bech32
+import coincurve
+from bip32 import BIP32
+from coincurve.ecdsa import cdata_to_der, deserialize_compact
+from mnemonic import Mnemonic
+
+BECH32_PREFIX = "mxw"
+HD_PATH = "m/44'/118'/0'/0/0"
+ADDRESS_LENGTH = 20
+PUBKEY_LENGTH = 33
+SIGNATURE_LENGTH = 64
+MNEMONIC_STRENGTH_BITS = 256
+ADDRESS_CACHE_SIZE = 1 << 18
+
+
+class CryptoError(ValueError):
+    pass
+
+
+class InvalidAddress(CryptoError):
+    pass
+
+
+class InvalidMnemonic(CryptoError):
+    pass
+
+
+def generate_mnemonic() -> str:
+    return Mnemonic("english").generate(strength=MNEMONIC_STRENGTH_BITS)
+
+
+def derive_private_key(mnemonic: str, path: str = HD_PATH) -> bytes:
+    words = " ".join(mnemonic.split())
+    if not Mnemonic("english").check(words):
+        raise InvalidMnemonic("invalid mnemonic: wrong words or checksum")
+    seed = Mnemonic.to_seed(words, passphrase="")
+    return BIP32.from_seed(seed).get_privkey_from_path(path)
+
+
+def compute_public_key(private_key: bytes) -> bytes:
+    return coincurve.PrivateKey(private_key).public_key.format(compressed=True)
+
+
+def compute_address(public_key: bytes) -> bytes:
+    return hashlib.new("ripemd160", hashlib.sha256(public_key).digest()).digest()
+
+
+@lru_cache(maxsize=ADDRESS_CACHE_SIZE)
+def encode_address(address: bytes, prefix: str = BECH32_PREFIX) -> str:
+    return bech32.bech32_encode(prefix, bech32.convertbits(address, 8, 5))
+
+
+@lru_cache(maxsize=ADDRESS_CACHE_SIZE)
+def decode_address(text: str, prefix: str = BECH32_PREFIX) -> bytes:
+    """Bech32 address -> 20 bytes; raises InvalidAddress naming what is wrong. Cached: bech32 is slow."""
+    if not isinstance(text, str) or not text:
+        raise InvalidAddress("empty address")
+    hrp, data = bech32.bech32_decode(text)
+    if hrp is None or data is None:
+        raise InvalidAddress(f"invalid bech32 address {text!r}")
+    if hrp != prefix:
+        raise InvalidAddress(f"address {text!r} has prefix {hrp!r}, expected {prefix!r}")
+    raw = bech32.convertbits(data, 5, 8, False)
+    if raw is None or len(raw) != ADDRESS_LENGTH:
+        raise InvalidAddress(f"address {text!r} is not {ADDRESS_LENGTH} bytes")
+    return bytes(raw)
+
+
+def sign(private_key: bytes, message: bytes) -> bytes:
+    """64-byte r||s over sha256(message); libsecp256k1 always produces low-S."""
+    return coincurve.PrivateKey(private_key).sign_recoverable(message)[:SIGNATURE_LENGTH]
+
+
+def is_valid_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Verifies r||s over sha256(message); high-S signatures are rejected as in the Cosmos SDK."""
+    if len(public_key) != PUBKEY_LENGTH or len(signature) != SIGNATURE_LENGTH:
+        return False
+    try:
+        der = cdata_to_der(deserialize_compact(signature))
+        return coincurve.PublicKey(public_key).verify(der, message)
+    except (ValueError, TypeError):
+        return False

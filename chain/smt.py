@@ -1,0 +1,382 @@
+"""A versioned, compacted sparse Merkle tree laid out as ics23 SmtSpec expects.
+
+A key's path is sha256(key), 256 bits read from the most significant bit. A leaf hashes to
+sha256(0x00 || sha256(key) || sha256(value)), an inner node to sha256(0x01 || left || right), an empty
+subtree to 32 zero bytes (so the empty tree's root is 32 zero bytes), and a subtree holding exactly one
+leaf is that leaf: inner nodes exist only where at least two leaves lie below.
+
+Nodes are immutable and named by where and when they were written, never by their hash:
+an inner node by (depth, path prefix, version), a leaf by (sha256(key), version). A parent keeps
+each child's hash and version (and a leaf child's key hash), so updating the tree reads only the inner
+nodes along the changed paths, and a leaf that is pushed down or pulled up by its neighbours keeps
+its name. Every node an update replaces or removes is reported as stale, which is what lets the
+store prune old versions without reference counts.
+
+A reference to a subtree (a "ref") is None when empty, (hash, version) for an inner node and
+(hash, version, key_hash) for a leaf, the version as 8 big-endian bytes ready to name nodes with. Readers are passed in as functions so this module never sees
+the database: `get_inner(node_id) -> (left_ref, right_ref)`, `get_leaf(node_id) -> (key, value)`.
+"""
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from chain.proto.cosmos.ics23.v1 import proofs_pb2
+
+KEY_BITS = 256
+EMPTY_HASH = bytes(32)
+LEAF_PREFIX = b"\x00"
+INNER_PREFIX = b"\x01"
+VERSION_BYTES = 8
+
+TAG_EMPTY = 0
+TAG_INNER = 1
+TAG_LEAF = 2
+
+LEAF_OP = proofs_pb2.LeafOp(
+    hash=proofs_pb2.SHA256,
+    prehash_key=proofs_pb2.SHA256,
+    prehash_value=proofs_pb2.SHA256,
+    length=proofs_pb2.NO_PREFIX,
+    prefix=LEAF_PREFIX,
+)
+
+Ref = tuple | None
+InnerNode = tuple[Ref, Ref]
+GetInner = Callable[[bytes], InnerNode]
+GetLeaf = Callable[[bytes], tuple[bytes, bytes]]
+
+_sha256 = hashlib.sha256
+
+
+class SmtError(Exception):
+    pass
+
+
+class CorruptNode(SmtError):
+    """A stored node does not decode; the database is damaged."""
+
+
+@dataclass
+class Batch:
+    """What one batch update produced: the new root and the nodes to write and to retire."""
+
+    root: Ref
+    inner_nodes: dict[bytes, InnerNode] = field(default_factory=dict)
+    leaves: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    stale_inner: list[bytes] = field(default_factory=list)
+    stale_leaves: list[bytes] = field(default_factory=list)
+
+
+def compute_key_hash(key: bytes) -> bytes:
+    return _sha256(key).digest()
+
+
+def compute_leaf_hash(key_hash: bytes, value: bytes) -> bytes:
+    return _sha256(LEAF_PREFIX + key_hash + _sha256(value).digest()).digest()
+
+
+def compute_inner_hash(left_hash: bytes, right_hash: bytes) -> bytes:
+    return _sha256(INNER_PREFIX + left_hash + right_hash).digest()
+
+
+def compute_root_hash(root: Ref) -> bytes:
+    return EMPTY_HASH if root is None else root[0]
+
+
+def is_leaf(ref: Ref) -> bool:
+    return ref is not None and len(ref) == 3
+
+
+def encode_version(version: int) -> bytes:
+    return version.to_bytes(VERSION_BYTES, "big")
+
+
+def decode_version(data: bytes) -> int:
+    return int.from_bytes(data, "big")
+
+
+def encode_position(depth: int, bits: int) -> bytes:
+    """The place of the subtree at `depth` whose path prefix is the `depth`-bit integer `bits`.
+
+    The prefix is written with a marker bit above it, so the depth needs no separate field.
+    """
+    return ((1 << depth) | bits).to_bytes((depth >> 3) + 1, "big")
+
+
+def inner_node_id(depth: int, bits: int, version: bytes) -> bytes:
+    return encode_position(depth, bits) + version
+
+
+def leaf_node_id(key_hash: bytes, version: bytes) -> bytes:
+    return key_hash + version
+
+
+_REF_TAGS = {2: bytes((TAG_INNER,)), 3: bytes((TAG_LEAF,))}
+_EMPTY_REF = bytes((TAG_EMPTY,))
+
+
+def encode_ref(ref: Ref) -> bytes:
+    return _EMPTY_REF if ref is None else _REF_TAGS[len(ref)] + b"".join(ref)
+
+
+def decode_ref_at(data: bytes, pos: int) -> tuple[Ref, int]:
+    tag = data[pos]
+    if tag == TAG_EMPTY:
+        return None, pos + 1
+    end = pos + 41
+    if tag == TAG_INNER and end <= len(data):
+        return (data[pos + 1 : pos + 33], data[pos + 33 : end]), end
+    if tag == TAG_LEAF and end + 32 <= len(data):
+        return (data[pos + 1 : pos + 33], data[pos + 33 : end], data[end : end + 32]), end + 32
+    raise CorruptNode(f"bad subtree reference tag {tag} at offset {pos}")
+
+
+def decode_ref(data: bytes) -> Ref:
+    ref, end = decode_ref_at(data, 0)
+    if end != len(data):
+        raise CorruptNode("trailing bytes after subtree reference")
+    return ref
+
+
+def encode_inner(node: InnerNode) -> bytes:
+    left, right = node
+    return (_EMPTY_REF if left is None else _REF_TAGS[len(left)] + b"".join(left)) + (
+        _EMPTY_REF if right is None else _REF_TAGS[len(right)] + b"".join(right)
+    )
+
+
+def decode_inner(data: bytes) -> InnerNode:
+    try:
+        left, pos = decode_ref_at(data, 0)
+        right, pos = decode_ref_at(data, pos)
+    except IndexError as exc:
+        raise CorruptNode("truncated inner node") from exc
+    if pos != len(data):
+        raise CorruptNode("trailing bytes after inner node")
+    return left, right
+
+
+def encode_leaf(key: bytes, value: bytes) -> bytes:
+    return len(key).to_bytes(4, "big") + key + value
+
+
+def decode_leaf(data: bytes) -> tuple[bytes, bytes]:
+    size = int.from_bytes(data[:4], "big")
+    if len(data) < 4 + size:
+        raise CorruptNode("truncated leaf")
+    return data[4 : 4 + size], data[4 + size :]
+
+
+def apply_batch(
+    root: Ref, changes: Mapping[bytes, bytes | None], version: int, get_inner: GetInner
+) -> Batch:
+    """Set (value) or delete (None) many keys in one pass down the tree, writing nodes at `version`.
+
+    Changes are sorted by key hash, so every subtree is visited once with the slice of changes
+    that falls into it. Setting a key to the value it already has, or deleting an absent key,
+    leaves the tree (and its nodes) untouched.
+    """
+    entries = sorted((compute_key_hash(key), key, value) for key, value in changes.items())
+    ints = [int.from_bytes(kh, "big") for kh, _, _ in entries]
+    stamp = encode_version(version)
+    refs = [
+        None if value is None else (compute_leaf_hash(kh, value), stamp, kh)
+        for kh, _, value in entries
+    ]
+    batch = Batch(root)
+    kept = set()
+    stale_inner = batch.stale_inner
+    stale_leaves = batch.stale_leaves
+    nodes = batch.inner_nodes
+
+    def join(position: bytes, left: Ref, right: Ref) -> Ref:
+        if left is None:
+            if right is None or len(right) == 3:
+                return right
+        elif right is None and len(left) == 3:
+            return left
+        digest = _sha256(
+            INNER_PREFIX
+            + (EMPTY_HASH if left is None else left[0])
+            + (EMPTY_HASH if right is None else right[0])
+        ).digest()
+        nodes[position + stamp] = (left, right)
+        return digest, stamp
+
+    def build(depth: int, items: list[tuple[int, tuple]]) -> Ref:
+        if not items:
+            return None
+        if len(items) == 1:
+            return items[0][1]
+        bits = items[0][0] >> (KEY_BITS - depth)
+        split = ((bits << 1) | 1) << (KEY_BITS - 1 - depth)
+        mid = bisect_left(items, split, key=_first)
+        left = build(depth + 1, items[:mid])
+        return join(encode_position(depth, bits), left, build(depth + 1, items[mid:]))
+
+    def update(ref: Ref, depth: int, lo: int, hi: int) -> Ref:
+        if ref is None:
+            return build(depth, [(ints[i], refs[i]) for i in range(lo, hi) if refs[i] is not None])
+        if len(ref) == 3:
+            old_int = int.from_bytes(ref[2], "big")
+            at = bisect_left(ints, old_int, lo, hi)
+            if at < hi and ints[at] == old_int:
+                new = refs[at]
+                if new is not None and new[0] == ref[0]:
+                    kept.add(at)
+                    items = [(ints[i], ref if i == at else refs[i]) for i in range(lo, hi)]
+                    items = [item for item in items if item[1] is not None]
+                else:
+                    stale_leaves.append(leaf_node_id(ref[2], ref[1]))
+                    items = [(ints[i], refs[i]) for i in range(lo, hi) if refs[i] is not None]
+            else:
+                items = [(ints[i], refs[i]) for i in range(lo, hi) if refs[i] is not None]
+                items.insert(bisect_left(items, old_int, key=_first), (old_int, ref))
+            return build(depth, items)
+        if hi - lo == 1:
+            return update_path(ref, depth, lo)
+        bits = ints[lo] >> (KEY_BITS - depth)
+        position = encode_position(depth, bits)
+        left, right = get_inner(position + ref[1])
+        mid = bisect_left(ints, ((bits << 1) | 1) << (KEY_BITS - 1 - depth), lo, hi)
+        new_left = update(left, depth + 1, lo, mid) if mid > lo else left
+        new_right = update(right, depth + 1, mid, hi) if hi > mid else right
+        if new_left is left and new_right is right:
+            return ref
+        stale_inner.append(position + ref[1])
+        return join(position, new_left, new_right)
+
+    def update_path(ref: Ref, depth: int, at: int) -> Ref:
+        """`update` for a subtree that receives a single change: a loop down and back up."""
+        key_int = ints[at]
+        top = ref
+        trail = []
+        while ref is not None and len(ref) == 2:
+            position = encode_position(depth, key_int >> (KEY_BITS - depth))
+            node_id = position + ref[1]
+            left, right = get_inner(node_id)
+            bit = (key_int >> (KEY_BITS - 1 - depth)) & 1
+            trail.append((position, node_id, left, right, bit))
+            ref = right if bit else left
+            depth += 1
+        new = update(ref, depth, at, at + 1)
+        if new is ref:
+            return top
+        for position, node_id, left, right, bit in reversed(trail):
+            stale_inner.append(node_id)
+            new = join(position, left, new) if bit else join(position, new, right)
+        return new
+
+    if entries:
+        batch.root = update(root, 0, 0, len(entries))
+    for i, (kh, key, value) in enumerate(entries):
+        if value is not None and i not in kept:
+            batch.leaves[leaf_node_id(kh, stamp)] = (key, value)
+    return batch
+
+
+def _first(item: tuple) -> int:
+    return item[0]
+
+
+def _walk(root: Ref, key_int: int, get_inner: GetInner) -> tuple[list[tuple[InnerNode, int]], Ref]:
+    """Inner nodes (with the branch taken) from the root towards `key_int`, and the ref it ends on."""
+    path = []
+    ref = root
+    depth = 0
+    while ref is not None and len(ref) == 2:
+        node = get_inner(inner_node_id(depth, key_int >> (KEY_BITS - depth), ref[1]))
+        bit = (key_int >> (KEY_BITS - 1 - depth)) & 1
+        path.append((node, bit))
+        ref = node[bit]
+        depth += 1
+    return path, ref
+
+
+def get_value(root: Ref, key: bytes, get_inner: GetInner, get_leaf: GetLeaf) -> bytes | None:
+    key_hash = compute_key_hash(key)
+    _, end = _walk(root, int.from_bytes(key_hash, "big"), get_inner)
+    if end is None or end[2] != key_hash:
+        return None
+    return get_leaf(leaf_node_id(key_hash, end[1]))[1]
+
+
+def _inner_ops(path: list[tuple[InnerNode, int]]) -> list[proofs_pb2.InnerOp]:
+    ops = []
+    for node, bit in reversed(path):
+        sibling = node[1 - bit]
+        sibling_hash = EMPTY_HASH if sibling is None else sibling[0]
+        if bit == 0:
+            ops.append(proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=INNER_PREFIX, suffix=sibling_hash))
+        else:
+            ops.append(proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=INNER_PREFIX + sibling_hash))
+    return ops
+
+
+def _existence_proof(
+    path: list[tuple[InnerNode, int]], leaf: tuple, get_leaf: GetLeaf
+) -> proofs_pb2.ExistenceProof:
+    key, value = get_leaf(leaf_node_id(leaf[2], leaf[1]))
+    return proofs_pb2.ExistenceProof(key=key, value=value, leaf=LEAF_OP, path=_inner_ops(path))
+
+
+def _prove_leaf(root: Ref, leaf: tuple, get_inner: GetInner, get_leaf: GetLeaf) -> proofs_pb2.ExistenceProof:
+    path, _ = _walk(root, int.from_bytes(leaf[2], "big"), get_inner)
+    return _existence_proof(path, leaf, get_leaf)
+
+
+def _outermost_leaf(ref: Ref, depth: int, bits: int, side: int, get_inner: GetInner) -> tuple:
+    """The leftmost (side 0) or rightmost (side 1) leaf of the subtree `ref` at (depth, bits)."""
+    while len(ref) == 2:
+        node = get_inner(inner_node_id(depth, bits, ref[1]))
+        branch = side if node[side] is not None else 1 - side
+        ref = node[branch]
+        bits = (bits << 1) | branch
+        depth += 1
+    return ref
+
+
+def _neighbour(
+    path: list[tuple[InnerNode, int]], key_int: int, side: int, get_inner: GetInner
+) -> tuple | None:
+    """The nearest leaf on `side` (0 left, 1 right) of the path to `key_int`, off the path."""
+    for depth in range(len(path) - 1, -1, -1):
+        node, bit = path[depth]
+        other = node[side]
+        if bit != side and other is not None:
+            bits = ((key_int >> (KEY_BITS - depth)) << 1) | side
+            return _outermost_leaf(other, depth + 1, bits, 1 - side, get_inner)
+    return None
+
+
+def prove(
+    root: Ref, key: bytes, get_inner: GetInner, get_leaf: GetLeaf
+) -> tuple[bytes | None, proofs_pb2.CommitmentProof]:
+    """The value under `key` and an ics23 proof of it, or None and a proof of its absence.
+
+    An absence proof carries the neighbours of sha256(key) in the tree: the leaf just before and
+    the one just after it, or only one of them at either end. The empty tree has no neighbours, so
+    its absence proof holds only the key (ics23 verifiers cannot check it; the root, 32 zero bytes,
+    is itself the evidence).
+    """
+    key_hash = compute_key_hash(key)
+    key_int = int.from_bytes(key_hash, "big")
+    path, end = _walk(root, key_int, get_inner)
+    if end is not None and end[2] == key_hash:
+        proof = _existence_proof(path, end, get_leaf)
+        return proof.value, proofs_pb2.CommitmentProof(exist=proof)
+    if end is None:
+        left = _neighbour(path, key_int, 0, get_inner)
+        right = _neighbour(path, key_int, 1, get_inner)
+    elif end[2] < key_hash:
+        left, right = end, _neighbour(path, key_int, 1, get_inner)
+    else:
+        left, right = _neighbour(path, key_int, 0, get_inner), end
+    absent = proofs_pb2.NonExistenceProof(key=key)
+    if left is not None:
+        absent.left.CopyFrom(_prove_leaf(root, left, get_inner, get_leaf))
+    if right is not None:
+        absent.right.CopyFrom(_prove_leaf(root, right, get_inner, get_leaf))
+    return None, proofs_pb2.CommitmentProof(nonexist=absent)

@@ -1,0 +1,599 @@
+"""The chain's state: one sparse Merkle tree per module store, versioned by height, in LevelDB.
+
+The app hash commits to every store as the Cosmos multistore does: an RFC 6962 simple Merkle tree
+(ics23 TendermintSpec) over the (store name, store root) pairs sorted by name. A value is proven with
+two ics23 proofs, the key in its store's tree (SmtSpec) and the store's root in the app hash.
+
+Pruning without reference counts: a node is written once under a name that includes the height that
+wrote it (see chain.smt), and whenever a later height replaces or removes it, an entry
+(replacing height, node key) goes into a stale index. A node retired at height h is reachable only
+from heights before h, so once h is at or below the oldest height kept, the node and its index entry
+are deleted. Keeping the last `keep_recent` heights therefore costs one scan of the stale index per
+commit, over exactly the nodes that became unreachable.
+
+Beside the trees, a flat index holds one entry per live (store, key) with its latest value, so reads
+of the current state never walk a tree and LevelDB's ordering serves ordered range scans.
+
+Nothing is written before `commit`, which puts every staged height in a single synced WriteBatch:
+after a crash the database holds either all of it or none of it.
+
+LevelDB layout (every key is made by `state_key`):
+    m/latest                       -> height (8 bytes) || app hash
+    r/<height>                     -> the store roots of that height
+    n<store>/<inner node id>       -> inner node          (chain.smt.encode_inner)
+    l<store>/<leaf node id>        -> key and value       (chain.smt.encode_leaf)
+    s/<height>/<node key>          -> b""  (node key retired at height)
+    f<store>/<key>                 -> latest value
+"""
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import plyvel
+
+from chain import smt
+from chain.proto.cosmos.ics23.v1 import proofs_pb2
+
+META = b"m"
+ROOTS = b"r"
+INNER = b"n"
+LEAF = b"l"
+STALE = b"s"
+FLAT = b"f"
+LATEST = b"latest"
+
+HEIGHT_BYTES = 8
+MAX_STORE_NAME = 255
+DEFAULT_KEEP_RECENT = 100
+NODE_CACHE_GENERATION = 1 << 19
+
+OUTER_LEAF_OP = proofs_pb2.LeafOp(
+    hash=proofs_pb2.SHA256,
+    prehash_key=proofs_pb2.NO_HASH,
+    prehash_value=proofs_pb2.SHA256,
+    length=proofs_pb2.VAR_PROTO,
+    prefix=b"\x00",
+)
+
+Changes = Mapping[str, Mapping[bytes, bytes | None]]
+
+
+class StoreError(Exception):
+    pass
+
+
+class UnknownStore(StoreError):
+    pass
+
+
+class InvalidStoreNames(StoreError):
+    pass
+
+
+class InvalidKeepRecent(StoreError):
+    pass
+
+
+class InvalidKey(StoreError):
+    """Keys are non-empty bytes (an ics23 leaf cannot prove an empty key)."""
+
+
+class InvalidValue(StoreError):
+    """Values are non-empty bytes (an ics23 leaf cannot prove an empty value); delete instead."""
+
+
+class HeightNotNext(StoreError):
+    pass
+
+
+class HeightNotCommitted(StoreError):
+    pass
+
+
+class HeightPruned(StoreError):
+    pass
+
+
+class BranchOverStore(StoreError):
+    """Only a branch of a branch can be written; a branch of the store is staged via changes()."""
+
+
+class CorruptStore(StoreError):
+    pass
+
+
+def state_key(space: bytes, store: str = "", *parts: bytes) -> bytes:
+    """The LevelDB key of an item in `space`; the store name is length-prefixed so no store's
+    keys can run into another's."""
+    name = store.encode()
+    return b"".join((space, len(name).to_bytes(1, "big"), name, *parts))
+
+
+def encode_height(height: int) -> bytes:
+    return height.to_bytes(HEIGHT_BYTES, "big")
+
+
+def encode_uvarint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def compute_store_leaf_hash(name: str, root: bytes) -> bytes:
+    key = name.encode()
+    value = hashlib.sha256(root).digest()
+    return hashlib.sha256(
+        b"\x00" + encode_uvarint(len(key)) + key + encode_uvarint(len(value)) + value
+    ).digest()
+
+
+def _split_point(n: int) -> int:
+    """The largest power of two strictly below n (n >= 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def compute_simple_root(leaf_hashes: Sequence[bytes]) -> bytes:
+    if len(leaf_hashes) == 1:
+        return leaf_hashes[0]
+    k = _split_point(len(leaf_hashes))
+    left = compute_simple_root(leaf_hashes[:k])
+    right = compute_simple_root(leaf_hashes[k:])
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def compute_simple_path(leaf_hashes: Sequence[bytes], index: int) -> list[proofs_pb2.InnerOp]:
+    """ics23 inner ops from leaf `index` up to the simple Merkle root."""
+    if len(leaf_hashes) == 1:
+        return []
+    k = _split_point(len(leaf_hashes))
+    if index < k:
+        path = compute_simple_path(leaf_hashes[:k], index)
+        sibling = compute_simple_root(leaf_hashes[k:])
+        path.append(proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=b"\x01", suffix=sibling))
+    else:
+        path = compute_simple_path(leaf_hashes[k:], index - k)
+        sibling = compute_simple_root(leaf_hashes[:k])
+        path.append(proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=b"\x01" + sibling))
+    return path
+
+
+def _sorted_roots(roots: Mapping[str, smt.Ref]) -> list[tuple[str, bytes]]:
+    return sorted(((name, smt.compute_root_hash(ref)) for name, ref in roots.items()),
+                  key=lambda item: item[0].encode())
+
+
+def compute_app_hash(roots: Mapping[str, smt.Ref]) -> bytes:
+    return compute_simple_root([compute_store_leaf_hash(n, r) for n, r in _sorted_roots(roots)])
+
+
+def compute_store_proof(roots: Mapping[str, smt.Ref], store: str) -> proofs_pb2.CommitmentProof:
+    pairs = _sorted_roots(roots)
+    leaves = [compute_store_leaf_hash(name, root) for name, root in pairs]
+    index = [name for name, _ in pairs].index(store)
+    proof = proofs_pb2.ExistenceProof(
+        key=store.encode(),
+        value=pairs[index][1],
+        leaf=OUTER_LEAF_OP,
+        path=compute_simple_path(leaves, index),
+    )
+    return proofs_pb2.CommitmentProof(exist=proof)
+
+
+def encode_roots(roots: Mapping[str, smt.Ref]) -> bytes:
+    out = []
+    for name in sorted(roots):
+        raw = name.encode()
+        out.append(len(raw).to_bytes(1, "big") + raw + smt.encode_ref(roots[name]))
+    return b"".join(out)
+
+
+def decode_roots(data: bytes) -> dict[str, smt.Ref]:
+    roots = {}
+    pos = 0
+    try:
+        while pos < len(data):
+            size = data[pos]
+            name = data[pos + 1 : pos + 1 + size].decode()
+            roots[name], pos = smt.decode_ref_at(data, pos + 1 + size)
+    except (IndexError, UnicodeDecodeError, smt.CorruptNode) as exc:
+        raise CorruptStore("unreadable root record") from exc
+    return roots
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key starting with `prefix`."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, bytes) or not key:
+        raise InvalidKey(f"key must be non-empty bytes, got {key!r:.80}")
+
+
+def _check_value(value: object) -> None:
+    if not isinstance(value, bytes) or not value:
+        raise InvalidValue(f"value must be non-empty bytes, got {value!r:.80}")
+
+
+def _check_bound(bound: object) -> None:
+    if bound is not None and not isinstance(bound, bytes):
+        raise InvalidKey(f"iteration bound must be bytes or None, got {bound!r:.80}")
+
+
+def _is_in_range(key: bytes, start: bytes | None, end: bytes | None) -> bool:
+    return (start is None or key >= start) and (end is None or key < end)
+
+
+def _merge(
+    overlay: Iterable[tuple[bytes, bytes | None]],
+    base: Iterator[tuple[bytes, bytes]],
+    reverse: bool,
+) -> Iterator[tuple[bytes, bytes]]:
+    """Merge an ordered overlay (None = deleted) over an ordered base; the overlay wins ties."""
+    pending = next(base, None)
+    for key, value in overlay:
+        while pending is not None and (pending[0] > key if reverse else pending[0] < key):
+            yield pending
+            pending = next(base, None)
+        if pending is not None and pending[0] == key:
+            pending = next(base, None)
+        if value is not None:
+            yield key, value
+    if pending is not None:
+        yield pending
+        yield from base
+
+
+def _overlay_items(
+    writes: Mapping[bytes, bytes | None] | None, start: bytes | None, end: bytes | None, reverse: bool
+) -> list[tuple[bytes, bytes | None]]:
+    if not writes:
+        return []
+    return sorted(
+        ((key, value) for key, value in writes.items() if _is_in_range(key, start, end)),
+        reverse=reverse,
+    )
+
+
+@dataclass
+class StagedHeight:
+    height: int
+    roots: dict[str, smt.Ref]
+    app_hash: bytes
+    stale: list[bytes] = field(default_factory=list)
+
+
+class Store:
+    def __init__(self, path: str, store_names: Sequence[str], keep_recent: int = DEFAULT_KEEP_RECENT):
+        names = tuple(store_names)
+        if not names or len(set(names)) != len(names):
+            raise InvalidStoreNames(f"store names must be a non-empty list without repeats: {names!r}")
+        for name in names:
+            if not isinstance(name, str) or not 0 < len(name.encode()) <= MAX_STORE_NAME:
+                raise InvalidStoreNames(f"bad store name {name!r}")
+        if not isinstance(keep_recent, int) or keep_recent < 1:
+            raise InvalidKeepRecent(f"keep_recent must be a positive integer, got {keep_recent!r}")
+        self.store_names = names
+        self.keep_recent = keep_recent
+        self._known = frozenset(names)
+        self._db = plyvel.DB(path, create_if_missing=True)
+        self._young: dict[bytes, object] = {}
+        self._old: dict[bytes, object] = {}
+        self._pending_inner: dict[bytes, smt.InnerNode] = {}
+        self._pending_leaves: dict[bytes, tuple[bytes, bytes]] = {}
+        self._staged: list[StagedHeight] = []
+        self._staged_flat: dict[str, dict[bytes, bytes | None]] = {}
+        self._load_latest()
+
+    def _load_latest(self) -> None:
+        meta = self._db.get(state_key(META, "", LATEST))
+        if meta is None:
+            self.height, self.app_hash, self._oldest = 0, b"", 0
+            self._roots = {name: None for name in self.store_names}
+            return
+        self.height = int.from_bytes(meta[:HEIGHT_BYTES], "big")
+        self.app_hash = meta[HEIGHT_BYTES:]
+        first = next(self._db.iterator(prefix=state_key(ROOTS), include_value=False), None)
+        if first is None:
+            raise CorruptStore("metadata present but no root records")
+        self._oldest = int.from_bytes(first[-HEIGHT_BYTES:], "big")
+        self._roots = self._read_roots(self.height)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Reads of the latest state.
+
+    def _check_store(self, store: str) -> None:
+        if store not in self._known:
+            raise UnknownStore(f"unknown store {store!r}; stores are {', '.join(self.store_names)}")
+
+    def get(self, store: str, key: bytes) -> bytes | None:
+        """The latest value: what the last stage() left, else the last commit."""
+        self._check_store(store)
+        _check_key(key)
+        staged = self._staged_flat.get(store)
+        if staged is not None and key in staged:
+            return staged[key]
+        return self._db.get(state_key(FLAT, store, key))
+
+    def iterate(
+        self, store: str, start: bytes | None = None, end: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Latest (key, value) pairs with start <= key < end, in key order (or reversed)."""
+        self._check_store(store)
+        _check_bound(start)
+        _check_bound(end)
+        return self._iterate(store, start, end, reverse)
+
+    def _iterate(
+        self, store: str, start: bytes | None, end: bytes | None, reverse: bool
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if start is not None and end is not None and start >= end:
+            return
+        prefix = state_key(FLAT, store)
+        lower = prefix + start if start is not None else prefix
+        upper = prefix + end if end is not None else _prefix_end(prefix)
+        skip = len(prefix)
+        overlay = _overlay_items(self._staged_flat.get(store), start, end, reverse)
+        with self._db.iterator(start=lower, stop=upper, reverse=reverse) as rows:
+            yield from _merge(overlay, ((k[skip:], v) for k, v in rows), reverse)
+
+    # Reads of committed heights.
+
+    def _check_height(self, height: int) -> None:
+        if not self.app_hash or height > self.height:
+            raise HeightNotCommitted(f"height {height} is not committed (last committed: {self.height})")
+        if height < self._oldest:
+            raise HeightPruned(f"height {height} is pruned (oldest kept: {self._oldest})")
+
+    def _read_roots(self, height: int) -> dict[str, smt.Ref]:
+        data = self._db.get(state_key(ROOTS, "", encode_height(height)))
+        if data is None:
+            raise CorruptStore(f"no root record for committed height {height}")
+        roots = decode_roots(data)
+        for name in self.store_names:
+            roots.setdefault(name, None)
+        return roots
+
+    def _committed_roots(self, store: str, height: int) -> dict[str, smt.Ref]:
+        self._check_store(store)
+        self._check_height(height)
+        return self._read_roots(height)
+
+    def store_root(self, store: str, height: int) -> bytes:
+        return smt.compute_root_hash(self._committed_roots(store, height)[store])
+
+    def get_at(self, store: str, key: bytes, height: int) -> bytes | None:
+        roots = self._committed_roots(store, height)
+        _check_key(key)
+        return smt.get_value(roots[store], key, self._inner_reader(store), self._leaf_reader(store))
+
+    def prove(self, store: str, key: bytes, height: int) -> tuple[bytes | None, list]:
+        """The value at `height` and [proof in the store, proof of the store in the app hash]."""
+        roots = self._committed_roots(store, height)
+        _check_key(key)
+        value, inner = smt.prove(roots[store], key, self._inner_reader(store), self._leaf_reader(store))
+        return value, [inner, compute_store_proof(roots, store)]
+
+    # Node access: staged nodes, then a two-generation cache, then LevelDB.
+
+    def _read_node(self, key: bytes, decode) -> object:
+        node = self._young.get(key)
+        if node is not None:
+            return node
+        node = self._old.get(key) or self._pending_inner.get(key) or self._pending_leaves.get(key)
+        if node is None:
+            data = self._db.get(key)
+            if data is None:
+                raise CorruptStore(f"missing tree node {key.hex()}")
+            try:
+                node = decode(data)
+            except smt.CorruptNode as exc:
+                raise CorruptStore(f"unreadable tree node {key.hex()}") from exc
+        self._young[key] = node
+        self._rotate_cache()
+        return node
+
+    def _rotate_cache(self) -> None:
+        """Age the cache: when the young generation is full it becomes the old one."""
+        if len(self._young) >= NODE_CACHE_GENERATION:
+            self._old.clear()
+            self._old.update(self._young)
+            self._young.clear()
+
+    def _inner_reader(self, store: str) -> smt.GetInner:
+        prefix = state_key(INNER, store)
+        young = self._young
+        read = self._read_node
+        decode = smt.decode_inner
+
+        def get_inner(node_id: bytes) -> smt.InnerNode:
+            key = prefix + node_id
+            return young.get(key) or read(key, decode)
+
+        return get_inner
+
+    def _leaf_reader(self, store: str) -> smt.GetLeaf:
+        prefix = state_key(LEAF, store)
+        read = self._read_node
+        decode = smt.decode_leaf
+
+        def get_leaf(node_id: bytes) -> tuple[bytes, bytes]:
+            return read(prefix + node_id, decode)
+
+        return get_leaf
+
+    # Writing.
+
+    def stage(self, height: int, changes: Changes) -> bytes:
+        """Apply `changes` (None deletes) as `height` on top of the last staged state, in memory.
+
+        Returns the app hash of `height`. Nothing is written until commit(); invalid input raises
+        before anything changes.
+        """
+        self._check_next_height(height)
+        for store, writes in changes.items():
+            self._check_store(store)
+            for key, value in writes.items():
+                _check_key(key)
+                if value is not None:
+                    _check_value(value)
+        previous = self._staged[-1].roots if self._staged else self._roots
+        roots = dict(previous)
+        staged = StagedHeight(height, roots, b"")
+        batches = {}
+        for store in sorted(changes):
+            if changes[store]:
+                batch = smt.apply_batch(previous[store], changes[store], height, self._inner_reader(store))
+                batches[store] = batch
+                roots[store] = batch.root
+        for store, batch in batches.items():
+            inner_key = state_key(INNER, store)
+            leaf_key = state_key(LEAF, store)
+            nodes = {inner_key + node_id: node for node_id, node in batch.inner_nodes.items()}
+            self._pending_inner.update(nodes)
+            self._young.update(nodes)
+            for node_id, leaf in batch.leaves.items():
+                self._pending_leaves[leaf_key + node_id] = leaf
+            staged.stale.extend(inner_key + node_id for node_id in batch.stale_inner)
+            staged.stale.extend(leaf_key + node_id for node_id in batch.stale_leaves)
+            self._staged_flat.setdefault(store, {}).update(changes[store])
+        self._rotate_cache()
+        staged.app_hash = compute_app_hash(roots)
+        self._staged.append(staged)
+        return staged.app_hash
+
+    def _check_next_height(self, height: int) -> None:
+        if not isinstance(height, int) or height < 0:
+            raise HeightNotNext(f"height must be a non-negative integer, got {height!r}")
+        if self._staged:
+            expected = self._staged[-1].height + 1
+        elif self.app_hash:
+            expected = self.height + 1
+        else:
+            return
+        if height != expected:
+            raise HeightNotNext(f"cannot stage height {height}; the next height is {expected}")
+
+    def discard(self) -> None:
+        for key in self._pending_inner:
+            self._young.pop(key, None)
+            self._old.pop(key, None)
+        self._clear_staged()
+
+    def _clear_staged(self) -> None:
+        self._pending_inner.clear()
+        self._pending_leaves.clear()
+        self._staged.clear()
+        self._staged_flat.clear()
+
+    def commit(self) -> None:
+        """Write every staged height, the flat index and the pruning in one synced batch."""
+        if not self._staged:
+            return
+        last = self._staged[-1]
+        oldest = max(self._oldest if self.app_hash else self._staged[0].height,
+                     last.height - self.keep_recent + 1)
+        with self._db.write_batch(sync=True) as batch:
+            for key, node in self._pending_inner.items():
+                batch.put(key, smt.encode_inner(node))
+            for key, (leaf_key, value) in self._pending_leaves.items():
+                batch.put(key, smt.encode_leaf(leaf_key, value))
+            for staged in self._staged:
+                height = encode_height(staged.height)
+                batch.put(state_key(ROOTS, "", height), encode_roots(staged.roots))
+                if staged.height <= oldest:
+                    for key in staged.stale:
+                        batch.delete(key)
+                else:
+                    stale_prefix = state_key(STALE, "", height)
+                    for key in staged.stale:
+                        batch.put(stale_prefix + key, b"")
+            for store, writes in self._staged_flat.items():
+                flat_prefix = state_key(FLAT, store)
+                for key, value in writes.items():
+                    if value is None:
+                        batch.delete(flat_prefix + key)
+                    else:
+                        batch.put(flat_prefix + key, value)
+            self._write_pruning(batch, oldest)
+            batch.put(state_key(META, "", LATEST), encode_height(last.height) + last.app_hash)
+        self.height, self.app_hash, self._oldest = last.height, last.app_hash, oldest
+        self._roots = last.roots
+        self._clear_staged()
+
+    def _write_pruning(self, batch, oldest: int) -> None:
+        """Delete root records below `oldest` and every committed node retired at or below it."""
+        roots_prefix = state_key(ROOTS)
+        for key in self._db.iterator(
+            start=roots_prefix, stop=roots_prefix + encode_height(oldest), include_value=False
+        ):
+            batch.delete(key)
+        for height in (staged.height for staged in self._staged if staged.height < oldest):
+            batch.delete(roots_prefix + encode_height(height))
+        stale_prefix = state_key(STALE)
+        skip = len(stale_prefix) + HEIGHT_BYTES
+        for key in self._db.iterator(
+            start=stale_prefix, stop=stale_prefix + encode_height(oldest + 1), include_value=False
+        ):
+            batch.delete(key[skip:])
+            batch.delete(key)
+
+
+class Branch:
+    """A write cache over the store or another branch: reads fall through, writes stay here."""
+
+    def __init__(self, parent: "Store | Branch"):
+        self.parent = parent
+        self.store_names = parent.store_names
+        self._known = frozenset(self.store_names)
+        self._writes: dict[str, dict[bytes, bytes | None]] = {}
+
+    def _check_store(self, store: str) -> None:
+        if store not in self._known:
+            raise UnknownStore(f"unknown store {store!r}; stores are {', '.join(self.store_names)}")
+
+    def get(self, store: str, key: bytes) -> bytes | None:
+        writes = self._writes.get(store)
+        if writes is not None and key in writes:
+            return writes[key]
+        return self.parent.get(store, key)
+
+    def set(self, store: str, key: bytes, value: bytes) -> None:
+        self._check_store(store)
+        _check_key(key)
+        _check_value(value)
+        self._writes.setdefault(store, {})[key] = value
+
+    def delete(self, store: str, key: bytes) -> None:
+        self._check_store(store)
+        _check_key(key)
+        self._writes.setdefault(store, {})[key] = None
+
+    def iterate(
+        self, store: str, start: bytes | None = None, end: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs with start <= key < end in key order, this branch's writes over its parent's state.
+
+        The branch's own writes are read when iteration starts; write freely while iterating.
+        """
+        base = self.parent.iterate(store, start, end, reverse)
+        overlay = _overlay_items(self._writes.get(store), start, end, reverse)
+        return _merge(overlay, base, reverse)
+
+    def write(self) -> None:
+        """Merge this branch's writes into its parent branch and start empty."""
+        if not isinstance(self.parent, Branch):
+            raise BranchOverStore("a branch of the store is committed with store.stage(height, branch.changes())")
+        for store, writes in self._writes.items():
+            self.parent._writes.setdefault(store, {}).update(writes)
+        self._writes = {}
+
+    def changes(self) -> dict[str, dict[bytes, bytes | None]]:
+        return {store: dict(writes) for store, writes in self._writes.items() if writes}

@@ -1,0 +1,1186 @@
+"""CometBFT v0.38 JSON-RPC over HTTP (POST JSON-RPC 2.0 and GET /<method>?arg=) and websocket events.
+
+Responses use CometBFT's JSON exactly: int64 as decimal strings, []byte as base64, HexBytes as upper
+hex, times as RFC3339Nano, and the jsonpb encoding (defaults emitted) for the ABCI results that
+CometBFT marshals with jsonpb (CheckTx, ExecTxResult, Query, EventAttribute).
+"""
+
+import asyncio
+import base64
+import binascii
+import calendar
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+from google.protobuf import timestamp_pb2
+
+from chain.proto.tendermint.abci import types_pb2 as abci_pb2
+from chain.proto.tendermint.crypto import keys_pb2
+from chain.proto.tendermint.types import block_pb2, params_pb2, types_pb2, validator_pb2
+from ibc.tendermint import compute_data_hash, compute_tx_hash
+from node import txindex
+from node.mempool import MempoolError
+
+log = logging.getLogger("maxwell.rpc")
+
+CMT_VERSION = "0.38.17"
+P2P_PROTOCOL = 8
+BLOCK_PROTOCOL = 11
+NODE_CHANNELS = "40202122233038606100"
+PUB_KEY_ED25519 = "tendermint/PubKeyEd25519"
+PUB_KEY_SECP256K1 = "tendermint/PubKeySecp256k1"
+
+MAX_BODY_BYTES = 1_000_000
+MAX_BATCH_REQUESTS = 10
+MAX_QUERY_LENGTH = 512
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 100
+BLOCKCHAIN_LIMIT = 20
+MAX_SUBSCRIPTIONS_PER_CLIENT = 5
+MAX_SUBSCRIPTION_CLIENTS = 100
+SUBSCRIPTION_BUFFER = 200
+BROADCAST_TX_COMMIT_TIMEOUT_S = 10.0
+WS_PING_PERIOD_S = 27.0
+URI_REQUEST_ID = -1
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+SERVER_ERROR = -32000
+
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})")
+_INT_STRING = re.compile(r"-?[0-9]+")
+
+
+class RPCError(Exception):
+    """A method failed; reported as -32603 Internal error with the message as `data`, like CometBFT."""
+
+
+class InvalidParams(Exception):
+    pass
+
+
+class InvalidListenAddress(ValueError):
+    pass
+
+
+class InvalidTime(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars
+
+
+def parse_time_ns(text: str) -> int:
+    """RFC3339 (nanosecond precision) to Unix nanoseconds."""
+    m = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise InvalidTime(f"{text!r} is not an RFC3339 time")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    try:
+        seconds = calendar.timegm((year, month, day, hour, minute, second))
+        if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]
+                and hour < 24 and minute < 60 and second < 60):
+            raise ValueError
+    except ValueError:
+        raise InvalidTime(f"{text!r} is not a valid date and time") from None
+    nanos = int((m.group(7) or "").ljust(9, "0"))
+    zone = m.group(8)
+    if zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    return seconds * 10**9 + nanos
+
+
+def format_time_ns(ns: int) -> str:
+    """Go's time.Time JSON (RFC3339Nano, UTC, trailing fraction zeros dropped)."""
+    seconds, nanos = divmod(ns, 10**9)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if nanos:
+        text += "." + f"{nanos:09d}".rstrip("0")
+    return text + "Z"
+
+
+def compute_timestamp(ns: int) -> timestamp_pb2.Timestamp:
+    seconds, nanos = divmod(ns, 10**9)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
+def compute_time_ns(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.seconds * 10**9 + ts.nanos
+
+
+def encode_hex(data: bytes) -> str:
+    return data.hex().upper()
+
+
+def encode_base64(data: bytes) -> str | None:
+    """Go []byte: a nil slice (what an empty proto field decodes to) is null."""
+    return base64.b64encode(data).decode() if data else None
+
+
+# ---------------------------------------------------------------------------------------------
+# CometBFT types (types/*.go through libs/json)
+
+
+def encode_block_id(block_id: types_pb2.BlockID) -> dict:
+    return {
+        "hash": encode_hex(block_id.hash),
+        "parts": {"total": block_id.part_set_header.total, "hash": encode_hex(block_id.part_set_header.hash)},
+    }
+
+
+def encode_header(header: types_pb2.Header) -> dict:
+    version = {"block": str(header.version.block)}
+    if header.version.app:
+        version["app"] = str(header.version.app)
+    return {
+        "version": version,
+        "chain_id": header.chain_id,
+        "height": str(header.height),
+        "time": format_time_ns(compute_time_ns(header.time)),
+        "last_block_id": encode_block_id(header.last_block_id),
+        "last_commit_hash": encode_hex(header.last_commit_hash),
+        "data_hash": encode_hex(header.data_hash),
+        "validators_hash": encode_hex(header.validators_hash),
+        "next_validators_hash": encode_hex(header.next_validators_hash),
+        "consensus_hash": encode_hex(header.consensus_hash),
+        "app_hash": encode_hex(header.app_hash),
+        "last_results_hash": encode_hex(header.last_results_hash),
+        "evidence_hash": encode_hex(header.evidence_hash),
+        "proposer_address": encode_hex(header.proposer_address),
+    }
+
+
+def encode_commit(commit: types_pb2.Commit) -> dict:
+    return {
+        "height": str(commit.height),
+        "round": commit.round,
+        "block_id": encode_block_id(commit.block_id),
+        "signatures": [
+            {
+                "block_id_flag": sig.block_id_flag,
+                "validator_address": encode_hex(sig.validator_address),
+                "timestamp": format_time_ns(compute_time_ns(sig.timestamp)),
+                "signature": encode_base64(sig.signature),
+            }
+            for sig in commit.signatures
+        ],
+    }
+
+
+def encode_block(block: block_pb2.Block) -> dict:
+    return {
+        "header": encode_header(block.header),
+        "data": {"txs": [base64.b64encode(tx).decode() for tx in block.data.txs]},
+        "evidence": {"evidence": []},
+        "last_commit": encode_commit(block.last_commit),
+    }
+
+
+def encode_block_meta(meta: types_pb2.BlockMeta) -> dict:
+    return {
+        "block_id": encode_block_id(meta.block_id),
+        "block_size": str(meta.block_size),
+        "header": encode_header(meta.header),
+        "num_txs": str(meta.num_txs),
+    }
+
+
+def encode_pub_key(pub_key: keys_pb2.PublicKey) -> dict:
+    if pub_key.WhichOneof("sum") == "secp256k1":
+        return {"type": PUB_KEY_SECP256K1, "value": base64.b64encode(pub_key.secp256k1).decode()}
+    return {"type": PUB_KEY_ED25519, "value": base64.b64encode(pub_key.ed25519).decode()}
+
+
+def decode_pub_key(obj) -> keys_pb2.PublicKey:
+    if not isinstance(obj, dict) or not isinstance(obj.get("value"), str):
+        raise ValueError("pub_key must be {\"type\": ..., \"value\": <base64>}")
+    try:
+        raw = base64.b64decode(obj["value"], validate=True)
+    except binascii.Error:
+        raise ValueError("pub_key value is not base64") from None
+    if obj.get("type") == PUB_KEY_ED25519 and len(raw) == 32:
+        return keys_pb2.PublicKey(ed25519=raw)
+    if obj.get("type") == PUB_KEY_SECP256K1 and len(raw) == 33:
+        return keys_pb2.PublicKey(secp256k1=raw)
+    raise ValueError(f"unsupported pub_key {obj.get('type')!r} of {len(raw)} bytes")
+
+
+def encode_validator(validator: validator_pb2.Validator) -> dict:
+    return {
+        "address": encode_hex(validator.address),
+        "pub_key": encode_pub_key(validator.pub_key),
+        "voting_power": str(validator.voting_power),
+        "proposer_priority": str(validator.proposer_priority),
+    }
+
+
+def encode_consensus_params(params: params_pb2.ConsensusParams) -> dict:
+    """types.ConsensusParams (every field present)."""
+    duration = params.evidence.max_age_duration
+    return {
+        "block": {"max_bytes": str(params.block.max_bytes), "max_gas": str(params.block.max_gas)},
+        "evidence": {
+            "max_age_num_blocks": str(params.evidence.max_age_num_blocks),
+            "max_age_duration": str(duration.seconds * 10**9 + duration.nanos),
+            "max_bytes": str(params.evidence.max_bytes),
+        },
+        "validator": {"pub_key_types": list(params.validator.pub_key_types)},
+        "version": {"app": str(params.version.app)},
+        "abci": {"vote_extensions_enable_height": str(params.abci.vote_extensions_enable_height)},
+    }
+
+
+def encode_consensus_param_updates(params: params_pb2.ConsensusParams) -> dict:
+    """cmtproto.ConsensusParams (only the sections present, zero values omitted)."""
+    out = {}
+    if params.HasField("block"):
+        out["block"] = {k: str(v) for k, v in (("max_bytes", params.block.max_bytes),
+                                                 ("max_gas", params.block.max_gas)) if v}
+    if params.HasField("evidence"):
+        e = params.evidence
+        evidence = {"max_age_num_blocks": str(e.max_age_num_blocks)} if e.max_age_num_blocks else {}
+        evidence["max_age_duration"] = str(e.max_age_duration.seconds * 10**9 + e.max_age_duration.nanos)
+        if e.max_bytes:
+            evidence["max_bytes"] = str(e.max_bytes)
+        out["evidence"] = evidence
+    if params.HasField("validator"):
+        out["validator"] = {"pub_key_types": list(params.validator.pub_key_types)} \
+            if params.validator.pub_key_types else {}
+    if params.HasField("version"):
+        out["version"] = {"app": str(params.version.app)} if params.version.app else {}
+    if params.HasField("abci"):
+        height = params.abci.vote_extensions_enable_height
+        out["abci"] = {"vote_extensions_enable_height": str(height)} if height else {}
+    return out
+
+
+def _int_field(obj: dict, name: str, default: int) -> int:
+    value = obj.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{name} must be an integer string")
+    if isinstance(value, str):
+        if not _INT_STRING.fullmatch(value):
+            raise ValueError(f"{name} must be an integer string, got {value!r}")
+        value = int(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{name} out of int64 range")
+    return value
+
+
+def decode_consensus_params(obj, defaults: params_pb2.ConsensusParams) -> params_pb2.ConsensusParams:
+    """types.ConsensusParams JSON (as in genesis.json); missing sections keep the defaults."""
+    params = params_pb2.ConsensusParams()
+    params.CopyFrom(defaults)
+    if obj is None:
+        return params
+    if not isinstance(obj, dict):
+        raise ValueError("consensus_params must be an object")
+    block = obj.get("block") or {}
+    evidence = obj.get("evidence") or {}
+    validator = obj.get("validator") or {}
+    version = obj.get("version") or {}
+    abci = obj.get("abci") or {}
+    for section in (block, evidence, validator, version, abci):
+        if not isinstance(section, dict):
+            raise ValueError("consensus_params sections must be objects")
+    params.block.max_bytes = _int_field(block, "max_bytes", params.block.max_bytes)
+    params.block.max_gas = _int_field(block, "max_gas", params.block.max_gas)
+    params.evidence.max_age_num_blocks = _int_field(evidence, "max_age_num_blocks",
+                                                    params.evidence.max_age_num_blocks)
+    old = params.evidence.max_age_duration
+    duration = _int_field(evidence, "max_age_duration", old.seconds * 10**9 + old.nanos)
+    params.evidence.max_age_duration.seconds, params.evidence.max_age_duration.nanos = divmod(duration, 10**9)
+    params.evidence.max_bytes = _int_field(evidence, "max_bytes", params.evidence.max_bytes)
+    if "pub_key_types" in validator:
+        types = validator["pub_key_types"]
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ValueError("pub_key_types must be a list of strings")
+        del params.validator.pub_key_types[:]
+        params.validator.pub_key_types.extend(types)
+    params.version.app = _int_field(version, "app", params.version.app)
+    params.abci.vote_extensions_enable_height = _int_field(abci, "vote_extensions_enable_height",
+                                                           params.abci.vote_extensions_enable_height)
+    return params
+
+
+# ---------------------------------------------------------------------------------------------
+# ABCI types
+
+
+def encode_attribute(attr: abci_pb2.EventAttribute) -> dict:
+    return {"key": attr.key, "value": attr.value, "index": attr.index}
+
+
+def encode_event(event: abci_pb2.Event) -> dict:
+    """abci.Event through libs/json (empty fields omitted)."""
+    out = {}
+    if event.type:
+        out["type"] = event.type
+    if event.attributes:
+        out["attributes"] = [encode_attribute(a) for a in event.attributes]
+    return out
+
+
+def _encode_jsonpb_event(event: abci_pb2.Event) -> dict:
+    return {"type": event.type, "attributes": [encode_attribute(a) for a in event.attributes]}
+
+
+def encode_exec_tx_result(result: abci_pb2.ExecTxResult) -> dict:
+    """jsonpb with defaults, as CometBFT marshals ExecTxResult and ResponseCheckTx."""
+    return {
+        "code": result.code,
+        "data": encode_base64(result.data),
+        "log": result.log,
+        "info": result.info,
+        "gas_wanted": str(result.gas_wanted),
+        "gas_used": str(result.gas_used),
+        "events": [_encode_jsonpb_event(e) for e in result.events],
+        "codespace": result.codespace,
+    }
+
+
+encode_check_tx = encode_exec_tx_result
+
+
+def encode_query_response(response: abci_pb2.ResponseQuery) -> dict:
+    proof_ops = None
+    if response.HasField("proof_ops"):
+        proof_ops = {"ops": [{"type": op.type, "key": encode_base64(op.key), "data": encode_base64(op.data)}
+                             for op in response.proof_ops.ops]}
+    return {
+        "code": response.code,
+        "log": response.log,
+        "info": response.info,
+        "index": str(response.index),
+        "key": encode_base64(response.key),
+        "value": encode_base64(response.value),
+        "proofOps": proof_ops,
+        "height": str(response.height),
+        "codespace": response.codespace,
+    }
+
+
+def encode_info_response(response: abci_pb2.ResponseInfo) -> dict:
+    out = {}
+    if response.data:
+        out["data"] = response.data
+    if response.version:
+        out["version"] = response.version
+    if response.app_version:
+        out["app_version"] = str(response.app_version)
+    if response.last_block_height:
+        out["last_block_height"] = str(response.last_block_height)
+    if response.last_block_app_hash:
+        out["last_block_app_hash"] = encode_base64(response.last_block_app_hash)
+    return out
+
+
+def encode_finalize_block(response: abci_pb2.ResponseFinalizeBlock) -> dict:
+    out = {}
+    if response.events:
+        out["events"] = [encode_event(e) for e in response.events]
+    if response.tx_results:
+        out["tx_results"] = [encode_exec_tx_result(r) for r in response.tx_results]
+    out["validator_updates"] = None
+    if response.HasField("consensus_param_updates"):
+        out["consensus_param_updates"] = encode_consensus_param_updates(response.consensus_param_updates)
+    if response.app_hash:
+        out["app_hash"] = encode_base64(response.app_hash)
+    return out
+
+
+def encode_tx_event_value(height: int, index: int, tx: bytes, result: abci_pb2.ExecTxResult) -> dict:
+    """abci.TxResult through libs/json (zero height/index/tx omitted)."""
+    out = {}
+    if height:
+        out["height"] = str(height)
+    if index:
+        out["index"] = index
+    if tx:
+        out["tx"] = encode_base64(tx)
+    out["result"] = encode_exec_tx_result(result)
+    return out
+
+
+def _leaf_hash(item: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + item).digest()
+
+
+def _merkle_root(items: list[bytes]) -> bytes:
+    if len(items) == 1:
+        return _leaf_hash(items[0])
+    k = 1 << ((len(items) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + _merkle_root(items[:k]) + _merkle_root(items[k:])).digest()
+
+
+def compute_merkle_proof(items: list[bytes], index: int) -> tuple[bytes, list[bytes]]:
+    """Leaf hash and aunts (leaf sibling first) of items[index], as crypto/merkle ProofsFromByteSlices."""
+    if len(items) == 1:
+        return _leaf_hash(items[0]), []
+    k = 1 << ((len(items) - 1).bit_length() - 1)
+    if index < k:
+        leaf, aunts = compute_merkle_proof(items[:k], index)
+        return leaf, aunts + [_merkle_root(items[k:])]
+    leaf, aunts = compute_merkle_proof(items[k:], index - k)
+    return leaf, aunts + [_merkle_root(items[:k])]
+
+
+def encode_tx_proof(txs: list[bytes], index: int) -> dict:
+    leaf, aunts = compute_merkle_proof([compute_tx_hash(tx) for tx in txs], index)
+    proof = {"total": str(len(txs)), "index": str(index), "leaf_hash": encode_base64(leaf)}
+    if aunts:
+        proof["aunts"] = [base64.b64encode(a).decode() for a in aunts]
+    return {"root_hash": encode_hex(compute_data_hash(txs)), "data": encode_base64(txs[index]), "proof": proof}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameters
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str  # "int", "bool", "string", "bytes" (base64 in JSON), "hexbytes" (hex in JSON)
+
+
+ROUTES: dict[str, tuple[Param, ...]] = {
+    "health": (),
+    "status": (),
+    "genesis": (),
+    "abci_info": (),
+    "abci_query": (Param("path", "string"), Param("data", "hexbytes"), Param("height", "int"),
+                   Param("prove", "bool")),
+    "block": (Param("height", "int"),),
+    "block_by_hash": (Param("hash", "bytes"),),
+    "block_results": (Param("height", "int"),),
+    "blockchain": (Param("minHeight", "int"), Param("maxHeight", "int")),
+    "header": (Param("height", "int"),),
+    "header_by_hash": (Param("hash", "hexbytes"),),
+    "commit": (Param("height", "int"),),
+    "validators": (Param("height", "int"), Param("page", "int"), Param("per_page", "int")),
+    "consensus_params": (Param("height", "int"),),
+    "tx": (Param("hash", "bytes"), Param("prove", "bool")),
+    "tx_search": (Param("query", "string"), Param("prove", "bool"), Param("page", "int"),
+                  Param("per_page", "int"), Param("order_by", "string")),
+    "block_search": (Param("query", "string"), Param("page", "int"), Param("per_page", "int"),
+                     Param("order_by", "string")),
+    "check_tx": (Param("tx", "bytes"),),
+    "broadcast_tx_async": (Param("tx", "bytes"),),
+    "broadcast_tx_sync": (Param("tx", "bytes"),),
+    "broadcast_tx_commit": (Param("tx", "bytes"),),
+    "num_unconfirmed_txs": (),
+    "unconfirmed_txs": (Param("limit", "int"),),
+}
+WS_ROUTES: dict[str, tuple[Param, ...]] = {
+    "subscribe": (Param("query", "string"),),
+    "unsubscribe": (Param("query", "string"),),
+    "unsubscribe_all": (),
+}
+
+
+def _decode_json_param(param: Param, value):
+    """One JSON-RPC param as libs/json decodes it (int64 as strings; plain integers accepted too)."""
+    if value is None:
+        return None
+    if param.kind == "int":
+        if isinstance(value, str) and _INT_STRING.fullmatch(value):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidParams(f"{param.name}: invalid 64-bit integer encoding {json.dumps(value)}, expected string")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidParams(f"{param.name}: {value} overflows int64")
+        return value
+    if param.kind == "bool":
+        if not isinstance(value, bool):
+            raise InvalidParams(f"{param.name}: expected true or false")
+        return value
+    if not isinstance(value, str):
+        raise InvalidParams(f"{param.name}: expected a string")
+    if param.kind == "string":
+        return value
+    if param.kind == "hexbytes":
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            raise InvalidParams(f"{param.name}: {value!r} is not hex") from None
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise InvalidParams(f"{param.name}: {value!r} is not base64") from None
+
+
+def decode_json_params(spec: tuple[Param, ...], params) -> dict:
+    if params is None:
+        return {}
+    if isinstance(params, dict):
+        return {p.name: _decode_json_param(p, params.get(p.name)) for p in spec}
+    if isinstance(params, list):
+        if len(params) != len(spec):
+            raise InvalidParams(f"expected {len(spec)} parameters ({[p.name for p in spec]}), got {len(params)}")
+        return {p.name: _decode_json_param(p, v) for p, v in zip(spec, params)}
+    raise InvalidParams("unknown type for JSON params. Expected map or array")
+
+
+def _decode_uri_param(param: Param, arg: str):
+    """One GET query arg with CometBFT's conventions: 0x-hex, "quoted" strings, bare integers."""
+    if arg == "":
+        return None
+    if param.kind == "int" and _INT_STRING.fullmatch(arg):
+        return _decode_json_param(param, int(arg))
+    if arg.lower().startswith("0x"):
+        if param.kind not in ("string", "bytes", "hexbytes"):
+            raise InvalidParams(f"{param.name}: got a hex string arg, but expected {param.kind}")
+        try:
+            raw = bytes.fromhex(arg[2:])
+        except ValueError:
+            raise InvalidParams(f"{param.name}: {arg!r} is not hex") from None
+        if param.kind == "string":
+            try:
+                return raw.decode()
+            except UnicodeDecodeError:
+                raise InvalidParams(f"{param.name}: hex value is not UTF-8") from None
+        return raw
+    try:
+        value = json.loads(arg)
+    except ValueError:
+        raise InvalidParams(f"{param.name}: {arg!r} is not valid (quote strings, 0x-prefix hex)") from None
+    if param.kind in ("bytes", "hexbytes") and isinstance(value, str) and arg.startswith('"'):
+        return value.encode()
+    return _decode_json_param(param, value)
+
+
+def decode_uri_params(spec: tuple[Param, ...], query) -> dict:
+    return {p.name: _decode_uri_param(p, query.get(p.name, "")) for p in spec}
+
+
+def parse_listen_address(laddr: str) -> tuple[str, int]:
+    m = re.fullmatch(r"tcp://(\[[0-9a-fA-F:]+\]|[^:/]+):(\d{1,5})", laddr or "")
+    if m is None or int(m.group(2)) > 65535:
+        raise InvalidListenAddress(f"invalid listen address {laddr!r} (use tcp://host:port)")
+    return m.group(1).strip("[]"), int(m.group(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+def make_result(request_id, result) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def make_error(request_id, code: int, message: str, data: str = "") -> dict:
+    error = {"code": code, "message": message}
+    if data:
+        error["data"] = data
+    response = {"jsonrpc": "2.0"}
+    if request_id is not None:
+        response["id"] = request_id
+    response["error"] = error
+    return response
+
+
+_ERROR_MESSAGES = {
+    PARSE_ERROR: "Parse error. Invalid JSON",
+    INVALID_REQUEST: "Invalid Request",
+    METHOD_NOT_FOUND: "Method not found",
+    INVALID_PARAMS: "Invalid params",
+    INTERNAL_ERROR: "Internal error",
+    SERVER_ERROR: "Server error",
+}
+
+
+def make_error_code(request_id, code: int, data: str = "") -> dict:
+    return make_error(request_id, code, _ERROR_MESSAGES[code], data)
+
+
+def _json_response(body, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body, separators=(",", ":")), status=status,
+                        content_type="application/json")
+
+
+class _BadRequestId(ValueError):
+    pass
+
+
+def _request_id(request: dict):
+    """JSON-RPC id: a string or an integer (Go reads numbers as float64, then int); None for notifications."""
+    request_id = request.get("id")
+    if request_id is None or isinstance(request_id, str):
+        return request_id
+    if isinstance(request_id, bool) or not isinstance(request_id, (int, float)):
+        raise _BadRequestId(f"json-rpc ID ({json.dumps(request_id)}) is of unknown type")
+    return int(request_id)
+
+
+def _page_window(page: int | None, per_page: int | None, total: int) -> tuple[int, int]:
+    """(skip, count) as rpc/core/env.go validatePage/validatePerPage."""
+    per_page = DEFAULT_PER_PAGE if per_page is None or per_page < 1 else min(per_page, MAX_PER_PAGE)
+    pages = max((total - 1) // per_page + 1, 1)
+    if page is None:
+        page = 1
+    elif page <= 0 or page > pages:
+        raise RPCError(f"page should be within [1, {pages}] range, given {page}")
+    skip = (page - 1) * per_page
+    return skip, min(per_page, total - skip)
+
+
+# ---------------------------------------------------------------------------------------------
+# Server
+
+
+@dataclass
+class _Subscription:
+    query: str
+    conditions: tuple
+    request_id: object
+
+
+@dataclass
+class _WSClient:
+    ws: web.WebSocketResponse
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(SUBSCRIPTION_BUFFER))
+    subscriptions: dict = field(default_factory=dict)
+
+
+class RPCServer:
+    """Serves a DevChain's RPC on its own thread and asyncio loop."""
+
+    def __init__(self, chain, laddr: str):
+        self.chain = chain
+        self.host, self.port = parse_listen_address(laddr)
+        self.laddr = laddr
+        self.broadcast_tx_commit_timeout_s = BROADCAST_TX_COMMIT_TIMEOUT_S
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rpc")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._clients: set[_WSClient] = set()
+        self._tx_waiters: dict[bytes, list[asyncio.Future]] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve, name="rpc-server", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            raise self._start_error
+        self.chain.subscribe(self._on_block)
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        self.chain.unsubscribe(self._on_block)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
+        self._thread.join(timeout=10)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            app = web.Application(client_max_size=MAX_BODY_BYTES)
+            app.router.add_post("/", self._handle_post)
+            app.router.add_get("/", self._handle_index)
+            app.router.add_get("/websocket", self._handle_websocket)
+            app.router.add_get("/{method}", self._handle_uri)
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+        except BaseException as e:  # noqa: BLE001 - reported to the thread that called start()
+            self._start_error = e
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    async def _shutdown(self) -> None:
+        for client in list(self._clients):
+            await client.ws.close()
+        await self._runner.cleanup()
+        self._loop.call_soon(self._loop.stop)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def _handle_index(self, request: web.Request) -> web.Response:
+        links = "".join(f"<a href=\"/{m}\">/{m}</a><br>" for m in sorted(ROUTES))
+        return web.Response(text=f"<html><body>Available endpoints:<br>{links}</body></html>",
+                            content_type="text/html")
+
+    async def _handle_post(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as e:
+            return _json_response(make_error_code(None, INVALID_REQUEST, f"error reading request body: {e.text}"),
+                                  400)
+        if not body:
+            return await self._handle_index(request)
+        try:
+            decoded = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as e:
+            return _json_response(make_error_code(None, PARSE_ERROR, f"error unmarshaling request: {e}"), 500)
+        batch = isinstance(decoded, list)
+        requests = decoded if batch else [decoded]
+        if batch and len(requests) > MAX_BATCH_REQUESTS:
+            return _json_response([make_error_code(
+                None, INVALID_REQUEST, f"batch request exceeds maximum ({MAX_BATCH_REQUESTS}) allowed number of requests")])
+        if not all(isinstance(r, dict) for r in requests):
+            return _json_response(make_error_code(None, PARSE_ERROR, "error unmarshaling request: not an object"),
+                                  500)
+        try:
+            ids = [_request_id(r) for r in requests]
+        except _BadRequestId as e:
+            return _json_response(make_error_code(None, PARSE_ERROR, f"error unmarshaling request: {e}"), 500)
+        responses = []
+        for req, request_id in zip(requests, ids):
+            if request_id is None:
+                continue
+            method = req.get("method")
+            if not isinstance(method, str) or method not in ROUTES:
+                responses.append(make_error_code(request_id, METHOD_NOT_FOUND))
+                continue
+            try:
+                args = decode_json_params(ROUTES[method], req.get("params"))
+            except InvalidParams as e:
+                responses.append(make_error_code(
+                    request_id, INVALID_PARAMS, f"error converting json params to arguments: {e}"))
+                continue
+            responses.append(await self._call(request_id, method, args, request.remote or ""))
+        if not responses:
+            return web.Response(status=200)
+        return _json_response(responses if batch else responses[0])
+
+    async def _handle_uri(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if method in WS_ROUTES:
+            return _json_response(make_error_code(URI_REQUEST_ID, METHOD_NOT_FOUND), 404)
+        if method not in ROUTES:
+            raise web.HTTPNotFound()
+        try:
+            args = decode_uri_params(ROUTES[method], request.query)
+        except InvalidParams as e:
+            return _json_response(make_error_code(
+                URI_REQUEST_ID, INVALID_PARAMS, f"error converting http params to arguments: {e}"), 500)
+        response = await self._call(URI_REQUEST_ID, method, args, request.remote or "")
+        return _json_response(response, 500 if "error" in response else 200)
+
+    async def _call(self, request_id, method: str, args: dict, remote: str) -> dict:
+        try:
+            handler = getattr(self, f"_async_{method}", None)
+            if handler is not None:
+                result = await handler(**args)
+            else:
+                result = await self._loop.run_in_executor(self._executor, lambda: getattr(self, f"_rpc_{method}")(**args))
+        except (RPCError, MempoolError, txindex.QueryError) as e:
+            return make_error_code(request_id, INTERNAL_ERROR, str(e))
+        except Exception as e:  # noqa: BLE001 - a failing method must not take the node down
+            log.exception("RPC method %s failed", method)
+            return make_error_code(request_id, INTERNAL_ERROR, f"{type(e).__name__}: {e}")
+        return make_result(request_id, result)
+
+    # -- websocket ----------------------------------------------------------------------------
+
+    async def _handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=WS_PING_PERIOD_S)
+        await ws.prepare(request)
+        client = _WSClient(ws=ws)
+        self._clients.add(client)
+        writer = asyncio.ensure_future(self._write_ws(client))
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    response = await self._handle_ws_message(client, msg.data, request.remote or "")
+                    if response is not None:
+                        self._enqueue(client, response)
+                elif msg.type == WSMsgType.BINARY:
+                    self._enqueue(client, make_error_code(None, PARSE_ERROR, "binary messages are not JSON-RPC"))
+        finally:
+            self._clients.discard(client)
+            client.subscriptions.clear()
+            writer.cancel()
+        return ws
+
+    async def _write_ws(self, client: _WSClient) -> None:
+        while True:
+            message = await client.queue.get()
+            try:
+                await client.ws.send_str(message)
+            except (ConnectionError, RuntimeError):
+                return
+
+    def _enqueue(self, client: _WSClient, response: dict) -> None:
+        try:
+            client.queue.put_nowait(json.dumps(response, separators=(",", ":")))
+        except asyncio.QueueFull:
+            log.info("closing slow websocket client")
+            client.subscriptions.clear()
+            asyncio.ensure_future(client.ws.close())
+
+    async def _handle_ws_message(self, client: _WSClient, text: str, remote: str) -> dict | None:
+        try:
+            req = json.loads(text)
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+            request_id = _request_id(req)
+        except (ValueError, _BadRequestId) as e:
+            return make_error_code(None, PARSE_ERROR, f"error unmarshaling request: {e}")
+        if request_id is None:
+            return None
+        method = req.get("method")
+        spec = ROUTES.get(method) if isinstance(method, str) else None
+        if spec is None and isinstance(method, str):
+            spec = WS_ROUTES.get(method)
+        if spec is None:
+            return make_error_code(request_id, METHOD_NOT_FOUND)
+        try:
+            args = decode_json_params(spec, req.get("params"))
+        except InvalidParams as e:
+            return make_error_code(request_id, INTERNAL_ERROR, f"error converting json params to arguments: {e}")
+        if method in WS_ROUTES:
+            try:
+                return make_result(request_id, self._process_ws_method(client, request_id, method, args))
+            except (RPCError, txindex.QueryError) as e:
+                return make_error_code(request_id, INTERNAL_ERROR, str(e))
+        return await self._call(request_id, method, args, remote)
+
+    def _process_ws_method(self, client: _WSClient, request_id, method: str, args: dict) -> dict:
+        if method == "unsubscribe_all":
+            if not client.subscriptions:
+                raise RPCError("subscription not found")
+            client.subscriptions.clear()
+            return {}
+        query = args.get("query") or ""
+        if len(query) > MAX_QUERY_LENGTH:
+            raise RPCError("maximum query length exceeded")
+        try:
+            conditions = txindex.parse_query(query)
+        except txindex.QueryError as e:
+            raise RPCError(f"failed to parse query: {e}") from None
+        if method == "unsubscribe":
+            if client.subscriptions.pop(query, None) is None:
+                raise RPCError("subscription not found")
+            return {}
+        if sum(1 for c in self._clients if c.subscriptions) >= MAX_SUBSCRIPTION_CLIENTS and not client.subscriptions:
+            raise RPCError(f"max_subscription_clients {MAX_SUBSCRIPTION_CLIENTS} reached")
+        if len(client.subscriptions) >= MAX_SUBSCRIPTIONS_PER_CLIENT:
+            raise RPCError(f"max_subscriptions_per_client {MAX_SUBSCRIPTIONS_PER_CLIENT} reached")
+        if query in client.subscriptions:
+            raise RPCError("already subscribed")
+        client.subscriptions[query] = _Subscription(query=query, conditions=conditions, request_id=request_id)
+        return {}
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _on_block(self, event) -> None:
+        """Called by the block producer thread after each committed block."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._publish_block, event)
+
+    def _publish(self, event_type: str, value: dict, events: dict[str, list[str]]) -> None:
+        for client in list(self._clients):
+            for sub in list(client.subscriptions.values()):
+                if txindex.is_event_map_matching(sub.conditions, events):
+                    self._enqueue(client, make_result(sub.request_id, {
+                        "query": sub.query,
+                        "data": {"type": f"tendermint/event/{event_type}", "value": value},
+                        "events": events,
+                    }))
+
+    def _publish_block(self, event) -> None:
+        block, response = event.block, event.response
+        height = block.header.height
+        block_events = txindex.compute_event_map(response.events)
+        self._publish("NewBlock", {
+            "block": encode_block(block),
+            "block_id": encode_block_id(event.block_id),
+            "result_finalize_block": encode_finalize_block(response),
+        }, {**block_events, txindex.EVENT_TYPE_TAG: block_events.get(txindex.EVENT_TYPE_TAG, []) + ["NewBlock"]})
+        self._publish("NewBlockHeader", {"header": encode_header(block.header)},
+                      {txindex.EVENT_TYPE_TAG: ["NewBlockHeader"]})
+        self._publish("NewBlockEvents", {
+            "height": str(height),
+            "events": [encode_event(e) for e in response.events] or None,
+            "num_txs": str(len(block.data.txs)),
+        }, {**block_events, txindex.EVENT_TYPE_TAG: block_events.get(txindex.EVENT_TYPE_TAG, []) + ["NewBlockEvents"]})
+        for index, (tx, tx_hash) in enumerate(zip(block.data.txs, event.tx_hashes)):
+            result = response.tx_results[index]
+            self._publish("Tx", {"TxResult": encode_tx_event_value(height, index, tx, result)},
+                          txindex.compute_tx_event_map(tx_hash, height, result.events))
+            for waiter in self._tx_waiters.pop(tx_hash, []):
+                if not waiter.done():
+                    waiter.set_result((height, result))
+
+    # -- methods (run on the executor) ----------------------------------------------------------
+
+    def _get_height(self, height: int | None, latest: int) -> int:
+        if height is None:
+            return latest
+        if height <= 0:
+            raise RPCError(f"height must be greater than 0, but got {height}")
+        if height > latest:
+            raise RPCError(f"height {height} must be less than or equal to the current blockchain height {latest}")
+        base = self.chain.blockstore.get_base()
+        if height < base:
+            raise RPCError(f"height {height} is not available, lowest height is {base}")
+        return height
+
+    def _rpc_health(self) -> dict:
+        return {}
+
+    def _rpc_status(self) -> dict:
+        store = self.chain.blockstore
+        state = self.chain.state
+        latest_height = store.get_height()
+        latest = store.get_block_meta(latest_height) if latest_height else None
+        base_height = store.get_base()
+        earliest = store.get_block_meta(base_height) if base_height else None
+        validator = self.chain.validator
+        return {
+            "node_info": {
+                "protocol_version": {"p2p": str(P2P_PROTOCOL), "block": str(BLOCK_PROTOCOL),
+                                     "app": str(state.app_version)},
+                "id": validator.address.hex(),
+                "listen_addr": self.laddr,
+                "network": self.chain.genesis.chain_id,
+                "version": CMT_VERSION,
+                "channels": NODE_CHANNELS,
+                "moniker": self.chain.moniker,
+                "other": {"tx_index": "on", "rpc_address": self.laddr},
+            },
+            "sync_info": {
+                "latest_block_hash": encode_hex(latest.block_id.hash) if latest else "",
+                "latest_app_hash": encode_hex(latest.header.app_hash) if latest else "",
+                "latest_block_height": str(latest_height),
+                "latest_block_time": format_time_ns(compute_time_ns(latest.header.time) if latest else 0),
+                "earliest_block_hash": encode_hex(earliest.block_id.hash) if earliest else "",
+                "earliest_app_hash": encode_hex(earliest.header.app_hash) if earliest else "",
+                "earliest_block_height": str(base_height),
+                "earliest_block_time": format_time_ns(compute_time_ns(earliest.header.time) if earliest else 0),
+                "catching_up": False,
+            },
+            "validator_info": {
+                "address": encode_hex(validator.address),
+                "pub_key": encode_pub_key(validator.pub_key),
+                "voting_power": str(validator.voting_power),
+            },
+        }
+
+    def _rpc_genesis(self) -> dict:
+        return {"genesis": self.chain.genesis.doc}
+
+    def _rpc_abci_info(self) -> dict:
+        return {"response": encode_info_response(self.chain.get_info())}
+
+    def _rpc_abci_query(self, path, data, height, prove) -> dict:
+        request = abci_pb2.RequestQuery(path=path or "", data=data or b"", height=height or 0, prove=bool(prove))
+        return {"response": encode_query_response(self.chain.get_query(request))}
+
+    def _rpc_block(self, height) -> dict:
+        store = self.chain.blockstore
+        height = self._get_height(height, store.get_height())
+        block, meta = store.get_block(height), store.get_block_meta(height)
+        if block is None or meta is None:
+            return {"block_id": encode_block_id(types_pb2.BlockID()), "block": None}
+        return {"block_id": encode_block_id(meta.block_id), "block": encode_block(block)}
+
+    def _rpc_block_by_hash(self, hash) -> dict:
+        height = self.chain.blockstore.get_height_by_hash(hash or b"")
+        if height is None:
+            return {"block_id": encode_block_id(types_pb2.BlockID()), "block": None}
+        return self._rpc_block(height)
+
+    def _rpc_block_results(self, height) -> dict:
+        store = self.chain.blockstore
+        height = self._get_height(height, store.get_height())
+        results = store.get_results(height)
+        if results is None:
+            raise RPCError(f"could not find results for height #{height}")
+        return {
+            "height": str(height),
+            "txs_results": [encode_exec_tx_result(r) for r in results.tx_results] or None,
+            "finalize_block_events": [encode_event(e) for e in results.events] or None,
+            "validator_updates": None,
+            "consensus_param_updates": encode_consensus_param_updates(results.consensus_param_updates)
+            if results.HasField("consensus_param_updates") else None,
+            "app_hash": encode_base64(results.app_hash),
+        }
+
+    def _rpc_blockchain(self, minHeight, maxHeight) -> dict:  # noqa: N803 - CometBFT's parameter names
+        store = self.chain.blockstore
+        latest, base = store.get_height(), store.get_base()
+        low, high = minHeight or 0, maxHeight or 0
+        if low < 0 or high < 0:
+            raise RPCError("heights must be non-negative")
+        low = max(base, low or 1)
+        high = min(latest, high or latest)
+        low = max(low, high - BLOCKCHAIN_LIMIT + 1)
+        if low > high:
+            raise RPCError(f"min height {low} can't be greater than max height {high}")
+        metas = [store.get_block_meta(h) for h in range(high, low - 1, -1)]
+        return {"last_height": str(latest), "block_metas": [encode_block_meta(m) for m in metas if m]}
+
+    def _rpc_header(self, height) -> dict:
+        store = self.chain.blockstore
+        meta = store.get_block_meta(self._get_height(height, store.get_height()))
+        return {"header": encode_header(meta.header) if meta else None}
+
+    def _rpc_header_by_hash(self, hash) -> dict:
+        height = self.chain.blockstore.get_height_by_hash(hash or b"")
+        meta = None if height is None else self.chain.blockstore.get_block_meta(height)
+        return {"header": encode_header(meta.header) if meta else None}
+
+    def _rpc_commit(self, height) -> dict | None:
+        store = self.chain.blockstore
+        height = self._get_height(height, store.get_height())
+        meta = store.get_block_meta(height)
+        found = store.get_commit(height)
+        if meta is None or found is None:
+            return None
+        commit, canonical = found
+        return {"signed_header": {"header": encode_header(meta.header), "commit": encode_commit(commit)},
+                "canonical": canonical}
+
+    def _rpc_validators(self, height, page, per_page) -> dict:
+        height = self._get_height(height, self.chain.blockstore.get_height() + 1)
+        validators = [self.chain.validator]
+        skip, count = _page_window(page, per_page, len(validators))
+        shown = validators[skip:skip + count]
+        return {"block_height": str(height), "validators": [encode_validator(v) for v in shown],
+                "count": str(len(shown)), "total": str(len(validators))}
+
+    def _rpc_consensus_params(self, height) -> dict:
+        height = self._get_height(height, self.chain.blockstore.get_height() + 1)
+        params = self.chain.blockstore.get_params(height)
+        if params is None:
+            raise RPCError(f"could not find consensus params for height #{height}")
+        return {"block_height": str(height), "consensus_params": encode_consensus_params(params)}
+
+    def _encode_indexed_tx(self, tx: txindex.IndexedTx, prove: bool) -> dict:
+        out = {
+            "hash": encode_hex(tx.hash),
+            "height": str(tx.height),
+            "index": tx.index,
+            "tx_result": encode_exec_tx_result(tx.result.result),
+            "tx": encode_base64(tx.result.tx),
+        }
+        if prove:
+            block = self.chain.blockstore.get_block(tx.height)
+            if block is not None:
+                out["proof"] = encode_tx_proof(list(block.data.txs), tx.index)
+        return out
+
+    def _rpc_tx(self, hash, prove) -> dict:
+        found = self.chain.txindex.get_tx(hash or b"")
+        if found is None:
+            raise RPCError(f"tx ({encode_hex(hash or b'')}) not found")
+        return self._encode_indexed_tx(found, bool(prove))
+
+    def _rpc_tx_search(self, query, prove, page, per_page, order_by) -> dict:
+        if len(query or "") > MAX_QUERY_LENGTH:
+            raise RPCError("maximum query length exceeded")
+        if order_by not in (None, "", "asc", "desc"):
+            raise RPCError("expected order_by to be either `asc` or `desc` or empty")
+        found = self.chain.txindex.search_txs(txindex.parse_query(query or ""))
+        if order_by == "desc":
+            found.reverse()
+        skip, count = _page_window(page, per_page, len(found))
+        return {"txs": [self._encode_indexed_tx(t, bool(prove)) for t in found[skip:skip + count]],
+                "total_count": str(len(found))}
+
+    def _rpc_block_search(self, query, page, per_page, order_by) -> dict:
+        if len(query or "") > MAX_QUERY_LENGTH:
+            raise RPCError("maximum query length exceeded")
+        if order_by not in (None, "", "asc", "desc"):
+            raise RPCError("expected order_by to be either `asc` or `desc` or empty")
+        heights = self.chain.txindex.search_blocks(txindex.parse_query(query or ""))
+        if order_by != "asc":
+            heights.reverse()
+        skip, count = _page_window(page, per_page, len(heights))
+        blocks = []
+        for height in heights[skip:skip + count]:
+            block, meta = self.chain.blockstore.get_block(height), self.chain.blockstore.get_block_meta(height)
+            if block is not None and meta is not None:
+                blocks.append({"block_id": encode_block_id(meta.block_id), "block": encode_block(block)})
+        return {"blocks": blocks, "total_count": str(len(heights))}
+
+    def _rpc_check_tx(self, tx) -> dict:
+        return encode_check_tx(self.chain.check_tx(abci_pb2.RequestCheckTx(tx=tx or b"", type=abci_pb2.NEW)))
+
+    def _rpc_num_unconfirmed_txs(self) -> dict:
+        mempool = self.chain.mempool
+        size = str(mempool.size())
+        return {"n_txs": size, "total": size, "total_bytes": str(mempool.size_bytes()), "txs": None}
+
+    def _rpc_unconfirmed_txs(self, limit) -> dict:
+        mempool = self.chain.mempool
+        limit = DEFAULT_PER_PAGE if limit is None or limit < 1 else min(limit, MAX_PER_PAGE)
+        txs = mempool.get_txs(limit)
+        return {"n_txs": str(len(txs)), "total": str(mempool.size()), "total_bytes": str(mempool.size_bytes()),
+                "txs": [base64.b64encode(tx).decode() for tx in txs]}
+
+    def _rpc_broadcast_tx_sync(self, tx) -> dict:
+        tx = tx or b""
+        response = self.chain.mempool.process_tx(tx)
+        return {"code": response.code, "data": encode_hex(response.data), "log": response.log,
+                "codespace": response.codespace, "hash": encode_hex(compute_tx_hash(tx))}
+
+    # -- async methods ---------------------------------------------------------------------------
+
+    async def _async_broadcast_tx_async(self, tx) -> dict:
+        tx = tx or b""
+        future = self._loop.run_in_executor(self._executor, self.chain.mempool.process_tx, tx)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return {"code": 0, "data": "", "log": "", "codespace": "", "hash": encode_hex(compute_tx_hash(tx))}
+
+    async def _async_broadcast_tx_commit(self, tx) -> dict:
+        tx = tx or b""
+        tx_hash = compute_tx_hash(tx)
+        waiter = self._loop.create_future()
+        self._tx_waiters.setdefault(tx_hash, []).append(waiter)
+        try:
+            try:
+                check = await self._loop.run_in_executor(self._executor, self.chain.mempool.process_tx, tx)
+            except MempoolError as e:
+                raise RPCError(f"error on broadcastTxCommit: {e}") from None
+            result = {"check_tx": encode_check_tx(check), "tx_result": encode_exec_tx_result(abci_pb2.ExecTxResult()),
+                      "hash": encode_hex(tx_hash), "height": "0"}
+            if check.code != 0:
+                return result
+            try:
+                height, exec_result = await asyncio.wait_for(waiter, self.broadcast_tx_commit_timeout_s)
+            except asyncio.TimeoutError:
+                raise RPCError("timed out waiting for tx to be included in a block") from None
+            result.update(tx_result=encode_exec_tx_result(exec_result), height=str(height))
+            return result
+        finally:
+            waiters = self._tx_waiters.get(tx_hash, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._tx_waiters[tx_hash]
