@@ -268,7 +268,7 @@ def encode_consensus_param_updates(params: params_pb2.ConsensusParams) -> dict:
     return out
 
 
-def _int_field(obj: dict, name: str, default: int) -> int:
+def decode_int64_field(obj: dict, name: str, default: int) -> int:
     value = obj.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"{name} must be an integer string")
@@ -297,22 +297,22 @@ def decode_consensus_params(obj, defaults: params_pb2.ConsensusParams) -> params
     for section in (block, evidence, validator, version, abci):
         if not isinstance(section, dict):
             raise ValueError("consensus_params sections must be objects")
-    params.block.max_bytes = _int_field(block, "max_bytes", params.block.max_bytes)
-    params.block.max_gas = _int_field(block, "max_gas", params.block.max_gas)
-    params.evidence.max_age_num_blocks = _int_field(evidence, "max_age_num_blocks",
+    params.block.max_bytes = decode_int64_field(block, "max_bytes", params.block.max_bytes)
+    params.block.max_gas = decode_int64_field(block, "max_gas", params.block.max_gas)
+    params.evidence.max_age_num_blocks = decode_int64_field(evidence, "max_age_num_blocks",
                                                     params.evidence.max_age_num_blocks)
     old = params.evidence.max_age_duration
-    duration = _int_field(evidence, "max_age_duration", old.seconds * 10**9 + old.nanos)
+    duration = decode_int64_field(evidence, "max_age_duration", old.seconds * 10**9 + old.nanos)
     params.evidence.max_age_duration.seconds, params.evidence.max_age_duration.nanos = divmod(duration, 10**9)
-    params.evidence.max_bytes = _int_field(evidence, "max_bytes", params.evidence.max_bytes)
+    params.evidence.max_bytes = decode_int64_field(evidence, "max_bytes", params.evidence.max_bytes)
     if "pub_key_types" in validator:
         types = validator["pub_key_types"]
         if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
             raise ValueError("pub_key_types must be a list of strings")
         del params.validator.pub_key_types[:]
         params.validator.pub_key_types.extend(types)
-    params.version.app = _int_field(version, "app", params.version.app)
-    params.abci.vote_extensions_enable_height = _int_field(abci, "vote_extensions_enable_height",
+    params.version.app = decode_int64_field(version, "app", params.version.app)
+    params.abci.vote_extensions_enable_height = decode_int64_field(abci, "vote_extensions_enable_height",
                                                            params.abci.vote_extensions_enable_height)
     return params
 

@@ -1,0 +1,678 @@
+"""`maxwell`: set up a node home, run the app, manage keys, send tokens and query the chain.
+
+Every command takes `--home` and `--output text|json`. Expected failures (bad input, unknown key,
+wrong passphrase, unreachable node, rejected tx) are one line on stderr and exit status 1.
+"""
+
+import base64
+import json
+import logging
+import os
+import re
+import sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+from google.protobuf.message import DecodeError
+from typer.core import TyperGroup
+
+from chain import auth, bank, crypto
+from chain.app import HANDLERS, App
+from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
+from chain.errors import InvalidCoinsError, NotFoundError
+from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2 as auth_query_pb2
+from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
+from chain.proto.cosmos.tx.v1beta1 import tx_pb2
+from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, TxParams, compute_required_fee, compute_tx_hash, sign_tx
+from node import abci_server, client, keyring, privval
+from node.client import DEFAULT_NODE, Client
+
+DEFAULT_HOME = Path.home() / ".maxwell"
+DEFAULT_GAS = 200_000
+DEFAULT_MONIKER = "maxwell"
+GENESIS_FILE = "genesis.json"
+PRIV_VALIDATOR_KEY_FILE = "priv_validator_key.json"
+VALIDATOR_POWER = "10"
+CHAIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
+DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)")
+TX_HASH_PATTERN = re.compile(r"(?:0x)?([0-9A-Fa-f]{64})")
+ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
+BALANCE_QUERY_PATH = "/cosmos.bank.v1beta1.Query/Balance"
+WAIT_TIMEOUT_SECONDS = 60.0
+UNWRAPPED_WIDTH = 10_000
+# CometBFT 0.38 defaults (types/params.go).
+CONSENSUS_PARAMS = {
+    "block": {"max_bytes": "22020096", "max_gas": "-1"},
+    "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
+    "validator": {"pub_key_types": ["ed25519"]},
+    "version": {"app": "0"},
+    "abci": {"vote_extensions_enable_height": "0"},
+}
+
+
+class CliError(Exception):
+    pass
+
+
+class QueryFailed(CliError):
+    def __init__(self, path: str, response: client.QueryResponse):
+        super().__init__(f"query {path} failed: code {response.code} ({response.codespace}): {response.log}")
+        self.code = response.code
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class KeyringBackend(str, Enum):
+    file = "file"
+    test = "test"
+
+
+EXPECTED_ERRORS = (
+    CliError, keyring.KeyringError, client.ClientError, crypto.CryptoError, InvalidCoinsError,
+    privval.PrivValError, OSError,
+)
+
+
+class CliGroup(TyperGroup):
+    """Turns every failure inside a command into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
+            raise
+        except EXPECTED_ERRORS as error:
+            fail(str(error))
+        except Exception as error:
+            fail(f"unexpected {type(error).__name__}: {error}")
+
+
+def fail(message: str):
+    typer.echo(f"Error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(1)
+
+
+app = typer.Typer(
+    cls=CliGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="maxwell: a compute market chain (token JOULE). Node setup, wallet, transfers and queries.",
+)
+keys_app = typer.Typer(no_args_is_help=True, help="Manage the wallet's keys.")
+genesis_app = typer.Typer(no_args_is_help=True, help="Edit the genesis file.")
+query_app = typer.Typer(no_args_is_help=True, help="Query a running node.")
+tx_app = typer.Typer(no_args_is_help=True, help="Sign and broadcast transactions.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(genesis_app, name="genesis")
+app.add_typer(query_app, name="query")
+app.add_typer(tx_app, name="tx")
+
+Home = Annotated[Path, typer.Option("--home", help="Node and wallet directory.")]
+Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="text for people, json for programs.")]
+Node = Annotated[str, typer.Option("--node", help="CometBFT RPC of a node (http:// or tcp://).")]
+Backend = Annotated[KeyringBackend, typer.Option("--keyring-backend", help="file (encrypted) or test (unencrypted, dev only).")]
+PassphraseFile = Annotated[
+    Optional[Path], typer.Option("--keyring-passphrase-file", help="Read the keyring passphrase from this file.")
+]
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+def make_console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH)
+
+
+def show(output: OutputFormat, record: dict, text_lines: list[str] | None = None) -> None:
+    """JSON: the record. Text: `text_lines` if given, else `key: value` lines of the record."""
+    if output == OutputFormat.json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    console = make_console()
+    for line in text_lines if text_lines is not None else [f"{k}: {compute_text(v)}" for k, v in record.items()]:
+        console.print(line, markup=False, soft_wrap=True)
+
+
+def compute_text(value) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return "" if value is None else str(value)
+
+
+def show_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    make_console().print(table)
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+def parse_coins_text(text: str) -> dict[str, int]:
+    """'1000ujoule' or '1000ujoule,5other' -> {denom: amount}, positive and without duplicates."""
+    coins: dict[str, int] = {}
+    for part in text.split(","):
+        amount, denom = parse_coin_string(part)
+        if amount == 0:
+            raise CliError(f"invalid amount {text!r}: {denom} amount must be positive")
+        if denom in coins:
+            raise CliError(f"invalid amount {text!r}: {denom} appears twice")
+        coins[denom] = amount
+    return dict(sorted(coins.items()))
+
+
+def compute_coin_list(coins: dict[str, int]) -> list[dict]:
+    return [{"denom": denom, "amount": str(amount)} for denom, amount in coins.items()]
+
+
+def compute_duration_ms(text: str) -> int:
+    match = DURATION_PATTERN.fullmatch(text.strip())
+    if not match:
+        raise CliError(f"invalid duration {text!r}: use e.g. 1s, 1.5s or 200ms")
+    value = Decimal(match.group(1)) * (1000 if match.group(2) == "s" else 1)
+    if value < 1 or value != value.to_integral_value():
+        raise CliError(f"invalid duration {text!r}: must be a whole number of milliseconds, at least 1ms")
+    return int(value)
+
+
+def parse_tx_hash(text: str) -> bytes:
+    match = TX_HASH_PATTERN.fullmatch(text.strip())
+    if not match:
+        raise CliError(f"invalid tx hash {text!r}: expected 64 hex digits")
+    return bytes.fromhex(match.group(1))
+
+
+def resolve_address(home: Path, backend: KeyringBackend, text: str) -> str:
+    """A bech32 address as given, or the address of a key of that name."""
+    try:
+        crypto.decode_address(text)
+        return text
+    except crypto.InvalidAddress as error:
+        if keyring.NAME_PATTERN.fullmatch(text) and keyring.is_key(home, backend.value, text):
+            return keyring.get_key(home, backend.value, text).address
+        raise CliError(f"{text!r} is neither a valid address ({error}) nor a key in the {backend.value} keyring") from None
+
+
+def resolve_key(home: Path, backend: KeyringBackend, text: str) -> keyring.KeyInfo:
+    """A key by name, or by the address of one of the keyring's keys."""
+    if keyring.NAME_PATTERN.fullmatch(text) and keyring.is_key(home, backend.value, text):
+        return keyring.get_key(home, backend.value, text)
+    for info in keyring.get_keys(home, backend.value):
+        if info.address == text:
+            return info
+    raise CliError(f"no key {text!r} in the {backend.value} keyring at {home}")
+
+
+def read_passphrase(passphrase_file: Path | None, confirm: bool) -> str:
+    if passphrase_file is not None:
+        try:
+            lines = passphrase_file.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise CliError(f"cannot read passphrase file {passphrase_file}: {error}") from None
+        if not lines or not lines[0]:
+            raise CliError(f"passphrase file {passphrase_file} is empty")
+        return lines[0]
+    return typer.prompt("Keyring passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+
+
+def compute_pubkey_record(public_key: bytes) -> dict:
+    return {"@type": SECP256K1_PUBKEY_URL, "key": base64.b64encode(public_key).decode()}
+
+
+def compute_key_record(info: keyring.KeyInfo) -> dict:
+    return {"name": info.name, "type": "local", "address": info.address, "pubkey": compute_pubkey_record(info.public_key)}
+
+
+# --- node home and genesis -------------------------------------------------------------------------
+
+def compute_genesis(chain_id: str, genesis_time: str, validator: privval.PrivValidatorKey, moniker: str) -> dict:
+    return {
+        "genesis_time": genesis_time,
+        "chain_id": chain_id,
+        "initial_height": "1",
+        "consensus_params": CONSENSUS_PARAMS,
+        "validators": [
+            {
+                "address": validator.address.hex().upper(),
+                "pub_key": {"type": privval.PUB_KEY_TYPE, "value": base64.b64encode(validator.pub_key).decode()},
+                "power": VALIDATOR_POWER,
+                "name": moniker,
+            }
+        ],
+        "app_hash": "",
+        "app_state": {"auth": auth.compute_default_genesis(), "bank": bank.compute_default_genesis()},
+    }
+
+
+def compute_genesis_time(now: datetime) -> str:
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def get_genesis_path(home: Path) -> Path:
+    return home / "config" / GENESIS_FILE
+
+
+def read_genesis(home: Path) -> dict:
+    path = get_genesis_path(home)
+    try:
+        genesis = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"no genesis file at {path}: run `maxwell init` first") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CliError(f"genesis file {path} is not valid JSON: {error}") from None
+    if not isinstance(genesis, dict) or not isinstance(genesis.get("app_state"), dict):
+        raise CliError(f"genesis file {path} has no app_state object")
+    return genesis
+
+
+def write_file_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+@app.command()
+def init(
+    chain_id: Annotated[str, typer.Option("--chain-id", help="The new chain's id, e.g. maxwell-1.")],
+    moniker: Annotated[str, typer.Option("--moniker", help="Name of this node's validator.")] = DEFAULT_MONIKER,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Create config/genesis.json and a validator key in a new node home."""
+    if not CHAIN_ID_PATTERN.fullmatch(chain_id):
+        raise CliError(f"invalid chain id {chain_id!r}: use 1-50 letters, digits, '.', '_' or '-'")
+    genesis_path = get_genesis_path(home)
+    if genesis_path.exists():
+        raise CliError(f"genesis file {genesis_path} already exists: refusing to overwrite it")
+    key_path = home / "config" / PRIV_VALIDATOR_KEY_FILE
+    validator = privval.load(key_path) if key_path.exists() else privval.generate(key_path)
+    genesis = compute_genesis(chain_id, compute_genesis_time(datetime.now(timezone.utc)), validator, moniker)
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    with open(genesis_path, "x") as f:
+        f.write(json.dumps(genesis, indent=2) + "\n")
+    record = {"chain_id": chain_id, "home": str(home), "genesis": str(genesis_path),
+              "validator_address": validator.address.hex().upper()}
+    show(output, record, [f"initialized chain {chain_id} in {home}", f"genesis: {genesis_path}",
+                          f"validator: {record['validator_address']} (power {VALIDATOR_POWER})"])
+
+
+@genesis_app.command("add-account")
+def genesis_add_account(
+    account: Annotated[str, typer.Argument(help="A bech32 address or the name of a key.")],
+    amount: Annotated[str, typer.Argument(help=f"Coins, e.g. 1000000{DENOM}.")],
+    keyring_backend: Backend = KeyringBackend.file,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Give an account a balance in genesis."""
+    coins = parse_coins_text(amount)
+    address = resolve_address(home, keyring_backend, account)
+    genesis = read_genesis(home)
+    balances = genesis["app_state"].setdefault("bank", {}).setdefault("balances", [])
+    if not isinstance(balances, list):
+        raise CliError("genesis app_state.bank.balances is not a list")
+    if any(isinstance(entry, dict) and entry.get("address") == address for entry in balances):
+        raise CliError(f"{address} already has a genesis balance")
+    balances.append({"address": address, "coins": compute_coin_list(coins)})
+    write_file_atomically(get_genesis_path(home), json.dumps(genesis, indent=2) + "\n")
+    record = {"address": address, "coins": compute_coin_list(coins)}
+    show(output, record, [f"added {address} with {format_coins(coins)} to genesis"])
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+class JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname.lower(),
+                           "module": record.name, "msg": record.getMessage()})
+
+
+def configure_logging(output: OutputFormat) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter() if output == OutputFormat.json
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+
+
+@app.command()
+def start(
+    abci: Annotated[str, typer.Option("--abci", help="Listen address for CometBFT (tcp:// or unix://).")] = "tcp://127.0.0.1:26658",
+    home: Home = DEFAULT_HOME,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+):
+    """Run the application as an ABCI server for CometBFT."""
+    configure_logging(output)
+    application = App(str(home / "data"))
+    try:
+        abci_server.run(application, abci)
+    except abci_server.ABCIServerError as error:
+        raise CliError(str(error)) from None
+    finally:
+        application.close()
+
+
+@app.command()
+def dev(
+    rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = "tcp://127.0.0.1:26657",
+    block_time: Annotated[str, typer.Option("--block-time", help="Time between blocks, e.g. 1s or 200ms.")] = "1s",
+    home: Home = DEFAULT_HOME,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+):
+    """Run a single-node development chain with the CometBFT RPC (no CometBFT needed)."""
+    from node import devchain
+
+    block_time_ms = compute_duration_ms(block_time)
+    if not get_genesis_path(home).exists():
+        raise CliError(f"no genesis file at {get_genesis_path(home)}: run `maxwell init` first")
+    configure_logging(output)
+    devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms)
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+@keys_app.command("add")
+def keys_add(
+    name: str,
+    recover: Annotated[bool, typer.Option("--recover", help="Read an existing mnemonic from stdin.")] = False,
+    keyring_backend: Backend = KeyringBackend.file,
+    keyring_passphrase_file: PassphraseFile = None,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Create a key (shows its new mnemonic once) or recover one from a mnemonic."""
+    if keyring.is_key(home, keyring_backend.value, name):
+        raise CliError(f"key {name!r} already exists")
+    if recover:
+        mnemonic = typer.prompt("Enter your bip39 mnemonic", err=True)
+        crypto.derive_private_key(mnemonic)
+    else:
+        mnemonic = crypto.generate_mnemonic()
+    passphrase = None
+    if keyring_backend == KeyringBackend.file:
+        passphrase = read_passphrase(keyring_passphrase_file, confirm=True)
+        keyring.check_passphrase(passphrase)
+    info = keyring.add_key(home, keyring_backend.value, name, mnemonic, passphrase)
+    record = compute_key_record(info)
+    lines = [f"name: {info.name}", f"address: {info.address}", f"pubkey: {compute_text(record['pubkey'])}"]
+    if not recover:
+        record["mnemonic"] = mnemonic
+        lines += ["", "**Important** write this mnemonic phrase down and keep it safe.",
+                  "It is the only way to recover this account. It will not be shown again.", "", mnemonic]
+    show(output, record, lines)
+
+
+@keys_app.command("show")
+def keys_show(
+    name: str,
+    address_only: Annotated[bool, typer.Option("--address", "-a", help="Print only the address.")] = False,
+    keyring_backend: Backend = KeyringBackend.file,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Show a key's address and public key."""
+    record = compute_key_record(keyring.get_key(home, keyring_backend.value, name))
+    if address_only:
+        show(output, {"address": record["address"]}, [record["address"]])
+        return
+    show(output, record)
+
+
+@keys_app.command("list")
+def keys_list(
+    keyring_backend: Backend = KeyringBackend.file,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """List the keyring's keys."""
+    records = [compute_key_record(info) for info in keyring.get_keys(home, keyring_backend.value)]
+    if output == OutputFormat.json:
+        typer.echo(json.dumps(records, indent=2))
+    elif not records:
+        typer.echo(f"no keys in the {keyring_backend.value} keyring at {home}")
+    else:
+        show_table(f"{keyring_backend.value} keyring", ["name", "address"], [[r["name"], r["address"]] for r in records])
+
+
+@keys_app.command("delete")
+def keys_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    keyring_backend: Backend = KeyringBackend.file,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Delete a key; without its mnemonic the account cannot be recovered."""
+    info = keyring.get_key(home, keyring_backend.value, name)
+    if not yes and not typer.confirm(f"Delete key {name!r} ({info.address})?", err=True):
+        raise CliError("aborted: key not deleted")
+    keyring.delete_key(home, keyring_backend.value, name)
+    show(output, {"deleted": name, "address": info.address}, [f"deleted key {name!r} ({info.address})"])
+
+
+# --- queries ---------------------------------------------------------------------------------------
+
+def query_grpc(node: Client, path: str, request, response_class):
+    """A gRPC query over ABCI: the decoded response and the height it was answered at."""
+    response = node.abci_query(path, request.SerializeToString())
+    if response.code:
+        raise QueryFailed(path, response)
+    try:
+        return response_class.FromString(response.value), response.height
+    except DecodeError:
+        raise CliError(f"query {path}: the node's answer is not a {response_class.DESCRIPTOR.name}") from None
+
+
+def get_account(node: Client, address: str) -> auth_pb2.BaseAccount | None:
+    request = auth_query_pb2.QueryAccountRequest(address=address)
+    try:
+        reply, _ = query_grpc(node, ACCOUNT_QUERY_PATH, request, auth_query_pb2.QueryAccountResponse)
+    except QueryFailed as error:
+        if error.code == NotFoundError.code:
+            return None
+        raise
+    account = auth_pb2.BaseAccount()
+    if not reply.account.Unpack(account):
+        raise CliError(f"account {address} is a {reply.account.type_url}, not a BaseAccount")
+    return account
+
+
+def get_proven_balance(node: Client, address: str, denom: str) -> dict:
+    """The balance read with a proof at height h, checked against the app hash in block h+1."""
+    key = bank.state_key(bank.BALANCE, crypto.decode_address(address), denom)
+    response = node.abci_query(f"store/{bank.STORE}/key", key, prove=True)
+    if response.code:
+        raise CliError(f"proof query failed: code {response.code} ({response.codespace}): {response.log}")
+    if response.height < 1:
+        raise CliError("the node did not say at which height it answered")
+    try:
+        amount = int(response.value.decode()) if response.value else 0
+    except (UnicodeDecodeError, ValueError):
+        raise CliError(f"the node returned a malformed balance {response.value!r}") from None
+    node.wait_for_height(response.height + 1, WAIT_TIMEOUT_SECONDS)
+    block = node.block(response.height + 1)
+    client.verify_store_proof(bank.STORE, key, response.value, response.proof_ops, block.app_hash)
+    return {"amount": amount, "height": response.height, "app_hash": block.app_hash.hex().upper(), "block": block.height}
+
+
+@query_app.command("balance")
+def query_balance(
+    address: Annotated[str, typer.Argument(help="A bech32 address or the name of a key.")],
+    denom: Annotated[str, typer.Option("--denom")] = DENOM,
+    prove: Annotated[bool, typer.Option("--prove", help="Verify an ics23 proof against the next block's app hash.")] = False,
+    node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Show an account's balance of one denom."""
+    parse_denom(denom)
+    address = resolve_address(home, keyring_backend, address)
+    rpc = Client(node)
+    if prove:
+        proven = get_proven_balance(rpc, address, denom)
+        record = {"address": address, "denom": denom, "amount": str(proven["amount"]), "height": str(proven["height"]),
+                  "proof": {"verified": True, "app_hash": proven["app_hash"], "block_height": str(proven["block"])}}
+        show(output, record, [f"{address}: {proven['amount']}{denom} at height {proven['height']}",
+                              f"proof verified against app hash {proven['app_hash']} of block {proven['block']}"])
+        return
+    request = bank_query_pb2.QueryBalanceRequest(address=address, denom=denom)
+    reply, height = query_grpc(rpc, BALANCE_QUERY_PATH, request, bank_query_pb2.QueryBalanceResponse)
+    record = {"address": address, "denom": denom, "amount": reply.balance.amount or "0", "height": str(height)}
+    show(output, record, [f"{address}: {record['amount']}{denom} at height {height}"])
+
+
+@query_app.command("account")
+def query_account(
+    address: Annotated[str, typer.Argument(help="A bech32 address or the name of a key.")],
+    node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Show an account's number, sequence and public key."""
+    address = resolve_address(home, keyring_backend, address)
+    account = get_account(Client(node), address)
+    if account is None:
+        raise CliError(f"account {address} not found: it has never received tokens")
+    public_key = auth.get_public_key(account)
+    show(output, {"address": account.address, "account_number": str(account.account_number),
+                  "sequence": str(account.sequence),
+                  "pub_key": compute_pubkey_record(public_key) if public_key else None})
+
+
+def compute_messages(tx_bytes: bytes) -> list[dict]:
+    raw = tx_pb2.TxRaw.FromString(tx_bytes)
+    messages = []
+    for any_message in tx_pb2.TxBody.FromString(raw.body_bytes).messages:
+        record = {"@type": any_message.type_url}
+        handler = HANDLERS.get(any_message.type_url)
+        if handler is not None:
+            record.update(json_format.MessageToDict(handler.proto.FromString(any_message.value), preserving_proto_field_name=True))
+        messages.append(record)
+    return messages
+
+
+@query_app.command("tx")
+def query_tx(
+    tx_hash: Annotated[str, typer.Argument(metavar="HASH", help="The tx hash, 64 hex digits.")],
+    node: Node = DEFAULT_NODE,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Show an included transaction and its result."""
+    digest = parse_tx_hash(tx_hash)
+    result = Client(node).tx(digest)
+    if result is None:
+        raise CliError(f"tx {digest.hex().upper()} not found")
+    try:
+        messages = compute_messages(result.tx)
+    except DecodeError:
+        messages = []
+    record = {
+        "hash": result.hash.hex().upper(), "height": str(result.height), "index": result.index,
+        "code": result.code, "codespace": result.codespace, "log": result.log,
+        "gas_wanted": str(result.gas_wanted), "gas_used": str(result.gas_used), "messages": messages,
+        "events": [{"type": e.type, "attributes": [{"key": k, "value": v} for k, v in e.attributes]} for e in result.events],
+    }
+    if output == OutputFormat.json:
+        show(output, record)
+        return
+    show(output, {k: v for k, v in record.items() if k != "events"})
+    show_table("events", ["type", "attributes"],
+               [[e.type, ", ".join(f"{k}={v}" for k, v in e.attributes)] for e in result.events])
+
+
+@query_app.command("block")
+def query_block(
+    height: Annotated[Optional[int], typer.Argument(min=1, help="Block height; the latest if omitted.")] = None,
+    node: Node = DEFAULT_NODE,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Show a block header and its transactions' hashes."""
+    block = Client(node).block(height)
+    show(output, {
+        "height": str(block.height), "hash": block.hash.hex().upper(), "chain_id": block.chain_id, "time": block.time,
+        "app_hash": block.app_hash.hex().upper(), "proposer_address": block.proposer_address.hex().upper(),
+        "txs": [compute_tx_hash(tx).hex().upper() for tx in block.txs],
+    })
+
+
+@app.command()
+def status(
+    node: Node = DEFAULT_NODE,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Show the node's chain id, version and latest block."""
+    info = Client(node).status()
+    show(output, {
+        "chain_id": info.chain_id, "version": info.version, "moniker": info.moniker,
+        "latest_block_height": str(info.latest_block_height), "latest_block_hash": info.latest_block_hash.hex().upper(),
+        "latest_app_hash": info.latest_app_hash.hex().upper(), "latest_block_time": info.latest_block_time,
+        "catching_up": info.catching_up,
+    })
+
+
+# --- transactions ----------------------------------------------------------------------------------
+
+@tx_app.command("send")
+def tx_send(
+    sender: Annotated[str, typer.Argument(metavar="FROM", help="Name (or address) of a key in the keyring.")],
+    recipient: Annotated[str, typer.Argument(metavar="TO", help="A bech32 address or the name of a key.")],
+    amount: Annotated[str, typer.Argument(help=f"Coins, e.g. 1000{DENOM}.")],
+    fees: Annotated[Optional[str], typer.Option("--fees", help=f"Fee in {DENOM}; default: gas x minimum gas price.")] = None,
+    gas: Annotated[int, typer.Option("--gas", min=1, max=MAX_GAS_LIMIT, help="Gas limit.")] = DEFAULT_GAS,
+    memo: Annotated[str, typer.Option("--memo")] = "",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")] = True,
+    node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file,
+    keyring_passphrase_file: PassphraseFile = None,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Send tokens from one of your keys."""
+    coins = parse_coins_text(amount)
+    fee = compute_required_fee(gas, TxParams())
+    if fees is not None:
+        fee, fee_denom = parse_coin_string(fees)
+        if fee_denom != DENOM:
+            raise CliError(f"invalid fees {fees!r}: fees are paid in {DENOM}")
+    info = resolve_key(home, keyring_backend, sender)
+    to_address = resolve_address(home, keyring_backend, recipient)
+    passphrase = None
+    if keyring_backend == KeyringBackend.file:
+        passphrase = read_passphrase(keyring_passphrase_file, confirm=False)
+    private_key = keyring.get_private_key(home, keyring_backend.value, info.name, passphrase)
+
+    rpc = Client(node)
+    chain_id = rpc.status().chain_id
+    account = get_account(rpc, info.address)
+    if account is None:
+        raise CliError(f"account {info.address} not found on chain {chain_id}: it has never received tokens")
+    message = bank_tx_pb2.MsgSend(from_address=info.address, to_address=to_address, amount=compute_coin_list(coins))
+    tx = sign_tx(private_key, [message], chain_id=chain_id, account_number=account.account_number,
+                 sequence=account.sequence, fee=fee, gas_limit=gas, memo=memo)
+    checked = rpc.broadcast_tx_sync(tx)
+    tx_hash = checked.hash.hex().upper()
+    if checked.code:
+        raise CliError(f"tx rejected: code {checked.code} ({checked.codespace}): {checked.log}")
+    if not wait:
+        show(output, {"hash": tx_hash}, [f"txhash: {tx_hash}"])
+        return
+    result = rpc.wait_for_tx(checked.hash, WAIT_TIMEOUT_SECONDS)
+    if result.code:
+        raise CliError(f"tx {tx_hash} failed in block {result.height}: code {result.code} ({result.codespace}): {result.log}")
+    record = {"hash": tx_hash, "height": str(result.height), "code": result.code,
+              "gas_wanted": str(result.gas_wanted), "gas_used": str(result.gas_used)}
+    show(output, record, [f"txhash: {tx_hash}",
+                          f"included in block {result.height}: code 0, gas used {result.gas_used} of {result.gas_wanted}"])

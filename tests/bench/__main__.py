@@ -1,0 +1,135 @@
+"""`make bench`: throughput of the core chain, each figure beside a baseline measured in the same run.
+
+Prints a table; the figures go into BENCHMARKS.md by hand with the date and machine.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import coincurve
+import plyvel
+from rich.console import Console
+from rich.table import Table
+
+from chain import bank, crypto
+from chain.app import App
+from chain.proto.tendermint.abci import types_pb2 as abci
+from chain.store import Store
+from ibc import ics23
+from tests.conftest import CHAIN_ID, finalize, make_account, make_app_state, send
+
+ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", 100_000))
+BLOCK_SIZES = (1_000, 10_000)
+TARGET_TPS = 5_000
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return time.perf_counter() - start, result
+
+
+def bench_coincurve_verify(count: int = 20_000) -> float:
+    key = coincurve.PrivateKey(hashlib.sha256(b"bench").digest())
+    message = b"x" * 200
+    signature = key.sign(message)
+    public = key.public_key.format()
+    seconds, _ = timed(lambda: [coincurve.PublicKey(public).verify(signature, message) for _ in range(count)])
+    return count / seconds
+
+
+def bench_plyvel_batch_put(directory: str, count: int = 200_000) -> float:
+    db = plyvel.DB(os.path.join(directory, "raw.db"), create_if_missing=True)
+    items = [(hashlib.sha256(i.to_bytes(8, "big")).digest(), os.urandom(40)) for i in range(count)]
+
+    def write():
+        with db.write_batch(sync=True) as batch:
+            for key, value in items:
+                batch.put(key, value)
+
+    seconds, _ = timed(write)
+    db.close()
+    return count / seconds
+
+
+def bench_smt(directory: str, leaves: int = 200_000, batch: int = 10_000) -> dict:
+    store = Store(os.path.join(directory, "smt.db"), ["bank"])
+    keys = [hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(leaves)]
+    store.stage(1, {"bank": {k: b"1" * 12 for k in keys}})
+    store.commit()
+    updates = {keys[i * 17 % leaves]: str(i).encode() for i in range(batch)}
+    seconds, _ = timed(lambda: (store.stage(2, {"bank": updates}), store.commit()))
+    proofs = []
+    proof_seconds, _ = timed(lambda: [proofs.append((k, *store.prove("bank", k, 2))) for k in keys[:1000]])
+    specs = [ics23.SMT_SPEC, ics23.TENDERMINT_SPEC]
+    verify_seconds, _ = timed(lambda: [
+        ics23.verify_chained_membership(specs, store.app_hash, p, [b"bank", k], v) for k, v, p in proofs
+    ])
+    store.close()
+    return {"updates_per_s": batch / seconds, "prove_ms": proof_seconds, "verify_ms": verify_seconds}
+
+
+def bench_transfers(directory: str) -> list[tuple[str, int, float]]:
+    accounts = [make_account(f"bench{i}", i) for i in range(ACCOUNTS)]
+    app = App(os.path.join(directory, "chain"))
+    genesis = json.dumps(make_app_state(accounts)).encode()
+    app.init_chain(abci.RequestInitChain(chain_id=CHAIN_ID, initial_height=1, app_state_bytes=genesis))
+    finalize(app, 1, [])
+    app.commit()
+    rows = []
+    offset = 0
+    for size in BLOCK_SIZES:
+        for mode in ("cold", "after CheckTx"):
+            senders = accounts[offset : offset + size]
+            offset += size
+            txs = [send(a, accounts[(a.account_number + 7) % ACCOUNTS].address, 1) for a in senders]
+            if mode == "after CheckTx":
+                for tx in txs:
+                    assert app.check_tx(abci.RequestCheckTx(tx=tx)).code == 0
+            else:
+                app.signatures.entries.clear()
+                app.decoded.clear()
+            height = app.store.height + 1
+            seconds, response = timed(lambda: (finalize(app, height, txs), app.commit())[0])
+            assert all(r.code == 0 for r in response.tx_results), response.tx_results[0].log
+            rows.append((mode, size, size / seconds))
+    assert bank.get_supply(app.store, "ujoule") == ACCOUNTS * 10**12
+    app.close()
+    return rows
+
+
+def main() -> int:
+    console = Console()
+    console.print(f"maxwell bench — {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as directory:
+        verify_rate = bench_coincurve_verify()
+        put_rate = bench_plyvel_batch_put(directory)
+        smt = bench_smt(directory)
+        transfers = bench_transfers(directory)
+
+    table = Table(title="core chain")
+    for column in ("measure", "value", "baseline", "ratio"):
+        table.add_column(column, justify="right" if column != "measure" else "left")
+    table.add_row("coincurve verify (baseline)", f"{verify_rate:,.0f}/s", "", "")
+    table.add_row("plyvel synced batch put (baseline)", f"{put_rate:,.0f}/s", "", "")
+    table.add_row("SMT key updates, 10k batch on 200k leaves", f"{smt['updates_per_s']:,.0f}/s",
+                  f"{put_rate:,.0f}/s put", f"{smt['updates_per_s'] / put_rate:.3f}")
+    table.add_row("proof generation (store + root)", f"{smt['prove_ms']:.3f} ms", "", "")
+    table.add_row("proof verification (ics23, 2 levels)", f"{smt['verify_ms']:.3f} ms", "", "")
+    worst = min(rate for _, _, rate in transfers)
+    for mode, size, rate in transfers:
+        table.add_row(f"MsgSend, {size:,}-tx blocks, {ACCOUNTS:,} accounts, {mode}", f"{rate:,.0f} tx/s",
+                      f"{verify_rate:,.0f} verify/s", f"{rate / verify_rate:.3f}")
+    console.print(table)
+    console.print(f"target ≥ {TARGET_TPS:,} transfers/s committed: {'met' if worst >= TARGET_TPS else 'NOT met'} "
+                  f"(slowest {worst:,.0f} tx/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
