@@ -14,6 +14,8 @@ from chain.errors import InvalidPubKeyError, InvalidSequenceError, TxError, Unau
 from chain.tx import DecodedTx, TxParams
 
 SIGNATURE_CACHE_SIZE = 100_000
+SIMULATED_EXTRA_BYTES = 64 + 40  # the signature, and a fee coin with its gas limit
+SIMULATED_FEE = 1
 
 
 class TimeoutHeightError(TxError):
@@ -42,7 +44,8 @@ class SignatureCache:
 def process_ante(state, ctx, tx: DecodedTx, params: TxParams, signatures: SignatureCache, simulate: bool = False) -> None:
     if tx.timeout_height and ctx.height > tx.timeout_height:
         raise TimeoutHeightError(f"tx timeout height {tx.timeout_height} is below block height {ctx.height}")
-    state.meter.consume(params.tx_size_cost_per_byte * tx.size, "txSize")
+    size = tx.size + (SIMULATED_EXTRA_BYTES if simulate else 0)
+    state.meter.consume(params.tx_size_cost_per_byte * size, "txSize")
 
     account = auth.get_account(state, tx.signer)
     signer_text = crypto.encode_address(tx.signer)
@@ -63,8 +66,10 @@ def process_ante(state, ctx, tx: DecodedTx, params: TxParams, signatures: Signat
             f"account sequence mismatch, expected {account.sequence}, got {tx.sequence}: incorrect account sequence"
         )
 
-    if tx.fee:
-        bank.process_transfer(state, ctx, tx.signer, bank.FEE_COLLECTOR, {DENOM: tx.fee})
+    # a simulation usually carries no fee yet; it pays for the reads and writes the real fee will cost
+    fee = tx.fee or (SIMULATED_FEE if simulate else 0)
+    if fee:
+        bank.process_transfer(state, ctx, tx.signer, bank.FEE_COLLECTOR, {DENOM: fee})
     ctx.emit("tx", ("fee", format_coins({DENOM: tx.fee}) if tx.fee else ""), ("fee_payer", signer_text))
 
     state.meter.consume(params.sig_verify_cost_secp256k1, "ante verify: secp256k1")

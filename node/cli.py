@@ -18,9 +18,9 @@ from typing import Annotated, Optional
 
 import typer
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from rich.console import Console
 from rich.table import Table
-from google.protobuf.message import DecodeError
 from typer.core import TyperGroup
 
 from chain import auth, bank, crypto
@@ -31,7 +31,7 @@ from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2 as auth_query_pb
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, TxParams, compute_required_fee, compute_tx_hash, sign_tx
-from node import abci_server, client, keyring, privval
+from node import abci_server, circuits_cmd, client, devchain, keyring, privval
 from node.client import DEFAULT_NODE, Client
 
 DEFAULT_HOME = Path.home() / ".maxwell"
@@ -79,7 +79,7 @@ class KeyringBackend(str, Enum):
 
 EXPECTED_ERRORS = (
     CliError, keyring.KeyringError, client.ClientError, crypto.CryptoError, InvalidCoinsError,
-    privval.PrivValError, OSError,
+    privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, OSError,
 )
 
 
@@ -114,6 +114,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(genesis_app, name="genesis")
 app.add_typer(query_app, name="query")
 app.add_typer(tx_app, name="tx")
+app.add_typer(circuits_cmd.app, name="circuits")
 
 Home = Annotated[Path, typer.Option("--home", help="Node and wallet directory.")]
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="text for people, json for programs.")]
@@ -222,6 +223,14 @@ def read_passphrase(passphrase_file: Path | None, confirm: bool) -> str:
             raise CliError(f"passphrase file {passphrase_file} is empty")
         return lines[0]
     return typer.prompt("Keyring passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+
+
+def read_mnemonic() -> str:
+    typer.echo("Enter your bip39 mnemonic: ", err=True, nl=False)
+    mnemonic = sys.stdin.readline().strip()
+    if not mnemonic:
+        raise CliError("no mnemonic on stdin")
+    return mnemonic
 
 
 def compute_pubkey_record(public_key: bytes) -> dict:
@@ -354,8 +363,6 @@ def start(
     application = App(str(home / "data"))
     try:
         abci_server.run(application, abci)
-    except abci_server.ABCIServerError as error:
-        raise CliError(str(error)) from None
     finally:
         application.close()
 
@@ -368,11 +375,7 @@ def dev(
     output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
 ):
     """Run a single-node development chain with the CometBFT RPC (no CometBFT needed)."""
-    from node import devchain
-
     block_time_ms = compute_duration_ms(block_time)
-    if not get_genesis_path(home).exists():
-        raise CliError(f"no genesis file at {get_genesis_path(home)}: run `maxwell init` first")
     configure_logging(output)
     devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms)
 
@@ -392,7 +395,7 @@ def keys_add(
     if keyring.is_key(home, keyring_backend.value, name):
         raise CliError(f"key {name!r} already exists")
     if recover:
-        mnemonic = typer.prompt("Enter your bip39 mnemonic", err=True)
+        mnemonic = read_mnemonic()
         crypto.derive_private_key(mnemonic)
     else:
         mnemonic = crypto.generate_mnemonic()

@@ -441,9 +441,8 @@ def compute_merkle_proof(items: list[bytes], index: int) -> tuple[bytes, list[by
 
 def encode_tx_proof(txs: list[bytes], index: int) -> dict:
     leaf, aunts = compute_merkle_proof([compute_tx_hash(tx) for tx in txs], index)
-    proof = {"total": str(len(txs)), "index": str(index), "leaf_hash": encode_base64(leaf)}
-    if aunts:
-        proof["aunts"] = [base64.b64encode(a).decode() for a in aunts]
+    proof = {"total": str(len(txs)), "index": str(index), "leaf_hash": encode_base64(leaf),
+             "aunts": [base64.b64encode(a).decode() for a in aunts]}
     return {"root_hash": encode_hex(compute_data_hash(txs)), "data": encode_base64(txs[index]), "proof": proof}
 
 
@@ -649,7 +648,7 @@ class _Subscription:
     request_id: object
 
 
-@dataclass
+@dataclass(eq=False)
 class _WSClient:
     ws: web.WebSocketResponse
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(SUBSCRIPTION_BUFFER))
@@ -706,6 +705,7 @@ class RPCServer:
             site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
             loop.run_until_complete(site.start())
             self.port = site._server.sockets[0].getsockname()[1]
+            self.laddr = f"tcp://{self.host}:{self.port}"
         except BaseException as e:  # noqa: BLE001 - reported to the thread that called start()
             self._start_error = e
             self._ready.set()

@@ -339,6 +339,10 @@ def test_simulate_estimates_gas_without_signature(app, accounts):
     simulated = service_pb2.SimulateResponse.FromString(response.value)
     assert 10_000 < simulated.gas_info.gas_used < 200_000
     assert balance(app, bob) == INITIAL_BALANCE
+    # the estimate must cover the signed tx, as cosmjs and Keplr rely on it (they add 30-40 %)
+    real = run_block(app, [send(alice, bob.address, 5, gas=simulated.gas_info.gas_used, fee=5000)]).tx_results[0]
+    assert real.code == 0, real.log
+    assert real.gas_used <= simulated.gas_info.gas_used
 
 
 def test_store_query_proofs_verify_against_next_app_hash(app, accounts):

@@ -1,0 +1,104 @@
+"""`maxwell circuits`: build the reference digits circuits, or add circuits for a user's ONNX model.
+
+Artifacts use an INSECURE development SRS (`ezkl.gen_srs`): fine for development, never for
+production, where a ceremony SRS replaces it and genesis pins its hash.
+"""
+
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from zk import build as zk_build
+from zk.artifacts import ArtifactError
+from zk.instances import InstanceError
+from zk.prove import ProvingError
+
+DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
+DEFAULT_PK_DIR = Path.home() / ".cache" / "maxwell" / "pk"
+INSECURE_SRS_NOTICE = (
+    "[bold yellow]INSECURE development SRS[/]: circuits are set up with a locally generated SRS "
+    "(ezkl.gen_srs); whoever generated it can forge proofs. Production uses a ceremony SRS pinned in genesis."
+)
+EXPECTED_ERRORS = (zk_build.BuildError, ArtifactError, InstanceError, ProvingError, RuntimeError, OSError)
+
+app = typer.Typer(no_args_is_help=True, help="Build zero-knowledge circuits for models (EZKL).")
+
+CircuitsDir = Annotated[Path, typer.Option("--circuits-dir", help="Where circuits and the dev SRS live.")]
+PkDir = Annotated[Path, typer.Option("--pk-dir", help="Cache of proving keys, keyed by vk sha256.")]
+
+
+@app.command()
+def build(
+    model: Annotated[str, typer.Argument(help="'digits' (the reference model) or a model added before.")] = zk_build.DIGITS,
+    circuits_dir: CircuitsDir = DEFAULT_CIRCUITS_DIR,
+    pk_dir: PkDir = DEFAULT_PK_DIR,
+) -> None:
+    """Train (digits) or reload a model and build every circuit, its vk and manifest.json."""
+    _run(lambda progress: zk_build.build(circuits_dir, model, pk_dir, progress))
+
+
+@app.command()
+def add(
+    path: Annotated[Path, typer.Argument(help="ONNX model with one input and one output.")],
+    calibration: Annotated[Path, typer.Option("--calibration", help='JSON {"inputs": [[numbers...], ...]}.')],
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name (default: the file's stem).")] = None,
+    circuits_dir: CircuitsDir = DEFAULT_CIRCUITS_DIR,
+    pk_dir: PkDir = DEFAULT_PK_DIR,
+) -> None:
+    """Add a user's ONNX model: one circuit (input hashed, output public), calibrated on the given samples."""
+    _run(lambda progress: zk_build.add_model(circuits_dir, path, calibration, name, pk_dir, progress))
+
+
+def _run(action: Callable[[zk_build.Progress], zk_build.BuildReport]) -> None:
+    console = Console(stderr=True)
+    console.print(INSECURE_SRS_NOTICE)
+    columns = (
+        TextColumn("{task.fields[circuit]:>8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=console) as bars:
+        tasks = {}
+
+        def progress(circuit: str, description: str, completed: int, total: int) -> None:
+            if circuit not in tasks:
+                tasks[circuit] = bars.add_task(description, total=total, circuit=circuit)
+            bars.update(tasks[circuit], description=description, completed=completed, total=total)
+
+        try:
+            report = action(progress)
+        except EXPECTED_ERRORS as error:
+            bars.stop()
+            typer.echo(f"Error: {' '.join(str(error).split())}", err=True)
+            raise typer.Exit(1)
+    _show_report(report)
+
+
+def _show_report(report: zk_build.BuildReport) -> None:
+    table = Table(title=f"circuits written to {report.manifest_path}", title_justify="left")
+    for column in ("circuit", "logrows", "rows", "decomp", "setup s", "prove s", "verify ms", "proof B", "max err", "tolerance"):
+        table.add_column(column, justify="right")
+    for c in report.circuits:
+        table.add_row(
+            c.name,
+            str(c.logrows),
+            str(c.num_rows),
+            f"{c.decomposition[0]}^{c.decomposition[1]}",
+            f"{c.setup_seconds:.2f}",
+            f"{c.prove_seconds:.2f}",
+            f"{c.verify_seconds * 1000:.1f}",
+            str(c.proof_size),
+            f"{c.max_error:.2g}",
+            f"{c.tolerance:.2g}",
+        )
+    console = Console()
+    console.print(table)
+    for key, value in report.accuracy.items():
+        console.print(f"accuracy ({key}): {value['correct']}/{value['samples']} = {value['correct'] / value['samples']:.2%}")
+    console.print("SRS: INSECURE development SRS (ezkl.gen_srs) — replace with a ceremony SRS for production.")

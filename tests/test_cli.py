@@ -1,0 +1,408 @@
+"""The `maxwell` CLI: offline commands through typer's CliRunner, chain commands against a real
+`maxwell dev` node in a subprocess."""
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from chain import bank, crypto
+from chain.proto.tendermint.abci import types_pb2 as abci
+from node import client, keyring, privval
+from node.cli import app, compute_duration_ms
+from tests.conftest import finalize, send
+
+MAXWELL = Path(sys.executable).with_name("maxwell")
+MNEMONIC = "tongue item average girl you travel orphan habit produce diagram oblige lumber"
+ALICE = "mxw16sh2wgmwtstq6xn883a684z45vhg4kkxq3hdxp"
+PASSPHRASE = "a long enough passphrase"
+GENESIS_AMOUNT = 1_000_000_000
+STARTUP_TIMEOUT_SECONDS = 60
+
+
+def invoke(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def run_maxwell(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(MAXWELL), *map(str, args)], input=input, capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    stderr = result.stderr
+    code = result.exit_code if hasattr(result, "exit_code") else result.returncode
+    assert code == 1, stderr
+    assert "Traceback" not in stderr and "Traceback" not in result.stdout
+    prompts, _, message = stderr.partition("Error: ")
+    assert message.endswith("\n") and "\n" not in message[:-1], stderr
+    assert not prompts or prompts.rstrip().endswith(":"), stderr
+    for fragment in fragments:
+        assert fragment in message, stderr
+
+
+def compute_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_funded_home(home: Path, chain_id: str = "maxwell-cli-1") -> None:
+    """A node home with alice (test keyring, funded in genesis) and bob (file keyring, unfunded)."""
+    assert invoke("keys", "add", "alice", "--recover", "--keyring-backend", "test", "--home", home,
+                  input=MNEMONIC + "\n").exit_code == 0
+    (home / "passphrase").write_text(PASSPHRASE + "\n")
+    assert invoke("keys", "add", "bob", "--keyring-passphrase-file", home / "passphrase", "--home", home).exit_code == 0
+    assert invoke("init", "--chain-id", chain_id, "--home", home).exit_code == 0
+    assert invoke("genesis", "add-account", "alice", f"{GENESIS_AMOUNT}ujoule", "--keyring-backend", "test",
+                  "--home", home).exit_code == 0
+
+
+def start_dev_chain(home: Path) -> tuple[subprocess.Popen, str]:
+    port = compute_free_port()
+    log = open(home / "dev.log", "w")
+    process = subprocess.Popen(
+        [str(MAXWELL), "dev", "--home", str(home), "--rpc", f"tcp://127.0.0.1:{port}", "--block-time", "200ms"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    rpc = client.Client(url, timeout=2)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"maxwell dev exited with {process.returncode}: {(home / 'dev.log').read_text()}")
+        try:
+            if rpc.status().latest_block_height >= 1:
+                return process, url
+        except client.ClientError:
+            pass
+        if time.monotonic() > deadline:
+            stop_dev_chain(process)
+            raise AssertionError(f"maxwell dev did not produce a block: {(home / 'dev.log').read_text()}")
+        time.sleep(0.2)
+
+
+def stop_dev_chain(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+# --- keys ------------------------------------------------------------------------------------------
+
+def test_keys_add_shows_the_mnemonic_once_and_it_recovers_the_same_key(tmp_path):
+    created = invoke("keys", "add", "carol", "--keyring-backend", "test", "--home", tmp_path / "a", "-o", "json")
+    assert created.exit_code == 0, created.stderr
+    record = json.loads(created.stdout)
+    assert record["address"].startswith("mxw1") and len(record["mnemonic"].split()) == 24
+
+    shown = invoke("keys", "show", "carol", "--keyring-backend", "test", "--home", tmp_path / "a")
+    assert record["address"] in shown.stdout and record["mnemonic"] not in shown.stdout
+
+    recovered = invoke("keys", "add", "carol2", "--recover", "--keyring-backend", "test", "--home", tmp_path / "b",
+                       "-o", "json", input=record["mnemonic"] + "\n")
+    assert recovered.exit_code == 0, recovered.stderr
+    assert json.loads(recovered.stdout)["address"] == record["address"]
+    assert "mnemonic" not in json.loads(recovered.stdout)
+
+
+def test_recovered_address_matches_cosmos_derivation(tmp_path):
+    result = invoke("keys", "add", "alice", "--recover", "--keyring-backend", "test", "--home", tmp_path, "-o", "json",
+                    input=MNEMONIC + "\n")
+    assert json.loads(result.stdout)["address"] == ALICE
+    assert invoke("keys", "show", "alice", "-a", "--keyring-backend", "test", "--home", tmp_path).stdout.strip() == ALICE
+
+
+def test_recover_refuses_a_bad_mnemonic(tmp_path):
+    words = MNEMONIC.split()
+    swapped = " ".join(words[1:2] + words[:1] + words[2:])
+    for mnemonic, message in ((swapped, "invalid mnemonic"), ("", "no mnemonic on stdin")):
+        result = invoke("keys", "add", "x", "--recover", "--keyring-backend", "test", "--home", tmp_path,
+                        input=mnemonic + "\n")
+        assert_one_line_error(result, message)
+    assert keyring.get_keys(tmp_path, "test") == []
+
+
+def test_file_keyring_prompts_for_a_confirmed_passphrase_and_encrypts(tmp_path):
+    result = invoke("keys", "add", "dave", "--home", tmp_path, "-o", "json",
+                    input=f"{PASSPHRASE}\n{PASSPHRASE}\n")
+    assert result.exit_code == 0, result.stderr
+    mnemonic = json.loads(result.stdout)["mnemonic"]
+    assert mnemonic not in (tmp_path / "keyring-file" / "dave.json").read_text()
+    assert keyring.get_mnemonic(tmp_path, "file", "dave", PASSPHRASE) == mnemonic
+
+
+def test_file_keyring_refuses_a_short_passphrase(tmp_path):
+    result = invoke("keys", "add", "dave", "--home", tmp_path, input="short\nshort\n")
+    assert_one_line_error(result, "at least 8 characters")
+    assert keyring.get_keys(tmp_path, "file") == []
+
+
+def test_keys_list_and_delete(tmp_path):
+    for name in ("erin", "frank"):
+        invoke("keys", "add", name, "--keyring-backend", "test", "--home", tmp_path)
+    listed = json.loads(invoke("keys", "list", "--keyring-backend", "test", "--home", tmp_path, "-o", "json").stdout)
+    assert [k["name"] for k in listed] == ["erin", "frank"]
+    assert "frank" in invoke("keys", "list", "--keyring-backend", "test", "--home", tmp_path).stdout
+
+    declined = invoke("keys", "delete", "erin", "--keyring-backend", "test", "--home", tmp_path, input="n\n")
+    assert_one_line_error(declined, "aborted")
+    assert keyring.is_key(tmp_path, "test", "erin")
+
+    deleted = invoke("keys", "delete", "erin", "--yes", "--keyring-backend", "test", "--home", tmp_path)
+    assert deleted.exit_code == 0
+    assert [k.name for k in keyring.get_keys(tmp_path, "test")] == ["frank"]
+
+
+# --- init and genesis ------------------------------------------------------------------------------
+
+def test_init_writes_a_cometbft_genesis_and_refuses_to_overwrite_it(tmp_path):
+    result = invoke("init", "--chain-id", "maxwell-9", "--moniker", "val0", "--home", tmp_path, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    genesis = json.loads((tmp_path / "config" / "genesis.json").read_text())
+    key = privval.load(tmp_path / "config" / "priv_validator_key.json")
+
+    assert genesis["chain_id"] == "maxwell-9" and genesis["initial_height"] == "1"
+    assert genesis["genesis_time"].endswith("Z")
+    assert genesis["consensus_params"]["block"] == {"max_bytes": "22020096", "max_gas": "-1"}
+    assert genesis["consensus_params"]["validator"] == {"pub_key_types": ["ed25519"]}
+    assert genesis["consensus_params"]["abci"] == {"vote_extensions_enable_height": "0"}
+    assert genesis["validators"] == [{
+        "address": key.address.hex().upper(),
+        "pub_key": {"type": "tendermint/PubKeyEd25519", "value": base64.b64encode(key.pub_key).decode()},
+        "power": "10", "name": "val0",
+    }]
+    assert set(genesis["app_state"]) == {"auth", "bank"} and genesis["app_state"]["bank"]["supply"] == []
+    assert json.loads(result.stdout)["validator_address"] == key.address.hex().upper()
+
+    before = (tmp_path / "config" / "genesis.json").read_bytes()
+    again = invoke("init", "--chain-id", "other", "--home", tmp_path)
+    assert_one_line_error(again, "already exists")
+    assert (tmp_path / "config" / "genesis.json").read_bytes() == before
+
+
+def test_genesis_add_account_by_key_name_and_address(tmp_path):
+    invoke("init", "--chain-id", "maxwell-9", "--home", tmp_path)
+    invoke("keys", "add", "alice", "--recover", "--keyring-backend", "test", "--home", tmp_path, input=MNEMONIC + "\n")
+    other = crypto.encode_address(bytes(20))
+
+    assert invoke("genesis", "add-account", "alice", "1000ujoule", "--keyring-backend", "test", "--home", tmp_path).exit_code == 0
+    assert invoke("genesis", "add-account", other, "5ujoule,7other", "--home", tmp_path).exit_code == 0
+    balances = json.loads((tmp_path / "config" / "genesis.json").read_text())["app_state"]["bank"]["balances"]
+    assert balances == [
+        {"address": ALICE, "coins": [{"denom": "ujoule", "amount": "1000"}]},
+        {"address": other, "coins": [{"denom": "other", "amount": "7"}, {"denom": "ujoule", "amount": "5"}]},
+    ]
+
+    duplicate = invoke("genesis", "add-account", ALICE, "1ujoule", "--home", tmp_path)
+    assert_one_line_error(duplicate, "already has a genesis balance")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["genesis", "add-account", "mxw1notanaddress", "1ujoule"], ["neither a valid address", "nor a key"]),
+    (["genesis", "add-account", "nobody", "1ujoule"], ["'nobody'", "nor a key in the file keyring"]),
+    (["genesis", "add-account", ALICE, "12"], ["invalid coin '12'"]),
+    (["genesis", "add-account", ALICE, "5.0ujoule"], ["invalid coin"]),
+    (["genesis", "add-account", ALICE, "0ujoule"], ["must be positive"]),
+    (["init", "--chain-id", "has space"], ["invalid chain id"]),
+    (["keys", "show", "nobody"], ["key 'nobody' not found"]),
+    (["keys", "add", "../x", "--keyring-backend", "test"], ["invalid key name"]),
+    (["keys", "delete", "nobody", "--yes"], ["key 'nobody' not found"]),
+    (["query", "balance", "mxw1bad"], ["invalid bech32 address"]),
+    (["query", "balance", crypto.encode_address(bytes(20), "cosmos")], ["has prefix 'cosmos', expected 'mxw'"]),
+    (["query", "tx", "xyz"], ["invalid tx hash"]),
+    (["status", "--node", "ftp://127.0.0.1:1"], ["invalid node URL"]),
+    (["dev", "--block-time", "fast"], ["invalid duration"]),
+])
+def test_bad_input_is_one_line_and_exit_1(tmp_path, args, fragments):
+    invoke("init", "--chain-id", "maxwell-9", "--home", tmp_path)
+    assert_one_line_error(invoke(*args, "--home", tmp_path), *fragments)
+
+
+def test_genesis_commands_need_a_genesis(tmp_path):
+    assert_one_line_error(invoke("genesis", "add-account", ALICE, "1ujoule", "--home", tmp_path), "run `maxwell init` first")
+
+
+def test_unreachable_node_is_one_line(tmp_path):
+    port = compute_free_port()
+    for args in (["status"], ["query", "balance", ALICE], ["query", "block", "3"]):
+        result = invoke(*args, "--node", f"tcp://127.0.0.1:{port}", "--home", tmp_path)
+        assert_one_line_error(result, f"cannot reach node at tcp://127.0.0.1:{port}", "refused")
+
+
+def test_tx_send_with_a_wrong_passphrase_fails_before_signing(tmp_path):
+    invoke("keys", "add", "bob", "--home", tmp_path, input=f"{PASSPHRASE}\n{PASSPHRASE}\n")
+    (tmp_path / "wrong").write_text("not the passphrase\n")
+    result = invoke("tx", "send", "bob", ALICE, "1ujoule", "--keyring-passphrase-file", tmp_path / "wrong",
+                    "--node", f"http://127.0.0.1:{compute_free_port()}", "--home", tmp_path)
+    assert_one_line_error(result, "wrong passphrase for key 'bob'")
+    prompted = invoke("tx", "send", "bob", ALICE, "1ujoule", "--home", tmp_path, input="not the passphrase\n")
+    assert prompted.exit_code == 1 and "wrong passphrase for key 'bob'" in prompted.stderr
+
+
+def test_tx_send_checks_amounts_and_keys_before_anything_else(tmp_path):
+    invoke("keys", "add", "alice", "--recover", "--keyring-backend", "test", "--home", tmp_path, input=MNEMONIC + "\n")
+    common = ["--keyring-backend", "test", "--home", tmp_path]
+    assert_one_line_error(invoke("tx", "send", "alice", ALICE, "1.5ujoule", *common), "invalid coin '1.5ujoule'")
+    assert_one_line_error(invoke("tx", "send", "alice", ALICE, "1ujoule", "--fees", "3atom", *common), "fees are paid in ujoule")
+    assert_one_line_error(invoke("tx", "send", "nobody", ALICE, "1ujoule", *common), "no key 'nobody'")
+    assert_one_line_error(invoke("tx", "send", "alice", "mxw1xx", "1ujoule", *common), "neither a valid address")
+
+
+def test_block_time_durations():
+    assert compute_duration_ms("1s") == 1000
+    assert compute_duration_ms("200ms") == 200
+    assert compute_duration_ms("1.5s") == 1500
+
+
+# --- proof checking against a real app -------------------------------------------------------------
+
+def query_balance_proof(app, address: bytes, height: int):
+    key = bank.state_key(bank.BALANCE, address, "ujoule")
+    response = app.query(abci.RequestQuery(path="store/bank/key", data=key, height=height, prove=True))
+    ops = tuple(client.ProofOp(op.type, op.key, op.data) for op in response.proof_ops.ops)
+    return key, response.value, ops
+
+
+def test_balance_proofs_verify_against_the_app_hash(app, accounts):
+    app_hash = app.store.app_hash
+    alice = accounts[0]
+    key, value, ops = query_balance_proof(app, alice.address, 1)
+    client.verify_store_proof("bank", key, value, ops, app_hash)
+    assert int(value) > 0
+
+    with pytest.raises(client.ProofError):
+        client.verify_store_proof("bank", key, str(int(value) + 1).encode(), ops, app_hash)
+    with pytest.raises(client.ProofError):
+        client.verify_store_proof("bank", key, value, ops, bytes(32))
+    with pytest.raises(client.ProofError):
+        client.verify_store_proof("bank", key, b"", ops, app_hash)
+
+
+def test_absent_balances_have_non_existence_proofs(app):
+    stranger = bytes(range(20))
+    key, value, ops = query_balance_proof(app, stranger, 1)
+    assert value == b""
+    client.verify_store_proof("bank", key, b"", ops, app.store.app_hash)
+    with pytest.raises(client.ProofError):
+        client.verify_store_proof("bank", key, b"1", ops, app.store.app_hash)
+
+
+def test_a_proof_for_one_height_does_not_verify_against_the_next(app, accounts):
+    key, value, ops = query_balance_proof(app, accounts[0].address, 1)
+    first = app.store.app_hash
+    finalize(app, 2, [send(accounts[0], accounts[1].address, 10)])
+    app.commit()
+    assert app.store.app_hash != first
+    with pytest.raises(client.ProofError):
+        client.verify_store_proof("bank", key, value, ops, app.store.app_hash)
+
+
+# --- against a running dev chain -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory):
+    home = tmp_path_factory.mktemp("devnet")
+    init_funded_home(home)
+    process, url = start_dev_chain(home)
+    yield home, url
+    stop_dev_chain(process)
+
+
+def get_balance(home: Path, url: str, who: str) -> int:
+    result = invoke("query", "balance", who, "--node", url, "--keyring-backend", "test", "--home", home, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return int(json.loads(result.stdout)["amount"])
+
+
+def test_status_and_genesis_balance(devnet):
+    home, url = devnet
+    status = json.loads(invoke("status", "--node", url, "--home", home, "-o", "json").stdout)
+    assert status["chain_id"] == "maxwell-cli-1" and status["version"].startswith("0.38.")
+    assert int(status["latest_block_height"]) >= 1
+    text = invoke("query", "balance", "alice", "--node", url, "--keyring-backend", "test", "--home", home).stdout
+    assert f"{ALICE}: " in text and "ujoule at height" in text
+
+
+def test_send_with_the_file_keyring_and_see_it_everywhere(devnet):
+    home, url = devnet
+    bob = keyring.get_key(home, "file", "bob").address
+    alice_before = get_balance(home, url, "alice")
+
+    # alice funds bob (test keyring), then bob sends back with his encrypted key, as a subprocess.
+    funded = invoke("tx", "send", "alice", bob, "100000ujoule", "--node", url, "--keyring-backend", "test",
+                    "--home", home, "-o", "json")
+    assert funded.exit_code == 0, funded.stderr
+    assert get_balance(home, url, bob) == 100000
+    assert get_balance(home, url, "alice") == alice_before - 100000 - 5000
+
+    sent = run_maxwell("tx", "send", "bob", ALICE, "1234ujoule", "--fees", "6000ujoule",
+                       "--keyring-passphrase-file", home / "passphrase", "--node", url.replace("http", "tcp"),
+                       "--home", home)
+    assert sent.returncode == 0, sent.stderr
+    tx_hash = sent.stdout.split("txhash: ")[1].split()[0]
+    assert "included in block" in sent.stdout and ": code 0" in sent.stdout
+    assert get_balance(home, url, bob) == 100000 - 1234 - 6000
+
+    shown = json.loads(invoke("query", "tx", tx_hash.lower(), "--node", url, "--home", home, "-o", "json").stdout)
+    assert shown["code"] == 0 and shown["hash"] == tx_hash
+    assert shown["messages"] == [{"@type": "/cosmos.bank.v1beta1.MsgSend", "from_address": bob, "to_address": ALICE,
+                                  "amount": [{"denom": "ujoule", "amount": "1234"}]}]
+    transfers = [dict((a["key"], a["value"]) for a in e["attributes"]) for e in shown["events"] if e["type"] == "transfer"]
+    assert {"sender": bob, "recipient": ALICE, "amount": "1234ujoule"} in transfers
+
+    block = json.loads(invoke("query", "block", shown["height"], "--node", url, "--home", home, "-o", "json").stdout)
+    assert tx_hash in block["txs"]
+    account = json.loads(invoke("query", "account", "bob", "--node", url, "--home", home, "-o", "json").stdout)
+    assert account["sequence"] == "1" and account["pub_key"]["@type"] == "/cosmos.crypto.secp256k1.PubKey"
+
+
+def test_balance_proof_is_checked_against_the_next_block(devnet):
+    home, url = devnet
+    result = run_maxwell("query", "balance", "alice", "--prove", "--node", url, "--keyring-backend", "test",
+                         "--home", home, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    proven = json.loads(result.stdout)
+    assert proven["proof"]["verified"] is True
+    assert int(proven["proof"]["block_height"]) == int(proven["height"]) + 1
+    block = json.loads(invoke("query", "block", proven["proof"]["block_height"], "--node", url, "--home", home,
+                              "-o", "json").stdout)
+    assert block["app_hash"] == proven["proof"]["app_hash"]
+
+    absent = invoke("query", "balance", crypto.encode_address(bytes(20)), "--prove", "--node", url, "--home", home)
+    assert absent.exit_code == 0, absent.stderr
+    assert ": 0ujoule at height" in absent.stdout and "proof verified against app hash" in absent.stdout
+
+
+def test_rejected_transactions_are_one_line(devnet):
+    home, url = devnet
+    common = ["--node", url, "--keyring-backend", "test", "--home", home]
+    low_fee = invoke("tx", "send", "alice", ALICE, "1ujoule", "--fees", "1ujoule", *common)
+    assert_one_line_error(low_fee, "tx rejected: code 13 (sdk)", "insufficient fee")
+    too_much = invoke("tx", "send", "alice", ALICE, f"{10 * GENESIS_AMOUNT}ujoule", *common)
+    assert_one_line_error(too_much, "tx rejected: code 5 (sdk)", "insufficient funds")
+
+    invoke("keys", "add", "unfunded", "--keyring-backend", "test", "--home", home)
+    unfunded = invoke("tx", "send", "unfunded", ALICE, "1ujoule", *common)
+    assert_one_line_error(unfunded, "not found on chain maxwell-cli-1")
+    missing = invoke("query", "tx", "AB" * 32, "--node", url, "--home", home)
+    assert_one_line_error(missing, f"tx {'AB' * 32} not found")
+    future = invoke("query", "block", "100000000", "--node", url, "--home", home)
+    assert_one_line_error(future, "must be less than or equal to the current blockchain height")
+
+
+def test_no_wait_prints_the_hash_and_the_tx_lands(devnet):
+    home, url = devnet
+    result = invoke("tx", "send", "alice", ALICE, "1ujoule", "--no-wait", "--node", url, "--keyring-backend", "test",
+                    "--home", home, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    tx_hash = json.loads(result.stdout)["hash"]
+    assert client.Client(url).wait_for_tx(bytes.fromhex(tx_hash), 30).code == 0
