@@ -478,7 +478,10 @@ class Store:
             self._cache.update(nodes)
             for node_id, leaf in batch.leaves.items():
                 self._pending_leaves[leaf_key + node_id] = leaf
-            staged.stale.extend(inner_key + node_id for node_id in batch.stale_inner)
+            retired = [inner_key + node_id for node_id in batch.stale_inner]
+            for key in retired:
+                self._cache.pop(key, None)
+            staged.stale.extend(retired)
             staged.stale.extend(leaf_key + node_id for node_id in batch.stale_leaves)
             self._staged_flat.setdefault(store, {}).update(changes[store])
         self._trim_cache()

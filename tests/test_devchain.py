@@ -146,7 +146,7 @@ class KVStoreApp:
             k + b"=" + v + b";" for k, v in sorted(self._state().items()))).digest()
         return abci_pb2.ResponseFinalizeBlock(
             tx_results=results, app_hash=self.pending_hash,
-            events=[abci_pb2.Event(type="block", attributes=[
+            events=[abci_pb2.Event(type="kvblock", attributes=[
                 abci_pb2.EventAttribute(key="height", value=str(request.height), index=True)])])
 
     def commit(self, request):
