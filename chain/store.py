@@ -5,11 +5,11 @@ The app hash commits to every store as the Cosmos multistore does: an RFC 6962 s
 two ics23 proofs, the key in its store's tree (SmtSpec) and the store's root in the app hash.
 
 Pruning without reference counts: a node is written once under a name that includes the height that
-wrote it (see chain.smt), and whenever a later height replaces or removes it, an entry
-(replacing height, node key) goes into a stale index. A node retired at height h is reachable only
-from heights before h, so once h is at or below the oldest height kept, the node and its index entry
-are deleted. Keeping the last `keep_recent` heights therefore costs one scan of the stale index per
-commit, over exactly the nodes that became unreachable.
+wrote it (see chain.smt) and is never rewritten. When a height replaces or removes nodes, their keys
+are recorded under that height in a stale index. A node retired at height h is reachable only from
+heights before h, so once h is at or below the oldest height kept, the nodes listed under h and the
+list itself are deleted. Pruning thus costs one read per pruned height plus one delete per node
+that became unreachable, and never walks a tree.
 
 Beside the trees, a flat index holds one entry per live (store, key) with its latest value, so reads
 of the current state never walk a tree and LevelDB's ordering serves ordered range scans.
@@ -22,16 +22,14 @@ LevelDB layout (every key is made by `state_key`):
     r/<height>                     -> the store roots of that height
     n<store>/<inner node id>       -> inner node          (chain.smt.encode_inner)
     l<store>/<leaf node id>        -> key and value       (chain.smt.encode_leaf)
-    s/<height>/<node key>          -> b""  (node key retired at height)
+    s/<height>                     -> keys of the nodes that height retired (encode_key_list)
     f<store>/<key>                 -> latest value
 """
 
-import gc
 import hashlib
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 
 import plyvel
 
@@ -207,17 +205,20 @@ def decode_roots(data: bytes) -> dict[str, smt.Ref]:
     return roots
 
 
-@contextmanager
-def _collector_paused():
-    """Pause Python's cycle collector while a batch allocates its (acyclic) nodes: otherwise it
-    rescans the node cache over and over, which measured as ~40% of stage() time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+def encode_key_list(keys: Iterable[bytes]) -> bytes:
+    return b"".join(len(key).to_bytes(2, "big") + key for key in keys)
+
+
+def decode_key_list(data: bytes) -> list[bytes]:
+    keys = []
+    pos = 0
+    while pos < len(data):
+        end = pos + 2 + int.from_bytes(data[pos : pos + 2], "big")
+        if end > len(data):
+            raise CorruptStore("truncated stale-node list")
+        keys.append(data[pos + 2 : end])
+        pos = end
+    return keys
 
 
 def _prefix_end(prefix: bytes) -> bytes:
@@ -298,7 +299,7 @@ class Store:
         self.keep_recent = keep_recent
         self._known = frozenset(names)
         self._db = plyvel.DB(path, create_if_missing=True)
-        self._cache: OrderedDict[bytes, object] = OrderedDict()
+        self._cache: dict[bytes, object] = {}
         self._pending_inner: dict[bytes, smt.InnerNode] = {}
         self._pending_leaves: dict[bytes, tuple[bytes, bytes]] = {}
         self._staged: list[StagedHeight] = []
@@ -317,7 +318,8 @@ class Store:
         if first is None:
             raise CorruptStore("metadata present but no root records")
         self._oldest = int.from_bytes(first[-HEIGHT_BYTES:], "big")
-        self._roots = self._read_roots(self.height)
+        latest = self._read_roots(self.height)
+        self._roots = {name: latest.get(name) for name in self.store_names}
 
     def close(self) -> None:
         self._db.close()
@@ -368,15 +370,15 @@ class Store:
         data = self._db.get(state_key(ROOTS, "", encode_height(height)))
         if data is None:
             raise CorruptStore(f"no root record for committed height {height}")
-        roots = decode_roots(data)
-        for name in self.store_names:
-            roots.setdefault(name, None)
-        return roots
+        return decode_roots(data)
 
     def _committed_roots(self, store: str, height: int) -> dict[str, smt.Ref]:
         self._check_store(store)
         self._check_height(height)
-        return self._read_roots(height)
+        roots = self._read_roots(height)
+        if store not in roots:
+            raise UnknownStore(f"store {store!r} did not exist at height {height}")
+        return roots
 
     def store_root(self, store: str, height: int) -> bytes:
         return smt.compute_root_hash(self._committed_roots(store, height)[store])
@@ -393,14 +395,12 @@ class Store:
         value, inner = smt.prove(roots[store], key, self._inner_reader(store), self._leaf_reader(store))
         return value, [inner, compute_store_proof(roots, store)]
 
-    # Node access: an LRU cache of decoded nodes, then the staged nodes, then LevelDB.
+    # Node access: a cache of decoded nodes, then the staged nodes, then LevelDB. The cache drops
+    # nodes as soon as a staged height retires them and otherwise evicts the oldest entries, so
+    # it holds mostly the latest tree.
 
     def _read_node(self, key: bytes, decode) -> object:
-        node = self._cache.get(key)
-        if node is not None:
-            self._cache.move_to_end(key)
-            return node
-        node = self._pending_inner.get(key) or self._pending_leaves.get(key)
+        node = self._cache.get(key) or self._pending_inner.get(key) or self._pending_leaves.get(key)
         if node is None:
             data = self._db.get(key)
             if data is None:
@@ -414,24 +414,20 @@ class Store:
         return node
 
     def _trim_cache(self) -> None:
-        cache = self._cache
-        while len(cache) > NODE_CACHE_SIZE:
-            cache.popitem(last=False)
+        excess = len(self._cache) - NODE_CACHE_SIZE
+        if excess > 0:
+            for key in list(islice(self._cache, excess)):
+                del self._cache[key]
 
     def _inner_reader(self, store: str) -> smt.GetInner:
         prefix = state_key(INNER, store)
         cache = self._cache
-        touch = cache.move_to_end
         read = self._read_node
         decode = smt.decode_inner
 
         def get_inner(node_id: bytes) -> smt.InnerNode:
             key = prefix + node_id
-            node = cache.get(key)
-            if node is None:
-                return read(key, decode)
-            touch(key)
-            return node
+            return cache.get(key) or read(key, decode)
 
         return get_inner
 
@@ -464,12 +460,11 @@ class Store:
         roots = dict(previous)
         staged = StagedHeight(height, roots, b"")
         batches = {}
-        with _collector_paused():
-            for store in sorted(changes):
-                if changes[store]:
-                    reader = self._inner_reader(store)
-                    batches[store] = smt.apply_batch(previous[store], changes[store], height, reader)
-                    roots[store] = batches[store].root
+        for store in sorted(changes):
+            if changes[store]:
+                reader = self._inner_reader(store)
+                batches[store] = smt.apply_batch(previous[store], changes[store], height, reader)
+                roots[store] = batches[store].root
         for store, batch in batches.items():
             inner_key = state_key(INNER, store)
             leaf_key = state_key(LEAF, store)
@@ -519,7 +514,7 @@ class Store:
         last = self._staged[-1]
         oldest = max(self._oldest if self.app_hash else self._staged[0].height,
                      last.height - self.keep_recent + 1)
-        with _collector_paused(), self._db.write_batch(sync=True) as batch:
+        with self._db.write_batch(sync=True, transaction=True) as batch:
             for key, node in self._pending_inner.items():
                 batch.put(key, smt.encode_inner(node))
             for key, (leaf_key, value) in self._pending_leaves.items():
@@ -530,10 +525,8 @@ class Store:
                 if staged.height <= oldest:
                     for key in staged.stale:
                         batch.delete(key)
-                else:
-                    stale_prefix = state_key(STALE, "", height)
-                    for key in staged.stale:
-                        batch.put(stale_prefix + key, b"")
+                elif staged.stale:
+                    batch.put(state_key(STALE, "", height), encode_key_list(staged.stale))
             for store, writes in self._staged_flat.items():
                 flat_prefix = state_key(FLAT, store)
                 for key, value in writes.items():
@@ -557,11 +550,9 @@ class Store:
         for height in (staged.height for staged in self._staged if staged.height < oldest):
             batch.delete(roots_prefix + encode_height(height))
         stale_prefix = state_key(STALE)
-        skip = len(stale_prefix) + HEIGHT_BYTES
-        for key in self._db.iterator(
-            start=stale_prefix, stop=stale_prefix + encode_height(oldest + 1), include_value=False
-        ):
-            batch.delete(key[skip:])
+        for key, retired in self._db.iterator(start=stale_prefix, stop=stale_prefix + encode_height(oldest + 1)):
+            for node_key in decode_key_list(retired):
+                batch.delete(node_key)
             batch.delete(key)
 
 
@@ -579,6 +570,7 @@ class Branch:
             raise UnknownStore(f"unknown store {store!r}; stores are {', '.join(self.store_names)}")
 
     def get(self, store: str, key: bytes) -> bytes | None:
+        _check_key(key)
         writes = self._writes.get(store)
         if writes is not None and key in writes:
             return writes[key]

@@ -82,7 +82,7 @@ def _run(action: Callable[[zk_build.Progress], zk_build.BuildReport]) -> None:
 
 def _show_report(report: zk_build.BuildReport) -> None:
     table = Table(title=f"circuits written to {report.manifest_path}", title_justify="left")
-    for column in ("circuit", "logrows", "rows", "decomp", "setup s", "prove s", "verify ms", "proof B", "max err", "tolerance"):
+    for column in ("circuit", "logrows", "rows", "decomp", "setup", "prove", "verify", "proof", "max err", "tolerance"):
         table.add_column(column, justify="right")
     for c in report.circuits:
         table.add_row(
@@ -90,12 +90,12 @@ def _show_report(report: zk_build.BuildReport) -> None:
             str(c.logrows),
             str(c.num_rows),
             f"{c.decomposition[0]}^{c.decomposition[1]}",
-            f"{c.setup_seconds:.2f}",
-            f"{c.prove_seconds:.2f}",
-            f"{c.verify_seconds * 1000:.1f}",
-            str(c.proof_size),
-            f"{c.max_error:.2g}",
-            f"{c.tolerance:.2g}",
+            f"{c.setup_seconds:.2f}s",
+            f"{c.prove_seconds:.2f}s",
+            f"{c.verify_seconds * 1000:.1f}ms",
+            f"{c.proof_size}B",
+            f"{c.max_error:.1e}",
+            f"{c.tolerance:.1e}",
         )
     console = Console()
     console.print(table)

@@ -116,7 +116,6 @@ class ChainState:
     """What the next height is built on."""
     last_block_height: int
     last_block_id: types_pb2.BlockID
-    last_block_time_ns: int
     app_hash: bytes
     last_results_hash: bytes
     params: params_pb2.ConsensusParams
@@ -358,12 +357,15 @@ class DevChain:
         """Handshake with the app, serve RPC (when an address is given) and produce blocks."""
         self.process_handshake()
         if rpc_laddr is not None:
-            self.rpc_server = rpc.RPCServer(self, rpc_laddr)
-            self.rpc_server.start()
+            server = rpc.RPCServer(self, rpc_laddr)
+            server.start()
+            self.rpc_server = server
         self._producer = threading.Thread(target=self._run_producer, name="block-producer", daemon=True)
         self._producer.start()
 
     def stop(self) -> None:
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         if self._producer is not None:
             self._producer.join()
@@ -424,7 +426,10 @@ class DevChain:
             time=rpc.compute_timestamp(g.genesis_time_ns), chain_id=g.chain_id, consensus_params=g.params,
             validators=[abci_pb2.ValidatorUpdate(pub_key=v.pub_key, power=v.voting_power) for v in g.validators],
             app_state_bytes=g.app_state_bytes, initial_height=g.initial_height)
-        response = self.app.init_chain(request)
+        try:
+            response = self.app.init_chain(request)
+        except Exception as e:  # noqa: BLE001 - the app's own error type for a genesis it cannot use
+            raise InvalidGenesis(f"the app refused the genesis: {e}") from e
         validators = [validator_pb2.Validator(address=compute_validator_address(u.pub_key), pub_key=u.pub_key,
                                               voting_power=u.power) for u in response.validators]
         params = g.params
@@ -465,14 +470,16 @@ class DevChain:
         height = self.blockstore.get_height()
         if height == 0:
             return ChainState(
-                last_block_height=0, last_block_id=types_pb2.BlockID(), last_block_time_ns=self.genesis.genesis_time_ns,
+                last_block_height=0, last_block_id=types_pb2.BlockID(),
                 app_hash=genesis_state.app_hash, last_results_hash=compute_results_hash([]),
                 params=self.blockstore.get_params(self.genesis.initial_height), app_version=app_version,
                 last_commit=None)
         meta, results = self.blockstore.get_block_meta(height), self.blockstore.get_results(height)
+        if results is None:
+            raise HandshakeError(f"the block store has block {height} but not its FinalizeBlock results")
         return ChainState(
             last_block_height=height, last_block_id=meta.block_id,
-            last_block_time_ns=rpc.compute_time_ns(meta.header.time), app_hash=results.app_hash,
+            app_hash=results.app_hash,
             last_results_hash=compute_results_hash(list(results.tx_results)),
             params=self.blockstore.get_params(height + 1), app_version=app_version,
             last_commit=self.blockstore.get_seen_commit(height))
@@ -613,15 +620,15 @@ class DevChain:
             self.blockstore.process_block(block, block_id, block_size, seen_commit)
             response, next_params = self._execute_block(block, block_id, params)
             self._round = 0
+            tx_hashes = [compute_tx_hash(tx) for tx in txs]
+            self.txindex.process_block(height, txs, response, tx_hashes)
             app_version = state.app_version
             if response.consensus_param_updates.HasField("version"):
                 app_version = next_params.version.app
             self.state = ChainState(
-                last_block_height=height, last_block_id=block_id, last_block_time_ns=time_ns,
+                last_block_height=height, last_block_id=block_id,
                 app_hash=response.app_hash, last_results_hash=compute_results_hash(list(response.tx_results)),
                 params=next_params, app_version=app_version, last_commit=seen_commit)
-            tx_hashes = [compute_tx_hash(tx) for tx in txs]
-            self.txindex.process_block(height, txs, response, tx_hashes)
             self.mempool.process_committed(txs, list(response.tx_results))
             self.mempool.process_recheck()
         event = BlockEvent(block=block, block_id=block_id, response=response, tx_hashes=tx_hashes)

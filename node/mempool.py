@@ -1,5 +1,6 @@
 """FIFO mempool with CometBFT's CheckTx cache, size limits and post-commit RECHECK (mempool/clist_mempool.go)."""
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from ibc.tendermint import compute_tx_hash
+
+log = logging.getLogger("maxwell.mempool")
 
 DEFAULT_MAX_TXS = 5000
 DEFAULT_MAX_TXS_BYTES = 1 << 30
@@ -113,7 +116,12 @@ class Mempool:
                     f"total txs bytes {self._bytes} (max: {self.max_txs_bytes})")
             if not self._push_cache(tx_hash):
                 raise TxInCache()
-        response = self.check_tx(abci_pb2.RequestCheckTx(tx=tx, type=abci_pb2.NEW))
+        try:
+            response = self.check_tx(abci_pb2.RequestCheckTx(tx=tx, type=abci_pb2.NEW))
+        except BaseException:
+            with self._lock:
+                self._cache.pop(tx_hash, None)
+            raise
         with self._lock:
             if response.code != CODE_OK:
                 self._cache.pop(tx_hash, None)
@@ -157,7 +165,11 @@ class Mempool:
         with self._lock:
             pending = list(self._txs.values())
         for m in pending:
-            response = self.check_tx(abci_pb2.RequestCheckTx(tx=m.tx, type=abci_pb2.RECHECK))
+            try:
+                response = self.check_tx(abci_pb2.RequestCheckTx(tx=m.tx, type=abci_pb2.RECHECK))
+            except Exception:  # noqa: BLE001 - an app failing on one tx must not stop the chain
+                log.exception("RECHECK of tx %s failed; dropping it", m.hash.hex().upper())
+                response = abci_pb2.ResponseCheckTx(code=1)
             if response.code != CODE_OK:
                 with self._lock:
                     self._remove(m.hash)

@@ -6,7 +6,6 @@
 """
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -82,7 +81,7 @@ def _decode_typed_bytes(obj: object, field: str, key_type: str, length: int) -> 
         raise InvalidKeyFile(f"{field} must be {{\"type\": \"{key_type}\", \"value\": <base64>}}")
     try:
         raw = base64.b64decode(obj["value"], validate=True)
-    except binascii.Error:
+    except ValueError:
         raise InvalidKeyFile(f"{field} value is not base64") from None
     if len(raw) != length:
         raise InvalidKeyFile(f"{field} must be {length} bytes, got {len(raw)}")

@@ -7,7 +7,6 @@ CometBFT marshals with jsonpb (CheckTx, ExecTxResult, Query, EventAttribute).
 
 import asyncio
 import base64
-import binascii
 import calendar
 import hashlib
 import json
@@ -48,6 +47,7 @@ MAX_SUBSCRIPTION_CLIENTS = 100
 SUBSCRIPTION_BUFFER = 200
 BROADCAST_TX_COMMIT_TIMEOUT_S = 10.0
 WS_PING_PERIOD_S = 27.0
+SHUTDOWN_TIMEOUT_S = 2.0
 URI_REQUEST_ID = -1
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
@@ -57,9 +57,9 @@ INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
-SERVER_ERROR = -32000
 
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})")
+_RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                      r"(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})")
 _INT_STRING = re.compile(r"-?[0-9]+")
 
 
@@ -210,7 +210,7 @@ def decode_pub_key(obj) -> keys_pb2.PublicKey:
         raise ValueError("pub_key must be {\"type\": ..., \"value\": <base64>}")
     try:
         raw = base64.b64decode(obj["value"], validate=True)
-    except binascii.Error:
+    except ValueError:
         raise ValueError("pub_key value is not base64") from None
     if obj.get("type") == PUB_KEY_ED25519 and len(raw) == 32:
         return keys_pb2.PublicKey(ed25519=raw)
@@ -518,7 +518,7 @@ def _decode_json_param(param: Param, value):
             raise InvalidParams(f"{param.name}: {value!r} is not hex") from None
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except ValueError:
         raise InvalidParams(f"{param.name}: {value!r} is not base64") from None
 
 
@@ -598,7 +598,6 @@ _ERROR_MESSAGES = {
     METHOD_NOT_FOUND: "Method not found",
     INVALID_PARAMS: "Invalid params",
     INTERNAL_ERROR: "Internal error",
-    SERVER_ERROR: "Server error",
 }
 
 
@@ -623,6 +622,12 @@ def _request_id(request: dict):
     if isinstance(request_id, bool) or not isinstance(request_id, (int, float)):
         raise _BadRequestId(f"json-rpc ID ({json.dumps(request_id)}) is of unknown type")
     return int(request_id)
+
+
+def _discard_outcome(future: asyncio.Future) -> None:
+    """broadcast_tx_async does not wait for CheckTx; its outcome (or error) is dropped, as in CometBFT."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _page_window(page: int | None, per_page: int | None, total: int) -> tuple[int, int]:
@@ -688,7 +693,7 @@ class RPCServer:
         self.chain.unsubscribe(self._on_block)
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         self._thread.join(timeout=10)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
@@ -700,7 +705,9 @@ class RPCServer:
             app.router.add_get("/", self._handle_index)
             app.router.add_get("/websocket", self._handle_websocket)
             app.router.add_get("/{method}", self._handle_uri)
-            self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            app.router.add_post("/{method}", self._handle_uri)
+            self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                         shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
             loop.run_until_complete(site.start())
@@ -747,8 +754,8 @@ class RPCServer:
         batch = isinstance(decoded, list)
         requests = decoded if batch else [decoded]
         if batch and len(requests) > MAX_BATCH_REQUESTS:
-            return _json_response([make_error_code(
-                None, INVALID_REQUEST, f"batch request exceeds maximum ({MAX_BATCH_REQUESTS}) allowed number of requests")])
+            return _json_response([make_error_code(None, INVALID_REQUEST, f"batch request exceeds maximum "
+                                                   f"({MAX_BATCH_REQUESTS}) allowed number of requests")])
         if not all(isinstance(r, dict) for r in requests):
             return _json_response(make_error_code(None, PARSE_ERROR, "error unmarshaling request: not an object"),
                                   500)
@@ -770,7 +777,7 @@ class RPCServer:
                 responses.append(make_error_code(
                     request_id, INVALID_PARAMS, f"error converting json params to arguments: {e}"))
                 continue
-            responses.append(await self._call(request_id, method, args, request.remote or ""))
+            responses.append(await self._call(request_id, method, args))
         if not responses:
             return web.Response(status=200)
         return _json_response(responses if batch else responses[0])
@@ -786,16 +793,17 @@ class RPCServer:
         except InvalidParams as e:
             return _json_response(make_error_code(
                 URI_REQUEST_ID, INVALID_PARAMS, f"error converting http params to arguments: {e}"), 500)
-        response = await self._call(URI_REQUEST_ID, method, args, request.remote or "")
+        response = await self._call(URI_REQUEST_ID, method, args)
         return _json_response(response, 500 if "error" in response else 200)
 
-    async def _call(self, request_id, method: str, args: dict, remote: str) -> dict:
+    async def _call(self, request_id, method: str, args: dict) -> dict:
         try:
             handler = getattr(self, f"_async_{method}", None)
             if handler is not None:
                 result = await handler(**args)
             else:
-                result = await self._loop.run_in_executor(self._executor, lambda: getattr(self, f"_rpc_{method}")(**args))
+                method_fn = getattr(self, f"_rpc_{method}")
+                result = await self._loop.run_in_executor(self._executor, lambda: method_fn(**args))
         except (RPCError, MempoolError, txindex.QueryError) as e:
             return make_error_code(request_id, INTERNAL_ERROR, str(e))
         except Exception as e:  # noqa: BLE001 - a failing method must not take the node down
@@ -806,7 +814,8 @@ class RPCServer:
     # -- websocket ----------------------------------------------------------------------------
 
     async def _handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=WS_PING_PERIOD_S)
+        ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=WS_PING_PERIOD_S,
+                                   timeout=SHUTDOWN_TIMEOUT_S)
         await ws.prepare(request)
         client = _WSClient(ws=ws)
         self._clients.add(client)
@@ -814,7 +823,7 @@ class RPCServer:
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
-                    response = await self._handle_ws_message(client, msg.data, request.remote or "")
+                    response = await self._handle_ws_message(client, msg.data)
                     if response is not None:
                         self._enqueue(client, response)
                 elif msg.type == WSMsgType.BINARY:
@@ -841,7 +850,7 @@ class RPCServer:
             client.subscriptions.clear()
             asyncio.ensure_future(client.ws.close())
 
-    async def _handle_ws_message(self, client: _WSClient, text: str, remote: str) -> dict | None:
+    async def _handle_ws_message(self, client: _WSClient, text: str) -> dict | None:
         try:
             req = json.loads(text)
             if not isinstance(req, dict):
@@ -866,7 +875,7 @@ class RPCServer:
                 return make_result(request_id, self._process_ws_method(client, request_id, method, args))
             except (RPCError, txindex.QueryError) as e:
                 return make_error_code(request_id, INTERNAL_ERROR, str(e))
-        return await self._call(request_id, method, args, remote)
+        return await self._call(request_id, method, args)
 
     def _process_ws_method(self, client: _WSClient, request_id, method: str, args: dict) -> dict:
         if method == "unsubscribe_all":
@@ -902,10 +911,14 @@ class RPCServer:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._publish_block, event)
 
-    def _publish(self, event_type: str, value: dict, events: dict[str, list[str]]) -> None:
+    def _publish(self, event_type: str, encode_value, events: dict[str, list[str]]) -> None:
+        """Send one event to every matching subscription; the value is encoded only if someone listens."""
+        value = None
         for client in list(self._clients):
             for sub in list(client.subscriptions.values()):
                 if txindex.is_event_map_matching(sub.conditions, events):
+                    if value is None:
+                        value = encode_value()
                     self._enqueue(client, make_result(sub.request_id, {
                         "query": sub.query,
                         "data": {"type": f"tendermint/event/{event_type}", "value": value},
@@ -916,27 +929,32 @@ class RPCServer:
         block, response = event.block, event.response
         height = block.header.height
         block_events = txindex.compute_event_map(response.events)
-        self._publish("NewBlock", {
+        event_types = block_events.get(txindex.EVENT_TYPE_TAG, [])
+        self._publish("NewBlock", lambda: {
             "block": encode_block(block),
             "block_id": encode_block_id(event.block_id),
             "result_finalize_block": encode_finalize_block(response),
-        }, {**block_events, txindex.EVENT_TYPE_TAG: block_events.get(txindex.EVENT_TYPE_TAG, []) + ["NewBlock"]})
-        self._publish("NewBlockHeader", {"header": encode_header(block.header)},
+        }, {**block_events, txindex.EVENT_TYPE_TAG: event_types + ["NewBlock"]})
+        self._publish("NewBlockHeader", lambda: {"header": encode_header(block.header)},
                       {txindex.EVENT_TYPE_TAG: ["NewBlockHeader"]})
-        self._publish("NewBlockEvents", {
+        self._publish("NewBlockEvents", lambda: {
             "height": str(height),
             "events": [encode_event(e) for e in response.events] or None,
             "num_txs": str(len(block.data.txs)),
-        }, {**block_events, txindex.EVENT_TYPE_TAG: block_events.get(txindex.EVENT_TYPE_TAG, []) + ["NewBlockEvents"]})
+        }, {**block_events, txindex.EVENT_TYPE_TAG: event_types + ["NewBlockEvents"]})
         for index, (tx, tx_hash) in enumerate(zip(block.data.txs, event.tx_hashes)):
             result = response.tx_results[index]
-            self._publish("Tx", {"TxResult": encode_tx_event_value(height, index, tx, result)},
+            self._publish("Tx", lambda: {"TxResult": encode_tx_event_value(height, index, tx, result)},
                           txindex.compute_tx_event_map(tx_hash, height, result.events))
             for waiter in self._tx_waiters.pop(tx_hash, []):
                 if not waiter.done():
                     waiter.set_result((height, result))
 
     # -- methods (run on the executor) ----------------------------------------------------------
+
+    def _latest_height(self) -> int:
+        """The last height whose block is executed, committed and indexed (the block store may be one ahead)."""
+        return self.chain.state.last_block_height
 
     def _get_height(self, height: int | None, latest: int) -> int:
         if height is None:
@@ -951,12 +969,14 @@ class RPCServer:
         return height
 
     def _rpc_health(self) -> dict:
+        if self.chain.halt_error is not None:
+            raise RPCError(f"block production halted: {self.chain.halt_error}")
         return {}
 
     def _rpc_status(self) -> dict:
         store = self.chain.blockstore
         state = self.chain.state
-        latest_height = store.get_height()
+        latest_height = self._latest_height()
         latest = store.get_block_meta(latest_height) if latest_height else None
         base_height = store.get_base()
         earliest = store.get_block_meta(base_height) if base_height else None
@@ -1003,7 +1023,7 @@ class RPCServer:
 
     def _rpc_block(self, height) -> dict:
         store = self.chain.blockstore
-        height = self._get_height(height, store.get_height())
+        height = self._get_height(height, self._latest_height())
         block, meta = store.get_block(height), store.get_block_meta(height)
         if block is None or meta is None:
             return {"block_id": encode_block_id(types_pb2.BlockID()), "block": None}
@@ -1011,13 +1031,13 @@ class RPCServer:
 
     def _rpc_block_by_hash(self, hash) -> dict:
         height = self.chain.blockstore.get_height_by_hash(hash or b"")
-        if height is None:
+        if height is None or height > self._latest_height():
             return {"block_id": encode_block_id(types_pb2.BlockID()), "block": None}
         return self._rpc_block(height)
 
     def _rpc_block_results(self, height) -> dict:
         store = self.chain.blockstore
-        height = self._get_height(height, store.get_height())
+        height = self._get_height(height, self._latest_height())
         results = store.get_results(height)
         if results is None:
             raise RPCError(f"could not find results for height #{height}")
@@ -1033,7 +1053,7 @@ class RPCServer:
 
     def _rpc_blockchain(self, minHeight, maxHeight) -> dict:  # noqa: N803 - CometBFT's parameter names
         store = self.chain.blockstore
-        latest, base = store.get_height(), store.get_base()
+        latest, base = self._latest_height(), store.get_base()
         low, high = minHeight or 0, maxHeight or 0
         if low < 0 or high < 0:
             raise RPCError("heights must be non-negative")
@@ -1047,17 +1067,19 @@ class RPCServer:
 
     def _rpc_header(self, height) -> dict:
         store = self.chain.blockstore
-        meta = store.get_block_meta(self._get_height(height, store.get_height()))
+        meta = store.get_block_meta(self._get_height(height, self._latest_height()))
         return {"header": encode_header(meta.header) if meta else None}
 
     def _rpc_header_by_hash(self, hash) -> dict:
         height = self.chain.blockstore.get_height_by_hash(hash or b"")
-        meta = None if height is None else self.chain.blockstore.get_block_meta(height)
+        if height is None or height > self._latest_height():
+            return {"header": None}
+        meta = self.chain.blockstore.get_block_meta(height)
         return {"header": encode_header(meta.header) if meta else None}
 
     def _rpc_commit(self, height) -> dict | None:
         store = self.chain.blockstore
-        height = self._get_height(height, store.get_height())
+        height = self._get_height(height, self._latest_height())
         meta = store.get_block_meta(height)
         found = store.get_commit(height)
         if meta is None or found is None:
@@ -1067,7 +1089,7 @@ class RPCServer:
                 "canonical": canonical}
 
     def _rpc_validators(self, height, page, per_page) -> dict:
-        height = self._get_height(height, self.chain.blockstore.get_height() + 1)
+        height = self._get_height(height, self._latest_height() + 1)
         validators = [self.chain.validator]
         skip, count = _page_window(page, per_page, len(validators))
         shown = validators[skip:skip + count]
@@ -1075,7 +1097,7 @@ class RPCServer:
                 "count": str(len(shown)), "total": str(len(validators))}
 
     def _rpc_consensus_params(self, height) -> dict:
-        height = self._get_height(height, self.chain.blockstore.get_height() + 1)
+        height = self._get_height(height, self._latest_height() + 1)
         params = self.chain.blockstore.get_params(height)
         if params is None:
             raise RPCError(f"could not find consensus params for height #{height}")
@@ -1155,7 +1177,7 @@ class RPCServer:
     async def _async_broadcast_tx_async(self, tx) -> dict:
         tx = tx or b""
         future = self._loop.run_in_executor(self._executor, self.chain.mempool.process_tx, tx)
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        future.add_done_callback(_discard_outcome)
         return {"code": 0, "data": "", "log": "", "codespace": "", "hash": encode_hex(compute_tx_hash(tx))}
 
     async def _async_broadcast_tx_commit(self, tx) -> dict:

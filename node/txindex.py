@@ -33,9 +33,9 @@ BLOCK_EVENT_PREFIX = b"be:"
 INDEXED_HEIGHT_KEY = b"meta:indexed_height"
 SEPARATOR = b"\x00"
 
-_NUMBER_PREFIX = re.compile(r"\d+(\.\d+)?")
-_TIME_VALUE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}([-+]\d{2}:\d{2}|Z)")
-_DATE_VALUE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NUMBER_PREFIX = re.compile(r"[0-9]+(\.[0-9]+)?")
+_TIME_VALUE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([-+][0-9]{2}:[0-9]{2}|Z)")
+_DATE_VALUE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class QueryError(ValueError):
@@ -66,7 +66,7 @@ class IndexedTx:
 
 
 def _is_tag_char(ch: str) -> bool:
-    return ch in "._-" or ch.isalnum()
+    return ch in "._-" or ch.isalpha() or ch.isdecimal()
 
 
 def _parse_time(text: str) -> datetime:
@@ -101,7 +101,7 @@ def _scan(text: str) -> list[tuple[str, object]]:
         ch = text[i]
         if ch.isspace():
             i += 1
-        elif ch.isdigit():
+        elif ch in "0123456789":
             m = _NUMBER_PREFIX.match(text, i)
             tokens.append(("number", Fraction(m.group())))
             i = m.end()
@@ -115,14 +115,14 @@ def _scan(text: str) -> list[tuple[str, object]]:
             op = text[i:i + 2] if text[i:i + 2] in ("<=", ">=") else ch
             tokens.append(("op", op))
             i += len(op)
-        elif ch == "_" or ch.isalpha():
+        elif ch == "_" or ch.isalpha() or ch.isdecimal():
             j = i
             while j < n and _is_tag_char(text[j]):
                 j += 1
             word = text[i:j]
             if word in ("TIME", "DATE") and j < n and text[j] == " ":
                 k = j + 1
-                while k < n and (text[k].isdigit() or text[k] in "-T:+Z"):
+                while k < n and text[k] in "0123456789-T:+Z":
                     k += 1
                 literal = text[j + 1:k]
                 tokens.append(("time", _parse_time(literal)) if word == "TIME" else ("date", _parse_date(literal)))

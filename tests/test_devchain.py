@@ -220,7 +220,7 @@ def assert_chain_links(chain: DevChain, first: int, last: int):
         time_ns = header.time.seconds * 10**9 + header.time.nanos
         assert time_ns > previous_time
         previous_time = time_ns
-        if height > first or first > 1:
+        if height > store.get_base():
             previous = store.get_block_meta(height - 1)
             assert header.last_block_id == previous.block_id
             assert header.app_hash == store.get_results(height - 1).app_hash
@@ -591,3 +591,39 @@ def test_sigterm_stops_cleanly_and_restart_continues(home):
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
         process.stderr.close()
+
+
+def test_priv_validator_key_file_is_cometbft_format(tmp_path):
+    path = tmp_path / "config" / "priv_validator_key.json"
+    key = privval.generate(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    doc = json.loads(path.read_text())
+    assert doc["address"] == hashlib.sha256(key.pub_key).digest()[:20].hex().upper()
+    assert doc["pub_key"] == {"type": "tendermint/PubKeyEd25519", "value": base64.b64encode(key.pub_key).decode()}
+    assert base64.b64decode(doc["priv_key"]["value"]) == key.priv_key and len(key.priv_key) == 64
+    assert privval.load(path) == key
+    with pytest.raises(privval.KeyFileExists):
+        privval.generate(path)
+    signature = privval.sign(key, b"message")
+    assert privval.is_valid_signature(key.pub_key, b"message", signature)
+    assert not privval.is_valid_signature(key.pub_key, b"other", signature)
+    for broken in ({**doc, "address": "00" * 20}, {**doc, "pub_key": {**doc["pub_key"], "value": "AAAA"}},
+                   {**doc, "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": "é"}}, [], {}):
+        path.write_text(json.dumps(broken))
+        with pytest.raises(privval.InvalidKeyFile):
+            privval.load(path)
+
+
+def test_chain_starts_at_genesis_initial_height(tmp_path):
+    make_home(tmp_path, initial_height=5)
+    chain, app = open_chain(tmp_path)
+    chain.process_handshake()
+    assert app.init_request.initial_height == 5
+    assert [chain.produce_block(), chain.produce_block()] == [5, 6]
+    assert chain.blockstore.get_base() == 5 and chain.txindex.get_indexed_height() == 6
+    assert_chain_links(chain, 5, 6)
+    close_chain(chain, app)
+    chain, app = open_chain(tmp_path)
+    chain.process_handshake()
+    assert chain.produce_block() == 7
+    close_chain(chain, app)

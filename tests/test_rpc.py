@@ -7,18 +7,22 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import types_pb2, validator_pb2
 from chain.proto.tendermint.version import types_pb2 as version_pb2
 from ibc.tendermint import compute_header_hash, compute_tx_hash, compute_validator_set_hash, compute_vote_sign_bytes
-from node import privval, rpc
+from node import privval, rpc, txindex
 from node.devchain import DevChain
-from tests.test_devchain import CHAIN_ID, KVStoreApp, make_home, wait_for
+from tests.test_devchain import CHAIN_ID, KVStoreApp, close_chain, make_home, open_chain, wait_for
 
+VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 HEX = re.compile(r"[0-9A-F]*")
 INT_STRING = re.compile(r"-?[0-9]+")
 RFC3339_NANO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
@@ -95,6 +99,35 @@ def assert_header(header: dict):
         assert HEX.fullmatch(header[name]) and header[name], name
 
 
+def decode_block_id_json(obj: dict) -> types_pb2.BlockID:
+    return types_pb2.BlockID(hash=bytes.fromhex(obj["hash"]), part_set_header=types_pb2.PartSetHeader(
+        total=obj["parts"]["total"], hash=bytes.fromhex(obj["parts"]["hash"])))
+
+
+def decode_header_json(header: dict) -> types_pb2.Header:
+    return types_pb2.Header(
+        version=version_pb2.Consensus(block=int(header["version"]["block"]), app=int(header["version"].get("app", 0))),
+        chain_id=header["chain_id"], height=int(header["height"]),
+        time=rpc.compute_timestamp(rpc.parse_time_ns(header["time"])),
+        last_block_id=decode_block_id_json(header["last_block_id"]),
+        **{name: bytes.fromhex(header[name]) for name in (
+            "last_commit_hash", "data_hash", "validators_hash", "next_validators_hash", "consensus_hash",
+            "app_hash", "last_results_hash", "evidence_hash", "proposer_address")})
+
+
+def test_header_json_matches_a_real_cometbft_header():
+    vector = VECTORS / "cometbft" / "header_with_known_hash.json"
+    if not vector.exists():
+        pytest.skip(f"reference vectors not found at {vector.parent}")
+    header = json.loads(vector.read_text())
+    # The vector spells the part set header as in protobuf JSON; CometBFT's RPC calls it "parts".
+    header["last_block_id"]["parts"] = header["last_block_id"].pop("part_set_header")
+    encoded = rpc.encode_header(decode_header_json(header))
+    assert encoded == header and list(encoded) == list(header)
+    assert rpc.format_time_ns(rpc.parse_time_ns("2020-09-14T16:33:54.21191421Z")) == "2020-09-14T16:33:54.21191421Z"
+    assert rpc.format_time_ns(rpc.parse_time_ns("2020-09-14T18:33:54+02:00")) == "2020-09-14T16:33:54Z"
+
+
 def test_status_reports_a_cometbft_038_node(node):
     status = result(node, "status")
     info, sync, validator = status["node_info"], status["sync_info"], status["validator_info"]
@@ -128,17 +161,7 @@ def test_block_header_commit_and_validators_verify_like_a_light_client(node):
     assert (validators["count"], validators["total"], validators["block_height"]) == ("1", "1", str(height))
 
     # Rebuild the header and the precommit from JSON alone, as a light client does.
-    rebuilt = types_pb2.Header(
-        version=version_pb2.Consensus(block=int(header["version"]["block"]), app=int(header["version"]["app"])),
-        chain_id=header["chain_id"], height=int(header["height"]),
-        time=rpc.compute_timestamp(rpc.parse_time_ns(header["time"])),
-        last_block_id=types_pb2.BlockID(hash=bytes.fromhex(header["last_block_id"]["hash"]),
-                                        part_set_header=types_pb2.PartSetHeader(
-                                            total=header["last_block_id"]["parts"]["total"],
-                                            hash=bytes.fromhex(header["last_block_id"]["parts"]["hash"]))),
-        **{name: bytes.fromhex(header[name]) for name in (
-            "last_commit_hash", "data_hash", "validators_hash", "next_validators_hash", "consensus_hash",
-            "app_hash", "last_results_hash", "evidence_hash", "proposer_address")})
+    rebuilt = decode_header_json(header)
     assert compute_header_hash(rebuilt).hex().upper() == commit["block_id"]["hash"]
     validator = validators["validators"][0]
     pub_key = base64.b64decode(validator["pub_key"]["value"])
@@ -149,10 +172,7 @@ def test_block_header_commit_and_validators_verify_like_a_light_client(node):
     assert sig["block_id_flag"] == 2 and sig["validator_address"] == validator["address"]
     vote = types_pb2.Vote(
         type=types_pb2.SIGNED_MSG_TYPE_PRECOMMIT, height=int(commit["height"]), round=commit["round"],
-        block_id=types_pb2.BlockID(hash=bytes.fromhex(commit["block_id"]["hash"]),
-                                   part_set_header=types_pb2.PartSetHeader(
-                                       total=commit["block_id"]["parts"]["total"],
-                                       hash=bytes.fromhex(commit["block_id"]["parts"]["hash"]))),
+        block_id=decode_block_id_json(commit["block_id"]),
         timestamp=rpc.compute_timestamp(rpc.parse_time_ns(sig["timestamp"])))
     assert privval.is_valid_signature(pub_key, compute_vote_sign_bytes(CHAIN_ID, vote),
                                       base64.b64decode(sig["signature"]))
@@ -162,9 +182,9 @@ def test_block_header_commit_and_validators_verify_like_a_light_client(node):
 
 def test_first_block_has_the_empty_last_commit_shape(node):
     block = result(node, "block", height="1")["block"]
-    assert block["last_commit"] == {"height": "0", "round": 0, "block_id": {"hash": "", "parts": {"total": 0, "hash": ""}},
-                                    "signatures": []}
-    assert block["header"]["last_block_id"] == {"hash": "", "parts": {"total": 0, "hash": ""}}
+    empty_id = {"hash": "", "parts": {"total": 0, "hash": ""}}
+    assert block["last_commit"] == {"height": "0", "round": 0, "block_id": empty_id, "signatures": []}
+    assert block["header"]["last_block_id"] == empty_id
     latest = result(node, "commit")
     assert latest["canonical"] is False
 
@@ -430,3 +450,66 @@ def test_real_app_transfer_through_rpc(tmp_path):
         assert restarted.txindex.get_tx(compute_tx_hash(tx)).height == int(response["height"])
     finally:
         restarted.stop()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.sampled_from(sorted(rpc.ROUTES)), params=JSON_VALUES)
+def test_any_json_params_decode_or_give_invalid_params(method, params):
+    try:
+        args = rpc.decode_json_params(rpc.ROUTES[method], params)
+    except rpc.InvalidParams:
+        return
+    assert set(args) <= {p.name for p in rpc.ROUTES[method]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(method=st.sampled_from(sorted(rpc.ROUTES)), value=st.text(max_size=30))
+def test_any_uri_arg_decodes_or_gives_invalid_params(method, value):
+    spec = rpc.ROUTES[method]
+    try:
+        rpc.decode_uri_params(spec, {p.name: value for p in spec})
+    except rpc.InvalidParams:
+        pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abtx.=<>'\" 0123456789-:TZ_ANDEXISTSCONTAINSDATETIME")), max_size=40)
+       | st.text(max_size=40))
+def test_any_query_text_parses_or_gives_invalid_query(text):
+    try:
+        conditions = txindex.parse_query(text)
+    except txindex.InvalidQuery:
+        return
+    assert conditions and all(c.op in txindex.OPERATORS for c in conditions)
+    txindex.is_event_map_matching(conditions, {"tx.height": ["5"], "a.b": ["x"]})
+
+
+def test_a_failing_app_halts_blocks_but_the_node_keeps_serving(tmp_path):
+    class BrokenApp(KVStoreApp):
+        def finalize_block(self, request):
+            if request.height == 3:
+                raise RuntimeError("disk on fire")
+            return super().finalize_block(request)
+
+    make_home(tmp_path)
+    app = BrokenApp(str(tmp_path / "data"))
+    chain = DevChain(tmp_path, app=app, block_time_ms=20)
+    chain.start("tcp://127.0.0.1:0")
+    try:
+        wait_for(lambda: chain.halt_error is not None)
+        assert call(chain, "health")["error"]["data"] == "block production halted: disk on fire"
+        assert result(chain, "status")["sync_info"]["latest_block_height"] == "2"
+    finally:
+        chain.stop()
+        app.close()
+    chain, app = open_chain(tmp_path)
+    chain.process_handshake()
+    assert app.calls[:3] == ["info", "finalize_block", "commit"], "block 3 was stored and is replayed"
+    assert chain.state.last_block_height == 3
+    close_chain(chain, app)

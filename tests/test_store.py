@@ -193,7 +193,7 @@ def test_same_state_by_different_paths_gives_same_app_hash(tmp_path):
     b.close()
 
 
-def reference_app_hash(states: dict[str, dict[bytes, bytes]]) -> bytes:
+def reference_app_hash(states: dict[str, dict[bytes, bytes]], names=STORES) -> bytes:
     """RFC 6962 over (name, root) leaves, as the Cosmos multistore hashes its commit info."""
 
     def varint(n: int) -> bytes:
@@ -212,7 +212,7 @@ def reference_app_hash(states: dict[str, dict[bytes, bytes]]) -> bytes:
         return hashlib.sha256(b"\x01" + merkle(items[:k]) + merkle(items[k:])).digest()
 
     leaves = []
-    for name in sorted(STORES):
+    for name in sorted(names):
         value = hashlib.sha256(reference_root(states.get(name, {}))).digest()
         kv = varint(len(name)) + name.encode() + varint(len(value)) + value
         leaves.append(hashlib.sha256(b"\x00" + kv).digest())
@@ -444,6 +444,10 @@ def reachable_nodes(db: plyvel.DB) -> set[bytes]:
     return found
 
 
+def stored_nodes(db: plyvel.DB) -> set[bytes]:
+    return {k for k, _ in db.iterator(prefix=INNER)} | {k for k, _ in db.iterator(prefix=LEAF)}
+
+
 def test_pruning_leaves_exactly_the_retained_trees(tmp_path):
     path = str(tmp_path / "db")
     s = Store(path, STORES, keep_recent=3)
@@ -453,9 +457,9 @@ def test_pruning_leaves_exactly_the_retained_trees(tmp_path):
         stage_commit(s, height, changes)
     s.close()
     db = plyvel.DB(path)
-    stored = {k for k, _ in db.iterator(prefix=INNER)} | {k for k, _ in db.iterator(prefix=LEAF)}
+    stored = stored_nodes(db)
     assert [int.from_bytes(k[-8:], "big") for k, _ in db.iterator(prefix=state_key(ROOTS))] == [13, 14, 15]
-    stale_heights = {int.from_bytes(k[2:10], "big") for k, _ in db.iterator(prefix=state_key(STALE))}
+    stale_heights = {int.from_bytes(k[-8:], "big") for k, _ in db.iterator(prefix=state_key(STALE))}
     assert stored == reachable_nodes(db)
     db.close()
     assert stale_heights == {14, 15}
@@ -535,6 +539,62 @@ def test_process_killed_before_or_after_commit(tmp_path):
     assert (s.height, s.app_hash.hex(), s.get("bank", b"key7")) == (1, app_hash, b"v1")
     value, proofs = s.prove("bank", b"key7", 1)
     ics23.verify_chained_membership(CHAINED_SPECS, s.app_hash, proofs, [b"bank", b"key7"], value)
+    s.close()
+
+
+def test_a_commit_that_fails_midway_writes_nothing(tmp_path, monkeypatch):
+    path = str(tmp_path / "db")
+    s = Store(path, STORES)
+    committed = stage_commit(s, 1, {"bank": {b"k%d" % i: b"1" for i in range(100)}})
+    s.stage(2, {"bank": {b"k%d" % i: b"2" for i in range(100)}})
+    calls = []
+
+    def failing_encode(node):
+        calls.append(node)
+        if len(calls) == 20:
+            raise OSError("disk went away")
+        return smt.encode_inner.__wrapped__(node)
+
+    failing_encode.__wrapped__ = smt.encode_inner
+    monkeypatch.setattr(smt, "encode_inner", failing_encode)
+    with pytest.raises(OSError):
+        s.commit()
+    s.close()
+    monkeypatch.undo()
+    s = Store(path, STORES)
+    assert (s.height, s.app_hash, s.get("bank", b"k5")) == (1, committed, b"1")
+    value, proofs = s.prove("bank", b"k5", 1)
+    ics23.verify_chained_membership(CHAINED_SPECS, committed, proofs, [b"bank", b"k5"], value)
+    s.close()
+    db = plyvel.DB(path)
+    assert stored_nodes(db) == reachable_nodes(db)
+    db.close()
+
+
+def test_a_store_added_later_starts_empty(tmp_path):
+    path = str(tmp_path / "db")
+    s = Store(path, ["bank"])
+    first = stage_commit(s, 1, {"bank": {b"k": b"v"}})
+    s.close()
+    s = Store(path, ["bank", "wasm"])
+    second = stage_commit(s, 2, {"wasm": {b"code": b"1"}})
+    assert second == reference_app_hash({"bank": {b"k": b"v"}, "wasm": {b"code": b"1"}}, ["bank", "wasm"])
+    with pytest.raises(UnknownStore):
+        s.get_at("wasm", b"code", 1)
+    value, proofs = s.prove("bank", b"k", 1)
+    ics23.verify_chained_membership(CHAINED_SPECS, first, proofs, [b"bank", b"k"], value)
+    s.close()
+
+
+def test_a_store_dropped_later_leaves_the_app_hash(tmp_path):
+    path = str(tmp_path / "db")
+    s = Store(path, ["bank", "old"])
+    stage_commit(s, 1, {"bank": {b"k": b"v"}, "old": {b"x": b"1"}})
+    s.close()
+    s = Store(path, ["bank"])
+    assert stage_commit(s, 2, {}) == reference_app_hash({"bank": {b"k": b"v"}}, ["bank"])
+    with pytest.raises(UnknownStore):
+        s.get_at("old", b"x", 1)
     s.close()
 
 

@@ -2,16 +2,21 @@
 
 EZKL reports a bad proof by raising, and on some malformed inputs by panicking with
 `pyo3_runtime.PanicException`, which is a BaseException; a native crash would take the whole
-process with it. So `ezkl.verify` only ever runs in a separate (spawned) process that is
-replaced whenever it dies or overruns its time limit, and every outcome is a `VerifyResult`.
-Results are cached by (vk sha256, proof sha256) so CheckTx and FinalizeBlock verify a proof once.
+process with it. So `ezkl.verify` only ever runs in a child process (`python -m zk.verify`,
+independent of the parent's `__main__`) that is replaced whenever it dies or overruns its time
+limit, and every outcome is a `VerifyResult`. Results are cached by (vk sha256, proof sha256) so
+CheckTx and FinalizeBlock verify a proof once.
 """
 
 import hashlib
 import json
-import multiprocessing
+import os
+import select
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +27,13 @@ from zk.artifacts import Circuit
 from zk.instances import FELT_BYTES, HEADER_BYTES, InstanceError, PublicInstances, decode_instances, decode_proof, felt_to_hex
 
 MAX_PROOF_BYTES = 64 * 1024
+MAX_RESPONSE_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 10.0
 START_TIMEOUT_SECONDS = 120.0
 CACHE_ENTRIES = 4096
 READY = "ready"
+WORKER_COMMAND = (sys.executable, "-m", "zk.verify")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class VerifierUnavailable(Exception):
@@ -34,8 +42,13 @@ class VerifierUnavailable(Exception):
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """`reason` is None for a valid proof. `conclusive` is False when the outcome depends on this
+    node rather than the proof (a timeout, a killed verifier process): such results are not cached
+    and must not be taken as the proof's verdict where nodes have to agree."""
+
     instances: PublicInstances | None
     reason: str | None
+    conclusive: bool = True
 
     @property
     def is_valid(self) -> bool:
@@ -47,8 +60,8 @@ def is_ezkl_failure(error: BaseException) -> bool:
     return isinstance(error, Exception) or type(error).__name__ == "PanicException"
 
 
-def _reject(reason: str) -> VerifyResult:
-    return VerifyResult(instances=None, reason=reason)
+def _reject(reason: str, conclusive: bool = True) -> VerifyResult:
+    return VerifyResult(instances=None, reason=reason, conclusive=conclusive)
 
 
 class Verifier:
@@ -60,8 +73,7 @@ class Verifier:
         self.ezkl_calls = 0
         self._cache: OrderedDict[tuple[str, str], VerifyResult] = OrderedDict()
         self._lock = threading.Lock()
-        self._process = None
-        self._connection = None
+        self._worker: subprocess.Popen | None = None
 
     def __enter__(self):
         return self
@@ -77,7 +89,7 @@ class Verifier:
         try:
             return self._verify(circuit, proof)
         except Exception as e:
-            return _reject(f"verifier error: {e!r}")
+            return _reject(f"verifier error: {e!r}", conclusive=False)
 
     def _verify(self, circuit: Circuit, proof: bytes) -> VerifyResult:
         if not isinstance(proof, (bytes, bytearray, memoryview)):
@@ -91,80 +103,86 @@ class Verifier:
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
-            result, cacheable = self._check(circuit, proof)
-            if cacheable:
+            result = self._check(circuit, proof)
+            if result.conclusive:
                 self._cache[key] = result
                 if len(self._cache) > self.cache_entries:
                     self._cache.popitem(last=False)
             return result
 
-    def _check(self, circuit: Circuit, proof: bytes) -> tuple[VerifyResult, bool]:
-        """The result, and whether it depends on the proof alone (a timeout does not)."""
+    def _check(self, circuit: Circuit, proof: bytes) -> VerifyResult:
         try:
             instances = decode_instances(proof, circuit.settings)
         except InstanceError as e:
-            return _reject(str(e)), True
+            return _reject(str(e))
         transcript_size = len(proof) - HEADER_BYTES - FELT_BYTES * circuit.num_instances
         if transcript_size != circuit.proof_size:
-            return _reject(f"proof transcript has {transcript_size} bytes, circuit {circuit.name} has {circuit.proof_size}"), True
+            return _reject(f"proof transcript has {transcript_size} bytes, circuit {circuit.name} has {circuit.proof_size}")
         parts = decode_proof(proof)
-        proof_json = json.dumps(
-            {"instances": [[felt_to_hex(i) for i in parts.instances]], "proof": list(parts.transcript)}
-        )
-        request = (proof_json, str(circuit.settings_path), str(circuit.vk_path), str(circuit.srs_path))
+        request = {
+            "proof": {"instances": [[felt_to_hex(i) for i in parts.instances]], "proof": list(parts.transcript)},
+            "settings": str(circuit.settings_path.resolve()),
+            "vk": str(circuit.vk_path.resolve()),
+            "srs": str(circuit.srs_path.resolve()),
+        }
         self._start_worker()
         try:
-            self._connection.send(request)
-            if not self._connection.poll(self.timeout):
-                self._stop_worker()
-                return _reject(f"verification took longer than {self.timeout}s"), False
-            failure = self._connection.recv()
-        except (EOFError, OSError):
+            self._worker.stdin.write(json.dumps(request).encode() + b"\n")
+            self._worker.stdin.flush()
+            response = _read_line(self._worker.stdout.fileno(), time.monotonic() + self.timeout)
+        except TimeoutError:
+            self._stop_worker()
+            return _reject(f"verification took longer than {self.timeout}s", conclusive=False)
+        except (OSError, EOFError):
             exitcode = self._stop_worker()
-            return _reject(f"verifier process died on this proof (exit code {exitcode})"), True
+            return _reject(f"verifier process died (exit code {exitcode})", conclusive=False)
         self.ezkl_calls += 1
+        failure = json.loads(response)["failure"]
         if failure is not None:
-            return _reject(f"proof rejected by circuit {circuit.name}: {failure}"), True
-        return VerifyResult(instances=instances, reason=None), True
+            return _reject(f"proof rejected by circuit {circuit.name}: {failure}")
+        return VerifyResult(instances=instances, reason=None)
 
     def _start_worker(self) -> None:
-        if self._process is not None and self._process.is_alive():
+        if self._worker is not None and self._worker.poll() is None:
             return
         self._stop_worker()
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child,), name="zk-verifier", daemon=True)
-        process.start()
-        child.close()
-        self._process, self._connection = process, parent
-        if not parent.poll(START_TIMEOUT_SECONDS) or parent.recv() != READY:
+        self._worker = subprocess.Popen(
+            WORKER_COMMAND, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        try:
+            ready = _read_line(self._worker.stdout.fileno(), time.monotonic() + START_TIMEOUT_SECONDS)
+        except (OSError, EOFError, TimeoutError) as e:
             self._stop_worker()
-            raise VerifierUnavailable("the verifier process did not start")
+            raise VerifierUnavailable(f"the verifier process did not start: {e!r}") from None
+        if ready != READY:
+            self._stop_worker()
+            raise VerifierUnavailable(f"the verifier process said {ready!r} instead of {READY!r}")
 
     def _stop_worker(self) -> int | None:
-        process, connection = self._process, self._connection
-        self._process = self._connection = None
-        if connection is not None:
-            connection.close()
-        if process is None:
+        worker, self._worker = self._worker, None
+        if worker is None:
             return None
-        process.kill()
-        process.join()
-        return process.exitcode
+        worker.kill()
+        worker.wait()
+        worker.stdin.close()
+        worker.stdout.close()
+        return worker.returncode
 
 
-def _serve(connection) -> None:
-    """The verifier process: answer (proof json, settings, vk, srs) with None or a failure reason."""
-    with tempfile.TemporaryDirectory() as scratch:
-        proof_path = Path(scratch) / "proof.json"
-        connection.send(READY)
-        while True:
-            try:
-                proof_json, settings_path, vk_path, srs_path = connection.recv()
-            except EOFError:
-                return
-            proof_path.write_text(proof_json)
-            connection.send(_run_ezkl_verify(proof_path, settings_path, vk_path, srs_path))
+def _read_line(fd: int, deadline: float) -> str:
+    """One newline-terminated line from a pipe, or TimeoutError at `deadline`, EOFError if it closes."""
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, MAX_RESPONSE_BYTES)
+        if not chunk:
+            raise EOFError
+        data += chunk
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise EOFError
+    return data.decode().rstrip("\n")
 
 
 def _run_ezkl_verify(proof_path: Path, settings_path: str, vk_path: str, srs_path: str) -> str | None:
@@ -175,3 +193,26 @@ def _run_ezkl_verify(proof_path: Path, settings_path: str, vk_path: str, srs_pat
             raise
         return f"{type(e).__name__}: {e}"
     return None if verified is True else "verification returned false"
+
+
+def serve() -> None:
+    """The verifier process: one JSON request per line in, one {"failure": null | reason} line out.
+
+    Native code may print to stdout, so responses go to a private copy of it and fd 1 is pointed at stderr.
+    """
+    responses = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    with tempfile.TemporaryDirectory() as scratch:
+        proof_path = Path(scratch) / "proof.json"
+        responses.write(READY + "\n")
+        responses.flush()
+        for line in sys.stdin:
+            request = json.loads(line)
+            proof_path.write_text(json.dumps(request["proof"]))
+            failure = _run_ezkl_verify(proof_path, request["settings"], request["vk"], request["srs"])
+            responses.write(json.dumps({"failure": failure}) + "\n")
+            responses.flush()
+
+
+if __name__ == "__main__":
+    serve()
