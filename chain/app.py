@@ -1,7 +1,8 @@
 """The maxwell application: ABCI 2.0 calls in, deterministic state transitions out.
 
-Read top-down: a block arrives in `finalize_block` → `deliver_tx` for each transaction (ante, then
-messages) → the app hash of the staged writes (no module has begin/end-block work yet). `commit`
+Read top-down: a block arrives in `finalize_block` → the heat tx the proposer injected (if any) →
+`deliver_tx` for each transaction (ante, then messages) → `end_block` (the market clears, charges
+rent, kills what cannot pay) → the app hash of the staged writes. `commit`
 persists the block in one synced batch. CheckTx runs the same `execute_tx` on a check state that
 is reset to the committed state after every commit.
 """
@@ -10,7 +11,7 @@ import json
 import os
 from collections import OrderedDict
 
-from chain import auth, bank, crypto
+from chain import auth, bank, crypto, heat, market
 from chain.ante import SignatureCache, process_ante
 from chain.errors import InvalidRequestError, TxError, UnknownRequestError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
@@ -24,9 +25,9 @@ from chain.tx import DecodedTx, MAX_GAS_LIMIT, decode_tx, pack_any
 APP_NAME = "maxwell"
 APP_VERSION = 1
 SOFTWARE_VERSION = "0.1.0"
-STORES = (auth.STORE, bank.STORE)
-HANDLERS = {**bank.MESSAGES}
-QUERIES = {**auth.QUERIES, **bank.QUERIES}
+STORES = (auth.STORE, bank.STORE, market.STORE)
+HANDLERS = {**bank.MESSAGES, **market.MESSAGES}
+QUERIES = {**auth.QUERIES, **bank.QUERIES, **market.QUERIES}
 MODULE_OF = {url: url.split(".")[1] for url in HANDLERS}
 SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
 QUERY_GAS_LIMIT = 50_000_000
@@ -40,8 +41,10 @@ class GenesisError(ValueError):
 
 
 class App:
-    def __init__(self, data_dir: str, keep_recent: int = 100):
+    def __init__(self, data_dir: str, keep_recent: int = 100, heat_sensor=None):
+        """`heat_sensor() -> heat.HeatReading | None` is the node's own thermometer, read in ExtendVote."""
         os.makedirs(data_dir, exist_ok=True)
+        self.heat_sensor = heat_sensor
         self.store = Store(os.path.join(data_dir, "application.db"), STORES, keep_recent)
         self.signatures = SignatureCache()
         self.decoded: OrderedDict[bytes, DecodedTx | TxError] = OrderedDict()
@@ -50,6 +53,7 @@ class App:
         self.check_state = Branch(self.store)
         self.chain_id = auth.get_chain_id(self.store)
         self.tx_params, self.gas_params = auth.get_params(self.store)
+        self.validator_keys = market.get_validator_keys(self.store)
 
     def close(self) -> None:
         self.store.close()
@@ -79,20 +83,30 @@ class App:
         try:
             self.tx_params, self.gas_params = auth.init_chain(state, app_state.get("auth", {}), request.chain_id)
             bank.init_chain(state, app_state.get("bank", {}))
-        except (auth.GenesisError, bank.GenesisError) as error:
+            market.init_chain(state, app_state.get("market", {}))
+            market.init_validators(state, [v.pub_key.ed25519 for v in request.validators if v.pub_key.ed25519])
+        except (auth.GenesisError, bank.GenesisError, market.GenesisError) as error:
             self.genesis = None
-            raise GenesisError(f"invalid genesis: {error}") from None
+            raise GenesisError(f"invalid genesis: {error}") from error
         self.chain_id = request.chain_id
+        self.validator_keys = market.get_validator_keys(self.genesis)
         app_hash = self.store.stage(max(request.initial_height - 1, 0), self.genesis.changes())
         return abci.ResponseInitChain(app_hash=app_hash)
 
     def export_genesis(self) -> dict:
-        return {"auth": auth.export_genesis(self.store), "bank": bank.export_genesis(self.store)}
+        return {
+            "auth": auth.export_genesis(self.store),
+            "bank": bank.export_genesis(self.store),
+            "market": market.export_genesis(self.store),
+        }
 
     # --- consensus: a block ----------------------------------------------------------------
 
     def prepare_proposal(self, request: abci.RequestPrepareProposal) -> abci.ResponsePrepareProposal:
-        txs, size = [], 0
+        """The heat of the last commit's votes goes first, as a heat tx; then mempool txs that fit."""
+        heat_tx = heat.compute_heat_tx(request.local_last_commit)
+        txs = [heat_tx] if heat_tx else []
+        size = sum(map(len, txs))
         for tx in request.txs:
             size += len(tx)
             if size > request.max_tx_bytes:
@@ -101,23 +115,56 @@ class App:
         return abci.ResponsePrepareProposal(txs=txs)
 
     def process_proposal(self, request: abci.RequestProcessProposal) -> abci.ResponseProcessProposal:
+        """Rejects a heat tx out of place, or one that is not the signed extended form of the last commit."""
+        for index, tx in enumerate(request.txs):
+            if not heat.is_heat_tx(tx):
+                continue
+            try:
+                if index:
+                    raise heat.MalformedHeatTx("a heat tx must come first")
+                heat.check_heat_tx(tx, request.proposed_last_commit, chain_id=self.chain_id, height=request.height - 1,
+                                   validator_keys=self.validator_keys)
+            except heat.HeatError:
+                return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.REJECT)
         return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
 
     def extend_vote(self, request: abci.RequestExtendVote) -> abci.ResponseExtendVote:
-        return abci.ResponseExtendVote()
+        reading = self.heat_sensor() if self.heat_sensor else None
+        return abci.ResponseExtendVote(vote_extension=heat.compute_vote_extension(reading) if reading else b"")
 
     def verify_vote_extension(self, request: abci.RequestVerifyVoteExtension) -> abci.ResponseVerifyVoteExtension:
+        try:
+            heat.check_vote_extension(request.vote_extension)
+        except heat.HeatError:
+            return abci.ResponseVerifyVoteExtension(status=abci.ResponseVerifyVoteExtension.REJECT)
         return abci.ResponseVerifyVoteExtension(status=abci.ResponseVerifyVoteExtension.ACCEPT)
 
     def finalize_block(self, request: abci.RequestFinalizeBlock) -> abci.ResponseFinalizeBlock:
         block = Branch(self.genesis or self.store)
         response = abci.ResponseFinalizeBlock()
         time_ns = request.time.seconds * 1_000_000_000 + request.time.nanos
-        for tx in request.txs:
-            self.deliver_tx(block, Context(self.chain_id, request.height, time_ns), tx, response.tx_results.add())
+        for index, tx in enumerate(request.txs):
+            ctx = Context(self.chain_id, request.height, time_ns)
+            if index == 0 and heat.is_heat_tx(tx):
+                self.deliver_heat_tx(block, ctx, tx, response.tx_results.add())
+            else:
+                self.deliver_tx(block, ctx, tx, response.tx_results.add())
+        end_block(State(block, GasMeter(), self.gas_params), Context(self.chain_id, request.height, time_ns, response.events))
         response.app_hash = self.store.stage(request.height, block.changes())
         self.finalized = block
         return response
+
+    def deliver_heat_tx(self, block: Branch, ctx: Context, tx: bytes, result: abci.ExecTxResult) -> None:
+        """The proposer's heat tx: validators' readings, checked in ProcessProposal; no fee, no signer."""
+        branch = Branch(block)
+        ctx.events = result.events
+        try:
+            market.process_heat_tx(State(branch, GasMeter(), self.gas_params), ctx, tx)
+        except heat.HeatError as error:
+            del ctx.events[:]
+            result.code, result.codespace, result.log = 1, market.CODESPACE, str(error)
+            return
+        branch.write()
 
     def deliver_tx(self, block: Branch, ctx: Context, tx: bytes, result: abci.ExecTxResult) -> None:
         self.execute_tx(block, ctx, tx, result)
@@ -276,6 +323,10 @@ class App:
 
     def apply_snapshot_chunk(self, request: abci.RequestApplySnapshotChunk) -> abci.ResponseApplySnapshotChunk:
         return abci.ResponseApplySnapshotChunk(result=abci.ResponseApplySnapshotChunk.ABORT)
+
+
+def end_block(state: State, ctx: Context) -> None:
+    market.end_block(state, ctx)
 
 
 class HeightView:

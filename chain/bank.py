@@ -16,7 +16,15 @@ from chain.state import MessageHandler, compute_prefix_end, encode_key
 
 STORE = "bank"
 MSG_SEND_URL = "/cosmos.bank.v1beta1.MsgSend"
-FEE_COLLECTOR = hashlib.sha256(b"fee_collector").digest()[:20]
+MODULE_ACCOUNTS = ("fee_collector", "market_escrow", "market_stake")
+
+
+def compute_module_address(name: str) -> bytes:
+    return hashlib.sha256(name.encode()).digest()[:20]
+
+
+FEE_COLLECTOR = compute_module_address("fee_collector")
+BLOCKED_ADDRESSES = frozenset(compute_module_address(name) for name in MODULE_ACCOUNTS)
 MAX_PAGE = 1000
 
 BALANCE = 0x01
@@ -109,8 +117,8 @@ def check_stateless_send(msg: tx_pb2.MsgSend) -> None:
 
 def check_and_execute_send(state, ctx, msg: tx_pb2.MsgSend) -> tx_pb2.MsgSendResponse:
     sender, recipient = _decode_address(msg.from_address), _decode_address(msg.to_address)
-    if recipient == FEE_COLLECTOR:
-        raise InvalidRequestError("invalid request: the fee collector cannot receive sends")
+    if recipient in BLOCKED_ADDRESSES:
+        raise InvalidRequestError(f"invalid request: {msg.to_address} is a module account and cannot receive sends")
     auth.process_ensure_account(state, recipient)
     process_transfer(state, ctx, sender, recipient, parse_coins(msg.amount))
     ctx.emit("message", ("sender", msg.from_address), ("module", "bank"))

@@ -16,9 +16,10 @@ The curves, all parametrised by HeatParams (temperatures in millicelsius, weight
   `half_life_blocks`, so a silent provider drifts back to ambient;
 - premium: between warm and critical the effective ask is ask · (critical − warm) / (critical − T),
   1× at warm, 2× half way, unbounded near critical; at or above critical the provider is withdrawn;
-- zone discount: a provider that is not warm, in a zone whose average is above warm, gets
-  `zone_discount_bps_per_kelvin` off per kelvin it is cooler than its zone (capped), so work leaves
-  the hot providers of a zone for their cool neighbours in the same zone.
+- zone discount: a provider that is not warm itself gets `zone_discount_bps_per_kelvin` off per
+  kelvin it is cooler than its zone's average (capped at `max_zone_discount_bps`). A hot provider
+  lifts its zone's average, so its cool neighbours in the same zone get cheaper and the work it
+  loses goes to them first; in a zone of equal temperatures nobody gets a discount.
 """
 
 import hashlib
@@ -29,7 +30,8 @@ import nacl.signing
 from google.protobuf.message import DecodeError
 
 from chain.proto.tendermint.abci import types_pb2 as abci
-from chain.proto.tendermint.types import canonical_pb2, validator_pb2
+from chain.proto.tendermint.types import types_pb2, validator_pb2
+from ibc import tendermint
 
 BPS = 10_000
 MILLIKELVIN_PER_KELVIN = 1000
@@ -110,7 +112,7 @@ def compute_decayed(value: int, updated_height: int, height: int, params) -> int
 
 
 def compute_zone_discount_bps(temperature: int, zone_temperature: int, params) -> int:
-    if zone_temperature <= params.warm_millicelsius or temperature > params.warm_millicelsius:
+    if temperature > params.warm_millicelsius or zone_temperature <= temperature:
         return 0
     cooler = zone_temperature - temperature
     return min(params.max_zone_discount_bps, cooler * params.zone_discount_bps_per_kelvin // MILLIKELVIN_PER_KELVIN)
@@ -153,15 +155,8 @@ def check_vote_extension(data: bytes) -> HeatReading | None:
 
 def compute_vote_extension_sign_bytes(chain_id: str, height: int, round_: int, extension: bytes) -> bytes:
     """What a validator signs for its extension: a length-delimited CanonicalVoteExtension."""
-    canonical = canonical_pb2.CanonicalVoteExtension(extension=extension, height=height, round=round_, chain_id=chain_id)
-    body = canonical.SerializeToString()
-    size = bytearray()
-    length = len(body)
-    while length >= 0x80:
-        size.append((length & 0x7F) | 0x80)
-        length >>= 7
-    size.append(length)
-    return bytes(size) + body
+    vote = types_pb2.Vote(height=height, round=round_, extension=extension)
+    return tendermint.compute_vote_extension_sign_bytes(chain_id, vote)
 
 
 def compute_consensus_address(public_key: bytes) -> bytes:

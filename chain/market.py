@@ -16,18 +16,22 @@ chain.heat), lowest first, lower provider address first at equal asks. Units are
 bid is at least the ask and the provider has slots left this block. The k matched units trade at one
 price p = max(a_k, b_k+1): the highest matched ask or the highest losing bid, whichever is higher
 (a_k when every bid matched). Properties:
-- every matched bid is ≥ p and every matched ask is ≤ p (nobody pays above its bid or is paid below
-  its effective ask);
+- every matched bid is ≥ p and every matched effective ask is ≤ p: nobody pays above its bid or is
+  paid below its effective ask (a provider taking a zone discount accepts up to that discount below
+  its stated ask: the price of taking its hot neighbours' load);
 - for unit-demand bidders truthful bidding is a dominant strategy: p is exactly the lowest bid with
-  which a winner would still have won, which its own bid never sets, and a loser could only win by
-  bidding at least p, which is above its bid. (Bidders for several slots can gain by shading the
-  unit that sets b_k+1, and the marginal provider can set a_k: the rule is truthful for unit demand
-  only.)
+  which a winner would still have won, which its own bid never sets; a loser could only win by
+  outbidding that threshold, and would then pay it, no less than its own value. (Bidders for several
+  slots can gain by shading the unit that sets b_k+1, and the marginal provider can set a_k: the
+  rule is truthful for unit demand only.)
 - clearing walks the book from its best end and stops at the first losing unit, so it reads the
   matched orders plus one, however deep the book; the supply side reads every provider.
 Work kinds clear in a fixed order (process, then the models in params order), each using the slots
 the previous ones left, so no provider is matched beyond its slots in a block. A protocol fee
-(`protocol_fee_bps` of p) of every paid slot goes to the fee pool.
+(`protocol_fee_bps` of p) of every paid slot goes to the fee pool. Leases are paid at once, inference
+tasks when their proof is verified (`process_task_proven`); a task unproven at its deadline slashes
+`slash_bps` of its provider's stake to the requester and goes back in the book. A provider whose
+stake falls below `min_stake` is withdrawn until it adds stake.
 
 Money: escrows live in the ESCROW module account, stakes in STAKE; the fee pool is the fee
 collector. The module's records account for both balances exactly.
@@ -41,6 +45,7 @@ Store layout (`encode_key`; ints are 32-byte big-endian so they sort numerically
     0x13 | consensus address      -> provider linked to the validator
     0x14 | provider               -> Heat
     0x15 | zone                   -> ZoneHeat
+    0x16 | consensus address      -> the validator's ed25519 public key (from InitChain)
     0x20 | order id               -> Order
     0x21 | work | 2^256-1-price | order id -> the book, best bid first
     0x22 | height | order id      -> the order expires at the end of height
@@ -53,7 +58,6 @@ Store layout (`encode_key`; ints are 32-byte big-endian so they sort numerically
     0x32 | height | process id    -> memory rent exhausts the escrow at height
 """
 
-import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -70,8 +74,8 @@ from chain.state import MessageHandler, compute_prefix_end, encode_key
 
 STORE = "market"
 CODESPACE = "market"
-ESCROW = hashlib.sha256(b"market_escrow").digest()[:20]
-STAKE = hashlib.sha256(b"market_stake").digest()[:20]
+ESCROW = bank.compute_module_address("market_escrow")
+STAKE = bank.compute_module_address("market_stake")
 PROCESS_WORK = "process"
 INFERENCE_PREFIX = "inference/"
 BPS = 10_000
@@ -80,6 +84,8 @@ MAX_PAGE = 1000
 MAX_TASK_REF_BYTES = 128
 MAX_MEMORY_KEY_BYTES = 64
 LINK_DOMAIN = b"maxwell/market/link-validator\x00"
+PROVIDER_SOURCE = "provider"
+VALIDATOR_SOURCE = "validator"
 ED25519_SIGNATURE_LENGTH = 64
 MODEL_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 ZONE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -94,6 +100,7 @@ UNBONDING = 0x12
 VALIDATOR = 0x13
 HEAT = 0x14
 ZONE_HEAT = 0x15
+VALIDATOR_KEY = 0x16
 ORDER = 0x20
 BOOK = 0x21
 EXPIRY = 0x22
@@ -563,10 +570,14 @@ def get_temperatures(state, params, provider: market_pb2.Provider, address: byte
     return own, zone_temperature
 
 
+def is_serving(params, provider: market_pb2.Provider) -> bool:
+    return not provider.unbonding_height and int(provider.stake) >= int(params.min_stake)
+
+
 def get_effective_ask(state, params, provider: market_pb2.Provider, address: bytes, height: int,
                       zones: dict | None = None) -> int | None:
     """The ask the market clears this provider on; None while it is withdrawn."""
-    if provider.unbonding_height or int(provider.stake) < int(params.min_stake):
+    if not is_serving(params, provider):
         return None
     own, zone = get_temperatures(state, params, provider, address, height, zones)
     return heat.compute_effective_ask(int(provider.ask_price), own, zone, params.heat)
@@ -584,6 +595,8 @@ def process_heat_reading(state, ctx, params, address: bytes, provider: market_pb
         record.temperature_millicelsius = heat.compute_moving_average(current, reading.temperature_millicelsius, hp.ema_weight_bps)
         record.power_milliwatts = heat.compute_moving_average(record.power_milliwatts, reading.power_milliwatts, hp.ema_weight_bps)
     record.updated_height = ctx.height
+    if source == PROVIDER_SOURCE:
+        record.reported_height = ctx.height
     _set_record(state, HEAT, address, record)
     zone = get_zone(state, provider.zone)
     current = heat.compute_decayed(zone.temperature_millicelsius, zone.updated_height, ctx.height, hp)
@@ -612,9 +625,7 @@ def check_and_execute_report_heat(state, ctx, msg: tx_pb2.MsgReportHeat) -> tx_p
     if previous is not None and previous.reported_height == ctx.height:
         raise HeatAlreadyReportedError(f"provider {msg.provider} already reported heat at height {ctx.height}")
     reading = heat.HeatReading(msg.temperature_millicelsius, msg.power_milliwatts)
-    record = process_heat_reading(state, ctx, get_params(state), address, provider, reading, "provider")
-    record.reported_height = ctx.height
-    _set_record(state, HEAT, address, record)
+    process_heat_reading(state, ctx, get_params(state), address, provider, reading, PROVIDER_SOURCE)
     return tx_pb2.MsgReportHeatResponse()
 
 
@@ -629,7 +640,7 @@ def process_heat_tx(state, ctx, tx: bytes) -> None:
         address = state.get(STORE, state_key(VALIDATOR, consensus))
         provider = None if address is None else get_provider(state, address)
         if provider is not None and not provider.unbonding_height:
-            process_heat_reading(state, ctx, params, address, provider, reading, "validator")
+            process_heat_reading(state, ctx, params, address, provider, reading, VALIDATOR_SOURCE)
 
 
 # --- orders ----------------------------------------------------------------------------------
@@ -808,15 +819,15 @@ def process_deadlines(state, ctx, params) -> None:
         _set_record(state, PROVIDER, address, provider)
         _pay(state, ctx, STAKE, _decode_address(assignment.owner), slashed)
         ctx.emit("task_missed", ("task", assignment.task_ref), ("provider", assignment.provider), ("slashed", str(slashed)))
+        if assignment.expiry_height < ctx.height:
+            _pay(state, ctx, ESCROW, _decode_address(assignment.owner), int(assignment.escrow))
+            ctx.emit("task_expired", ("task", assignment.task_ref), ("owner", assignment.owner), ("refund", assignment.escrow))
+            continue
         order = market_pb2.Order(
             id=_take_next_id(state, NEXT_ORDER_ID), owner=assignment.owner, work=assignment.work, slots=1, remaining=1,
             max_price=assignment.max_price, expiry_height=assignment.expiry_height, task_ref=assignment.task_ref,
             escrow=assignment.escrow, placed_height=ctx.height,
         )
-        if order.expiry_height < ctx.height:
-            ctx.emit("order_ended", ("order", "0"), ("owner", order.owner), ("reason", "expired"), ("refund", order.escrow))
-            _pay(state, ctx, ESCROW, _decode_address(order.owner), int(order.escrow))
-            continue
         _insert_order(state, order)
         ctx.emit("order_placed", ("order", str(order.id)), ("owner", order.owner), ("work", order.work),
                  ("slots", "1"), ("max_price", order.max_price), ("task", order.task_ref))
@@ -1214,6 +1225,17 @@ def init_chain(state, section: dict) -> None:
             raise AccountingMismatch(f"market genesis: records hold {held}{DENOM} in {what}; its account has {balance}{DENOM}")
 
 
+def init_validators(state, public_keys: list[bytes]) -> None:
+    """Remember the genesis validators' keys: ProcessProposal checks their vote-extension signatures."""
+    for public_key in public_keys:
+        state.set(STORE, state_key(VALIDATOR_KEY, heat.compute_consensus_address(public_key)), public_key)
+
+
+def get_validator_keys(state) -> dict[bytes, bytes]:
+    prefix = bytes((VALIDATOR_KEY,))
+    return {key[2:]: value for key, value in state.iterate(STORE, prefix, compute_prefix_end(prefix))}
+
+
 def _import_records(state, genesis: market_pb2.GenesisState) -> tuple[int, int]:
     params = genesis.params
     state.set(STORE, state_key(NEXT_ORDER_ID), str(max(genesis.next_order_id, 1)).encode())
@@ -1298,10 +1320,9 @@ def _view_height(state) -> int:
 
 
 def _provider_view(state, params, provider: market_pb2.Provider, address: bytes) -> query_pb2.ProviderView:
-    height = _view_height(state)
-    own, zone = get_temperatures(state, params, provider, address, height)
+    own, zone = get_temperatures(state, params, provider, address, _view_height(state))
     record = get_heat(state, address)
-    effective = get_effective_ask(state, params, provider, address, height)
+    effective = heat.compute_effective_ask(int(provider.ask_price), own, zone, params.heat) if is_serving(params, provider) else None
     return query_pb2.ProviderView(
         provider=provider, temperature_millicelsius=own, power_milliwatts=record.power_milliwatts if record else 0,
         zone_temperature_millicelsius=zone, effective_ask="" if effective is None else str(effective),

@@ -13,8 +13,9 @@ its name. Every node an update replaces or removes is reported as stale, which i
 store prune old versions without reference counts.
 
 A reference to a subtree (a "ref") is None when empty, (hash, version) for an inner node and
-(hash, version, key_hash) for a leaf, the version as 8 big-endian bytes ready to name nodes with. Readers are passed in as functions so this module never sees
-the database: `get_inner(node_id) -> (left_ref, right_ref)`, `get_leaf(node_id) -> (key, value)`.
+(hash, version, key_hash) for a leaf, the version as 8 big-endian bytes ready to name nodes with.
+Readers are passed in as functions so this module never sees the database:
+`get_inner(node_id) -> (left_ref, right_ref)`, `get_leaf(node_id) -> (key, value)`.
 """
 
 import hashlib
@@ -77,10 +78,6 @@ def compute_leaf_hash(key_hash: bytes, value: bytes) -> bytes:
     return _sha256(LEAF_PREFIX + key_hash + _sha256(value).digest()).digest()
 
 
-def compute_inner_hash(left_hash: bytes, right_hash: bytes) -> bytes:
-    return _sha256(INNER_PREFIX + left_hash + right_hash).digest()
-
-
 def compute_root_hash(root: Ref) -> bytes:
     return EMPTY_HASH if root is None else root[0]
 
@@ -91,10 +88,6 @@ def is_leaf(ref: Ref) -> bool:
 
 def encode_version(version: int) -> bytes:
     return version.to_bytes(VERSION_BYTES, "big")
-
-
-def decode_version(data: bytes) -> int:
-    return int.from_bytes(data, "big")
 
 
 def encode_position(depth: int, bits: int) -> bytes:
@@ -131,13 +124,6 @@ def decode_ref_at(data: bytes, pos: int) -> tuple[Ref, int]:
     if tag == TAG_LEAF and end + 32 <= len(data):
         return (data[pos + 1 : pos + 33], data[pos + 33 : end], data[end : end + 32]), end + 32
     raise CorruptNode(f"bad subtree reference tag {tag} at offset {pos}")
-
-
-def decode_ref(data: bytes) -> Ref:
-    ref, end = decode_ref_at(data, 0)
-    if end != len(data):
-        raise CorruptNode("trailing bytes after subtree reference")
-    return ref
 
 
 def encode_inner(node: InnerNode) -> bytes:
@@ -261,7 +247,15 @@ def apply_batch(
             trail.append((position, node_id, left, right, bit))
             ref = right if bit else left
             depth += 1
-        new = update(ref, depth, at, at + 1)
+        new = refs[at]
+        if ref is None or ref[2] == entries[at][0]:
+            if ref is not None:
+                if new is not None and new[0] == ref[0]:
+                    kept.add(at)
+                    return top
+                stale_leaves.append(leaf_node_id(ref[2], ref[1]))
+        else:
+            new = update(ref, depth, at, at + 1)
         if new is ref:
             return top
         for position, node_id, left, right, bit in reversed(trail):

@@ -28,6 +28,7 @@ LevelDB layout (every key is made by `state_key`):
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from itertools import islice
 
@@ -47,7 +48,7 @@ LATEST = b"latest"
 HEIGHT_BYTES = 8
 MAX_STORE_NAME = 255
 DEFAULT_KEEP_RECENT = 100
-NODE_CACHE_SIZE = 400_000
+NODE_CACHE_SIZE = 400_000  # inner nodes per store, about 200 MB when full
 
 OUTER_LEAF_OP = proofs_pb2.LeafOp(
     hash=proofs_pb2.SHA256,
@@ -242,10 +243,6 @@ def _check_bound(bound: object) -> None:
         raise InvalidKey(f"iteration bound must be bytes or None, got {bound!r:.80}")
 
 
-def _is_in_range(key: bytes, start: bytes | None, end: bytes | None) -> bool:
-    return (start is None or key >= start) and (end is None or key < end)
-
-
 def _merge(
     overlay: Iterable[tuple[bytes, bytes | None]],
     base: Iterator[tuple[bytes, bytes]],
@@ -266,15 +263,20 @@ def _merge(
         yield from base
 
 
-def _overlay_items(
-    writes: Mapping[bytes, bytes | None] | None, start: bytes | None, end: bytes | None, reverse: bool
-) -> list[tuple[bytes, bytes | None]]:
-    if not writes:
-        return []
-    return sorted(
-        ((key, value) for key, value in writes.items() if _is_in_range(key, start, end)),
-        reverse=reverse,
-    )
+def _trim(cache: dict) -> None:
+    excess = len(cache) - NODE_CACHE_SIZE
+    if excess > 0:
+        for key in list(islice(cache, excess)):
+            del cache[key]
+
+
+def _retired_keys(staged: "StagedHeight") -> list[bytes]:
+    keys = []
+    for store, batch in staged.batches.items():
+        inner, leaf = state_key(INNER, store), state_key(LEAF, store)
+        keys.extend(inner + node_id for node_id in batch.stale_inner)
+        keys.extend(leaf + node_id for node_id in batch.stale_leaves)
+    return keys
 
 
 @dataclass
@@ -282,7 +284,7 @@ class StagedHeight:
     height: int
     roots: dict[str, smt.Ref]
     app_hash: bytes
-    stale: list[bytes] = field(default_factory=list)
+    batches: dict[str, smt.Batch] = field(default_factory=dict)
 
 
 class Store:
@@ -298,10 +300,11 @@ class Store:
         self.store_names = names
         self.keep_recent = keep_recent
         self._known = frozenset(names)
-        self._db = plyvel.DB(path, create_if_missing=True)
-        self._cache: dict[bytes, object] = {}
-        self._pending_inner: dict[bytes, smt.InnerNode] = {}
-        self._pending_leaves: dict[bytes, tuple[bytes, bytes]] = {}
+        # Tree nodes are mostly hashes and do not compress; snappy cost about a third of write CPU.
+        self._db = plyvel.DB(path, create_if_missing=True, compression=None, bloom_filter_bits=10)
+        self._cache: dict[str, dict[bytes, smt.InnerNode]] = {name: {} for name in names}
+        self._pending_inner: dict[str, dict[bytes, smt.InnerNode]] = {name: {} for name in names}
+        self._pending_leaves: dict[str, dict[bytes, tuple[bytes, bytes]]] = {name: {} for name in names}
         self._staged: list[StagedHeight] = []
         self._staged_flat: dict[str, dict[bytes, bytes | None]] = {}
         self._load_latest()
@@ -395,51 +398,45 @@ class Store:
         value, inner = smt.prove(roots[store], key, self._inner_reader(store), self._leaf_reader(store))
         return value, [inner, compute_store_proof(roots, store)]
 
-    # Node access: a cache of decoded nodes, then the staged nodes, then LevelDB. The cache drops
-    # nodes as soon as a staged height retires them and otherwise evicts the oldest entries, so
-    # it holds mostly the latest tree.
-
-    def _read_node(self, key: bytes, decode) -> object:
-        node = self._cache.get(key) or self._pending_inner.get(key) or self._pending_leaves.get(key)
-        if node is None:
-            data = self._db.get(key)
-            if data is None:
-                raise CorruptStore(f"missing tree node {key.hex()}")
-            try:
-                node = decode(data)
-            except smt.CorruptNode as exc:
-                raise CorruptStore(f"unreadable tree node {key.hex()}") from exc
-        self._cache[key] = node
-        self._trim_cache()
-        return node
-
-    def _trim_cache(self) -> None:
-        excess = len(self._cache) - NODE_CACHE_SIZE
-        if excess > 0:
-            for key in list(islice(self._cache, excess)):
-                del self._cache[key]
+    # Node access. Inner nodes come from a per-store cache of decoded nodes, then the staged
+    # nodes, then LevelDB. A staged height drops the nodes it retires from the cache, and the
+    # oldest entries go when a cache is full, so each cache holds mostly its latest tree.
 
     def _inner_reader(self, store: str) -> smt.GetInner:
         prefix = state_key(INNER, store)
-        cache = self._cache
-        read = self._read_node
-        decode = smt.decode_inner
+        cache = self._cache[store]
+        pending = self._pending_inner[store]
+
+        def read(node_id: bytes) -> smt.InnerNode:
+            node = pending.get(node_id)
+            if node is None:
+                node = self._load(prefix + node_id, smt.decode_inner)
+            cache[node_id] = node
+            _trim(cache)
+            return node
 
         def get_inner(node_id: bytes) -> smt.InnerNode:
-            key = prefix + node_id
-            return cache.get(key) or read(key, decode)
+            return cache.get(node_id) or read(node_id)
 
         return get_inner
 
     def _leaf_reader(self, store: str) -> smt.GetLeaf:
         prefix = state_key(LEAF, store)
-        read = self._read_node
-        decode = smt.decode_leaf
+        pending = self._pending_leaves[store]
 
         def get_leaf(node_id: bytes) -> tuple[bytes, bytes]:
-            return read(prefix + node_id, decode)
+            return pending.get(node_id) or self._load(prefix + node_id, smt.decode_leaf)
 
         return get_leaf
+
+    def _load(self, key: bytes, decode) -> object:
+        data = self._db.get(key)
+        if data is None:
+            raise CorruptStore(f"missing tree node {key.hex()}")
+        try:
+            return decode(data)
+        except smt.CorruptNode as exc:
+            raise CorruptStore(f"unreadable tree node {key.hex()}") from exc
 
     # Writing.
 
@@ -466,20 +463,15 @@ class Store:
                 batches[store] = smt.apply_batch(previous[store], changes[store], height, reader)
                 roots[store] = batches[store].root
         for store, batch in batches.items():
-            inner_key = state_key(INNER, store)
-            leaf_key = state_key(LEAF, store)
-            nodes = {inner_key + node_id: node for node_id, node in batch.inner_nodes.items()}
-            self._pending_inner.update(nodes)
-            self._cache.update(nodes)
-            for node_id, leaf in batch.leaves.items():
-                self._pending_leaves[leaf_key + node_id] = leaf
-            retired = [inner_key + node_id for node_id in batch.stale_inner]
-            for key in retired:
-                self._cache.pop(key, None)
-            staged.stale.extend(retired)
-            staged.stale.extend(leaf_key + node_id for node_id in batch.stale_leaves)
+            cache = self._cache[store]
+            for node_id in batch.stale_inner:
+                cache.pop(node_id, None)
+            cache.update(batch.inner_nodes)
+            _trim(cache)
+            self._pending_inner[store].update(batch.inner_nodes)
+            self._pending_leaves[store].update(batch.leaves)
             self._staged_flat.setdefault(store, {}).update(changes[store])
-        self._trim_cache()
+            staged.batches[store] = batch
         staged.app_hash = compute_app_hash(roots)
         self._staged.append(staged)
         return staged.app_hash
@@ -497,13 +489,15 @@ class Store:
             raise HeightNotNext(f"cannot stage height {height}; the next height is {expected}")
 
     def discard(self) -> None:
-        for key in self._pending_inner:
-            self._cache.pop(key, None)
+        for store, nodes in self._pending_inner.items():
+            for node_id in nodes:
+                self._cache[store].pop(node_id, None)
         self._clear_staged()
 
     def _clear_staged(self) -> None:
-        self._pending_inner.clear()
-        self._pending_leaves.clear()
+        for pending in (self._pending_inner, self._pending_leaves):
+            for nodes in pending.values():
+                nodes.clear()
         self._staged.clear()
         self._staged_flat.clear()
 
@@ -515,18 +509,23 @@ class Store:
         oldest = max(self._oldest if self.app_hash else self._staged[0].height,
                      last.height - self.keep_recent + 1)
         with self._db.write_batch(sync=True, transaction=True) as batch:
-            for key, node in self._pending_inner.items():
-                batch.put(key, smt.encode_inner(node))
-            for key, (leaf_key, value) in self._pending_leaves.items():
-                batch.put(key, smt.encode_leaf(leaf_key, value))
+            for store, nodes in self._pending_inner.items():
+                prefix = state_key(INNER, store)
+                for node_id, node in nodes.items():
+                    batch.put(prefix + node_id, smt.encode_inner(node))
+            for store, leaves in self._pending_leaves.items():
+                prefix = state_key(LEAF, store)
+                for node_id, (key, value) in leaves.items():
+                    batch.put(prefix + node_id, smt.encode_leaf(key, value))
             for staged in self._staged:
                 height = encode_height(staged.height)
                 batch.put(state_key(ROOTS, "", height), encode_roots(staged.roots))
+                retired = _retired_keys(staged)
                 if staged.height <= oldest:
-                    for key in staged.stale:
+                    for key in retired:
                         batch.delete(key)
-                elif staged.stale:
-                    batch.put(state_key(STALE, "", height), encode_key_list(staged.stale))
+                elif retired:
+                    batch.put(state_key(STALE, "", height), encode_key_list(retired))
             for store, writes in self._staged_flat.items():
                 flat_prefix = state_key(FLAT, store)
                 for key, value in writes.items():
@@ -547,10 +546,12 @@ class Store:
             start=roots_prefix, stop=roots_prefix + encode_height(oldest), include_value=False
         ):
             batch.delete(key)
-        for height in (staged.height for staged in self._staged if staged.height < oldest):
-            batch.delete(roots_prefix + encode_height(height))
+        for staged in self._staged:
+            if staged.height < oldest:
+                batch.delete(state_key(ROOTS, "", encode_height(staged.height)))
         stale_prefix = state_key(STALE)
-        for key, retired in self._db.iterator(start=stale_prefix, stop=stale_prefix + encode_height(oldest + 1)):
+        stop = stale_prefix + encode_height(oldest + 1)
+        for key, retired in self._db.iterator(start=stale_prefix, stop=stop):
             for node_key in decode_key_list(retired):
                 batch.delete(node_key)
             batch.delete(key)
@@ -564,6 +565,7 @@ class Branch:
         self.store_names = parent.store_names
         self._known = frozenset(self.store_names)
         self._writes: dict[str, dict[bytes, bytes | None]] = {}
+        self._sorted: dict[str, list[bytes]] = {}
 
     def _check_store(self, store: str) -> None:
         if store not in self._known:
@@ -580,12 +582,27 @@ class Branch:
         self._check_store(store)
         _check_key(key)
         _check_value(value)
-        self._writes.setdefault(store, {})[key] = value
+        self._put(store, key, value)
 
     def delete(self, store: str, key: bytes) -> None:
         self._check_store(store)
         _check_key(key)
-        self._writes.setdefault(store, {})[key] = None
+        self._put(store, key, None)
+
+    def _put(self, store: str, key: bytes, value: bytes | None) -> None:
+        writes = self._writes.setdefault(store, {})
+        if key not in writes:
+            order = self._sorted.get(store)
+            if order is not None:
+                insort(order, key)
+        writes[key] = value
+
+    def _sorted_keys(self, store: str) -> list[bytes]:
+        """The store's written keys in order, kept sorted once a store has been iterated."""
+        order = self._sorted.get(store)
+        if order is None:
+            order = self._sorted[store] = sorted(self._writes.get(store, ()))
+        return order
 
     def iterate(
         self, store: str, start: bytes | None = None, end: bytes | None = None, reverse: bool = False
@@ -595,16 +612,24 @@ class Branch:
         The branch's own writes are read when iteration starts; write freely while iterating.
         """
         base = self.parent.iterate(store, start, end, reverse)
-        overlay = _overlay_items(self._writes.get(store), start, end, reverse)
-        return _merge(overlay, base, reverse)
+        keys = self._sorted_keys(store)
+        lo = 0 if start is None else bisect_left(keys, start)
+        hi = len(keys) if end is None else bisect_left(keys, end)
+        chosen = keys[lo:hi]
+        if reverse:
+            chosen.reverse()
+        writes = self._writes.get(store, {})
+        return _merge([(key, writes[key]) for key in chosen], base, reverse)
 
     def write(self) -> None:
         """Merge this branch's writes into its parent branch and start empty."""
         if not isinstance(self.parent, Branch):
-            raise BranchOverStore("a branch of the store is committed with store.stage(height, branch.changes())")
+            raise BranchOverStore("stage a branch of the store with store.stage(height, branch.changes())")
         for store, writes in self._writes.items():
-            self.parent._writes.setdefault(store, {}).update(writes)
+            for key, value in writes.items():
+                self.parent._put(store, key, value)
         self._writes = {}
+        self._sorted = {}
 
     def changes(self) -> dict[str, dict[bytes, bytes | None]]:
         return {store: dict(writes) for store, writes in self._writes.items() if writes}

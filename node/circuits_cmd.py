@@ -1,7 +1,7 @@
 """`maxwell circuits`: build the reference digits circuits, or add circuits for a user's ONNX model.
 
-Artifacts use an INSECURE development SRS (`ezkl.gen_srs`): fine for development, never for
-production, where a ceremony SRS replaces it and genesis pins its hash.
+Unless a ceremony SRS (`<circuits-dir>/srs/kzg<logrows>.srs`) is present, circuits are set up with
+an INSECURE development SRS (`ezkl.gen_srs`): fine for development, never for production.
 """
 
 from pathlib import Path
@@ -20,8 +20,9 @@ from zk.prove import ProvingError
 DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
 DEFAULT_PK_DIR = Path.home() / ".cache" / "maxwell" / "pk"
 INSECURE_SRS_NOTICE = (
-    "[bold yellow]INSECURE development SRS[/]: circuits are set up with a locally generated SRS "
-    "(ezkl.gen_srs); whoever generated it can forge proofs. Production uses a ceremony SRS pinned in genesis."
+    "[bold yellow]INSECURE development SRS[/]: these circuits are set up with a locally generated SRS "
+    "(ezkl.gen_srs); whoever generated it can forge proofs. Production puts a ceremony SRS "
+    "(srs/kzg<logrows>.srs) in the circuits directory, rebuilds, and pins the SRS sha256 in genesis."
 )
 EXPECTED_ERRORS = (zk_build.BuildError, ArtifactError, InstanceError, ProvingError, RuntimeError, OSError)
 
@@ -33,7 +34,7 @@ PkDir = Annotated[Path, typer.Option("--pk-dir", help="Cache of proving keys, ke
 
 @app.command()
 def build(
-    model: Annotated[str, typer.Argument(help="'digits' (the reference model) or a model added before.")] = zk_build.DIGITS,
+    model: Annotated[str, typer.Argument(help="'digits' (the reference model) or a model added before.")] = "digits",
     circuits_dir: CircuitsDir = DEFAULT_CIRCUITS_DIR,
     pk_dir: PkDir = DEFAULT_PK_DIR,
 ) -> None:
@@ -44,7 +45,9 @@ def build(
 @app.command()
 def add(
     path: Annotated[Path, typer.Argument(help="ONNX model with one input and one output.")],
-    calibration: Annotated[Path, typer.Option("--calibration", help='JSON {"inputs": [[numbers...], ...]}.')],
+    calibration: Annotated[
+        Path, typer.Option("--calibration", help='JSON object whose "inputs" is a list of samples (lists of numbers).')
+    ],
     name: Annotated[Optional[str], typer.Option("--name", help="Model name (default: the file's stem).")] = None,
     circuits_dir: CircuitsDir = DEFAULT_CIRCUITS_DIR,
     pk_dir: PkDir = DEFAULT_PK_DIR,
@@ -55,7 +58,6 @@ def add(
 
 def _run(action: Callable[[zk_build.Progress], zk_build.BuildReport]) -> None:
     console = Console(stderr=True)
-    console.print(INSECURE_SRS_NOTICE)
     columns = (
         TextColumn("{task.fields[circuit]:>8}"),
         BarColumn(),
@@ -100,5 +102,7 @@ def _show_report(report: zk_build.BuildReport) -> None:
     console = Console()
     console.print(table)
     for key, value in report.accuracy.items():
-        console.print(f"accuracy ({key}): {value['correct']}/{value['samples']} = {value['correct'] / value['samples']:.2%}")
-    console.print("SRS: INSECURE development SRS (ezkl.gen_srs) — replace with a ceremony SRS for production.")
+        share = value["correct"] / value["samples"]
+        console.print(f"accuracy ({key}): {value['correct']}/{value['samples']} = {share:.2%}")
+    if report.insecure_srs:
+        Console(stderr=True).print(INSECURE_SRS_NOTICE)

@@ -31,7 +31,7 @@ from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2 as auth_query_pb
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, TxParams, compute_required_fee, compute_tx_hash, sign_tx
-from node import abci_server, circuits_cmd, client, devchain, keyring, privval
+from node import abci_server, circuits_cmd, client, devchain, keyring, privval, sensors
 from node.client import DEFAULT_NODE, Client
 
 DEFAULT_HOME = Path.home() / ".maxwell"
@@ -53,8 +53,10 @@ CONSENSUS_PARAMS = {
     "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
     "validator": {"pub_key_types": ["ed25519"]},
     "version": {"app": "0"},
-    "abci": {"vote_extensions_enable_height": "0"},
+    "abci": {"vote_extensions_enable_height": "1"},  # validators attach their heat to votes from block 1
 }
+HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperature reported when the host has no sensor.")]
+PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
 
 
 class CliError(Exception):
@@ -373,11 +375,14 @@ def dev(
     block_time: Annotated[str, typer.Option("--block-time", help="Time between blocks, e.g. 1s or 200ms.")] = "1s",
     home: Home = DEFAULT_HOME,
     output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+    heat_millicelsius: HeatOption = sensors.DEFAULT_MILLICELSIUS,
+    power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
 ):
     """Run a single-node development chain with the CometBFT RPC (no CometBFT needed)."""
     block_time_ms = compute_duration_ms(block_time)
     configure_logging(output)
-    devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms)
+    devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms,
+                 heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))
 
 
 # --- keys ------------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_init_writes_a_cometbft_genesis_and_refuses_to_overwrite_it(tmp_path):
     assert genesis["genesis_time"].endswith("Z")
     assert genesis["consensus_params"]["block"] == {"max_bytes": "22020096", "max_gas": "-1"}
     assert genesis["consensus_params"]["validator"] == {"pub_key_types": ["ed25519"]}
-    assert genesis["consensus_params"]["abci"] == {"vote_extensions_enable_height": "0"}
+    assert genesis["consensus_params"]["abci"] == {"vote_extensions_enable_height": "1"}  # heat rides on votes
     assert genesis["validators"] == [{
         "address": key.address.hex().upper(),
         "pub_key": {"type": "tendermint/PubKeyEd25519", "value": base64.b64encode(key.pub_key).decode()},

@@ -27,7 +27,16 @@ from zk.instances import (
     encode_proof,
     felt_to_hex,
 )
-from zk.prove import ProvingKeyMismatch, ToleranceExceeded, get_proving_key, prove_circuit, prove_layers, run_onnx
+from zk.prove import (
+    InputShapeMismatch,
+    ProvingFailed,
+    ProvingKeyMismatch,
+    ToleranceExceeded,
+    get_proving_key,
+    prove_circuit,
+    prove_layers,
+    run_onnx,
+)
 from zk.verify import MAX_PROOF_BYTES, Verifier
 
 DIGITS = Path(__file__).resolve().parents[1] / "circuits" / "digits"
@@ -94,7 +103,7 @@ def test_circuit_outputs_match_onnxruntime_within_tolerance(manifest, samples, l
         circuit = manifest.circuits[proof.circuit]
         expected = run_onnx(circuit.model_path, inputs[proof.circuit])
         got = [q / 2**proof.output_scale for q in proof.outputs]
-        assert max(abs(a - b) for a, b in zip(got, expected)) <= circuit.tolerance < 0.01
+        assert max(abs(a - b) for a, b in zip(got, expected)) <= circuit.tolerance < 0.05
         inputs[f"layer{int(proof.circuit[-1]) + 1}" if proof.circuit != "model" else "none"] = got
 
 
@@ -103,6 +112,16 @@ def test_prover_refuses_output_outside_tolerance(manifest, layer_proofs, pk_dir)
     values = [q / 2**layer_proofs[1].output_scale for q in layer_proofs[1].outputs]
     with pytest.raises(ToleranceExceeded):
         prove_circuit(strict, values, pk_dir)
+
+
+def test_prover_refuses_inputs_the_circuit_cannot_take(manifest, pk_dir):
+    layer0 = manifest.circuits["layer0"]
+    with pytest.raises(ProvingFailed, match="no witness"):
+        prove_circuit(layer0, [1e4] * 64, pk_dir)
+    with pytest.raises(UnquantizableValue):
+        prove_circuit(layer0, [math.nan] * 64, pk_dir)
+    with pytest.raises(InputShapeMismatch):
+        prove_circuit(layer0, [0.5] * 63, pk_dir)
 
 
 def test_proving_key_regenerated_and_checked_against_manifest(manifest, tmp_path):
@@ -256,7 +275,7 @@ def test_decoding_arbitrary_bytes_fails_only_with_instance_errors(manifest, data
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.floats(min_value=-1e12, max_value=1e12) | st.integers(-2**20, 2**20).map(lambda n: n / 2**14), st.integers(0, 20))
+@given(st.floats(-1e12, 1e12) | st.integers(-(2**20), 2**20).map(lambda n: n / 2**14), st.integers(0, 20))
 def test_quantization_matches_ezkl(value, scale):
     (quantized,) = compute_quantized([value], scale)
     assert felt_to_hex(quantized) == ezkl.float_to_felt(value, scale, ezkl.PyInputType.F32)

@@ -107,7 +107,9 @@ def _load_circuit(name: str, entry: dict, base: Path) -> Circuit:
         pinned = entry["files"][kind]["sha256"]
         actual = compute_sha256(files[kind])
         if actual != pinned:
-            raise ArtifactMismatch(f"circuit {name}: {kind} file {files[kind]} has sha256 {actual}, manifest pins {pinned}")
+            raise ArtifactMismatch(
+                f"circuit {name}: {kind} file {files[kind]} has sha256 {actual}, manifest pins {pinned}"
+            )
     return Circuit(
         name=name,
         input=entry["input"],

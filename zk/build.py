@@ -3,10 +3,13 @@
 For every circuit the build calibrates on real samples at one input scale shared by the whole
 model (so a layer's output quantizes exactly as the next layer's input), tries each
 decomposition in `DECOMPOSITIONS`, and keeps the one with the fewest logrows whose compiled
-circuit passes `mock` on every test sample. Settings are written canonically (sorted keys,
-timestamp zeroed) and `setup` is deterministic, so rebuilding from the same model, samples and
-SRS reproduces the settings and vk byte for byte. The SRS is a development SRS from `gen_srs`:
-INSECURE, since whoever generated it can forge proofs.
+circuit passes `mock` on every test sample. Settings are written canonically (sorted keys and
+sets, timestamp zeroed) and `setup` is deterministic, so rebuilding from the same model, samples
+and SRS reproduces the settings and vk byte for byte.
+
+The SRS for each logrows k is a ceremony SRS if `kzg<k>.srs` (EZKL's `get_srs` naming) is in the
+SRS directory, else a development SRS from `gen_srs`, generated once and kept: INSECURE, since
+whoever generated it can forge proofs.
 """
 
 import contextlib
@@ -17,7 +20,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -33,13 +36,15 @@ from zk.verify import is_ezkl_failure
 
 DECOMPOSITIONS = ((16384, 2), (1024, 3), (128, 4), (32, 6), (16, 7))
 CALIBRATION_TARGET = "resources"
-TOLERANCE_MARGIN = 2
+TOLERANCE_MARGIN = 4
 TOLERANCE_FLOOR_ULPS = 4
 MAX_TEST_SAMPLES = 100
 DIGITS = "digits"
 WHOLE_MODEL = "model"
 SRS_DIRECTORY = "srs"
-SRS_FILE = "dev-insecure-k{logrows}.srs"
+DEV_SRS_FILE = "dev-insecure-k{logrows}.srs"
+CEREMONY_SRS_FILE = "kzg{logrows}.srs"
+CEREMONY_SRS_NOTE = "ceremony SRS (kzg<logrows>.srs); genesis pins its sha256"
 SRS_WARNING = (
     "INSECURE development SRS generated locally by ezkl.gen_srs: whoever generated it can forge proofs. "
     "Production replaces it with a ceremony SRS and genesis pins its sha256."
@@ -107,6 +112,7 @@ class BuildReport:
     manifest_path: Path
     circuits: tuple[CircuitReport, ...]
     accuracy: dict
+    insecure_srs: bool
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ def build(root: Path, name: str, pk_dir: Path, progress: Progress) -> BuildRepor
     if name == DIGITS:
         return build_digits(root, pk_dir, progress)
     directory = Path(root) / name
-    if not (directory / WHOLE_MODEL / MODEL_FILE).is_file():
+    if not MODEL_NAME_PATTERN.fullmatch(name) or not (directory / WHOLE_MODEL / MODEL_FILE).is_file():
         raise UnsupportedModel(f"no model {name!r} under {root}: add it with `maxwell circuits add`")
     samples = read_samples(directory / CALIBRATION_FILE)
     return _build_single_circuit(Path(root), directory, samples, pk_dir, progress)
@@ -158,18 +164,21 @@ def build_digits(root: Path, pk_dir: Path, progress: Progress) -> BuildReport:
     )
 
 
-def add_model(root: Path, onnx_path: Path, calibration_path: Path, name: str | None, pk_dir: Path, progress: Progress) -> BuildReport:
+def add_model(
+    root: Path, onnx_path: Path, calibration_path: Path, name: str | None, pk_dir: Path, progress: Progress
+) -> BuildReport:
     """Copy a user's ONNX model and calibration samples under `root/<name>` and build its circuit."""
     name = name or Path(onnx_path).stem.lower()
     if not MODEL_NAME_PATTERN.fullmatch(name) or name in RESERVED_NAMES:
-        raise InvalidModelName(f"model name {name!r} must match {MODEL_NAME_PATTERN.pattern} and not be one of {RESERVED_NAMES}")
+        raise InvalidModelName(
+            f"model name {name!r} must match {MODEL_NAME_PATTERN.pattern} and not be one of {RESERVED_NAMES}"
+        )
     directory = Path(root) / name
     if directory.exists():
         raise ModelExists(f"{directory} exists: rebuild it with `maxwell circuits build {name}`")
     check_onnx_model(Path(onnx_path))
     samples = read_samples(Path(calibration_path))
-    for sample in samples[:1]:
-        run_onnx(Path(onnx_path), sample)
+    run_onnx(Path(onnx_path), samples[0])
     (directory / WHOLE_MODEL).mkdir(parents=True)
     try:
         shutil.copyfile(onnx_path, directory / WHOLE_MODEL / MODEL_FILE)
@@ -180,7 +189,9 @@ def add_model(root: Path, onnx_path: Path, calibration_path: Path, name: str | N
         raise
 
 
-def _build_single_circuit(root: Path, directory: Path, samples: list[list[float]], pk_dir: Path, progress: Progress) -> BuildReport:
+def _build_single_circuit(
+    root: Path, directory: Path, samples: list[list[float]], pk_dir: Path, progress: Progress
+) -> BuildReport:
     """A user model is one circuit: the whole model, which is also its only layer."""
     sources = [CircuitSource(WHOLE_MODEL, REQUEST_INPUT, "public")]
     tests = samples[:MAX_TEST_SAMPLES]
@@ -213,9 +224,11 @@ def build_model(
             calibration_inputs[source.name] = [run_onnx(previous_model, x) for x in calibration_inputs[source.input]]
             test_inputs = built[source.input].test_outputs
         built[source.name] = build_circuit(
-            source, model_path, calibration_inputs[source.name], test_inputs, scale, root / SRS_DIRECTORY, pk_dir, progress
+            source, model_path, calibration_inputs[source.name], test_inputs, scale, root / SRS_DIRECTORY, pk_dir,
+            progress,
         )
     layers = [source.name for source in sources[1:]] or [WHOLE_MODEL]
+    insecure_srs = any(built[source.name].entry["files"]["srs"]["insecure"] for source in sources)
     if labels is not None:
         for circuit, key in ((WHOLE_MODEL, "circuit"), (layers[-1], "layered_circuit")):
             predictions = [int(np.argmax(outputs)) for outputs in built[circuit].test_outputs]
@@ -223,7 +236,7 @@ def build_model(
     manifest = {
         "name": name,
         "ezkl_version": ezkl_version(directory / WHOLE_MODEL / SETTINGS_FILE),
-        "srs": SRS_WARNING,
+        "srs": SRS_WARNING if insecure_srs else CEREMONY_SRS_NOTE,
         "model": WHOLE_MODEL,
         "layers": layers,
         "accuracy": accuracy,
@@ -240,6 +253,7 @@ def build_model(
         manifest_path=manifest_path,
         circuits=tuple(built[source.name].report for source in sources),
         accuracy=accuracy,
+        insecure_srs=insecure_srs,
     )
 
 
@@ -276,6 +290,27 @@ def calibrate(
     return json.loads(settings_path.read_text())
 
 
+@dataclass
+class _Steps:
+    """One progress bar: a circuit's build steps."""
+
+    task: str
+    total: int
+    progress: Progress
+    done: int = 0
+
+    def advance(self, description: str, count: int = 1) -> None:
+        self.progress(self.task, description, self.done, self.total)
+        self.done += count
+
+
+@dataclass(frozen=True)
+class _CheckedSettings:
+    settings: dict
+    test_outputs: list[list[float]]
+    max_error: float
+
+
 def build_circuit(
     source: CircuitSource,
     model_path: Path,
@@ -288,60 +323,30 @@ def build_circuit(
 ) -> _BuiltCircuit:
     directory = model_path.parent
     settings_path, compiled_path, vk_path = directory / SETTINGS_FILE, directory / COMPILED_FILE, directory / VK_FILE
-    total = len(DECOMPOSITIONS) + len(tests) + 3
-    step = 0
+    steps = _Steps(source.name, len(DECOMPOSITIONS) + len(tests) + 3, progress)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        candidates, failures = [], []
-        for decomposition in DECOMPOSITIONS:
-            progress(source.name, f"calibrating, decomposition {decomposition}", step, total)
-            step += 1
-            try:
-                settings = calibrate(model_path, calibration, source.output_visibility, decomposition, scale, scratch)
-            except BaseException as e:
-                if not is_ezkl_failure(e):
-                    raise
-                failures.append(f"{decomposition}: calibration failed: {e}")
-                continue
-            if settings["model_input_scales"] != [scale] or (
-                source.output_visibility == "hashed" and settings["model_output_scales"] != [scale]
-            ):
-                failures.append(f"{decomposition}: scales {settings['model_input_scales']}->{settings['model_output_scales']} break the layer graph")
-                continue
-            candidates.append(settings)
-        candidates.sort(key=lambda s: (s["run_args"]["logrows"], s["num_rows"]))
-        for settings in candidates:
-            write_settings(settings, settings_path)
-            ezkl.compile_circuit(str(model_path), str(compiled_path), str(settings_path))
-            checked = check_test_samples(source, model_path, compiled_path, settings, tests, scratch, progress, step, total)
-            if checked is not None:
-                break
-            failures.append(f"{_decomposition(settings)}: a test sample does not prove")
-        else:
-            raise NoWorkingDecomposition(f"circuit {source.name}: no decomposition works: " + "; ".join(failures))
-        step += len(tests)
-        test_outputs, max_error = checked
+        checked = choose_settings(source, model_path, calibration, tests, scale, scratch, steps)
+        settings = checked.settings
         logrows = settings["run_args"]["logrows"]
-        progress(source.name, f"SRS k={logrows} (insecure, dev)", step, total)
-        srs_path = ensure_srs(srs_dir, logrows)
-        step += 1
-        progress(source.name, "setup", step, total)
+        steps.advance(f"SRS k={logrows}")
+        srs_path, insecure_srs = ensure_srs(srs_dir, logrows)
+        steps.advance("setup")
         pk_path = scratch / "pk.key"
         started = time.perf_counter()
         ezkl.setup(str(compiled_path), str(vk_path), str(pk_path), srs_path=str(srs_path))
         setup_seconds = time.perf_counter() - started
-        step += 1
-        progress(source.name, "proving a test sample", step, total)
-        proof, prove_seconds, verify_seconds = measure_proof(tests[0], compiled_path, settings_path, vk_path, pk_path, srs_path, scratch)
-        vk_sha256 = compute_sha256(vk_path)
+        steps.advance("proving a test sample")
+        proof, prove_seconds, verify_seconds = measure_proof(
+            tests[0], compiled_path, settings_path, vk_path, pk_path, srs_path, scratch
+        )
         Path(pk_dir).mkdir(parents=True, exist_ok=True)
-        shutil.move(pk_path, Path(pk_dir) / f"{vk_sha256}{PROVING_KEY_SUFFIX}")
-    progress(source.name, f"done: logrows {logrows}", total, total)
+        shutil.move(pk_path, Path(pk_dir) / f"{compute_sha256(vk_path)}{PROVING_KEY_SUFFIX}")
+    progress(source.name, f"done: logrows {logrows}", steps.total, steps.total)
     output_scale = settings["model_output_scales"][0]
-    tolerance = max(TOLERANCE_MARGIN * max_error, TOLERANCE_FLOOR_ULPS / 2**output_scale)
+    tolerance = max(TOLERANCE_MARGIN * checked.max_error, TOLERANCE_FLOOR_ULPS / 2**output_scale)
     parts = decode_proof(proof)
     base = directory.parent
-    srs_entry = compute_file_entry(srs_path, base) | {"insecure": True}
     entry = {
         "input": source.input,
         "output_visibility": source.output_visibility,
@@ -354,14 +359,14 @@ def build_circuit(
         "decomp_legs": settings["run_args"]["decomp_legs"],
         "num_instances": len(parts.instances),
         "proof_size": len(parts.transcript),
-        "max_observed_error": max_error,
+        "max_observed_error": checked.max_error,
         "tolerance": tolerance,
         "files": {
             "model": compute_file_entry(model_path, base),
             "settings": compute_file_entry(settings_path, base),
             "compiled": compute_file_entry(compiled_path, base),
             "vk": compute_file_entry(vk_path, base),
-            "srs": srs_entry,
+            "srs": compute_file_entry(srs_path, base) | {"insecure": insecure_srs},
         },
     }
     report = CircuitReport(
@@ -373,29 +378,62 @@ def build_circuit(
         prove_seconds=prove_seconds,
         verify_seconds=verify_seconds,
         proof_size=len(proof),
-        max_error=max_error,
+        max_error=checked.max_error,
         tolerance=tolerance,
         samples_checked=len(tests),
     )
-    return _BuiltCircuit(entry=entry, test_outputs=test_outputs, report=report)
+    return _BuiltCircuit(entry=entry, test_outputs=checked.test_outputs, report=report)
+
+
+def choose_settings(
+    source: CircuitSource,
+    model_path: Path,
+    calibration: list[list[float]],
+    tests: list[list[float]],
+    scale: int,
+    scratch: Path,
+    steps: _Steps,
+) -> _CheckedSettings:
+    """Calibrate with every decomposition; compile the one with the fewest logrows (then rows) that
+    keeps the layer graph's scales and mock-proves every test sample."""
+    candidates, failures = [], []
+    for decomposition in DECOMPOSITIONS:
+        steps.advance(f"calibrating, decomposition {decomposition[0]}^{decomposition[1]}")
+        try:
+            settings = calibrate(model_path, calibration, source.output_visibility, decomposition, scale, scratch)
+        except BaseException as e:
+            if not is_ezkl_failure(e):
+                raise
+            failures.append(f"{decomposition}: calibration failed: {e}")
+            continue
+        scales = (settings["model_input_scales"], settings["model_output_scales"])
+        if scales[0] != [scale] or (source.output_visibility == "hashed" and scales[1] != [scale]):
+            failures.append(f"{decomposition}: scales {scales[0]} -> {scales[1]} break the layer graph")
+            continue
+        candidates.append(settings)
+    candidates.sort(key=lambda s: (s["run_args"]["logrows"], s["num_rows"]))
+    directory = model_path.parent
+    settings_path, compiled_path = directory / SETTINGS_FILE, directory / COMPILED_FILE
+    for settings in candidates:
+        write_settings(settings, settings_path)
+        ezkl.compile_circuit(str(model_path), str(compiled_path), str(settings_path))
+        # A candidate that fails must not advance the bar, so it is checked on a copy.
+        checked = check_test_samples(model_path, compiled_path, settings, tests, scratch, replace(steps))
+        if checked is not None:
+            steps.done += len(tests)
+            return checked
+        failures.append(f"{_decomposition(settings)}: a test sample does not prove")
+    raise NoWorkingDecomposition(f"circuit {source.name}: no decomposition works: " + "; ".join(failures))
 
 
 def check_test_samples(
-    source: CircuitSource,
-    model_path: Path,
-    compiled_path: Path,
-    settings: dict,
-    tests: list[list[float]],
-    scratch: Path,
-    progress: Progress,
-    step: int,
-    total: int,
-) -> tuple[list[list[float]], float] | None:
-    """Mock-prove every test sample; return the circuit's outputs and its largest deviation from onnxruntime."""
+    model_path: Path, compiled_path: Path, settings: dict, tests: list[list[float]], scratch: Path, steps: _Steps
+) -> _CheckedSettings | None:
+    """Mock-prove every test sample and compare the circuit's outputs with onnxruntime's."""
     output_scale = settings["model_output_scales"][0]
     outputs, max_error = [], 0.0
     for i, sample in enumerate(tests):
-        progress(source.name, f"{_decomposition(settings)}: mock-proving test sample {i + 1}/{len(tests)}", step + i, total)
+        steps.advance(f"{_decomposition(settings)}: mock-proving test sample {i + 1}/{len(tests)}")
         try:
             witness_path, quantized = generate_witness(compiled_path, sample, scratch)
             with _captured_stderr():
@@ -406,11 +444,17 @@ def check_test_samples(
             return None
         max_error = max(max_error, compute_max_error(quantized, output_scale, run_onnx(model_path, sample)))
         outputs.append(compute_dequantized(quantized, output_scale))
-    return outputs, max_error
+    return _CheckedSettings(settings=settings, test_outputs=outputs, max_error=max_error)
 
 
 def measure_proof(
-    sample: list[float], compiled_path: Path, settings_path: Path, vk_path: Path, pk_path: Path, srs_path: Path, scratch: Path
+    sample: list[float],
+    compiled_path: Path,
+    settings_path: Path,
+    vk_path: Path,
+    pk_path: Path,
+    srs_path: Path,
+    scratch: Path,
 ) -> tuple[bytes, float, float]:
     """Prove and verify one sample in-process (our own proof, so no isolation needed); time both."""
     witness_path, _ = generate_witness(compiled_path, sample, scratch)
@@ -424,18 +468,28 @@ def measure_proof(
     return read_ezkl_proof(proof_path), prove_seconds, verify_seconds
 
 
-def ensure_srs(srs_dir: Path, logrows: int) -> Path:
-    """The development SRS for `logrows`, generated once and then reused so vks stay stable."""
-    path = Path(srs_dir) / SRS_FILE.format(logrows=logrows)
+def ensure_srs(srs_dir: Path, logrows: int) -> tuple[Path, bool]:
+    """The SRS for `logrows` and whether it is insecure: the ceremony file if present, else the
+    development SRS, generated once and then reused so vks stay stable."""
+    ceremony = Path(srs_dir) / CEREMONY_SRS_FILE.format(logrows=logrows)
+    if ceremony.is_file():
+        return ceremony, False
+    path = Path(srs_dir) / DEV_SRS_FILE.format(logrows=logrows)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         ezkl.gen_srs(str(path), logrows)
-    return path
+    return path, True
 
 
 def write_settings(settings: dict, path: Path) -> None:
-    """Canonical settings: EZKL writes a wall-clock timestamp and hash maps in random order."""
-    path.write_text(json.dumps(settings | {"timestamp": 0}, indent=2, sort_keys=True) + "\n")
+    """Canonical settings. EZKL writes a wall-clock timestamp, and maps and sets in random order;
+    the order of the required lookups and range checks even changes the vk, so they are sorted."""
+    canonical = settings | {
+        "timestamp": 0,
+        "required_lookups": sorted(settings["required_lookups"], key=json.dumps),
+        "required_range_checks": sorted(settings["required_range_checks"], key=json.dumps),
+    }
+    path.write_text(json.dumps(canonical, indent=2, sort_keys=True) + "\n")
 
 
 def ezkl_version(settings_path: Path) -> str:

@@ -11,6 +11,7 @@ Decoding needs no EZKL and never trusts anything but the bytes and the circuit's
 """
 
 import math
+import numbers
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,12 +80,16 @@ def encode_proof(instances: Sequence[int], transcript: bytes) -> bytes:
     return bytes([PROOF_FORMAT]) + len(instances).to_bytes(2, "big") + body + bytes(transcript)
 
 
-def decode_proof(proof_bytes: bytes) -> ProofParts:
+def decode_instance_count(proof_bytes: bytes) -> int:
     if len(proof_bytes) < HEADER_BYTES:
         raise TruncatedProof(f"proof has {len(proof_bytes)} bytes, shorter than its header")
     if proof_bytes[0] != PROOF_FORMAT:
         raise UnknownProofFormat(f"proof format {proof_bytes[0]} is not {PROOF_FORMAT}")
-    count = int.from_bytes(proof_bytes[1:HEADER_BYTES], "big")
+    return int.from_bytes(proof_bytes[1:HEADER_BYTES], "big")
+
+
+def decode_proof(proof_bytes: bytes) -> ProofParts:
+    count = decode_instance_count(proof_bytes)
     end = HEADER_BYTES + count * FELT_BYTES
     if len(proof_bytes) <= end:
         raise TruncatedProof(f"proof declares {count} instances but has no transcript after them")
@@ -102,9 +107,10 @@ def decode_instances(proof_bytes: bytes, settings: dict) -> PublicInstances:
     if settings["run_args"]["param_visibility"] != "Fixed":
         raise UnsupportedVisibility("circuit parameters must be fixed")
     expected = 2 if output_hashed else 1 + compute_output_size(settings)
+    count = decode_instance_count(proof_bytes)
+    if count != expected:
+        raise InstanceCountMismatch(f"proof has {count} instances, circuit has {expected}")
     parts = decode_proof(proof_bytes)
-    if len(parts.instances) != expected:
-        raise InstanceCountMismatch(f"proof has {len(parts.instances)} instances, circuit has {expected}")
     if output_hashed:
         return PublicInstances(input_hash=parts.instances[0], output_hash=parts.instances[1], outputs=None)
     outputs = tuple(compute_signed(felt) for felt in parts.instances[1:])
@@ -128,14 +134,14 @@ def compute_quantized(values: Sequence[float], scale: int) -> tuple[int, ...]:
 
 
 def _quantize(value: float, scale: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UnquantizableValue(f"{value!r} is not a number")
-    if not math.isfinite(value):
-        raise UnquantizableValue(f"{value!r} is not finite")
     try:
-        single = struct.unpack("<f", struct.pack("<f", value))[0]
+        single = struct.unpack("<f", struct.pack("<f", float(value)))[0]
     except OverflowError:
         raise UnquantizableValue(f"{value!r} does not fit in float32") from None
+    if not math.isfinite(single):
+        raise UnquantizableValue(f"{value!r} is not finite")
     scaled = Fraction(single) * Fraction(2) ** scale
     magnitude = math.floor(abs(scaled) + Fraction(1, 2))
     if magnitude >= MAX_QUANTIZED:

@@ -27,6 +27,7 @@ from zk.instances import (
     decode_instances,
     encode_proof,
 )
+from zk.verify import is_ezkl_failure
 
 PROVING_KEY_SUFFIX = ".pk"
 
@@ -48,6 +49,10 @@ class ToleranceExceeded(ProvingError):
 
 
 class InstanceMismatch(ProvingError):
+    pass
+
+
+class ProvingFailed(ProvingError):
     pass
 
 
@@ -93,8 +98,7 @@ def read_ezkl_proof(proof_path: Path) -> bytes:
     proof = json.loads(proof_path.read_text())
     (column,) = proof["instances"]
     instances = [bytes_to_felt(bytes.fromhex(felt)) for felt in column]
-    transcript = bytes(proof["proof"]) if isinstance(proof["proof"], list) else bytes.fromhex(proof["hex_proof"][2:])
-    return encode_proof(instances, transcript)
+    return encode_proof(instances, bytes(proof["proof"]))
 
 
 def get_proving_key(circuit: Circuit, pk_dir: Path) -> Path:
@@ -116,10 +120,16 @@ def get_proving_key(circuit: Circuit, pk_dir: Path) -> Path:
 
 
 def prove_circuit(circuit: Circuit, values: Sequence[float], pk_dir: Path) -> LayerProof:
+    input_hash = compute_input_hash(values, circuit.input_scale)
     expected = run_onnx(circuit.model_path, values)
     pk_path = get_proving_key(circuit, pk_dir)
     with tempfile.TemporaryDirectory() as scratch:
-        witness_path, outputs = generate_witness(circuit.compiled_path, values, Path(scratch))
+        try:
+            witness_path, outputs = generate_witness(circuit.compiled_path, values, Path(scratch))
+        except BaseException as e:
+            if not is_ezkl_failure(e):
+                raise
+            raise ProvingFailed(f"circuit {circuit.name}: no witness for this input: {e}") from None
         max_error = compute_max_error(outputs, circuit.output_scale, expected)
         if max_error > circuit.tolerance:
             raise ToleranceExceeded(
@@ -127,10 +137,16 @@ def prove_circuit(circuit: Circuit, values: Sequence[float], pk_dir: Path) -> La
                 f"(tolerance {circuit.tolerance:.6g})"
             )
         proof_path = Path(scratch) / "proof.json"
-        ezkl.prove(str(witness_path), str(circuit.compiled_path), str(pk_path), str(proof_path), str(circuit.srs_path))
+        try:
+            ezkl.prove(
+                str(witness_path), str(circuit.compiled_path), str(pk_path), str(proof_path), str(circuit.srs_path)
+            )
+        except BaseException as e:
+            if not is_ezkl_failure(e):
+                raise
+            raise ProvingFailed(f"circuit {circuit.name}: proving failed: {e}") from None
         proof = read_ezkl_proof(proof_path)
     instances = decode_instances(proof, circuit.settings)
-    input_hash = compute_input_hash(values, circuit.input_scale)
     if instances.input_hash != input_hash:
         raise InstanceMismatch(f"circuit {circuit.name}: proof input hash differs from the request's")
     if instances.outputs is not None and instances.outputs != outputs:

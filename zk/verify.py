@@ -24,7 +24,15 @@ from pathlib import Path
 import ezkl
 
 from zk.artifacts import Circuit
-from zk.instances import FELT_BYTES, HEADER_BYTES, InstanceError, PublicInstances, decode_instances, decode_proof, felt_to_hex
+from zk.instances import (
+    FELT_BYTES,
+    HEADER_BYTES,
+    InstanceError,
+    PublicInstances,
+    decode_instances,
+    decode_proof,
+    felt_to_hex,
+)
 
 MAX_PROOF_BYTES = 64 * 1024
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -117,7 +125,9 @@ class Verifier:
             return _reject(str(e))
         transcript_size = len(proof) - HEADER_BYTES - FELT_BYTES * circuit.num_instances
         if transcript_size != circuit.proof_size:
-            return _reject(f"proof transcript has {transcript_size} bytes, circuit {circuit.name} has {circuit.proof_size}")
+            return _reject(
+                f"proof transcript has {transcript_size} bytes, circuit {circuit.name} has {circuit.proof_size}"
+            )
         parts = decode_proof(proof)
         request = {
             "proof": {"instances": [[felt_to_hex(i) for i in parts.instances]], "proof": list(parts.transcript)},
