@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import sys
-from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from chain import auth, bank, crypto
+from chain import auth, bank, crypto, market
 from chain.app import HANDLERS, App
 from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
 from chain.errors import InvalidCoinsError, NotFoundError
@@ -39,7 +38,6 @@ DEFAULT_GAS = 200_000
 DEFAULT_MONIKER = "maxwell"
 GENESIS_FILE = "genesis.json"
 PRIV_VALIDATOR_KEY_FILE = "priv_validator_key.json"
-VALIDATOR_POWER = "10"
 CHAIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)")
 TX_HASH_PATTERN = re.compile(r"(?:0x)?([0-9A-Fa-f]{64})")
@@ -47,14 +45,6 @@ ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 BALANCE_QUERY_PATH = "/cosmos.bank.v1beta1.Query/Balance"
 WAIT_TIMEOUT_SECONDS = 60.0
 UNWRAPPED_WIDTH = 10_000
-# CometBFT 0.38 defaults (types/params.go).
-CONSENSUS_PARAMS = {
-    "block": {"max_bytes": "22020096", "max_gas": "-1"},
-    "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
-    "validator": {"pub_key_types": ["ed25519"]},
-    "version": {"app": "0"},
-    "abci": {"vote_extensions_enable_height": "1"},  # validators attach their heat to votes from block 1
-}
 HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperature reported when the host has no sensor.")]
 PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
 
@@ -245,29 +235,6 @@ def compute_key_record(info: keyring.KeyInfo) -> dict:
 
 # --- node home and genesis -------------------------------------------------------------------------
 
-def compute_genesis(chain_id: str, genesis_time: str, validator: privval.PrivValidatorKey, moniker: str) -> dict:
-    return {
-        "genesis_time": genesis_time,
-        "chain_id": chain_id,
-        "initial_height": "1",
-        "consensus_params": CONSENSUS_PARAMS,
-        "validators": [
-            {
-                "address": validator.address.hex().upper(),
-                "pub_key": {"type": privval.PUB_KEY_TYPE, "value": base64.b64encode(validator.pub_key).decode()},
-                "power": VALIDATOR_POWER,
-                "name": moniker,
-            }
-        ],
-        "app_hash": "",
-        "app_state": {"auth": auth.compute_default_genesis(), "bank": bank.compute_default_genesis()},
-    }
-
-
-def compute_genesis_time(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def get_genesis_path(home: Path) -> Path:
     return home / "config" / GENESIS_FILE
 
@@ -306,14 +273,16 @@ def init(
         raise CliError(f"genesis file {genesis_path} already exists: refusing to overwrite it")
     key_path = home / "config" / PRIV_VALIDATOR_KEY_FILE
     validator = privval.load(key_path) if key_path.exists() else privval.generate(key_path)
-    genesis = compute_genesis(chain_id, compute_genesis_time(datetime.now(timezone.utc)), validator, moniker)
+    app_state = {"auth": auth.compute_default_genesis(), "bank": bank.compute_default_genesis(),
+                 "market": market.compute_default_genesis()}
+    genesis = devchain.create_genesis_doc(chain_id, validator, app_state, moniker=moniker)
     (home / "data").mkdir(parents=True, exist_ok=True)
     with open(genesis_path, "x") as f:
         f.write(json.dumps(genesis, indent=2) + "\n")
     record = {"chain_id": chain_id, "home": str(home), "genesis": str(genesis_path),
               "validator_address": validator.address.hex().upper()}
     show(output, record, [f"initialized chain {chain_id} in {home}", f"genesis: {genesis_path}",
-                          f"validator: {record['validator_address']} (power {VALIDATOR_POWER})"])
+                          f"validator: {record['validator_address']} (power {devchain.DEFAULT_VOTING_POWER})"])
 
 
 @genesis_app.command("add-account")

@@ -144,7 +144,7 @@ def compute_default_consensus_params() -> params_pb2.ConsensusParams:
     params.evidence.max_bytes = 1048576
     params.validator.pub_key_types.append("ed25519")
     params.version.SetInParent()
-    params.abci.SetInParent()
+    params.abci.vote_extensions_enable_height = 1  # validators attach their heat readings to votes
     return params
 
 
@@ -214,13 +214,14 @@ def encode_genesis_doc(genesis_time_ns: int, chain_id: str, initial_height: int,
 
 def create_genesis_doc(chain_id: str, key: privval.PrivValidatorKey, app_state=None,
                        genesis_time_ns: int | None = None, power: int = DEFAULT_VOTING_POWER,
-                       initial_height: int = 1, params: params_pb2.ConsensusParams | None = None) -> dict:
-    """A genesis.json document for a dev chain validated by `key` (for `maxwell init`)."""
+                       initial_height: int = 1, params: params_pb2.ConsensusParams | None = None,
+                       moniker: str = "") -> dict:
+    """A genesis.json document for a chain validated by `key` (for `maxwell init`)."""
     params = params if params is not None else compute_default_consensus_params()
     validate_consensus_params(params)
     validator = compute_genesis_validator(key.pub_key, power)
     return encode_genesis_doc(time.time_ns() if genesis_time_ns is None else genesis_time_ns, chain_id,
-                              initial_height, params, [validator], b"", app_state)
+                              initial_height, params, [validator], b"", app_state, names={0: moniker})
 
 
 def decode_genesis(doc) -> Genesis:

@@ -10,7 +10,7 @@ pseudo tags `tx.hash`, `tx.height` and `block.height` describe the transaction o
 import re
 import struct
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from fractions import Fraction
 
 import plyvel

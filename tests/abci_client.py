@@ -13,6 +13,7 @@ import socket
 from urllib.parse import urlparse
 
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
+from node.abci_server import encode_uvarint
 
 REQUEST_TYPES = {
     field.name: getattr(abci_pb2, field.message_type.name)
@@ -38,15 +39,6 @@ class UnexpectedResponseError(ABCIClientError):
 
 class ConnectionClosedError(ABCIClientError):
     """The server closed the connection."""
-
-
-def _encode_uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def connect(address: str, timeout: float) -> socket.socket:
@@ -83,7 +75,7 @@ class ABCIClient:
 
     def send(self, request: abci_pb2.Request) -> None:
         body = request.SerializeToString()
-        self.sock.sendall(_encode_uvarint(len(body)) + body)
+        self.sock.sendall(encode_uvarint(len(body)) + body)
 
     def send_flush(self) -> None:
         self.send(abci_pb2.Request(flush=abci_pb2.RequestFlush()))

@@ -269,7 +269,8 @@ def test_init_chain_gets_genesis_and_calls_follow_abci_order(home):
     assert request.consensus_params.block.max_bytes == 22020096
     chain.produce_block()
     chain.produce_block()
-    assert app.calls[2:] == ["prepare_proposal", "process_proposal", "finalize_block", "commit"] * 2
+    # vote extensions are on from height 1 (heat readings): the validator extends its precommit
+    assert app.calls[2:] == ["prepare_proposal", "process_proposal", "extend_vote", "finalize_block", "commit"] * 2
     close_chain(chain, app)
 
 

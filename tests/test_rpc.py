@@ -278,6 +278,8 @@ def test_block_results_blockchain_search_and_params(node):
 
     found = result(node, "block_search", query=f"block.height={height}")
     assert found["total_count"] == "1" and found["blocks"][0]["block"]["header"]["height"] == height
+    while int(result(node, "status")["sync_info"]["latest_block_height"]) < 4:
+        time.sleep(0.05)
     ranged = result(node, "block_search", query="block.height >= 2 AND block.height <= 4")
     assert [b["block"]["header"]["height"] for b in ranged["blocks"]] == ["4", "3", "2"]
     for query in (f"kvblock.height='{height}'", f"kvblock.height={height} AND block.height>1"):
@@ -289,7 +291,7 @@ def test_block_results_blockchain_search_and_params(node):
         "block": {"max_bytes": "22020096", "max_gas": "-1"},
         "evidence": {"max_age_num_blocks": "100000", "max_age_duration": "172800000000000", "max_bytes": "1048576"},
         "validator": {"pub_key_types": ["ed25519"]}, "version": {"app": "0"},
-        "abci": {"vote_extensions_enable_height": "0"}}}
+        "abci": {"vote_extensions_enable_height": "1"}}}
     genesis = result(node, "genesis")["genesis"]
     assert genesis["chain_id"] == CHAIN_ID and genesis["initial_height"] == "1"
     assert genesis["app_state"] == {"greeting": "hello"} and genesis["consensus_params"] == params["consensus_params"]

@@ -16,7 +16,7 @@ import plyvel
 from rich.console import Console
 from rich.table import Table
 
-from chain import bank, crypto
+from chain import bank
 from chain.app import App
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.store import Store
