@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
