@@ -7,6 +7,9 @@ increments. A failure here leaves no trace; after it, the fee is spent even if a
 
 import base64
 import hashlib
+import multiprocessing
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
 
 from chain import auth, bank, crypto
 from chain.coins import DENOM, format_coins
@@ -14,6 +17,8 @@ from chain.errors import InvalidPubKeyError, InvalidSequenceError, TxError, Unau
 from chain.tx import DecodedTx, TxParams
 
 SIGNATURE_CACHE_SIZE = 100_000
+PREFETCH_MIN_ITEMS = 256
+PREFETCH_CHUNK = 256
 SIMULATED_EXTRA_BYTES = 64 + 40  # the signature, and a fee coin with its gas limit
 SIMULATED_FEE = 1
 
@@ -22,22 +27,70 @@ class TimeoutHeightError(TxError):
     code = 30
 
 
+def compute_signature_key(public_key: bytes, signature: bytes, sign_bytes: bytes) -> bytes:
+    return hashlib.sha256(public_key + signature + sign_bytes).digest()
+
+
+def compute_valid_signature_keys(items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
+    """Runs in a helper process: the keys of the (public key, signature, sign bytes) that verify."""
+    return [compute_signature_key(*item) for item in items if crypto.is_valid_signature(*item)]
+
+
 class SignatureCache:
-    """Signatures already verified (CheckTx, then FinalizeBlock), keyed by everything they cover."""
+    """Signatures already verified, keyed by everything they cover.
 
-    def __init__(self, size: int = SIGNATURE_CACHE_SIZE):
+    CheckTx fills it, so FinalizeBlock seldom verifies again. For a block of txs this node has not
+    seen, `prefetch` hands the signatures to a helper process that verifies them while the block
+    executes in order; a tx whose result is not back yet is verified inline. Only valid signatures
+    are cached, so the outcome of every tx is the same with or without the helper.
+    """
+
+    def __init__(self, size: int = SIGNATURE_CACHE_SIZE, workers: int = 1):
         self.size = size
+        self.workers = workers
         self.entries: dict[bytes, None] = {}
+        self.pending: deque[Future] = deque()
+        self.pool: ProcessPoolExecutor | None = None
 
-    def is_verified(self, public_key: bytes, signature: bytes, sign_bytes: bytes) -> bool:
-        key = hashlib.sha256(public_key + signature + sign_bytes).digest()
-        if key in self.entries:
-            return True
-        if not crypto.is_valid_signature(public_key, signature, sign_bytes):
-            return False
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def add(self, key: bytes) -> None:
         if len(self.entries) >= self.size:
             del self.entries[next(iter(self.entries))]
         self.entries[key] = None
+
+    def prefetch(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
+        if self.workers < 1 or len(items) < PREFETCH_MIN_ITEMS:
+            return
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        for start in range(0, len(items), PREFETCH_CHUNK):
+            self.pending.append(self.pool.submit(compute_valid_signature_keys, items[start : start + PREFETCH_CHUNK]))
+
+    def collect(self) -> None:
+        while self.pending and self.pending[0].done():
+            future = self.pending.popleft()
+            try:
+                keys = future.result()
+            except Exception:  # a dead helper only means these are verified inline
+                continue
+            for key in keys:
+                self.add(key)
+
+    def is_verified(self, public_key: bytes, signature: bytes, sign_bytes: bytes) -> bool:
+        key = compute_signature_key(public_key, signature, sign_bytes)
+        if key in self.entries:
+            return True
+        if self.pending:
+            self.collect()
+            if key in self.entries:
+                return True
+        if not crypto.is_valid_signature(public_key, signature, sign_bytes):
+            return False
+        self.add(key)
         return True
 
 

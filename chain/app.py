@@ -12,7 +12,7 @@ import os
 from collections import OrderedDict
 
 from chain import auth, bank, crypto, heat, market
-from chain.ante import SignatureCache, process_ante
+from chain.ante import SignatureCache, compute_signature_key, process_ante
 from chain.errors import InvalidRequestError, TxError, UnknownRequestError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
@@ -56,6 +56,7 @@ class App:
         self.validator_keys = market.get_validator_keys(self.store)
 
     def close(self) -> None:
+        self.signatures.close()
         self.store.close()
 
     # --- connection: info / init -----------------------------------------------------------
@@ -143,6 +144,7 @@ class App:
         block = Branch(self.genesis or self.store)
         response = abci.ResponseFinalizeBlock()
         time_ns = request.time.seconds * 1_000_000_000 + request.time.nanos
+        self.prefetch_signatures(block, request.txs)
         for index, tx in enumerate(request.txs):
             ctx = Context(self.chain_id, request.height, time_ns)
             if index == 0 and heat.is_heat_tx(tx):
@@ -153,6 +155,23 @@ class App:
         response.app_hash = self.store.stage(request.height, block.changes())
         self.finalized = block
         return response
+
+    def prefetch_signatures(self, block: Branch, txs) -> None:
+        """Starts verifying, in a helper process, the signatures CheckTx has not seen."""
+        items = []
+        for tx in txs:
+            try:
+                decoded = self.decode(tx)
+            except TxError:
+                continue
+            account = auth.get_account(block, decoded.signer)
+            public_key = decoded.public_key or (account and auth.get_public_key(account))
+            if account is None or public_key is None:
+                continue
+            sign_bytes = decoded.sign_bytes(self.chain_id, account.account_number)
+            if compute_signature_key(public_key, decoded.signature, sign_bytes) not in self.signatures.entries:
+                items.append((public_key, decoded.signature, sign_bytes))
+        self.signatures.prefetch(items)
 
     def deliver_heat_tx(self, block: Branch, ctx: Context, tx: bytes, result: abci.ExecTxResult) -> None:
         """The proposer's heat tx: validators' readings, checked in ProcessProposal; no fee, no signer."""
