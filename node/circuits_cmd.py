@@ -12,10 +12,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from zk import build as zk_build
-from zk.artifacts import ArtifactError
-from zk.instances import InstanceError
-from zk.prove import ProvingError
 
 DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
 DEFAULT_PK_DIR = Path.home() / ".cache" / "maxwell" / "pk"
@@ -24,7 +20,6 @@ INSECURE_SRS_NOTICE = (
     "(ezkl.gen_srs); whoever generated it can forge proofs. Production puts a ceremony SRS "
     "(srs/kzg<logrows>.srs) in the circuits directory, rebuilds, and pins the SRS sha256 in genesis."
 )
-EXPECTED_ERRORS = (zk_build.BuildError, ArtifactError, InstanceError, ProvingError, RuntimeError, OSError)
 
 app = typer.Typer(no_args_is_help=True, help="Build zero-knowledge circuits for models (EZKL).")
 
@@ -39,6 +34,8 @@ def build(
     pk_dir: PkDir = DEFAULT_PK_DIR,
 ) -> None:
     """Train (digits) or reload a model and build every circuit, its vk and manifest.json."""
+    from zk import build as zk_build
+
     _run(lambda progress: zk_build.build(circuits_dir, model, pk_dir, progress))
 
 
@@ -53,10 +50,18 @@ def add(
     pk_dir: PkDir = DEFAULT_PK_DIR,
 ) -> None:
     """Add a user's ONNX model: one circuit (input hashed, output public), calibrated on the given samples."""
+    from zk import build as zk_build
+
     _run(lambda progress: zk_build.add_model(circuits_dir, path, calibration, name, pk_dir, progress))
 
 
-def _run(action: Callable[[zk_build.Progress], zk_build.BuildReport]) -> None:
+def _run(action: Callable) -> None:
+    """Runs a build with progress bars; zk (EZKL, scikit-learn) loads only here, not with every CLI command."""
+    from zk.artifacts import ArtifactError
+    from zk.build import BuildError
+    from zk.instances import InstanceError
+    from zk.prove import ProvingError
+
     console = Console(stderr=True)
     columns = (
         TextColumn("{task.fields[circuit]:>8}"),
@@ -75,14 +80,14 @@ def _run(action: Callable[[zk_build.Progress], zk_build.BuildReport]) -> None:
 
         try:
             report = action(progress)
-        except EXPECTED_ERRORS as error:
+        except (BuildError, ArtifactError, InstanceError, ProvingError, RuntimeError, OSError) as error:
             bars.stop()
             typer.echo(f"Error: {' '.join(str(error).split())}", err=True)
             raise typer.Exit(1)
     _show_report(report)
 
 
-def _show_report(report: zk_build.BuildReport) -> None:
+def _show_report(report) -> None:
     table = Table(title=f"circuits written to {report.manifest_path}", title_justify="left")
     for column in ("circuit", "logrows", "rows", "decomp", "setup", "prove", "verify", "proof", "max err", "tolerance"):
         table.add_column(column, justify="right")
