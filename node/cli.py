@@ -47,6 +47,7 @@ WAIT_TIMEOUT_SECONDS = 60.0
 UNWRAPPED_WIDTH = 10_000
 HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperature reported when the host has no sensor.")]
 PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
+KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="State heights kept for queries and proofs; older ones are pruned.")]
 
 
 class CliError(Exception):
@@ -328,10 +329,14 @@ def start(
     abci: Annotated[str, typer.Option("--abci", help="Listen address for CometBFT (tcp:// or unix://).")] = "tcp://127.0.0.1:26658",
     home: Home = DEFAULT_HOME,
     output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+    heat_millicelsius: HeatOption = sensors.DEFAULT_MILLICELSIUS,
+    power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
+    keep_recent: KeepRecentOption = 100,
 ):
     """Run the application as an ABCI server for CometBFT."""
     configure_logging(output)
-    application = App(str(home / "data"))
+    application = App(str(home / "data"), keep_recent=keep_recent,
+                      heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))
     try:
         abci_server.run(application, abci)
     finally:
@@ -346,12 +351,13 @@ def dev(
     output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
     heat_millicelsius: HeatOption = sensors.DEFAULT_MILLICELSIUS,
     power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
+    keep_recent: KeepRecentOption = 100,
 ):
     """Run a single-node development chain with the CometBFT RPC (no CometBFT needed)."""
     block_time_ms = compute_duration_ms(block_time)
     configure_logging(output)
     devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms,
-                 heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))
+                 heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts), keep_recent=keep_recent)
 
 
 # --- keys ------------------------------------------------------------------------------------------

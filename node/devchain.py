@@ -291,7 +291,7 @@ def _open_db(factory, path: Path):
 
 class DevChain:
     def __init__(self, home: str | Path, app=None, block_time_ms: int = DEFAULT_BLOCK_TIME_MS,
-                 moniker: str = DEFAULT_MONIKER, heat_sensor=None):
+                 moniker: str = DEFAULT_MONIKER, heat_sensor=None, keep_recent: int = 100):
         if block_time_ms <= 0:
             raise DevChainError(f"block time must be positive, got {block_time_ms} ms")
         home = Path(home)
@@ -314,7 +314,7 @@ class DevChain:
         if app is None:
             try:
                 from chain.app import App
-                app = App(str(data_dir), heat_sensor=heat_sensor)
+                app = App(str(data_dir), keep_recent=keep_recent, heat_sensor=heat_sensor)
             except BaseException:
                 self.txindex.close()
                 self.blockstore.close()
@@ -642,11 +642,11 @@ class DevChain:
 
 
 def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TIME_MS, app=None,
-        heat_sensor=None) -> None:
+        heat_sensor=None, keep_recent: int = 100) -> None:
     """Run the dev chain until SIGINT/SIGTERM (blocking); `heat_sensor` feeds the app's vote extensions."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    chain = DevChain(home, app=app, block_time_ms=block_time_ms, heat_sensor=heat_sensor)
+    chain = DevChain(home, app=app, block_time_ms=block_time_ms, heat_sensor=heat_sensor, keep_recent=keep_recent)
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
