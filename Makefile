@@ -19,14 +19,17 @@ $(NODE_STAMP): tests/cosmjs/package.json tests/cosmjs/package-lock.json
 	cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+# the dev chain and one local worker (its own key, so its txs never race alice's sequence)
 dev: $(STAMP)
 	@test -f $(DEV_HOME)/config/genesis.json || $(MAKE) --no-print-directory dev-init
-	$(MAXWELL) dev --home $(DEV_HOME)
+	$(MAXWELL) worker dev --key worker --home $(DEV_HOME)
 
 dev-init: $(STAMP)
 	$(MAXWELL) init --chain-id $(DEV_CHAIN_ID) --home $(DEV_HOME)
 	$(MAXWELL) keys add alice --keyring-backend test --home $(DEV_HOME)
 	$(MAXWELL) genesis add-account alice 1000000000000ujoule --keyring-backend test --home $(DEV_HOME)
+	$(MAXWELL) keys add worker --keyring-backend test --home $(DEV_HOME) > /dev/null
+	$(MAXWELL) genesis add-account worker 1000000000000ujoule --keyring-backend test --home $(DEV_HOME)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q

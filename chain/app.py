@@ -2,7 +2,8 @@
 
 Read top-down: a block arrives in `finalize_block` → the heat tx the proposer injected (if any) →
 `deliver_tx` for each transaction (ante, then messages) → `end_block` (the market clears, charges
-rent, kills what cannot pay) → the app hash of the staged writes. `commit`
+rent, kills what cannot pay; expired inference requests are refunded) → the app hash of the staged
+writes. `commit`
 persists the block in one synced batch. CheckTx runs the same `execute_tx` on a check state that
 is reset to the committed state after every commit.
 """
@@ -11,7 +12,7 @@ import json
 import os
 from collections import OrderedDict
 
-from chain import auth, bank, crypto, heat, market
+from chain import auth, bank, crypto, heat, inference, market
 from chain.ante import SignatureCache, compute_signature_key, process_ante
 from chain.errors import InvalidRequestError, TxError, UnknownRequestError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
@@ -25,9 +26,9 @@ from chain.tx import DecodedTx, MAX_GAS_LIMIT, decode_tx, pack_any
 APP_NAME = "maxwell"
 APP_VERSION = 1
 SOFTWARE_VERSION = "0.1.0"
-STORES = (auth.STORE, bank.STORE, market.STORE)
-HANDLERS = {**bank.MESSAGES, **market.MESSAGES}
-QUERIES = {**auth.QUERIES, **bank.QUERIES, **market.QUERIES}
+STORES = (auth.STORE, bank.STORE, inference.STORE, market.STORE)
+HANDLERS = {**bank.MESSAGES, **market.MESSAGES, **inference.MESSAGES}
+QUERIES = {**auth.QUERIES, **bank.QUERIES, **market.QUERIES, **inference.QUERIES}
 MODULE_OF = {url: url.split(".")[1] for url in HANDLERS}
 SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
 QUERY_GAS_LIMIT = 50_000_000
@@ -54,8 +55,10 @@ class App:
         self.chain_id = auth.get_chain_id(self.store)
         self.tx_params, self.gas_params = auth.get_params(self.store)
         self.validator_keys = market.get_validator_keys(self.store)
+        inference.open_verifier(data_dir)
 
     def close(self) -> None:
+        inference.close_verifier()
         self.signatures.close()
         self.store.close()
 
@@ -86,7 +89,8 @@ class App:
             bank.init_chain(state, app_state.get("bank", {}))
             market.init_chain(state, app_state.get("market", {}))
             market.init_validators(state, [v.pub_key.ed25519 for v in request.validators if v.pub_key.ed25519])
-        except (auth.GenesisError, bank.GenesisError, market.GenesisError) as error:
+            inference.init_chain(state, app_state.get("inference", {}))
+        except (auth.GenesisError, bank.GenesisError, market.GenesisError, inference.GenesisError) as error:
             self.genesis = None
             raise GenesisError(f"invalid genesis: {error}") from error
         self.chain_id = request.chain_id
@@ -99,6 +103,7 @@ class App:
             "auth": auth.export_genesis(self.store),
             "bank": bank.export_genesis(self.store),
             "market": market.export_genesis(self.store),
+            "inference": inference.export_genesis(self.store),
         }
 
     # --- consensus: a block ----------------------------------------------------------------
@@ -346,6 +351,7 @@ class App:
 
 def end_block(state: State, ctx: Context) -> None:
     market.end_block(state, ctx)
+    inference.end_block(state, ctx)
 
 
 class HeightView:

@@ -16,7 +16,7 @@ from chain.state import MessageHandler, compute_prefix_end, encode_key
 
 STORE = "bank"
 MSG_SEND_URL = "/cosmos.bank.v1beta1.MsgSend"
-MODULE_ACCOUNTS = ("fee_collector", "market_escrow", "market_stake")
+MODULE_ACCOUNTS = ("fee_collector", "market_escrow", "market_stake", "inference_escrow")
 
 
 def compute_module_address(name: str) -> bytes:

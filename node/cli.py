@@ -45,6 +45,7 @@ ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 BALANCE_QUERY_PATH = "/cosmos.bank.v1beta1.Query/Balance"
 WAIT_TIMEOUT_SECONDS = 60.0
 UNWRAPPED_WIDTH = 10_000
+DIGITS_MANIFEST = Path(__file__).resolve().parents[1] / "circuits" / "digits" / "manifest.json"
 HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperature reported when the host has no sensor.")]
 PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
 KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="State heights kept for queries and proofs; older ones are pruned.")]
@@ -274,8 +275,11 @@ def init(
         raise CliError(f"genesis file {genesis_path} already exists: refusing to overwrite it")
     key_path = home / "config" / PRIV_VALIDATOR_KEY_FILE
     validator = privval.load(key_path) if key_path.exists() else privval.generate(key_path)
+    from chain import inference
+
+    models = inference.compute_genesis_models(DIGITS_MANIFEST)
     app_state = {"auth": auth.compute_default_genesis(), "bank": bank.compute_default_genesis(),
-                 "market": market.compute_default_genesis()}
+                 "market": market.compute_default_genesis(), "inference": inference.compute_default_genesis("", models)}
     genesis = devchain.create_genesis_doc(chain_id, validator, app_state, moniker=moniker)
     (home / "data").mkdir(parents=True, exist_ok=True)
     with open(genesis_path, "x") as f:

@@ -16,12 +16,16 @@ unconfirmed one is re-broadcast byte for byte, so it can be included at most onc
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import os
+import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import aiohttp
 from google.protobuf.message import DecodeError
@@ -29,9 +33,13 @@ from google.protobuf.message import DecodeError
 from chain import crypto, heat, market
 from chain.errors import InvalidSequenceError, NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2 as auth_query_pb2
+from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import TxParams, compute_required_fee, compute_tx_hash, sign_tx
-from node import client
+from node import client, sensors
+from zk.artifacts import ArtifactError, Manifest, load_manifest
+from zk.instances import compute_dequantized
+from zk.prove import ProvingError, prove_circuit
 
 log = logging.getLogger("maxwell.worker")
 
@@ -39,7 +47,7 @@ STATE_DIR = "worker"
 STATE_FILE = "state.json"
 PK_DIR = "pk"
 DEFAULT_GAS = 200_000
-SUBMIT_GAS = 4_000_000
+SUBMIT_GAS = 600_000
 HEAT_INTERVAL_BLOCKS = 5
 POLL_INTERVAL_SECONDS = 1.0
 TX_TIMEOUT_SECONDS = 30.0
@@ -48,7 +56,14 @@ NEW_BLOCK_QUERY = "tm.event='NewBlock'"
 ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 PROVIDER_QUERY_PATH = "/maxwell.market.v1.Query/Provider"
 ASSIGNMENT_QUERY_PATH = "/maxwell.market.v1.Query/Assignment"
+MODEL_QUERY_PATH = "/maxwell.inference.v1.Query/Model"
+REQUEST_QUERY_PATH = "/maxwell.inference.v1.Query/Request"
+RESULT_QUERY_PATH = "/maxwell.inference.v1.Query/Result"
 TASK_ASSIGNED_EVENT = "task_assigned"
+NOT_FOUND_ERRORS = {(e.codespace, e.code) for e in (
+    NotFoundError, market.ProviderNotFoundError, market.AssignmentNotFoundError)}
+REQUEST_EVENT = "inference_requested"
+DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
 
 
 class WorkerError(Exception):
@@ -59,6 +74,7 @@ class QueryFailed(WorkerError):
     def __init__(self, path: str, response: client.QueryResponse):
         super().__init__(f"query {path} failed: code {response.code} ({response.codespace}): {response.log}")
         self.code = response.code
+        self.codespace = response.codespace
 
 
 class AccountNotFound(WorkerError):
@@ -77,6 +93,14 @@ class MalformedState(WorkerError):
     pass
 
 
+class MalformedTask(WorkerError):
+    pass
+
+
+class ModelMismatch(WorkerError):
+    pass
+
+
 # --- chain access ------------------------------------------------------------------------------
 
 def query(rpc: client.Client, path: str, request, response_class, height: int = 0):
@@ -89,18 +113,14 @@ def query(rpc: client.Client, path: str, request, response_class, height: int = 
         raise client.InvalidResponse(f"query {path}: the answer is not a {response_class.DESCRIPTOR.name}") from None
 
 
-def query_optional(rpc: client.Client, path: str, request, response_class):
+def query_optional(rpc: client.Client, path: str, request, response_class, height: int = 0):
     """The answer, or None when the chain says the record does not exist."""
     try:
-        return query(rpc, path, request, response_class)
+        return query(rpc, path, request, response_class, height)
     except QueryFailed as error:
-        if error.code == NotFoundError.code or _is_market_not_found(error.code):
+        if (error.codespace, error.code) in NOT_FOUND_ERRORS:
             return None
         raise
-
-
-def _is_market_not_found(code: int) -> bool:
-    return code in (market.ProviderNotFoundError.code, market.AssignmentNotFoundError.code)
 
 
 def get_account(rpc: client.Client, address: str) -> auth_pb2.BaseAccount:
@@ -345,3 +365,262 @@ def encode_tx(tx: bytes) -> str:
 
 def decode_tx(text: str) -> bytes:
     return base64.b64decode(text)
+
+
+# --- the daemon --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    home: Path
+    node: str
+    private_key: bytes
+    offer: Offer
+    circuits_dir: Path = DEFAULT_CIRCUITS_DIR
+    heat_sensor: Callable[[], heat.HeatReading] = field(default=sensors.make_heat_sensor())
+    heat_interval_blocks: int = HEAT_INTERVAL_BLOCKS
+
+
+@dataclass
+class Worker:
+    config: WorkerConfig
+    signer: Signer
+    manifests: dict[str, Manifest]
+    state_path: Path
+    state: WorkerState
+    checked_models: set[str] = field(default_factory=set)
+    last_heat_height: int = 0
+
+
+def parse_task_ref(task_ref: str) -> tuple[int, int]:
+    request_id, _, layer = task_ref.partition("/")
+    if not (request_id.isdigit() and layer.isdigit()):
+        raise MalformedTask(f"task {task_ref!r} is not <request id>/<layer>")
+    return int(request_id), int(layer)
+
+
+def load_manifests(circuits_dir: Path, models: tuple[str, ...]) -> dict[str, Manifest]:
+    try:
+        return {model: load_manifest(Path(circuits_dir) / model) for model in models}
+    except ArtifactError as error:
+        raise WorkerError(f"cannot serve the models: {error}") from None
+
+
+def check_model(model, manifest: Manifest) -> None:
+    """The chain's vks must be the circuits we prove with, or every proof would be rejected."""
+    if len(model.layers) != len(manifest.layers):
+        raise ModelMismatch(f"model {model.name}: {len(model.layers)} layers on chain, {len(manifest.layers)} here")
+    for index, (layer, name) in enumerate(zip(model.layers, manifest.layers)):
+        if hashlib.sha256(layer.vk).hexdigest() != manifest.circuits[name].vk_sha256:
+            raise ModelMismatch(f"model {model.name}: layer {index}'s vk on chain is not {manifest.path.parent}/{name}'s")
+
+
+def get_model(rpc: client.Client, name: str):
+    reply = query_optional(rpc, MODEL_QUERY_PATH, inference_query_pb2.QueryModelRequest(name=name),
+                           inference_query_pb2.QueryModelResponse)
+    if reply is None:
+        raise ModelMismatch(f"model {name!r} is not registered on this chain")
+    return reply.model
+
+
+def compute_layer_input(rpc: client.Client, request, layer: int, manifest: Manifest) -> list[float]:
+    """Layer 0 reads the request input, layer i the outputs layer i-1 was proven with."""
+    if layer == 0:
+        return compute_dequantized(request.input, manifest.circuits[manifest.layers[0]].input_scale)
+    result = query(rpc, RESULT_QUERY_PATH, inference_query_pb2.QueryResultRequest(request_id=request.id),
+                   inference_query_pb2.QueryResultResponse).result
+    previous = next((r for r in result.layers if r.layer == layer - 1), None)
+    if previous is None:
+        raise MalformedTask(f"request {request.id}: layer {layer - 1} is not proven yet")
+    return compute_dequantized(previous.outputs, manifest.circuits[manifest.layers[layer - 1]].output_scale)
+
+
+def process_new_heights(w: Worker, latest: int) -> None:
+    for height in range(w.state.height + 1, latest + 1):
+        for task_ref in compute_assigned_tasks(get_block_events(w.signer.rpc, height), w.signer.address):
+            if task_ref not in w.state.pending:
+                log.info("height %d: task %s assigned to us", height, task_ref)
+                w.state.pending.append(task_ref)
+        w.state.height = height
+    write_state(w.state_path, w.state)
+
+
+def process_task(w: Worker, task_ref: str) -> None:
+    """Prove and submit one assigned layer, unless it is gone, ours no more, or already submitted."""
+    rpc = w.signer.rpc
+    reply = query_optional(rpc, ASSIGNMENT_QUERY_PATH, market_query_pb2.QueryAssignmentRequest(task_ref=task_ref),
+                           market_query_pb2.QueryAssignmentResponse)
+    if reply is None or reply.assignment.provider != w.signer.address:
+        log.info("task %s is no longer assigned to us; skipping it", task_ref)
+        return
+    assignment = reply.assignment
+    key = compute_submission_key(task_ref, assignment.assigned_height)
+    if key in w.state.submitted:
+        return
+    request_id, layer = parse_task_ref(task_ref)
+    request = query(rpc, REQUEST_QUERY_PATH, inference_query_pb2.QueryRequestRequest(request_id=request_id),
+                    inference_query_pb2.QueryRequestResponse).request
+    manifest = w.manifests.get(request.model)
+    if manifest is None:
+        raise ModelMismatch(f"task {task_ref} is for model {request.model!r}, which this worker does not serve")
+    if request.model not in w.checked_models:
+        check_model(get_model(rpc, request.model), manifest)
+        w.checked_models.add(request.model)
+    if layer >= len(manifest.layers):
+        raise MalformedTask(f"task {task_ref}: model {request.model} has {len(manifest.layers)} layers")
+    values = compute_layer_input(rpc, request, layer, manifest)
+    log.info("task %s: proving layer %d of %s (deadline height %d, price %s ujoule)", task_ref, layer, request.model,
+             assignment.deadline_height, assignment.price)
+    started = time.monotonic()
+    proof = prove_circuit(manifest.circuits[manifest.layers[layer]], values, get_pk_dir(w.config.home))
+    log.info("task %s: proved in %.1f s (%d bytes, max error %.2g)", task_ref, time.monotonic() - started,
+             len(proof.proof), proof.max_error)
+    message = inference_tx_pb2.MsgSubmitInference(prover=w.signer.address, request_id=request_id, layer=layer,
+                                                   outputs=list(proof.outputs), proof=proof.proof)
+    process_submission(w, key, message)
+
+
+def process_submission(w: Worker, key: str, message) -> None:
+    """Record the signed tx, then broadcast it; a CheckTx sequence mismatch (never included) is re-signed."""
+    for attempt in range(2):
+        tx = compute_signed_tx(w.signer, [message], SUBMIT_GAS)
+        w.state.submitted[key] = {"hash": compute_tx_hash(tx).hex().upper(), "tx": encode_tx(tx)}
+        write_state(w.state_path, w.state)
+        try:
+            process_broadcast(w.signer, tx)
+            break
+        except TxRejected as error:
+            if error.code == InvalidSequenceError.code and attempt == 0:
+                process_account_refresh(w.signer)
+                continue
+            process_outcome(w, key, None, error)
+            return
+    process_confirmation(w, key)
+
+
+def process_confirmation(w: Worker, key: str) -> None:
+    record = w.state.submitted[key]
+    try:
+        result = process_tx_result(w.signer, bytes.fromhex(record["hash"]))
+    except TxRejected as error:
+        process_outcome(w, key, None, error)
+        return
+    process_outcome(w, key, result, None)
+
+
+def process_outcome(w: Worker, key: str, result: client.TxResult | None, error: TxRejected | None) -> None:
+    record = w.state.submitted[key]
+    record.pop("tx", None)
+    if error is not None:
+        record["rejected"] = str(error)
+        log.warning("task %s: the chain rejected our proof: %s", key, error)
+    else:
+        record["height"] = result.height
+        paid = next((dict(e.attributes).get("price") for e in result.events if e.type == "task_proven"), "?")
+        completed = next((dict(e.attributes) for e in result.events if e.type == "inference_completed"), None)
+        log.info("task %s: verified in block %d, paid %s ujoule%s", key, result.height, paid,
+                 f"; request complete, class {completed.get('predicted_class')}" if completed else "")
+    write_state(w.state_path, w.state)
+
+
+def process_unconfirmed(w: Worker) -> None:
+    """After a restart: a submission recorded but not confirmed is looked up, else re-sent byte for byte."""
+    for key, record in list(w.state.submitted.items()):
+        if "tx" not in record:
+            continue
+        tx_hash = bytes.fromhex(record["hash"])
+        result = w.signer.rpc.tx(tx_hash)
+        if result is None:
+            log.info("task %s: re-sending the submission recorded before the restart", key)
+            checked = w.signer.rpc.broadcast_tx_sync(decode_tx(record["tx"]))
+            if checked.code and "already" not in checked.log:
+                process_outcome(w, key, None, TxRejected(f"tx rejected: code {checked.code} ({checked.codespace}): "
+                                                         f"{checked.log}", checked.code))
+                continue
+            process_confirmation(w, key)
+        elif result.code:
+            process_outcome(w, key, None, TxRejected(f"tx failed in block {result.height}: code {result.code} "
+                                                     f"({result.codespace}): {result.log}", result.code))
+        else:
+            process_outcome(w, key, result, None)
+    process_account_refresh(w.signer)
+
+
+def process_heat_if_due(w: Worker, height: int) -> None:
+    if height - w.last_heat_height < w.config.heat_interval_blocks:
+        return
+    process_heat_report(w.signer, w.config.heat_sensor())
+    w.last_heat_height = height
+
+
+def process_pending(w: Worker) -> None:
+    while w.state.pending:
+        task_ref = w.state.pending[0]
+        try:
+            process_task(w, task_ref)
+        except (ProvingError, ArtifactError, ModelMismatch, MalformedTask, QueryFailed) as error:
+            log.error("task %s: cannot prove it: %s", task_ref, error)
+        w.state.pending.remove(task_ref)
+        write_state(w.state_path, w.state)
+
+
+def get_pk_dir(home: Path) -> Path:
+    return Path(home) / STATE_DIR / PK_DIR
+
+
+def start_worker(config: WorkerConfig) -> Worker:
+    rpc = client.Client(config.node)
+    signer = load_signer(rpc, config.private_key)
+    manifests = load_manifests(config.circuits_dir, config.offer.models)
+    state_path = get_state_path(config.home)
+    w = Worker(config, signer, manifests, state_path, read_state(state_path))
+    view = process_registration(signer, config.offer)
+    if w.state.height == 0:
+        w.state.height = view.provider.registered_height - 1
+    process_unconfirmed(w)
+    return w
+
+
+def run(config: WorkerConfig, stopping: threading.Event | None = None) -> None:
+    """Follow the chain until `stopping` is set (by default: until SIGINT/SIGTERM)."""
+    if stopping is None:
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopping.set())
+    new_block = threading.Event()
+    notifier = BlockNotifier(config.node, new_block)
+    w = start_worker(config)
+    log.info("worker %s serving %s from height %d", w.signer.address, ",".join(config.offer.models), w.state.height + 1)
+    notifier.start()
+    try:
+        while not stopping.is_set():
+            try:
+                latest = w.signer.rpc.status().latest_block_height
+                process_new_heights(w, latest)
+                process_heat_if_due(w, latest)
+                process_pending(w)
+            except (client.ClientError, TxRejected, AccountNotFound) as error:
+                log.warning("%s; retrying", error)
+                stopping.wait(POLL_INTERVAL_SECONDS)
+            new_block.wait(POLL_INTERVAL_SECONDS)
+            new_block.clear()
+    finally:
+        notifier.stop()
+        log.info("worker stopped at height %d", w.state.height)
+
+
+def run_after_chain_start(config: WorkerConfig, stopping: threading.Event) -> None:
+    """For a worker next to a dev chain in one process: wait for the RPC, then run."""
+    rpc = client.Client(config.node)
+    while not stopping.is_set():
+        try:
+            if rpc.status().latest_block_height >= 1:
+                break
+        except client.ClientError:
+            pass
+        stopping.wait(POLL_INTERVAL_SECONDS)
+    if stopping.is_set():
+        return
+    try:
+        run(config, stopping)
+    except (WorkerError, client.ClientError) as error:
+        log.error("worker stopped: %s", error)

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from chain import bank, crypto
 from chain.proto.tendermint.abci import types_pb2 as abci
 from node import client, keyring, privval
-from node.cli import app, compute_duration_ms
+from node.cli import compute_duration_ms
+from node.main import app
 from tests.conftest import finalize, send
 
 MAXWELL = Path(sys.executable).with_name("maxwell")
@@ -180,7 +181,8 @@ def test_init_writes_a_cometbft_genesis_and_refuses_to_overwrite_it(tmp_path):
         "pub_key": {"type": "tendermint/PubKeyEd25519", "value": base64.b64encode(key.pub_key).decode()},
         "power": "10", "name": "val0",
     }]
-    assert set(genesis["app_state"]) == {"auth", "bank", "market"} and genesis["app_state"]["bank"]["supply"] == []
+    assert set(genesis["app_state"]) == {"auth", "bank", "market", "inference"} and genesis["app_state"]["bank"]["supply"] == []
+    assert [m["name"] for m in genesis["app_state"]["inference"]["models"]] == ["digits"]
     assert json.loads(result.stdout)["validator_address"] == key.address.hex().upper()
 
     before = (tmp_path / "config" / "genesis.json").read_bytes()

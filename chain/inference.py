@@ -1,0 +1,818 @@
+"""Proof of inference: registered models, inference requests, and per-layer proofs paid through the market.
+
+A model is a chain of EZKL circuits (layers). Layer 0 commits to the Poseidon hash of the request
+input, every inner layer to the Poseidon hash of its output, the last layer publishes its outputs.
+Layer i+1 is accepted only when its input hash equals layer i's verified output hash, so layers
+proven by different workers stitch into one proof that the whole model ran on the request input.
+
+Inputs are carried on chain as fixed-point integers at layer 0's input scale (q = round(v * 2^scale),
+as `zk.instances.compute_quantized` does), never as floats: the chain hashes exactly those integers.
+
+Money. Each layer is a market task `"<request_id>/<layer>"` (work `inference/<model>`, one slot) whose
+maximum price is that layer's share of the reward. Layer 0's bid is placed from the requester's
+balance when the request is made and the rest of the reward moves to this module's escrow account
+(`unplaced`); when layer i is proven its share goes back to the requester and is escrowed at once by
+layer i+1's bid. The market pays the assigned prover at the clearing price and refunds the rest to
+the requester (its bids' owner); when the request's deadline passes, the module refunds `unplaced`,
+and the market expires the open order itself. The escrow account always holds exactly the
+`unplaced` of pending requests.
+
+Where proofs are verified. The vk is chain state and a model registered earlier in the same block
+must already count, the per-block proof budget must be charged before the expensive work, and a
+replayed or mismatched proof should be refused by cheap state checks without running EZKL; so the
+proof is verified at the end of `check_and_execute`, not in `check_stateless`. It runs through the
+node's isolated verifier (`open_verifier`), whose cache keyed by (vk sha256, proof sha256) makes
+CheckTx and FinalizeBlock verify a proof once, and whose child process keeps EZKL panics away from
+the node.
+
+Determinism. A proof's validity is a pure function of (vk, settings, SRS, proof). An inconclusive
+outcome (the verifier process timed out or died: this node's problem, not the proof's) is retried
+once; if it is inconclusive again the message fails with `VerifierUnavailableError`. A node that
+hits this in FinalizeBlock while its peers verified the proof computes a different app hash and
+halts at the next commit rather than accepting an unverified proof; the timeout (seconds) is
+three orders of magnitude above a verification (milliseconds) to make that an overload signal only.
+A node missing the SRS a model pins fails the same way.
+
+Store layout (`encode_key`; ints are 32-byte big-endian):
+    0x01                   -> Params
+    0x02                   -> next request id
+    0x03                   -> proofs verified in the current block (height || count)
+    0x10 | model name      -> Model
+    0x20 | request id      -> Request
+    0x21 | height | id     -> the request expires at the end of height
+    0x22 | id | layer      -> LayerResult
+    0x23 | proof sha256    -> b"\x01": proofs already accepted (EZKL proofs are randomized, so an
+                              honest worker never sends the same bytes twice; a copy is a replay)
+"""
+
+import hashlib
+import json
+import math
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from chain import bank, crypto, market
+from chain.coins import DENOM, UINT256_MAX
+from chain.errors import InvalidAddressError, NotFoundError, TxError, UnauthorizedError
+from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
+from chain.state import MessageHandler, compute_prefix_end, encode_key
+from chain.store import Branch
+from zk.artifacts import Circuit, load_manifest
+from zk.instances import InstanceError, compute_output_hash, compute_output_size, decode_instances
+from zk.verify import DEFAULT_TIMEOUT_SECONDS, Verifier, is_ezkl_failure
+
+STORE = "inference"
+CODESPACE = "inference"
+ESCROW_ACCOUNT = "inference_escrow"
+ESCROW = bank.compute_module_address(ESCROW_ACCOUNT)
+MODEL_PATTERN = market.MODEL_PATTERN
+AMOUNT_PATTERN = re.compile(r"[0-9]{1,78}")
+SRS_SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+MAX_LAYERS = 16
+MAX_VALUES = 4096
+MAX_VK_BYTES = 1 << 20
+MAX_SETTINGS_BYTES = 1 << 16
+MAX_PROOF_BYTES = 16 * 1024
+INT64_MAX = 2**63 - 1
+VERIFY_ATTEMPTS = 2
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SRS_DIRS = (REPO_ROOT / "circuits" / "srs",)
+
+PARAMS = 0x01
+NEXT_REQUEST_ID = 0x02
+BLOCK_PROOFS = 0x03
+MODEL = 0x10
+REQUEST = 0x20
+EXPIRY = 0x21
+LAYER_RESULT = 0x22
+USED_PROOF = 0x23
+
+DEFAULT_PARAMS = inference_pb2.Params(
+    authority="",
+    max_proofs_per_block=100,
+    verify_gas_base=50_000,
+    verify_gas_per_row=10,
+)
+PENDING = inference_pb2.STATUS_PENDING
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+class InferenceError(TxError):
+    codespace = CODESPACE
+
+
+class InvalidModelError(InferenceError):
+    code = 2
+
+
+class ModelExistsError(InferenceError):
+    code = 3
+
+
+class UnregisteredModelError(InferenceError):
+    code = 4
+
+
+class InvalidInputError(InferenceError):
+    code = 5
+
+
+class InvalidRewardError(InferenceError):
+    code = 6
+
+
+class InvalidDeadlineError(InferenceError):
+    code = 7
+
+
+class RequestNotFoundError(InferenceError):
+    code = 8
+
+
+class RequestClosedError(InferenceError):
+    code = 9
+
+
+class DeadlinePassedError(InferenceError):
+    code = 10
+
+
+class InvalidLayerError(InferenceError):
+    code = 11
+
+
+class LayerAlreadyProvenError(InferenceError):
+    code = 12
+
+
+class LayerNotReadyError(InferenceError):
+    code = 13
+
+
+class NotAssignedError(InferenceError):
+    code = 14
+
+
+class ProofBudgetExceededError(InferenceError):
+    code = 15
+
+
+class MalformedProofError(InferenceError):
+    code = 16
+
+
+class InputHashMismatchError(InferenceError):
+    code = 17
+
+
+class OutputMismatchError(InferenceError):
+    code = 18
+
+
+class InvalidProofError(InferenceError):
+    code = 19
+
+
+class VerifierUnavailableError(InferenceError):
+    code = 20
+
+
+class ProofReplayedError(InferenceError):
+    code = 21
+
+
+class GenesisError(ValueError):
+    pass
+
+
+class AccountingMismatch(GenesisError):
+    pass
+
+
+# --- keys, params, records -------------------------------------------------------------------
+
+def state_key(kind: int, *parts) -> bytes:
+    return encode_key(kind, *parts)
+
+
+@lru_cache(maxsize=16)
+def _decode_params(raw: bytes) -> inference_pb2.Params:
+    return inference_pb2.Params.FromString(raw)
+
+
+def get_params(state) -> inference_pb2.Params:
+    return _decode_params(state.get(STORE, state_key(PARAMS)))
+
+
+def _get_record(state, message_class, kind: int, *parts):
+    raw = state.get(STORE, state_key(kind, *parts))
+    return None if raw is None else message_class.FromString(raw)
+
+
+def get_model(state, name: str) -> inference_pb2.Model | None:
+    return _get_record(state, inference_pb2.Model, MODEL, name)
+
+
+def get_request(state, request_id: int) -> inference_pb2.Request | None:
+    return _get_record(state, inference_pb2.Request, REQUEST, request_id)
+
+
+def get_layer_result(state, request_id: int, layer: int) -> inference_pb2.LayerResult | None:
+    return _get_record(state, inference_pb2.LayerResult, LAYER_RESULT, request_id, layer)
+
+
+def _iterate_prefix(state, prefix: bytes):
+    return state.iterate(STORE, prefix, compute_prefix_end(prefix))
+
+
+def _decode_address(text: str) -> bytes:
+    try:
+        return crypto.decode_address(text)
+    except crypto.InvalidAddress as error:
+        raise InvalidAddressError(f"invalid address: {error}") from None
+
+
+def _pay(state, ctx, sender: bytes, recipient: bytes, amount: int) -> None:
+    if amount:
+        bank.process_transfer(state, ctx, sender, recipient, {DENOM: amount})
+
+
+def compute_task_ref(request_id: int, layer: int) -> str:
+    return f"{request_id}/{layer}"
+
+
+def compute_layer_share(reward: int, layers: int, layer: int) -> int:
+    """Equal shares of the reward; layer 0 also takes the remainder."""
+    share = reward // layers
+    return share + reward % layers if layer == 0 else share
+
+
+def format_felt(value: int) -> str:
+    return f"0x{value:064x}"
+
+
+# --- circuits: what a layer's settings say ---------------------------------------------------
+
+@lru_cache(maxsize=256)
+def load_settings(text: str) -> dict:
+    """A layer's settings, parsed and checked to be a verifiable hashed-input circuit."""
+    try:
+        settings = json.loads(text)
+        run_args = settings["run_args"]
+        logrows = run_args["logrows"]
+        input_scale, = settings["model_input_scales"]
+        output_scale, = settings["model_output_scales"]
+        input_hashed = _is_hashed(run_args["input_visibility"])
+        output_visibility = run_args["output_visibility"]
+        params_fixed = run_args["param_visibility"] == "Fixed"
+        output_public = output_visibility == "Public"
+        output_size = compute_output_size(settings) if output_public else 0
+    except (ValueError, KeyError, TypeError, InstanceError) as error:
+        raise InvalidModelError(f"invalid circuit settings: {error!r}") from None
+    if not (input_hashed and params_fixed):
+        raise InvalidModelError("circuits must hash their input and fix their parameters")
+    if not (isinstance(logrows, int) and 1 <= logrows <= 26):
+        raise InvalidModelError(f"invalid logrows {logrows!r}")
+    if not 0 <= output_size <= MAX_VALUES:
+        raise InvalidModelError(f"invalid output size {output_size}")
+    return {
+        "logrows": logrows,
+        "input_scale": input_scale,
+        "output_scale": output_scale,
+        "output_hashed": _is_hashed(output_visibility),
+        "output_public": output_public,
+        "output_size": output_size,
+        "settings": settings,
+    }
+
+
+def _is_hashed(visibility) -> bool:
+    return isinstance(visibility, dict) and "Hashed" in visibility
+
+
+def check_model(model: inference_pb2.Model) -> None:
+    """The layer graph: hashed inner outputs, a public last output, scales that line up."""
+    if not MODEL_PATTERN.fullmatch(model.name):
+        raise InvalidModelError(f"model name {model.name!r} must match {MODEL_PATTERN.pattern}")
+    if not 0 < model.input_size <= MAX_VALUES:
+        raise InvalidModelError(f"a model takes 1 to {MAX_VALUES} input values")
+    if not 1 <= len(model.layers) <= MAX_LAYERS:
+        raise InvalidModelError(f"a model has 1 to {MAX_LAYERS} layers")
+    previous = None
+    for index, layer in enumerate(model.layers):
+        if not layer.vk or len(layer.vk) > MAX_VK_BYTES:
+            raise InvalidModelError(f"layer {index}: vk must have 1 to {MAX_VK_BYTES} bytes")
+        if len(layer.settings.encode()) > MAX_SETTINGS_BYTES:
+            raise InvalidModelError(f"layer {index}: settings exceed {MAX_SETTINGS_BYTES} bytes")
+        if not SRS_SHA256_PATTERN.fullmatch(layer.srs_sha256):
+            raise InvalidModelError(f"layer {index}: srs_sha256 must be 64 lowercase hex digits")
+        if not 0 < layer.proof_size <= MAX_PROOF_BYTES:
+            raise InvalidModelError(f"layer {index}: invalid proof size {layer.proof_size}")
+        info = load_settings(layer.settings)
+        last = index == len(model.layers) - 1
+        if last and not info["output_public"]:
+            raise InvalidModelError(f"layer {index}: the last layer must publish its output")
+        if not last and not info["output_hashed"]:
+            raise InvalidModelError(f"layer {index}: an inner layer must hash its output")
+        if previous is not None and info["input_scale"] != previous["output_scale"]:
+            raise InvalidModelError(f"layer {index}: input scale differs from layer {index - 1}'s output scale")
+        previous = info
+
+
+def compute_verify_gas(params: inference_pb2.Params, layer: inference_pb2.Layer) -> int:
+    """Verification cost grows with the circuit's rows (2^logrows), as measured (tests/bench/inference.py)."""
+    return params.verify_gas_base + params.verify_gas_per_row * (1 << load_settings(layer.settings)["logrows"])
+
+
+def compute_hash(values) -> int:
+    """Poseidon over fixed-point values, as EZKL hashes a circuit's input or output."""
+    try:
+        return compute_output_hash(list(values))
+    except BaseException as error:
+        if not is_ezkl_failure(error):
+            raise
+        raise InvalidInputError(f"cannot hash the values: {type(error).__name__}") from None
+
+
+# --- the node's verifier ---------------------------------------------------------------------
+
+class ModelVerifier:
+    """The node's isolated EZKL verifier and its on-disk mirror of registered circuits.
+
+    Each registered layer is materialized once under `<data_dir>/circuits/<sha256 of vk and
+    settings>/` (vk.key, settings.json); its SRS is found by sha256 among the node's SRS files.
+    """
+
+    def __init__(self, data_dir: str, srs_dirs=SRS_DIRS, timeout: float | None = None):
+        self.directory = Path(data_dir) / "circuits"
+        self.srs_dirs = tuple(Path(d) for d in srs_dirs) + (Path(data_dir) / "srs",)
+        self.verifier = Verifier(timeout=timeout or DEFAULT_TIMEOUT_SECONDS)
+        self._srs: dict[str, Path] = {}
+        self._circuits: dict[str, object] = {}
+
+    def close(self) -> None:
+        self.verifier.close()
+
+    def find_srs(self, sha256: str) -> Path | None:
+        if sha256 not in self._srs:
+            for directory in self.srs_dirs:
+                for path in sorted(directory.glob("*.srs")) if directory.is_dir() else ():
+                    if path not in self._srs.values():
+                        self._srs[hashlib.sha256(path.read_bytes()).hexdigest()] = path
+        return self._srs.get(sha256)
+
+    def get_circuit(self, name: str, layer: inference_pb2.Layer):
+        key = hashlib.sha256(hashlib.sha256(layer.vk).digest() + layer.settings.encode()).hexdigest()
+        circuit = self._circuits.get(key)
+        if circuit is not None:
+            return circuit
+        srs_path = self.find_srs(layer.srs_sha256)
+        if srs_path is None:
+            raise VerifierUnavailableError(f"this node has no SRS with sha256 {layer.srs_sha256}")
+        directory = self.directory / key
+        vk_path, settings_path = directory / "vk.key", directory / "settings.json"
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, content in ((vk_path, layer.vk), (settings_path, layer.settings.encode())):
+            if not path.is_file() or path.read_bytes() != content:
+                scratch = path.with_suffix(".tmp")
+                scratch.write_bytes(content)
+                os.replace(scratch, path)
+        info = load_settings(layer.settings)
+        circuit = Circuit(
+            name=f"{name}/{layer.circuit}", input="", logrows=info["logrows"], input_scale=info["input_scale"],
+            output_scale=info["output_scale"], output_visibility="hashed" if info["output_hashed"] else "public",
+            num_instances=2 if info["output_hashed"] else 1 + info["output_size"],
+            proof_size=layer.proof_size, tolerance=0.0, model_path=None, settings_path=settings_path,
+            compiled_path=None, vk_path=vk_path, srs_path=srs_path, vk_sha256=hashlib.sha256(layer.vk).hexdigest(),
+            settings=info["settings"],
+        )
+        self._circuits[key] = circuit
+        return circuit
+
+    def verify(self, name: str, layer: inference_pb2.Layer, proof: bytes):
+        """The proof's verdict, or VerifierUnavailableError when it stays inconclusive."""
+        circuit = self.get_circuit(name, layer)
+        for _ in range(VERIFY_ATTEMPTS):
+            result = self.verifier.verify(circuit, proof)
+            if result.conclusive:
+                return result
+        raise VerifierUnavailableError(f"proof verification inconclusive: {result.reason}")
+
+
+_verifier: ModelVerifier | None = None
+
+
+def open_verifier(data_dir: str, srs_dirs=SRS_DIRS, timeout: float | None = None) -> ModelVerifier:
+    """Start the verifier the message handlers use (one per process: the App opens it at start)."""
+    global _verifier
+    close_verifier()
+    _verifier = ModelVerifier(data_dir, srs_dirs, timeout)
+    return _verifier
+
+
+def close_verifier() -> None:
+    global _verifier
+    if _verifier is not None:
+        _verifier.close()
+        _verifier = None
+
+
+def get_verifier() -> ModelVerifier:
+    if _verifier is None:
+        raise VerifierUnavailableError("this node runs no proof verifier")
+    return _verifier
+
+
+# --- MsgRegisterModel ------------------------------------------------------------------------
+
+def signer_register(msg: tx_pb2.MsgRegisterModel) -> bytes:
+    return _decode_address(msg.authority)
+
+
+def check_stateless_register(msg: tx_pb2.MsgRegisterModel) -> None:
+    _decode_address(msg.authority)
+    check_model(msg.model)
+
+
+def check_and_execute_register(state, ctx, msg: tx_pb2.MsgRegisterModel) -> tx_pb2.MsgRegisterModelResponse:
+    authority = get_params(state).authority
+    if not authority or msg.authority != authority:
+        raise UnauthorizedError(f"unauthorized: only the inference authority {authority or '(none)'} registers models")
+    check_model(msg.model)
+    process_register_model(state, msg.model)
+    ctx.emit("model_registered", ("model", msg.model.name), ("layers", str(len(msg.model.layers))))
+    return tx_pb2.MsgRegisterModelResponse()
+
+
+def process_register_model(state, model: inference_pb2.Model) -> None:
+    if state.get(STORE, state_key(MODEL, model.name)) is not None:
+        raise ModelExistsError(f"model {model.name!r} is already registered")
+    state.set(STORE, state_key(MODEL, model.name), model.SerializeToString())
+
+
+# --- MsgRequestInference ---------------------------------------------------------------------
+
+def _parse_reward(text: str) -> int:
+    if not AMOUNT_PATTERN.fullmatch(text) or not 0 < int(text) <= UINT256_MAX:
+        raise InvalidRewardError(f"invalid reward {text!r}: must be a positive integer of at most 256 bits")
+    return int(text)
+
+
+def signer_request(msg: tx_pb2.MsgRequestInference) -> bytes:
+    return _decode_address(msg.requester)
+
+
+def check_stateless_request(msg: tx_pb2.MsgRequestInference) -> None:
+    _decode_address(msg.requester)
+    if not MODEL_PATTERN.fullmatch(msg.model):
+        raise InvalidModelError(f"model name {msg.model!r} must match {MODEL_PATTERN.pattern}")
+    if not 0 < len(msg.input) <= MAX_VALUES:
+        raise InvalidInputError(f"an input has 1 to {MAX_VALUES} values")
+    _parse_reward(msg.reward)
+    if msg.deadline_height <= 0:
+        raise InvalidDeadlineError("the deadline height must be positive")
+
+
+def check_and_execute_request(state, ctx, msg: tx_pb2.MsgRequestInference) -> tx_pb2.MsgRequestInferenceResponse:
+    model = get_model(state, msg.model)
+    if model is None:
+        raise UnregisteredModelError(f"model {msg.model!r} is not registered")
+    if len(msg.input) != model.input_size:
+        raise InvalidInputError(f"model {msg.model} takes {model.input_size} values, got {len(msg.input)}")
+    reward, layers = _parse_reward(msg.reward), len(model.layers)
+    if reward < layers:
+        raise InvalidRewardError(f"a reward of {reward}{DENOM} cannot pay {layers} layers")
+    if msg.deadline_height <= ctx.height:
+        raise InvalidDeadlineError(f"deadline height {msg.deadline_height} is not after height {ctx.height}")
+    requester = _decode_address(msg.requester)
+    request_id = _take_next_request_id(state)
+    first = compute_layer_share(reward, layers, 0)
+    _pay(state, ctx, requester, ESCROW, reward - first)
+    market.process_place_bid(state, ctx, requester, market.INFERENCE_PREFIX + model.name, 1, first,
+                             msg.deadline_height, compute_task_ref(request_id, 0))
+    request = inference_pb2.Request(
+        id=request_id, requester=msg.requester, model=model.name, input=list(msg.input),
+        input_hash=format_felt(compute_hash(msg.input)), reward=str(reward), deadline_height=msg.deadline_height,
+        created_height=ctx.height, unplaced=str(reward - first), status=PENDING,
+    )
+    _save_request(state, request)
+    state.set(STORE, state_key(EXPIRY, request.deadline_height, request_id), b"\x01")
+    ctx.emit("inference_requested", ("request_id", str(request_id)), ("model", model.name),
+             ("requester", msg.requester), ("reward", str(reward)), ("input_hash", request.input_hash),
+             ("deadline_height", str(msg.deadline_height)))
+    return tx_pb2.MsgRequestInferenceResponse(request_id=request_id)
+
+
+def _take_next_request_id(state) -> int:
+    raw = state.get(STORE, state_key(NEXT_REQUEST_ID))
+    next_id = int(raw) if raw else 1
+    state.set(STORE, state_key(NEXT_REQUEST_ID), str(next_id + 1).encode())
+    return next_id
+
+
+def _save_request(state, request: inference_pb2.Request) -> None:
+    state.set(STORE, state_key(REQUEST, request.id), request.SerializeToString())
+
+
+# --- MsgSubmitInference ----------------------------------------------------------------------
+
+def signer_submit(msg: tx_pb2.MsgSubmitInference) -> bytes:
+    return _decode_address(msg.prover)
+
+
+def check_stateless_submit(msg: tx_pb2.MsgSubmitInference) -> None:
+    _decode_address(msg.prover)
+    if not 0 < len(msg.proof) <= MAX_PROOF_BYTES:
+        raise MalformedProofError(f"a proof has 1 to {MAX_PROOF_BYTES} bytes, got {len(msg.proof)}")
+    if not 0 < len(msg.outputs) <= MAX_VALUES:
+        raise OutputMismatchError(f"outputs have 1 to {MAX_VALUES} values")
+    if msg.layer >= MAX_LAYERS:
+        raise InvalidLayerError(f"layer {msg.layer} is beyond the {MAX_LAYERS} layers a model may have")
+
+
+def _get_block_proofs(state, height: int) -> int:
+    raw = state.get(STORE, state_key(BLOCK_PROOFS))
+    if raw is None or int.from_bytes(raw[:8], "big") != height:
+        return 0
+    return int.from_bytes(raw[8:], "big")
+
+
+def check_and_execute_submit(state, ctx, msg: tx_pb2.MsgSubmitInference) -> tx_pb2.MsgSubmitInferenceResponse:
+    """Cheap state checks, then the proof's instances, then EZKL; the result is recorded and paid."""
+    request = get_request(state, msg.request_id)
+    if request is None:
+        raise RequestNotFoundError(f"inference request {msg.request_id} does not exist")
+    if ctx.height > request.deadline_height:
+        raise DeadlinePassedError(f"inference request {msg.request_id} expired at height {request.deadline_height}")
+    if request.status != PENDING:
+        raise RequestClosedError(f"inference request {msg.request_id} is {inference_pb2.Status.Name(request.status)}")
+    model = get_model(state, request.model)
+    if model is None:
+        raise UnregisteredModelError(f"model {request.model!r} is not registered")
+    if msg.layer >= len(model.layers):
+        raise InvalidLayerError(f"model {model.name} has {len(model.layers)} layers, not layer {msg.layer}")
+    if msg.layer < request.proven_layers:
+        raise LayerAlreadyProvenError(f"layer {msg.layer} of request {msg.request_id} is already proven")
+    if msg.layer > request.proven_layers:
+        raise LayerNotReadyError(f"request {msg.request_id} waits for layer {request.proven_layers}")
+    task_ref = compute_task_ref(request.id, msg.layer)
+    assignment = market.get_assignment(state, task_ref)
+    if assignment is None or assignment.provider != msg.prover:
+        raise NotAssignedError(f"task {task_ref} is not assigned to {msg.prover}")
+    params = get_params(state)
+    proofs = _get_block_proofs(state, ctx.height)
+    if proofs >= params.max_proofs_per_block:
+        raise ProofBudgetExceededError(f"this block already verified {proofs} proofs, the limit")
+
+    proof_hash = hashlib.sha256(msg.proof).digest()
+    if state.get(STORE, state_key(USED_PROOF, proof_hash)) is not None:
+        raise ProofReplayedError("this proof was already accepted")
+
+    layer = model.layers[msg.layer]
+    info = load_settings(layer.settings)
+    try:
+        instances = decode_instances(msg.proof, info["settings"])
+    except InstanceError as error:
+        raise MalformedProofError(f"malformed proof: {error}") from None
+    previous = get_layer_result(state, request.id, msg.layer - 1) if msg.layer else None
+    expected_input = request.input_hash if previous is None else previous.output_hash
+    if format_felt(instances.input_hash) != expected_input:
+        source = "the request input" if previous is None else f"layer {msg.layer - 1}'s output"
+        raise InputHashMismatchError(f"the proof's input hash is not the hash of {source}")
+    outputs = tuple(msg.outputs)
+    output_hash = compute_hash(outputs)
+    if info["output_hashed"] and instances.output_hash != output_hash:
+        raise OutputMismatchError("the outputs do not hash to the proof's output hash")
+    if not info["output_hashed"] and instances.outputs != outputs:
+        raise OutputMismatchError("the outputs are not the proof's public outputs")
+
+    state.meter.consume(compute_verify_gas(params, layer), "VerifyProof")
+    result = get_verifier().verify(model.name, layer, bytes(msg.proof))
+    if not result.is_valid:
+        raise InvalidProofError(f"invalid proof: {result.reason}")
+
+    state.set(STORE, state_key(BLOCK_PROOFS), ctx.height.to_bytes(8, "big") + (proofs + 1).to_bytes(8, "big"))
+    state.set(STORE, state_key(USED_PROOF, proof_hash), b"\x01")
+    record = inference_pb2.LayerResult(
+        request_id=request.id, layer=msg.layer, input_hash=expected_input, output_hash=format_felt(output_hash),
+        outputs=list(outputs), prover=msg.prover, height=ctx.height,
+    )
+    state.set(STORE, state_key(LAYER_RESULT, request.id, msg.layer), record.SerializeToString())
+    market.process_task_proven(state, ctx, task_ref, _decode_address(msg.prover))
+    ctx.emit("inference_verified", ("request_id", str(request.id)), ("model", model.name), ("layer", str(msg.layer)),
+             ("input_hash", record.input_hash), ("output_hash", record.output_hash), ("prover", msg.prover))
+    request.proven_layers += 1
+    if request.proven_layers == len(model.layers):
+        request.status = inference_pb2.STATUS_COMPLETE
+        ctx.emit("inference_completed", ("request_id", str(request.id)), ("model", model.name),
+                 ("predicted_class", str(compute_predicted_class(outputs))))
+    else:
+        _process_next_layer(state, ctx, request, model)
+    _save_request(state, request)
+    return tx_pb2.MsgSubmitInferenceResponse(complete=request.status == inference_pb2.STATUS_COMPLETE)
+
+
+def _process_next_layer(state, ctx, request: inference_pb2.Request, model: inference_pb2.Model) -> None:
+    """Put the next layer in the market; if it cannot be placed the request fails and is refunded.
+
+    The proof just verified is still paid: the bid is tried in its own branch.
+    """
+    layer = request.proven_layers
+    share = compute_layer_share(int(request.reward), len(model.layers), layer)
+    requester = _decode_address(request.requester)
+    branch = Branch(state.branch)
+    attempt = type(state)(branch, state.meter, state.gas)
+    events = len(ctx.events)
+    try:
+        _pay(attempt, ctx, ESCROW, requester, share)
+        market.process_place_bid(attempt, ctx, requester, market.INFERENCE_PREFIX + model.name, 1, share,
+                                 request.deadline_height, compute_task_ref(request.id, layer))
+    except market.MarketError as error:
+        del ctx.events[events:]
+        _pay(state, ctx, ESCROW, requester, int(request.unplaced))
+        request.unplaced = "0"
+        request.status = inference_pb2.STATUS_FAILED
+        ctx.emit("inference_failed", ("request_id", str(request.id)), ("layer", str(layer)), ("reason", str(error)))
+        return
+    branch.write()
+    request.unplaced = str(int(request.unplaced) - share)
+
+
+def compute_predicted_class(outputs) -> int:
+    """Index of the largest output (the first on a tie)."""
+    return max(range(len(outputs)), key=lambda i: (outputs[i], -i))
+
+
+# --- end block -------------------------------------------------------------------------------
+
+def end_block(state, ctx) -> None:
+    """Requests whose deadline is this height expire: the module refunds what it still holds."""
+    prefix = state_key(EXPIRY, ctx.height)
+    for key, _ in list(_iterate_prefix(state, prefix)):
+        state.delete(STORE, key)
+        request = get_request(state, int.from_bytes(key[-32:], "big"))
+        if request.status != PENDING:
+            continue
+        refund = int(request.unplaced)
+        _pay(state, ctx, ESCROW, _decode_address(request.requester), refund)
+        request.unplaced, request.status = "0", inference_pb2.STATUS_EXPIRED
+        _save_request(state, request)
+        ctx.emit("inference_expired", ("request_id", str(request.id)), ("requester", request.requester),
+                 ("refund", str(refund)))
+
+
+def _url(message_class) -> str:
+    return "/" + message_class.DESCRIPTOR.full_name
+
+
+MESSAGES = {
+    _url(tx_pb2.MsgRegisterModel): MessageHandler(
+        tx_pb2.MsgRegisterModel, signer_register, check_stateless_register, check_and_execute_register),
+    _url(tx_pb2.MsgRequestInference): MessageHandler(
+        tx_pb2.MsgRequestInference, signer_request, check_stateless_request, check_and_execute_request),
+    _url(tx_pb2.MsgSubmitInference): MessageHandler(
+        tx_pb2.MsgSubmitInference, signer_submit, check_stateless_submit, check_and_execute_submit),
+}
+
+
+# --- genesis ---------------------------------------------------------------------------------
+
+def _to_dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def compute_model(manifest_path) -> inference_pb2.Model:
+    """The registry entry of a circuits manifest's layer graph (artifacts checked against their hashes).
+
+    Runs off-chain (genesis tooling): onnx is loaded here only, to read the model's input size.
+    """
+    import onnx
+
+    manifest = load_manifest(Path(manifest_path))
+    layers = []
+    for name in manifest.layers:
+        circuit = manifest.circuits[name]
+        layers.append(inference_pb2.Layer(
+            circuit=name, vk=circuit.vk_path.read_bytes(), settings=circuit.settings_path.read_text(),
+            srs_sha256=manifest.data["circuits"][name]["files"]["srs"]["sha256"], proof_size=circuit.proof_size,
+        ))
+    first = onnx.load(str(manifest.circuits[manifest.layers[0]].model_path)).graph.input[0]
+    input_size = math.prod(d.dim_value or 1 for d in first.type.tensor_type.shape.dim)
+    model = inference_pb2.Model(name=manifest.name, layers=layers, input_size=input_size)
+    check_model(model)
+    return model
+
+
+def compute_genesis_models(manifest_path) -> list[dict]:
+    """Genesis `models` entries (vk base64, settings JSON text) for `maxwell init`."""
+    return [_to_dict(compute_model(manifest_path))]
+
+
+def compute_default_genesis(authority: str = "", models: list[dict] | None = None) -> dict:
+    return {"params": {**_to_dict(DEFAULT_PARAMS), "authority": authority}, "models": models or []}
+
+
+def init_chain(state, section: dict) -> None:
+    """Params, models and (from an export) requests; run after bank and market, since the module
+    account's balance must equal what pending requests hold and their orders live in the market."""
+    if not isinstance(section, dict) or not isinstance(section.get("params", {}), dict):
+        raise GenesisError("inference genesis must be an object with an object of params")
+    params = {**_to_dict(DEFAULT_PARAMS), **section.get("params", {})}
+    try:
+        genesis = json_format.ParseDict({**section, "params": params}, inference_pb2.GenesisState())
+    except json_format.ParseError as error:
+        raise GenesisError(f"inference genesis: {error}") from None
+    try:
+        if genesis.params.authority:
+            crypto.decode_address(genesis.params.authority)
+        state.set(STORE, state_key(PARAMS), genesis.params.SerializeToString())
+        for model in genesis.models:
+            check_model(model)
+            process_register_model(state, model)
+        held = _import_requests(state, genesis)
+    except (crypto.InvalidAddress, TxError, ValueError) as error:
+        raise GenesisError(f"inference genesis: {error}") from None
+    balance = bank.get_balance(state, ESCROW, DENOM)
+    if balance != held:
+        raise AccountingMismatch(f"inference genesis: pending requests hold {held}{DENOM}; its account has {balance}{DENOM}")
+
+
+def _import_requests(state, genesis: inference_pb2.GenesisState) -> int:
+    held = 0
+    for request in genesis.requests:
+        if get_model(state, request.model) is None:
+            raise GenesisError(f"request {request.id} names unregistered model {request.model!r}")
+        _save_request(state, request)
+        if request.status == PENDING:
+            held += int(request.unplaced)
+            state.set(STORE, state_key(EXPIRY, request.deadline_height, request.id), b"\x01")
+    for record in genesis.results:
+        state.set(STORE, state_key(LAYER_RESULT, record.request_id, record.layer), record.SerializeToString())
+    for proof_hash in genesis.used_proofs:
+        state.set(STORE, state_key(USED_PROOF, proof_hash), b"\x01")
+    last = max((r.id for r in genesis.requests), default=0)
+    state.set(STORE, state_key(NEXT_REQUEST_ID), str(max(genesis.next_request_id, last + 1)).encode())
+    return held
+
+
+def _records(state, kind: int, message_class) -> list:
+    return [message_class.FromString(raw) for _, raw in _iterate_prefix(state, bytes((kind,)))]
+
+
+def export_genesis(state) -> dict:
+    raw = state.get(STORE, state_key(NEXT_REQUEST_ID))
+    genesis = inference_pb2.GenesisState(
+        params=get_params(state),
+        models=_records(state, MODEL, inference_pb2.Model),
+        next_request_id=int(raw) if raw else 1,
+        requests=_records(state, REQUEST, inference_pb2.Request),
+        results=_records(state, LAYER_RESULT, inference_pb2.LayerResult),
+        used_proofs=[key[2:] for key, _ in _iterate_prefix(state, bytes((USED_PROOF,)))],
+    )
+    return json_format.MessageToDict(genesis, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+def query_models(state, request: query_pb2.QueryModelsRequest) -> query_pb2.QueryModelsResponse:
+    return query_pb2.QueryModelsResponse(models=_records(state, MODEL, inference_pb2.Model))
+
+
+def query_model(state, request: query_pb2.QueryModelRequest) -> query_pb2.QueryModelResponse:
+    model = get_model(state, request.name) if MODEL_PATTERN.fullmatch(request.name) else None
+    if model is None:
+        raise NotFoundError(f"model {request.name!r} is not registered")
+    return query_pb2.QueryModelResponse(model=model)
+
+
+def query_request(state, request: query_pb2.QueryRequestRequest) -> query_pb2.QueryRequestResponse:
+    record = get_request(state, request.request_id)
+    if record is None:
+        raise NotFoundError(f"inference request {request.request_id} does not exist")
+    return query_pb2.QueryRequestResponse(request=record)
+
+
+def query_result(state, request: query_pb2.QueryResultRequest) -> query_pb2.QueryResultResponse:
+    record = get_request(state, request.request_id)
+    if record is None:
+        raise NotFoundError(f"inference request {request.request_id} does not exist")
+    layers = [get_layer_result(state, record.id, i) for i in range(record.proven_layers)]
+    result = inference_pb2.Result(
+        request_id=record.id, model=record.model, status=record.status, layers=layers, predicted_class=-1)
+    if record.status == inference_pb2.STATUS_COMPLETE:
+        result.outputs.extend(layers[-1].outputs)
+        result.predicted_class = compute_predicted_class(layers[-1].outputs)
+    return query_pb2.QueryResultResponse(result=result)
+
+
+QUERIES = {
+    "/maxwell.inference.v1.Query/Models": (query_pb2.QueryModelsRequest, query_models),
+    "/maxwell.inference.v1.Query/Model": (query_pb2.QueryModelRequest, query_model),
+    "/maxwell.inference.v1.Query/Request": (query_pb2.QueryRequestRequest, query_request),
+    "/maxwell.inference.v1.Query/Result": (query_pb2.QueryResultRequest, query_result),
+}

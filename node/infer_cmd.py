@@ -1,0 +1,543 @@
+"""CLI of the compute market, the inference module and the worker daemon.
+
+`mount` adds its commands to `node.cli`'s app (node.main does, for the `maxwell` command): `maxwell market providers|book|
+clearing`, `maxwell tx market bid|cancel|register-provider|report-heat`, `maxwell tx process
+start|write|delete|top-up|stop`, `maxwell query process|inference`, `maxwell infer request` and
+`maxwell worker start|dev`. Conventions are node.cli's: --home, --output text|json, one-line errors.
+"""
+
+import json
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from google.protobuf import json_format
+
+from chain import heat, market
+from chain.coins import DENOM, parse_coin_string
+from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
+from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
+from chain.tx import MAX_GAS_LIMIT
+from node import cli, devchain, keyring, sensors, worker
+from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
+from node.client import DEFAULT_NODE, Client
+from zk.instances import InstanceError, compute_dequantized, compute_quantized
+
+DEFAULT_DEADLINE_BLOCKS = 100
+DEFAULT_ORDER_LIFETIME_BLOCKS = 100
+DEFAULT_ZONE = "local"
+DEFAULT_ASK = 100
+DEFAULT_SLOTS = 4
+DEFAULT_STAKE = 1_000_000
+PAGE_LIMIT = 1000
+MILLI = 1000
+
+market_app = typer.Typer(no_args_is_help=True, help="Look at the compute market: providers, order books, clearings.")
+tx_market_app = typer.Typer(no_args_is_help=True, help="Market transactions: bid, cancel, register a provider, report heat.")
+tx_process_app = typer.Typer(no_args_is_help=True, help="Processes: lease slots and keep memory on chain.")
+infer_app = typer.Typer(no_args_is_help=True, help="Ask the network for a proven inference.")
+worker_app = typer.Typer(no_args_is_help=True, help="Run a worker: a market provider that proves inferences.")
+
+Sender = Annotated[str, typer.Argument(metavar="FROM", help="Name (or address) of a key in the keyring.")]
+Gas = Annotated[int, typer.Option("--gas", min=1, max=MAX_GAS_LIMIT, help="Gas limit.")]
+Fees = Annotated[Optional[str], typer.Option("--fees", help=f"Fee in {DENOM}; default: gas x minimum gas price.")]
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")]
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+def compute_record(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+def parse_amount(text: str) -> int:
+    """'1000ujoule' or '1000' -> 1000; positive and in ujoule."""
+    amount, denom = parse_coin_string(text if not text.isdigit() else text + DENOM)
+    if denom != DENOM:
+        raise CliError(f"invalid amount {text!r}: the market is paid in {DENOM}")
+    if amount == 0:
+        raise CliError(f"invalid amount {text!r}: must be positive")
+    return amount
+
+
+def parse_fee(fees: str | None) -> int | None:
+    if fees is None:
+        return None
+    fee, denom = parse_coin_string(fees)
+    if denom != DENOM:
+        raise CliError(f"invalid fees {fees!r}: fees are paid in {DENOM}")
+    return fee
+
+
+def parse_memory_bytes(text: str, hex_input: bool) -> bytes:
+    if not hex_input:
+        return text.encode()
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise CliError(f"invalid hex {text!r}") from None
+
+
+def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | None, name: str, node: str) -> worker.Signer:
+    info = cli.resolve_key(home, backend, name)
+    passphrase = cli.read_passphrase(passphrase_file, confirm=False) if backend == KeyringBackend.file else None
+    private_key = keyring.get_private_key(home, backend.value, info.name, passphrase)
+    return worker.load_signer(Client(node), private_key)
+
+
+def execute(signer: worker.Signer, messages: list, gas: int, fees: str | None, wait: bool, output: OutputFormat,
+            extra: dict | None = None, describe=None) -> None:
+    """Broadcast and report; `describe(result)` adds fields read from the tx's events."""
+    tx_hash, result = worker.execute_messages(signer, messages, gas, parse_fee(fees), wait=wait)
+    record = {"hash": tx_hash.hex().upper(), **(extra or {})}
+    lines = [f"txhash: {record['hash']}"]
+    if result is not None:
+        record.update({"height": str(result.height), "code": result.code, "gas_used": str(result.gas_used)})
+        lines.append(f"included in block {result.height}: code 0, gas used {result.gas_used} of {result.gas_wanted}")
+        for key, value in (describe(result) if describe else {}).items():
+            record[key] = value
+            lines.append(f"{key}: {value}")
+    cli.show(output, record, lines)
+
+
+def get_event_attribute(result, event_type: str, key: str) -> str:
+    for event in result.events:
+        if event.type == event_type:
+            return dict(event.attributes).get(key, "")
+    return ""
+
+
+def get_market_params(rpc: Client):
+    return worker.query(rpc, "/maxwell.market.v1.Query/Params", market_query_pb2.QueryParamsRequest(),
+                        market_query_pb2.QueryParamsResponse).params
+
+
+def get_all_providers(rpc: Client) -> list:
+    views, key = [], b""
+    while True:
+        reply = worker.query(rpc, "/maxwell.market.v1.Query/Providers",
+                             market_query_pb2.QueryProvidersRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
+                             market_query_pb2.QueryProvidersResponse)
+        views.extend(reply.providers)
+        key = reply.pagination.next_key
+        if not key:
+            return views
+
+
+def format_celsius(millicelsius: int) -> str:
+    return f"{millicelsius / MILLI:.1f}"
+
+
+# --- market queries ----------------------------------------------------------------------------
+
+@market_app.command("providers")
+def market_providers(node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text):
+    """List providers: offer, stake, heat and the effective ask the market clears them on."""
+    views = get_all_providers(Client(node))
+    records = [compute_record(view) for view in views]
+    if output == OutputFormat.json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    rows = [[v.provider.address, v.provider.zone, ",".join(v.provider.models), str(v.provider.slots_per_block),
+             v.provider.ask_price, v.effective_ask or "-", format_celsius(v.temperature_millicelsius),
+             format_celsius(v.zone_temperature_millicelsius), v.provider.stake,
+             "withdrawn" if v.withdrawn else "active"] for v in views]
+    cli.show_table("providers", ["address", "zone", "models", "slots", "ask", "effective ask", "°C", "zone °C",
+                                 "stake", "status"], rows)
+
+
+@market_app.command("book")
+def market_book(
+    work: Annotated[Optional[str], typer.Option("--work", help="process or inference/<model>; default: every work.")] = None,
+    node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Show open orders, best bid first."""
+    rpc = Client(node)
+    works = [work] if work else market.compute_works(get_market_params(rpc).models)
+    orders = []
+    for name in works:
+        key = b""
+        while True:
+            reply = worker.query(rpc, "/maxwell.market.v1.Query/Book",
+                                 market_query_pb2.QueryBookRequest(work=name, pagination={"key": key, "limit": PAGE_LIMIT}),
+                                 market_query_pb2.QueryBookResponse)
+            orders.extend(reply.orders)
+            key = reply.pagination.next_key
+            if not key:
+                break
+    if output == OutputFormat.json:
+        typer.echo(json.dumps([compute_record(order) for order in orders], indent=2))
+        return
+    rows = [[str(o.id), o.work, o.owner, f"{o.remaining}/{o.slots}", o.max_price, str(o.expiry_height or "-"),
+             o.task_ref or (f"process {o.process_id}" if o.process_id else "")] for o in orders]
+    cli.show_table("order book", ["order", "work", "owner", "slots left", "max price", "expires", "task"], rows)
+
+
+@market_app.command("clearing")
+def market_clearing(
+    height: Annotated[Optional[int], typer.Argument(min=1, help="Read the market as of this height; default: latest.")] = None,
+    work: Annotated[Optional[str], typer.Option("--work", help="One work kind; default: every work.")] = None,
+    node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Show the last clearing price of each work (as of HEIGHT)."""
+    rpc = Client(node)
+    works = [work] if work else market.compute_works(get_market_params(rpc).models)
+    clearings = []
+    for name in works:
+        reply = worker.query_optional(rpc, "/maxwell.market.v1.Query/Clearing",
+                                         market_query_pb2.QueryClearingRequest(work=name),
+                                         market_query_pb2.QueryClearingResponse, height or 0)
+        if reply is not None:
+            clearings.append(reply.clearing)
+    if output == OutputFormat.json:
+        typer.echo(json.dumps([compute_record(c) for c in clearings], indent=2))
+        return
+    cli.show_table("clearings" + (f" as of height {height}" if height else ""),
+                   ["work", "height", "price", "matched slots"],
+                   [[c.work, str(c.height), c.price, str(c.matched_slots)] for c in clearings])
+
+
+# --- market transactions -----------------------------------------------------------------------
+
+@tx_market_app.command("bid")
+def tx_market_bid(
+    sender: Sender,
+    work: Annotated[str, typer.Argument(help="process or inference/<model>.")],
+    max_price: Annotated[str, typer.Argument(help=f"Highest price per slot, e.g. 100{DENOM}.")],
+    slots: Annotated[int, typer.Option("--slots", min=1, help="Slots to buy.")] = 1,
+    expiry_blocks: Annotated[int, typer.Option("--expiry-blocks", min=0, help="The order expires this many blocks from now.")]
+    = DEFAULT_ORDER_LIFETIME_BLOCKS,
+    task_ref: Annotated[str, typer.Option("--task-ref", help="Inference work: the task this order buys.")] = "",
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Place an order; slots x max price is escrowed until it fills, expires or is cancelled."""
+    price = parse_amount(max_price)
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    expiry = signer.rpc.status().latest_block_height + 1 + expiry_blocks
+    message = market_tx_pb2.MsgBid(owner=signer.address, work=work, slots=slots, max_price=str(price),
+                                   expiry_height=expiry, task_ref=task_ref)
+    execute(signer, [message], gas, fees, wait, output,
+            describe=lambda result: {"order": get_event_attribute(result, "order_placed", "order")})
+
+
+@tx_market_app.command("cancel")
+def tx_market_cancel(
+    sender: Sender, order_id: Annotated[int, typer.Argument(metavar="ORDER", min=1)],
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Cancel one of your orders; what is left of its escrow is refunded."""
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    execute(signer, [market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)], gas, fees, wait, output,
+            describe=lambda result: {"refund": get_event_attribute(result, "order_ended", "refund")})
+
+
+@tx_market_app.command("register-provider")
+def tx_market_register_provider(
+    sender: Sender,
+    models: Annotated[str, typer.Option("--models", help="Comma-separated models served, e.g. digits.")] = "",
+    slots: Annotated[int, typer.Option("--slots", min=1, help="Slots offered per block.")] = DEFAULT_SLOTS,
+    ask: Annotated[str, typer.Option("--ask", help="Asking price per slot.")] = f"{DEFAULT_ASK}{DENOM}",
+    zone: Annotated[str, typer.Option("--zone", help="Thermal zone (e.g. a rack or room).")] = DEFAULT_ZONE,
+    stake: Annotated[str, typer.Option("--stake", help="Stake, slashable on a missed task.")] = f"{DEFAULT_STAKE}{DENOM}",
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Offer execution slots on the market."""
+    message_models = [m for m in models.split(",") if m]
+    ask_price, stake_amount = parse_amount(ask), parse_amount(stake)
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message = market_tx_pb2.MsgRegisterProvider(provider=signer.address, models=message_models, slots_per_block=slots,
+                                                ask_price=str(ask_price), zone=zone, stake=str(stake_amount))
+    execute(signer, [message], gas, fees, wait, output, extra={"provider": signer.address})
+
+
+@tx_market_app.command("report-heat")
+def tx_market_report_heat(
+    sender: Sender,
+    temperature: Annotated[Optional[float], typer.Option("--celsius", help="Default: the host's hottest sensor.")] = None,
+    power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Report your provider's temperature and power draw."""
+    if temperature is None:
+        millicelsius = sensors.read_host_millicelsius()
+        if millicelsius is None:
+            raise CliError("this host has no readable temperature sensor: pass --celsius")
+    else:
+        millicelsius = round(temperature * MILLI)
+    try:
+        heat.check_reading(heat.HeatReading(millicelsius, power_milliwatts))
+    except heat.ReadingOutOfRange as error:
+        raise CliError(f"invalid heat reading: {error}") from None
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message = market_tx_pb2.MsgReportHeat(provider=signer.address, temperature_millicelsius=millicelsius,
+                                          power_milliwatts=power_milliwatts)
+    execute(signer, [message], gas, fees, wait, output,
+            extra={"temperature_millicelsius": str(millicelsius), "power_milliwatts": str(power_milliwatts)})
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+@tx_process_app.command("start")
+def tx_process_start(
+    sender: Sender,
+    max_rent: Annotated[str, typer.Argument(help="Highest rent per slot per block.")],
+    escrow: Annotated[str, typer.Argument(help="Paid in; rent and memory rent are drawn from it.")],
+    slots: Annotated[int, typer.Option("--slots", min=1)] = 1,
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Start a process that bids for its slots every block until its escrow runs out."""
+    rent, amount = parse_amount(max_rent), parse_amount(escrow)
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message = market_tx_pb2.MsgStartProcess(owner=signer.address, slots=slots, max_rent=str(rent), escrow=str(amount))
+    execute(signer, [message], gas, fees, wait, output,
+            describe=lambda result: {"process": get_event_attribute(result, "process_started", "process")})
+
+
+@tx_process_app.command("write")
+def tx_process_write(
+    sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str, value: str,
+    hex_input: Annotated[bool, typer.Option("--hex", help="KEY and VALUE are hex, not text.")] = False,
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Write a key of a process's memory (memory pays rent every block)."""
+    message = market_tx_pb2.MsgProcessWrite(process_id=process_id, key=parse_memory_bytes(key, hex_input),
+                                            value=parse_memory_bytes(value, hex_input))
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message.owner = signer.address
+    execute(signer, [message], gas, fees, wait, output)
+
+
+@tx_process_app.command("delete")
+def tx_process_delete(
+    sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str,
+    hex_input: Annotated[bool, typer.Option("--hex", help="KEY is hex, not text.")] = False,
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Delete a key of a process's memory."""
+    message = market_tx_pb2.MsgProcessDelete(process_id=process_id, key=parse_memory_bytes(key, hex_input))
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message.owner = signer.address
+    execute(signer, [message], gas, fees, wait, output)
+
+
+@tx_process_app.command("top-up")
+def tx_process_top_up(
+    sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], amount: str,
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Add to a process's escrow."""
+    value = parse_amount(amount)
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message = market_tx_pb2.MsgTopUp(owner=signer.address, process_id=process_id, amount=str(value))
+    execute(signer, [message], gas, fees, wait, output,
+            describe=lambda result: {"escrow": get_event_attribute(result, "process_topped_up", "escrow")})
+
+
+@tx_process_app.command("stop")
+def tx_process_stop(
+    sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)],
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Stop a process; its memory is erased and what is left of its escrow refunded."""
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    execute(signer, [market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)], gas, fees, wait, output)
+
+
+def query_process(
+    process_id: Annotated[int, typer.Argument(metavar="ID", min=1)],
+    node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Show a process: slots, rent, escrow and its memory."""
+    reply = worker.query(Client(node), "/maxwell.market.v1.Query/Process", market_query_pb2.QueryProcessRequest(id=process_id),
+                         market_query_pb2.QueryProcessResponse)
+    record = compute_record(reply.process)
+    record["memory"] = [{"key": entry.key.hex(), "value": entry.value.hex()} for entry in reply.memory]
+    if output == OutputFormat.json:
+        cli.show(output, record)
+        return
+    cli.show(output, {k: v for k, v in record.items() if k != "memory"})
+    cli.show_table("memory", ["key", "value"], [[m["key"], m["value"]] for m in record["memory"]])
+
+
+# --- inference ---------------------------------------------------------------------------------
+
+def read_input_values(path: Path) -> list[float]:
+    """A JSON list of numbers, {"input": [...]}, or EZKL's {"input_data": [[...]]}."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read input {path}: {error}") from None
+    if isinstance(data, dict):
+        data = data.get("input", data.get("input_data", [None])[0] if isinstance(data.get("input_data"), list) else None)
+    if not isinstance(data, list) or not data or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        raise CliError(f"input {path} must be a non-empty list of numbers, {{\"input\": [...]}} or {{\"input_data\": [[...]]}}")
+    return [float(v) for v in data]
+
+
+def get_model(rpc: Client, name: str):
+    reply = worker.query_optional(rpc, worker.MODEL_QUERY_PATH, inference_query_pb2.QueryModelRequest(name=name),
+                                  inference_query_pb2.QueryModelResponse)
+    if reply is None:
+        raise CliError(f"model {name!r} is not registered on this chain")
+    return reply.model
+
+
+@infer_app.command("request")
+def infer_request(
+    sender: Annotated[str, typer.Option("--from", help="Key paying the reward.")] = "alice",
+    model: Annotated[str, typer.Option("--model", help="A registered model.")] = "digits",
+    input_path: Annotated[Path, typer.Option("--input", help='JSON input: a list of numbers or {"input": [...]}.')] = ...,
+    reward: Annotated[str, typer.Option("--reward", help=f"Paid to the provers, e.g. 1000{DENOM}.")] = ...,
+    deadline_blocks: Annotated[int, typer.Option("--deadline-blocks", min=1, help="Blocks the provers have.")]
+    = DEFAULT_DEADLINE_BLOCKS,
+    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Request an inference; workers prove it layer by layer and are paid from the reward."""
+    values = read_input_values(input_path)
+    amount = parse_amount(reward)
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    layer0 = get_model(signer.rpc, model).layers[0]
+    try:
+        scale = int(json.loads(layer0.settings)["model_input_scales"][0])
+        quantized = compute_quantized(values, scale)
+    except (ValueError, KeyError, IndexError, TypeError, InstanceError) as error:
+        raise CliError(f"cannot quantize the input for model {model!r}: {error}") from None
+    deadline = signer.rpc.status().latest_block_height + 1 + deadline_blocks
+    message = inference_tx_pb2.MsgRequestInference(requester=signer.address, model=model, input=quantized,
+                                                    reward=str(amount), deadline_height=deadline)
+    execute(signer, [message], gas, fees, wait, output, extra={"deadline_height": str(deadline)},
+            describe=lambda result: {"request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
+
+
+def query_inference(
+    request_id: Annotated[int, typer.Argument(metavar="ID", min=1)],
+    node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Show an inference request: status, proven layers and, once complete, the verified class."""
+    rpc = Client(node)
+    request = worker.query(rpc, worker.REQUEST_QUERY_PATH, inference_query_pb2.QueryRequestRequest(request_id=request_id),
+                           inference_query_pb2.QueryRequestResponse).request
+    result = worker.query(rpc, worker.RESULT_QUERY_PATH, inference_query_pb2.QueryResultRequest(request_id=request_id),
+                          inference_query_pb2.QueryResultResponse).result
+    model = get_model(rpc, request.model)
+    scale = int(json.loads(model.layers[-1].settings)["model_output_scales"][0])
+    record = {
+        "request_id": str(request.id), "model": request.model, "status": compute_record(result)["status"],
+        "requester": request.requester, "reward": request.reward, "deadline_height": str(request.deadline_height),
+        "proven_layers": f"{len(result.layers)}/{len(model.layers)}",
+        "predicted_class": str(result.predicted_class) if result.outputs else None,
+        "outputs": [round(v, 4) for v in compute_dequantized(result.outputs, scale)],
+        "layers": [{"layer": r.layer, "prover": r.prover, "height": str(r.height), "output_hash": r.output_hash}
+                   for r in result.layers],
+    }
+    if output == OutputFormat.json:
+        cli.show(output, record)
+        return
+    cli.show(output, {k: v for k, v in record.items() if k != "layers"})
+    cli.show_table("proven layers", ["layer", "prover", "height"],
+                   [[str(r["layer"]), r["prover"], r["height"]] for r in record["layers"]])
+
+
+# --- worker ------------------------------------------------------------------------------------
+
+def make_worker_config(home: Path, node: str, key: str, backend: KeyringBackend, passphrase_file: Path | None,
+                       models: str, slots: int, ask: str, zone: str, stake: str, circuits_dir: Path,
+                       heat_millicelsius: int, power_milliwatts: int) -> worker.WorkerConfig:
+    info = cli.resolve_key(home, backend, key)
+    passphrase = cli.read_passphrase(passphrase_file, confirm=False) if backend == KeyringBackend.file else None
+    return worker.WorkerConfig(
+        home=home, node=node, private_key=keyring.get_private_key(home, backend.value, info.name, passphrase),
+        offer=worker.Offer(models=tuple(m for m in models.split(",") if m), slots_per_block=slots,
+                           ask_price=parse_amount(ask), zone=zone, stake=parse_amount(stake)),
+        circuits_dir=circuits_dir, heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
+    )
+
+
+WorkerKey = Annotated[str, typer.Option("--key", help="Key of the provider (pays fees, receives payments).")]
+Models = Annotated[str, typer.Option("--models", help="Comma-separated models to serve.")]
+Slots = Annotated[int, typer.Option("--slots", min=1, help="Slots offered per block.")]
+Ask = Annotated[str, typer.Option("--ask", help="Asking price per slot (before heat).")]
+Zone = Annotated[str, typer.Option("--zone", help="Thermal zone of this host.")]
+Stake = Annotated[str, typer.Option("--stake", help="Stake to register with.")]
+CircuitsDir = Annotated[Path, typer.Option("--circuits-dir", help="Where the models' circuits are.")]
+
+
+@worker_app.command("start")
+def worker_start(
+    key: WorkerKey, models: Models = "digits", slots: Slots = DEFAULT_SLOTS, ask: Ask = f"{DEFAULT_ASK}{DENOM}",
+    zone: Zone = DEFAULT_ZONE, stake: Stake = f"{DEFAULT_STAKE}{DENOM}", circuits_dir: CircuitsDir = worker.DEFAULT_CIRCUITS_DIR,
+    heat_millicelsius: cli.HeatOption = sensors.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
+    node: Node = DEFAULT_NODE, keyring_backend: Backend = KeyringBackend.file,
+    keyring_passphrase_file: PassphraseFile = None, home: Home = cli.DEFAULT_HOME,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+):
+    """Run the worker daemon until interrupted: register, report heat, prove assigned layers."""
+    cli.configure_logging(output)
+    config = make_worker_config(home, node, key, keyring_backend, keyring_passphrase_file, models, slots, ask, zone,
+                                stake, circuits_dir, heat_millicelsius, power_milliwatts)
+    worker.run(config)
+
+
+@worker_app.command("dev")
+def worker_dev(
+    key: WorkerKey = "alice", models: Models = "digits", slots: Slots = DEFAULT_SLOTS,
+    ask: Ask = f"{DEFAULT_ASK}{DENOM}", zone: Zone = DEFAULT_ZONE, stake: Stake = f"{DEFAULT_STAKE}{DENOM}",
+    circuits_dir: CircuitsDir = worker.DEFAULT_CIRCUITS_DIR,
+    rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = devchain.DEFAULT_RPC,
+    block_time: Annotated[str, typer.Option("--block-time", help="Time between blocks.")] = "1s",
+    heat_millicelsius: cli.HeatOption = sensors.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
+    keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME,
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+):
+    """The dev chain and one local worker in one process (what `make dev` runs)."""
+    block_time_ms = cli.compute_duration_ms(block_time)
+    cli.configure_logging(output)
+    node = "http://" + rpc.split("://", 1)[-1]
+    config = make_worker_config(home, node, key, keyring_backend, keyring_passphrase_file, models, slots, ask, zone,
+                                stake, circuits_dir, heat_millicelsius, power_milliwatts)
+    stopping = threading.Event()
+    thread = threading.Thread(target=worker.run_after_chain_start, args=(config, stopping), name="worker", daemon=True)
+    thread.start()
+    try:
+        devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, heat_sensor=config.heat_sensor)
+    finally:
+        stopping.set()
+        thread.join(timeout=30)
+
+
+# --- mounting ----------------------------------------------------------------------------------
+
+def mount(app: typer.Typer) -> None:
+    """Adds these commands to node.cli's app (see node.main), and their errors to its one-line errors."""
+    cli.EXPECTED_ERRORS += (worker.WorkerError,)
+    query_app, tx_app = cli.query_app, cli.tx_app
+    app.add_typer(market_app, name="market")
+    app.add_typer(infer_app, name="infer")
+    app.add_typer(worker_app, name="worker")
+    tx_app.add_typer(tx_market_app, name="market")
+    tx_app.add_typer(tx_process_app, name="process")
+    query_app.command("process")(query_process)
+    query_app.command("inference")(query_inference)
+
