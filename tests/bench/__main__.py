@@ -103,31 +103,43 @@ def bench_transfers(directory: str) -> list[tuple[str, int, float]]:
     return rows
 
 
-def main() -> int:
-    console = Console()
-    console.print(f"maxwell bench — {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+def compute_chain_rows() -> tuple[list[tuple[str, str, str, str]], float]:
     with tempfile.TemporaryDirectory() as directory:
         verify_rate = bench_coincurve_verify()
         put_rate = bench_plyvel_batch_put(directory)
         smt = bench_smt(directory)
         transfers = bench_transfers(directory)
-
-    table = Table(title="core chain")
-    for column in ("measure", "value", "baseline", "ratio"):
-        table.add_column(column, justify="right" if column != "measure" else "left")
-    table.add_row("coincurve verify (baseline)", f"{verify_rate:,.0f}/s", "", "")
-    table.add_row("plyvel synced batch put (baseline)", f"{put_rate:,.0f}/s", "", "")
-    table.add_row("SMT key updates, 10k batch on 200k leaves", f"{smt['updates_per_s']:,.0f}/s",
-                  f"{put_rate:,.0f}/s put", f"{smt['updates_per_s'] / put_rate:.3f}")
-    table.add_row("proof generation (store + root)", f"{smt['prove_ms']:.3f} ms", "", "")
-    table.add_row("proof verification (ics23, 2 levels)", f"{smt['verify_ms']:.3f} ms", "", "")
-    worst = min(rate for _, _, rate in transfers)
+    rows = [
+        ("coincurve verify (baseline)", f"{verify_rate:,.0f}/s", "", ""),
+        ("plyvel synced batch put (baseline)", f"{put_rate:,.0f}/s", "", ""),
+        ("SMT key updates, 10k batch on 200k leaves, stage+commit", f"{smt['updates_per_s']:,.0f}/s",
+         f"{put_rate:,.0f}/s put", f"{smt['updates_per_s'] / put_rate:.3f}"),
+        ("proof generation (store + root)", f"{smt['prove_ms']:.3f} ms", "", ""),
+        ("proof verification (ics23, 2 levels)", f"{smt['verify_ms']:.3f} ms", "", ""),
+    ]
     for mode, size, rate in transfers:
-        table.add_row(f"MsgSend, {size:,}-tx blocks, {ACCOUNTS:,} accounts, {mode}", f"{rate:,.0f} tx/s",
-                      f"{verify_rate:,.0f} verify/s", f"{rate / verify_rate:.3f}")
-    console.print(table)
-    console.print(f"target ≥ {TARGET_TPS:,} transfers/s committed: {'met' if worst >= TARGET_TPS else 'NOT met'} "
-                  f"(slowest {worst:,.0f} tx/s)")
+        rows.append((f"MsgSend, {size:,}-tx blocks, {ACCOUNTS:,} accounts, {mode}", f"{rate:,.0f} tx/s",
+                     f"{verify_rate:,.0f} verify/s", f"{rate / verify_rate:.3f}"))
+    return rows, min(rate for _, _, rate in transfers)
+
+
+def main() -> int:
+    from tests.bench import inference, market, zk
+
+    console = Console()
+    console.print(f"maxwell bench — {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    chain_rows, slowest = compute_chain_rows()
+    sections = (("core chain", chain_rows), ("compute market", market.run()),
+                ("proof of inference", zk.run() + inference.run()))
+    for title, rows in sections:
+        table = Table(title=title)
+        for column in ("measure", "value", "baseline", "ratio"):
+            table.add_column(column, justify="left" if column == "measure" else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"target ≥ {TARGET_TPS:,} transfers/s committed: {'met' if slowest >= TARGET_TPS else 'NOT met'} "
+                  f"(slowest {slowest:,.0f} tx/s)")
     return 0
 
 

@@ -59,8 +59,9 @@ def time_our_verify(verifier: Verifier, circuit, proof: bytes) -> float:
     return (time.perf_counter() - start) / VERIFY_REPEATS
 
 
-def prove_stage(names: list[str], pk_dir: str, inbox, outbox) -> None:
-    """A worker process: proves `names` in order for each request it receives, passes the output on."""
+def prove_stage(names: list[str], pk_dir: str, inbox, outbox, report) -> None:
+    """A worker process: proves `names` in order for each request it receives, passes the output on,
+    and reports its CPU seconds when told to stop."""
     manifest = load_manifest(MANIFEST)
     cpu = 0.0
     while (values := inbox.get()) is not None:
@@ -70,14 +71,15 @@ def prove_stage(names: list[str], pk_dir: str, inbox, outbox) -> None:
             values = compute_dequantized(proof.outputs, proof.output_scale)
         cpu += time.process_time() - start
         outbox.put(values)
-    outbox.put(("cpu", cpu))
+    report.put(cpu)
 
 
 def run_pipeline(stages: list[list[str]], samples: list[list[float]], pk_dir: Path) -> tuple[float, float, float]:
     """(latency of the first request, wall time for all, CPU seconds summed over workers)."""
     context = multiprocessing.get_context("spawn")
     queues = [context.Queue() for _ in range(len(stages) + 1)]
-    workers = [context.Process(target=prove_stage, args=(names, str(pk_dir), queues[i], queues[i + 1]))
+    report = context.Queue()
+    workers = [context.Process(target=prove_stage, args=(names, str(pk_dir), queues[i], queues[i + 1], report))
                for i, names in enumerate(stages)]
     for worker in workers:
         worker.start()
@@ -89,13 +91,9 @@ def run_pipeline(stages: list[list[str]], samples: list[list[float]], pk_dir: Pa
         queues[-1].get()
         first = first or time.perf_counter() - start
     wall = time.perf_counter() - start
-    cpu = 0.0
-    for i in range(len(stages)):
-        queues[i].put(None)
-        message = queues[i + 1].get()
-        while not (isinstance(message, tuple) and message[0] == "cpu"):
-            message = queues[i + 1].get()
-        cpu += message[1]
+    for queue in queues[:-1]:
+        queue.put(None)
+    cpu = sum(report.get() for _ in workers)
     for worker in workers:
         worker.join()
     return first, wall, cpu
