@@ -49,6 +49,8 @@ HEIGHT_BYTES = 8
 MAX_STORE_NAME = 255
 DEFAULT_KEEP_RECENT = 100
 NODE_CACHE_SIZE = 400_000  # inner nodes per store, about 200 MB when full
+FLAT_CACHE_SIZE = 1 << 18  # latest values per store kept in memory (None for absent keys too)
+_MISSING = object()
 
 OUTER_LEAF_OP = proofs_pb2.LeafOp(
     hash=proofs_pb2.SHA256,
@@ -228,6 +230,13 @@ def _prefix_end(prefix: bytes) -> bytes:
     return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
+def _remember(cache: dict, key: bytes, value: bytes | None) -> None:
+    cache.pop(key, None)
+    cache[key] = value
+    if len(cache) > FLAT_CACHE_SIZE:
+        del cache[next(iter(cache))]
+
+
 def _check_key(key: object) -> None:
     if not isinstance(key, bytes) or not key:
         raise InvalidKey(f"key must be non-empty bytes, got {key!r:.80}")
@@ -307,6 +316,7 @@ class Store:
         self._pending_leaves: dict[str, dict[bytes, tuple[bytes, bytes]]] = {name: {} for name in names}
         self._staged: list[StagedHeight] = []
         self._staged_flat: dict[str, dict[bytes, bytes | None]] = {}
+        self._flat_cache: dict[str, dict[bytes, bytes | None]] = {name: {} for name in names}
         self._load_latest()
 
     def _load_latest(self) -> None:
@@ -334,10 +344,21 @@ class Store:
             raise UnknownStore(f"unknown store {store!r}; stores are {', '.join(self.store_names)}")
 
     def get(self, store: str, key: bytes) -> bytes | None:
-        """The value as of the last commit (staged heights are not visible)."""
-        self._check_store(store)
+        """The value as of the last commit (staged heights are not visible).
+
+        Recent values are served from memory: every tx reads its signer's account and balances,
+        and a LevelDB read is the largest part of a transfer's cost after the tree itself.
+        """
+        cache = self._flat_cache.get(store)
+        if cache is None:
+            self._check_store(store)
+        value = cache.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
         _check_key(key)
-        return self._db.get(state_key(FLAT, store, key))
+        value = self._db.get(state_key(FLAT, store, key))
+        _remember(cache, key, value)
+        return value
 
     def iterate(
         self, store: str, start: bytes | None = None, end: bytes | None = None, reverse: bool = False
@@ -535,6 +556,10 @@ class Store:
                         batch.put(flat_prefix + key, value)
             self._write_pruning(batch, oldest)
             batch.put(state_key(META, "", LATEST), encode_height(last.height) + last.app_hash)
+        for store, writes in self._staged_flat.items():
+            cache = self._flat_cache[store]
+            for key, value in writes.items():
+                _remember(cache, key, value)
         self.height, self.app_hash, self._oldest = last.height, last.app_hash, oldest
         self._roots = last.roots
         self._clear_staged()

@@ -42,6 +42,7 @@ CACHE_ENTRIES = 4096
 READY = "ready"
 WORKER_COMMAND = (sys.executable, "-m", "zk.verify")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRATCH_DIR = "/dev/shm"  # EZKL reads each proof from a file: keep that file in memory
 
 
 class VerifierUnavailable(Exception):
@@ -212,7 +213,7 @@ def serve() -> None:
     """
     responses = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory(dir=SCRATCH_DIR if os.path.isdir(SCRATCH_DIR) else None) as scratch:
         proof_path = Path(scratch) / "proof.json"
         responses.write(READY + "\n")
         responses.flush()
