@@ -18,7 +18,7 @@ from chain.tx import DecodedTx, TxParams
 
 SIGNATURE_CACHE_SIZE = 100_000
 PREFETCH_MIN_ITEMS = 256
-PREFETCH_CHUNK = 256
+PREFETCH_CHUNK = 64
 SIMULATED_EXTRA_BYTES = 64 + 40  # the signature, and a fee coin with its gas limit
 SIMULATED_FEE = 1
 
@@ -62,11 +62,20 @@ class SignatureCache:
             del self.entries[next(iter(self.entries))]
         self.entries[key] = None
 
-    def prefetch(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
-        if self.workers < 1 or len(items) < PREFETCH_MIN_ITEMS:
-            return
-        if self.pool is None:
+    def start(self) -> None:
+        """Starts the helper processes now rather than on the first large unseen block."""
+        if self.workers > 0 and self.pool is None:
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            for future in [self.pool.submit(compute_valid_signature_keys, []) for _ in range(self.workers)]:
+                future.result()
+
+    def is_prefetching(self, count: int) -> bool:
+        return self.workers > 0 and count >= PREFETCH_MIN_ITEMS
+
+    def prefetch(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
+        if not self.is_prefetching(len(items)):
+            return
+        self.start()
         for start in range(0, len(items), PREFETCH_CHUNK):
             self.pending.append(self.pool.submit(compute_valid_signature_keys, items[start : start + PREFETCH_CHUNK]))
 

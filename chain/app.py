@@ -163,6 +163,8 @@ class App:
 
     def prefetch_signatures(self, block: Branch, txs) -> None:
         """Starts verifying, in a helper process, the signatures CheckTx has not seen."""
+        if not self.signatures.is_prefetching(len(txs)):
+            return
         items = []
         for tx in txs:
             try:

@@ -87,14 +87,12 @@ class State:
 
     def get(self, store: str, key: bytes) -> bytes | None:
         value = self.branch.get(store, key)
-        self.meter.consume(self.gas.read_cost_flat, "ReadFlat")
-        if value is not None:
-            self.meter.consume(self.gas.read_cost_per_byte * (len(key) + len(value)), "ReadPerByte")
+        size = 0 if value is None else len(key) + len(value)
+        self.meter.consume(self.gas.read_cost_flat + self.gas.read_cost_per_byte * size, "Read")
         return value
 
     def set(self, store: str, key: bytes, value: bytes) -> None:
-        self.meter.consume(self.gas.write_cost_flat, "WriteFlat")
-        self.meter.consume(self.gas.write_cost_per_byte * (len(key) + len(value)), "WritePerByte")
+        self.meter.consume(self.gas.write_cost_flat + self.gas.write_cost_per_byte * (len(key) + len(value)), "Write")
         old = self.branch.get(store, key)
         if old is not None and len(old) > len(value):
             self.meter.consume(self.gas.erase_cost_per_byte * (len(old) - len(value)), "EntropyTax")

@@ -597,11 +597,15 @@ class Branch:
             raise UnknownStore(f"unknown store {store!r}; stores are {', '.join(self.store_names)}")
 
     def get(self, store: str, key: bytes) -> bytes | None:
+        """Walks up the branches (a loop, not recursion: a tx reads through three of them)."""
         _check_key(key)
-        writes = self._writes.get(store)
-        if writes is not None and key in writes:
-            return writes[key]
-        return self.parent.get(store, key)
+        branch = self
+        while isinstance(branch, Branch):
+            writes = branch._writes.get(store)
+            if writes is not None and key in writes:
+                return writes[key]
+            branch = branch.parent
+        return branch.get(store, key)
 
     def set(self, store: str, key: bytes, value: bytes) -> None:
         self._check_store(store)
