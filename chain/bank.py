@@ -6,13 +6,13 @@ from chain import auth, crypto
 from chain.coins import DENOM, UINT256_MAX, format_coins, parse_amount, parse_coins, parse_denom
 from chain.errors import (
     InsufficientFundsError,
-    InvalidAddressError,
     InvalidCoinsError,
     InvalidRequestError,
     NotFoundError,
 )
 from chain.proto.cosmos.bank.v1beta1 import bank_pb2, query_pb2, tx_pb2
 from chain.state import MessageHandler, compute_prefix_end, encode_key
+from chain.tx import parse_address
 
 STORE = "bank"
 MSG_SEND_URL = "/cosmos.bank.v1beta1.MsgSend"
@@ -94,29 +94,28 @@ def process_transfer(state, ctx, sender: bytes, recipient: bytes, coins: dict[st
     ctx.emit("transfer", ("recipient", recipient_text), ("sender", sender_text), ("amount", text))
 
 
+def process_payment(state, ctx, sender: bytes, recipient: bytes, amount: int) -> None:
+    """Moves `amount` ujoule (nothing when zero): escrows, refunds, rents and rewards."""
+    if amount:
+        process_transfer(state, ctx, sender, recipient, {DENOM: amount})
+
+
 # --- MsgSend ----------------------------------------------------------------------------------
 
-def _decode_address(text: str) -> bytes:
-    try:
-        return crypto.decode_address(text)
-    except crypto.InvalidAddress as error:
-        raise InvalidAddressError(f"invalid address: {error}") from None
-
-
 def signer_send(msg: tx_pb2.MsgSend) -> bytes:
-    return _decode_address(msg.from_address)
+    return parse_address(msg.from_address)
 
 
 def check_stateless_send(msg: tx_pb2.MsgSend) -> None:
-    _decode_address(msg.from_address)
-    _decode_address(msg.to_address)
+    parse_address(msg.from_address)
+    parse_address(msg.to_address)
     if not msg.amount:
         raise InvalidCoinsError("invalid coins: send amount is empty")
     parse_coins(msg.amount)
 
 
 def check_and_execute_send(state, ctx, msg: tx_pb2.MsgSend) -> tx_pb2.MsgSendResponse:
-    sender, recipient = _decode_address(msg.from_address), _decode_address(msg.to_address)
+    sender, recipient = parse_address(msg.from_address), parse_address(msg.to_address)
     if recipient in BLOCKED_ADDRESSES:
         raise InvalidRequestError(f"invalid request: {msg.to_address} is a module account and cannot receive sends")
     auth.process_ensure_account(state, recipient)
@@ -206,13 +205,13 @@ def export_genesis(state) -> dict:
 # --- queries (gRPC over ABCI) -----------------------------------------------------------------
 
 def query_balance(state, request: query_pb2.QueryBalanceRequest) -> query_pb2.QueryBalanceResponse:
-    address = _decode_address(request.address)
+    address = parse_address(request.address)
     denom = parse_denom(request.denom)
     return query_pb2.QueryBalanceResponse(balance={"denom": denom, "amount": str(get_balance(state, address, denom))})
 
 
 def query_all_balances(state, request: query_pb2.QueryAllBalancesRequest) -> query_pb2.QueryAllBalancesResponse:
-    balances = get_all_balances(state, _decode_address(request.address))
+    balances = get_all_balances(state, parse_address(request.address))
     coins = [{"denom": d, "amount": str(v)} for d, v in sorted(balances.items())]
     return query_pb2.QueryAllBalancesResponse(balances=coins, pagination={"total": len(coins)})
 

@@ -57,9 +57,10 @@ from google.protobuf import json_format
 
 from chain import bank, crypto, market
 from chain.coins import DENOM, UINT256_MAX
-from chain.errors import InvalidAddressError, NotFoundError, TxError, UnauthorizedError
+from chain.errors import NotFoundError, TxError, UnauthorizedError
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
 from chain.state import MessageHandler, compute_prefix_end, encode_key
+from chain.tx import parse_address
 from chain.store import Branch
 from zk.artifacts import Circuit, load_manifest
 from zk.instances import InstanceError, compute_output_hash, compute_output_size, decode_instances
@@ -230,16 +231,6 @@ def _iterate_prefix(state, prefix: bytes):
     return state.iterate(STORE, prefix, compute_prefix_end(prefix))
 
 
-def _decode_address(text: str) -> bytes:
-    try:
-        return crypto.decode_address(text)
-    except crypto.InvalidAddress as error:
-        raise InvalidAddressError(f"invalid address: {error}") from None
-
-
-def _pay(state, ctx, sender: bytes, recipient: bytes, amount: int) -> None:
-    if amount:
-        bank.process_transfer(state, ctx, sender, recipient, {DENOM: amount})
 
 
 def compute_task_ref(request_id: int, layer: int) -> str:
@@ -431,11 +422,11 @@ def get_verifier() -> ModelVerifier:
 # --- MsgRegisterModel ------------------------------------------------------------------------
 
 def signer_register(msg: tx_pb2.MsgRegisterModel) -> bytes:
-    return _decode_address(msg.authority)
+    return parse_address(msg.authority)
 
 
 def check_stateless_register(msg: tx_pb2.MsgRegisterModel) -> None:
-    _decode_address(msg.authority)
+    parse_address(msg.authority)
     check_model(msg.model)
 
 
@@ -464,11 +455,11 @@ def _parse_reward(text: str) -> int:
 
 
 def signer_request(msg: tx_pb2.MsgRequestInference) -> bytes:
-    return _decode_address(msg.requester)
+    return parse_address(msg.requester)
 
 
 def check_stateless_request(msg: tx_pb2.MsgRequestInference) -> None:
-    _decode_address(msg.requester)
+    parse_address(msg.requester)
     if not MODEL_PATTERN.fullmatch(msg.model):
         raise InvalidModelError(f"model name {msg.model!r} must match {MODEL_PATTERN.pattern}")
     if not 0 < len(msg.input) <= MAX_VALUES:
@@ -489,10 +480,10 @@ def check_and_execute_request(state, ctx, msg: tx_pb2.MsgRequestInference) -> tx
         raise InvalidRewardError(f"a reward of {reward}{DENOM} cannot pay {layers} layers")
     if msg.deadline_height <= ctx.height:
         raise InvalidDeadlineError(f"deadline height {msg.deadline_height} is not after height {ctx.height}")
-    requester = _decode_address(msg.requester)
+    requester = parse_address(msg.requester)
     request_id = _take_next_request_id(state)
     first = compute_layer_share(reward, layers, 0)
-    _pay(state, ctx, requester, ESCROW, reward - first)
+    bank.process_payment(state, ctx, requester, ESCROW, reward - first)
     market.process_place_bid(state, ctx, requester, market.INFERENCE_PREFIX + model.name, 1, first,
                              msg.deadline_height, compute_task_ref(request_id, 0))
     request = inference_pb2.Request(
@@ -522,11 +513,11 @@ def _save_request(state, request: inference_pb2.Request) -> None:
 # --- MsgSubmitInference ----------------------------------------------------------------------
 
 def signer_submit(msg: tx_pb2.MsgSubmitInference) -> bytes:
-    return _decode_address(msg.prover)
+    return parse_address(msg.prover)
 
 
 def check_stateless_submit(msg: tx_pb2.MsgSubmitInference) -> None:
-    _decode_address(msg.prover)
+    parse_address(msg.prover)
     if not 0 < len(msg.proof) <= MAX_PROOF_BYTES:
         raise MalformedProofError(f"a proof has 1 to {MAX_PROOF_BYTES} bytes, got {len(msg.proof)}")
     if not 0 < len(msg.outputs) <= MAX_VALUES:
@@ -603,7 +594,7 @@ def check_and_execute_submit(state, ctx, msg: tx_pb2.MsgSubmitInference) -> tx_p
         outputs=list(outputs), prover=msg.prover, height=ctx.height,
     )
     state.set(STORE, state_key(LAYER_RESULT, request.id, msg.layer), record.SerializeToString())
-    market.process_task_proven(state, ctx, task_ref, _decode_address(msg.prover))
+    market.process_task_proven(state, ctx, task_ref, parse_address(msg.prover))
     ctx.emit("inference_verified", ("request_id", str(request.id)), ("model", model.name), ("layer", str(msg.layer)),
              ("input_hash", record.input_hash), ("output_hash", record.output_hash), ("prover", msg.prover))
     request.proven_layers += 1
@@ -624,17 +615,17 @@ def _process_next_layer(state, ctx, request: inference_pb2.Request, model: infer
     """
     layer = request.proven_layers
     share = compute_layer_share(int(request.reward), len(model.layers), layer)
-    requester = _decode_address(request.requester)
+    requester = parse_address(request.requester)
     branch = Branch(state.branch)
     attempt = type(state)(branch, state.meter, state.gas)
     events = len(ctx.events)
     try:
-        _pay(attempt, ctx, ESCROW, requester, share)
+        bank.process_payment(attempt, ctx, ESCROW, requester, share)
         market.process_place_bid(attempt, ctx, requester, market.INFERENCE_PREFIX + model.name, 1, share,
                                  request.deadline_height, compute_task_ref(request.id, layer))
     except market.MarketError as error:
         del ctx.events[events:]
-        _pay(state, ctx, ESCROW, requester, int(request.unplaced))
+        bank.process_payment(state, ctx, ESCROW, requester, int(request.unplaced))
         request.unplaced = "0"
         request.status = inference_pb2.STATUS_FAILED
         ctx.emit("inference_failed", ("request_id", str(request.id)), ("layer", str(layer)), ("reason", str(error)))
@@ -659,7 +650,7 @@ def end_block(state, ctx) -> None:
         if request.status != PENDING:
             continue
         refund = int(request.unplaced)
-        _pay(state, ctx, ESCROW, _decode_address(request.requester), refund)
+        bank.process_payment(state, ctx, ESCROW, parse_address(request.requester), refund)
         request.unplaced, request.status = "0", inference_pb2.STATUS_EXPIRED
         _save_request(state, request)
         ctx.emit("inference_expired", ("request_id", str(request.id)), ("requester", request.requester),

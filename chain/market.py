@@ -68,9 +68,10 @@ from google.protobuf import json_format
 
 from chain import auth, bank, crypto, heat, process
 from chain.coins import DENOM, UINT256_MAX
-from chain.errors import InvalidAddressError, NotFoundError, TxError
+from chain.errors import NotFoundError, TxError
 from chain.proto.maxwell.market.v1 import market_pb2, query_pb2, tx_pb2
 from chain.state import MessageHandler, compute_prefix_end, encode_key
+from chain.tx import parse_address
 
 STORE = "market"
 CODESPACE = "market"
@@ -327,12 +328,6 @@ def _set_record(state, kind: int, key_part, record) -> None:
     state.set(STORE, state_key(kind, key_part), record.SerializeToString())
 
 
-def _decode_address(text: str) -> bytes:
-    try:
-        return crypto.decode_address(text)
-    except crypto.InvalidAddress as error:
-        raise InvalidAddressError(f"invalid address: {error}") from None
-
 
 def _parse_price(text: str, what: str) -> int:
     if not isinstance(text, str) or not AMOUNT_PATTERN.fullmatch(text) or not 0 < int(text) <= UINT256_MAX:
@@ -345,10 +340,6 @@ def _parse_amount(text: str, what: str) -> int:
         raise InvalidAmountError(f"invalid {what} {text!r}: must be a non-negative integer of at most 256 bits")
     return int(text)
 
-
-def _pay(state, ctx, sender: bytes, recipient: bytes, amount: int) -> None:
-    if amount:
-        bank.process_transfer(state, ctx, sender, recipient, {DENOM: amount})
 
 
 def is_inference(work: str) -> bool:
@@ -441,18 +432,18 @@ def _check_link_fields(msg) -> None:
 
 
 def signer_provider(msg) -> bytes:
-    return _decode_address(msg.provider)
+    return parse_address(msg.provider)
 
 
 def check_stateless_register(msg: tx_pb2.MsgRegisterProvider) -> None:
-    _decode_address(msg.provider)
+    parse_address(msg.provider)
     _parse_price(msg.ask_price, "ask price")
     _parse_amount(msg.stake, "stake")
     _check_link_fields(msg)
 
 
 def check_and_execute_register(state, ctx, msg: tx_pb2.MsgRegisterProvider) -> tx_pb2.MsgRegisterProviderResponse:
-    address = _decode_address(msg.provider)
+    address = parse_address(msg.provider)
     params = get_params(state)
     if get_provider(state, address) is not None:
         raise ProviderExistsError(f"provider {msg.provider} is already registered")
@@ -485,7 +476,7 @@ def _get_active_provider(state, address: bytes, text: str) -> market_pb2.Provide
 
 
 def check_stateless_update(msg: tx_pb2.MsgUpdateProvider) -> None:
-    _decode_address(msg.provider)
+    parse_address(msg.provider)
     _parse_price(msg.ask_price, "ask price")
     if msg.add_stake:
         _parse_amount(msg.add_stake, "add_stake")
@@ -493,7 +484,7 @@ def check_stateless_update(msg: tx_pb2.MsgUpdateProvider) -> None:
 
 
 def check_and_execute_update(state, ctx, msg: tx_pb2.MsgUpdateProvider) -> tx_pb2.MsgUpdateProviderResponse:
-    address = _decode_address(msg.provider)
+    address = parse_address(msg.provider)
     params = get_params(state)
     provider = _get_active_provider(state, address, msg.provider)
     ask = _check_offer(params, list(msg.models), msg.slots_per_block, msg.ask_price, msg.zone)
@@ -518,11 +509,11 @@ def check_and_execute_update(state, ctx, msg: tx_pb2.MsgUpdateProvider) -> tx_pb
 
 
 def check_stateless_unregister(msg: tx_pb2.MsgUnregisterProvider) -> None:
-    _decode_address(msg.provider)
+    parse_address(msg.provider)
 
 
 def check_and_execute_unregister(state, ctx, msg: tx_pb2.MsgUnregisterProvider) -> tx_pb2.MsgUnregisterProviderResponse:
-    address = _decode_address(msg.provider)
+    address = parse_address(msg.provider)
     params = get_params(state)
     provider = _get_active_provider(state, address, msg.provider)
     provider.unbonding_height = ctx.height + params.unbonding_blocks
@@ -539,7 +530,7 @@ def process_unbondings(state, ctx) -> None:
     for key, _ in list(_iterate_prefix(state, prefix)):
         address = key[len(prefix) + 1:]
         provider = get_provider(state, address)
-        _pay(state, ctx, STAKE, address, int(provider.stake))
+        bank.process_payment(state, ctx, STAKE, address, int(provider.stake))
         if provider.validator_address:
             state.delete(STORE, state_key(VALIDATOR, provider.validator_address))
         for record_key in (key, state_key(PROVIDER, address), state_key(HEAT, address)):
@@ -611,7 +602,7 @@ def process_heat_reading(state, ctx, params, address: bytes, provider: market_pb
 
 
 def check_stateless_report_heat(msg: tx_pb2.MsgReportHeat) -> None:
-    _decode_address(msg.provider)
+    parse_address(msg.provider)
     try:
         heat.check_reading(heat.HeatReading(msg.temperature_millicelsius, msg.power_milliwatts))
     except heat.ReadingOutOfRange as error:
@@ -619,7 +610,7 @@ def check_stateless_report_heat(msg: tx_pb2.MsgReportHeat) -> None:
 
 
 def check_and_execute_report_heat(state, ctx, msg: tx_pb2.MsgReportHeat) -> tx_pb2.MsgReportHeatResponse:
-    address = _decode_address(msg.provider)
+    address = parse_address(msg.provider)
     provider = _get_active_provider(state, address, msg.provider)
     previous = get_heat(state, address)
     if previous is not None and previous.reported_height == ctx.height:
@@ -674,7 +665,7 @@ def _remove_order(state, order: market_pb2.Order) -> None:
 def _end_order(state, ctx, order: market_pb2.Order, reason: str) -> None:
     _remove_order(state, order)
     refund = int(order.escrow)
-    _pay(state, ctx, ESCROW, _decode_address(order.owner), refund)
+    bank.process_payment(state, ctx, ESCROW, parse_address(order.owner), refund)
     ctx.emit("order_ended", ("order", str(order.id)), ("owner", order.owner), ("reason", reason), ("refund", str(refund)))
 
 
@@ -725,24 +716,24 @@ def process_place_bid(state, ctx, owner: bytes, work: str, slots: int, max_price
 
 
 def signer_owner(msg) -> bytes:
-    return _decode_address(msg.owner)
+    return parse_address(msg.owner)
 
 
 def check_stateless_bid(msg: tx_pb2.MsgBid) -> None:
-    _decode_address(msg.owner)
+    parse_address(msg.owner)
     _parse_price(msg.max_price, "max price")
     if msg.slots == 0:
         raise InvalidSlotsError("an order buys at least one slot")
 
 
 def check_and_execute_bid(state, ctx, msg: tx_pb2.MsgBid) -> tx_pb2.MsgBidResponse:
-    order_id = process_place_bid(state, ctx, _decode_address(msg.owner), msg.work, msg.slots,
+    order_id = process_place_bid(state, ctx, parse_address(msg.owner), msg.work, msg.slots,
                                  _parse_price(msg.max_price, "max price"), msg.expiry_height, msg.task_ref)
     return tx_pb2.MsgBidResponse(order_id=order_id)
 
 
 def check_stateless_cancel(msg: tx_pb2.MsgCancelOrder) -> None:
-    _decode_address(msg.owner)
+    parse_address(msg.owner)
 
 
 def check_and_execute_cancel(state, ctx, msg: tx_pb2.MsgCancelOrder) -> tx_pb2.MsgCancelOrderResponse:
@@ -799,9 +790,9 @@ def process_task_proven(state, ctx, task_ref: str, prover: bytes) -> market_pb2.
     price, escrow = int(assignment.price), int(assignment.escrow)
     fee = price * get_params(state).protocol_fee_bps // BPS
     _remove_assignment(state, assignment)
-    _pay(state, ctx, ESCROW, provider, price - fee)
-    _pay(state, ctx, ESCROW, bank.FEE_COLLECTOR, fee)
-    _pay(state, ctx, ESCROW, _decode_address(assignment.owner), escrow - price)
+    bank.process_payment(state, ctx, ESCROW, provider, price - fee)
+    bank.process_payment(state, ctx, ESCROW, bank.FEE_COLLECTOR, fee)
+    bank.process_payment(state, ctx, ESCROW, parse_address(assignment.owner), escrow - price)
     ctx.emit("task_proven", ("task", task_ref), ("provider", assignment.provider), ("price", assignment.price))
     return assignment
 
@@ -817,10 +808,10 @@ def process_deadlines(state, ctx, params) -> None:
         slashed = int(provider.stake) * params.slash_bps // BPS
         provider.stake = str(int(provider.stake) - slashed)
         _set_record(state, PROVIDER, address, provider)
-        _pay(state, ctx, STAKE, _decode_address(assignment.owner), slashed)
+        bank.process_payment(state, ctx, STAKE, parse_address(assignment.owner), slashed)
         ctx.emit("task_missed", ("task", assignment.task_ref), ("provider", assignment.provider), ("slashed", str(slashed)))
         if assignment.expiry_height < ctx.height:
-            _pay(state, ctx, ESCROW, _decode_address(assignment.owner), int(assignment.escrow))
+            bank.process_payment(state, ctx, ESCROW, parse_address(assignment.owner), int(assignment.escrow))
             ctx.emit("task_expired", ("task", assignment.task_ref), ("owner", assignment.owner), ("refund", assignment.escrow))
             continue
         order = market_pb2.Order(
@@ -945,8 +936,8 @@ def process_settlement(state, ctx, params, work: str, price: int, fills: list[Fi
     for process_id, process_fills in held.items():
         fees += _process_rent(state, ctx, params, get_process(state, process_id), process_fills, price, fee, payouts)
     for provider, amount in sorted(payouts.items()):
-        _pay(state, ctx, ESCROW, provider, amount)
-    _pay(state, ctx, ESCROW, bank.FEE_COLLECTOR, fees)
+        bank.process_payment(state, ctx, ESCROW, provider, amount)
+    bank.process_payment(state, ctx, ESCROW, bank.FEE_COLLECTOR, fees)
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -970,7 +961,7 @@ def _settle_memory_rent(state, ctx, params, record: market_pb2.Process, through_
     charged = min(due, int(record.escrow))
     record.escrow = str(int(record.escrow) - charged)
     record.paid_height = max(record.paid_height, through_height)
-    _pay(state, ctx, ESCROW, bank.FEE_COLLECTOR, charged)
+    bank.process_payment(state, ctx, ESCROW, bank.FEE_COLLECTOR, charged)
 
 
 def _save_process(state, params, record: market_pb2.Process) -> None:
@@ -1018,8 +1009,8 @@ def process_apoptosis(state, ctx, params, record: market_pb2.Process, reason: st
         tx_params, _ = auth.get_params(state)
         tax = min(int(record.escrow), process.compute_erase_tax(record.memory_bytes, state.gas, tx_params))
     refund = int(record.escrow) - tax
-    _pay(state, ctx, ESCROW, bank.FEE_COLLECTOR, tax)
-    _pay(state, ctx, ESCROW, _decode_address(record.owner), refund)
+    bank.process_payment(state, ctx, ESCROW, bank.FEE_COLLECTOR, tax)
+    bank.process_payment(state, ctx, ESCROW, parse_address(record.owner), refund)
     if record.death_height:
         state.delete(STORE, state_key(DEATH, record.death_height, record.id))
     state.delete(STORE, state_key(PROCESS, record.id))
@@ -1036,7 +1027,7 @@ def process_deaths(state, ctx, params) -> None:
 
 
 def check_stateless_start(msg: tx_pb2.MsgStartProcess) -> None:
-    _decode_address(msg.owner)
+    parse_address(msg.owner)
     _parse_price(msg.max_rent, "max rent")
     _parse_amount(msg.escrow, "escrow")
     if msg.slots == 0:
@@ -1044,7 +1035,7 @@ def check_stateless_start(msg: tx_pb2.MsgStartProcess) -> None:
 
 
 def check_and_execute_start(state, ctx, msg: tx_pb2.MsgStartProcess) -> tx_pb2.MsgStartProcessResponse:
-    owner = _decode_address(msg.owner)
+    owner = parse_address(msg.owner)
     params = get_params(state)
     max_rent, escrow = _parse_price(msg.max_rent, "max rent"), _parse_amount(msg.escrow, "escrow")
     if msg.slots > params.max_order_slots:
@@ -1077,7 +1068,7 @@ def _check_memory_key(key: bytes) -> None:
 
 
 def check_stateless_write(msg: tx_pb2.MsgProcessWrite) -> None:
-    _decode_address(msg.owner)
+    parse_address(msg.owner)
     _check_memory_key(msg.key)
     if not msg.value:
         raise MemoryLimitError("an empty value: delete the key instead")
@@ -1102,7 +1093,7 @@ def check_and_execute_write(state, ctx, msg: tx_pb2.MsgProcessWrite) -> tx_pb2.M
 
 
 def check_stateless_delete(msg: tx_pb2.MsgProcessDelete) -> None:
-    _decode_address(msg.owner)
+    parse_address(msg.owner)
     _check_memory_key(msg.key)
 
 
@@ -1121,7 +1112,7 @@ def check_and_execute_delete(state, ctx, msg: tx_pb2.MsgProcessDelete) -> tx_pb2
 
 
 def check_stateless_top_up(msg: tx_pb2.MsgTopUp) -> None:
-    _decode_address(msg.owner)
+    parse_address(msg.owner)
     if _parse_amount(msg.amount, "amount") == 0:
         raise InvalidAmountError("a top-up adds a positive amount")
 
@@ -1131,7 +1122,7 @@ def check_and_execute_top_up(state, ctx, msg: tx_pb2.MsgTopUp) -> tx_pb2.MsgTopU
     record = _get_owned_process(state, msg.process_id, msg.owner)
     amount = _parse_amount(msg.amount, "amount")
     _settle_memory_rent(state, ctx, params, record, ctx.height - 1)
-    bank.process_transfer(state, ctx, _decode_address(msg.owner), ESCROW, {DENOM: amount})
+    bank.process_transfer(state, ctx, parse_address(msg.owner), ESCROW, {DENOM: amount})
     record.escrow = str(int(record.escrow) + amount)
     _save_process(state, params, record)
     ctx.emit("process_topped_up", ("process", str(record.id)), ("amount", str(amount)), ("escrow", record.escrow))
@@ -1139,7 +1130,7 @@ def check_and_execute_top_up(state, ctx, msg: tx_pb2.MsgTopUp) -> tx_pb2.MsgTopU
 
 
 def check_stateless_stop(msg: tx_pb2.MsgStopProcess) -> None:
-    _decode_address(msg.owner)
+    parse_address(msg.owner)
 
 
 def check_and_execute_stop(state, ctx, msg: tx_pb2.MsgStopProcess) -> tx_pb2.MsgStopProcessResponse:
@@ -1342,7 +1333,7 @@ def query_providers(state, request: query_pb2.QueryProvidersRequest) -> query_pb
 
 
 def query_provider(state, request: query_pb2.QueryProviderRequest) -> query_pb2.QueryProviderResponse:
-    address = _decode_address(request.address)
+    address = parse_address(request.address)
     provider = get_provider(state, address)
     if provider is None:
         raise ProviderNotFoundError(f"{request.address} is not a registered provider")

@@ -16,6 +16,7 @@ from chain import crypto
 from chain.coins import DENOM, parse_coins
 from chain.errors import (
     InsufficientFeeError,
+    InvalidAddressError,
     InvalidPubKeyError,
     InvalidRequestError,
     MemoTooLargeError,
@@ -63,6 +64,14 @@ class DecodedTx:
 
     def sign_bytes(self, chain_id: str, account_number: int) -> bytes:
         return compute_sign_bytes(self.body_bytes, self.auth_info_bytes, chain_id, account_number)
+
+
+def parse_address(text: str) -> bytes:
+    """A message's bech32 address field -> 20 bytes, or the SDK's invalid-address error."""
+    try:
+        return crypto.decode_address(text)
+    except crypto.InvalidAddress as error:
+        raise InvalidAddressError(f"invalid address: {error}") from None
 
 
 def compute_tx_hash(tx: bytes) -> bytes:
