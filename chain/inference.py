@@ -60,7 +60,7 @@ from chain.coins import DENOM, UINT256_MAX
 from chain.errors import NotFoundError, TxError, UnauthorizedError
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
 from chain.state import MessageHandler, compute_prefix_end, encode_key
-from chain.tx import parse_address
+from chain.tx import compute_type_url, parse_address
 from chain.store import Branch
 from zk.artifacts import Circuit, load_manifest
 from zk.instances import InstanceError, compute_output_hash, compute_output_size, decode_instances
@@ -657,16 +657,12 @@ def end_block(state, ctx) -> None:
                  ("refund", str(refund)))
 
 
-def _url(message_class) -> str:
-    return "/" + message_class.DESCRIPTOR.full_name
-
-
 MESSAGES = {
-    _url(tx_pb2.MsgRegisterModel): MessageHandler(
+    compute_type_url(tx_pb2.MsgRegisterModel): MessageHandler(
         tx_pb2.MsgRegisterModel, signer_register, check_stateless_register, check_and_execute_register),
-    _url(tx_pb2.MsgRequestInference): MessageHandler(
+    compute_type_url(tx_pb2.MsgRequestInference): MessageHandler(
         tx_pb2.MsgRequestInference, signer_request, check_stateless_request, check_and_execute_request),
-    _url(tx_pb2.MsgSubmitInference): MessageHandler(
+    compute_type_url(tx_pb2.MsgSubmitInference): MessageHandler(
         tx_pb2.MsgSubmitInference, signer_submit, check_stateless_submit, check_and_execute_submit),
 }
 

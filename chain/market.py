@@ -71,7 +71,7 @@ from chain.coins import DENOM, UINT256_MAX
 from chain.errors import NotFoundError, TxError
 from chain.proto.maxwell.market.v1 import market_pb2, query_pb2, tx_pb2
 from chain.state import MessageHandler, compute_prefix_end, encode_key
-from chain.tx import parse_address
+from chain.tx import compute_type_url, parse_address
 
 STORE = "market"
 CODESPACE = "market"
@@ -1152,30 +1152,26 @@ def end_block(state, ctx) -> None:
     process_unbondings(state, ctx)
 
 
-def _url(message_class) -> str:
-    return "/" + message_class.DESCRIPTOR.full_name
-
-
 MESSAGES = {
-    _url(tx_pb2.MsgRegisterProvider): MessageHandler(
+    compute_type_url(tx_pb2.MsgRegisterProvider): MessageHandler(
         tx_pb2.MsgRegisterProvider, signer_provider, check_stateless_register, check_and_execute_register),
-    _url(tx_pb2.MsgUpdateProvider): MessageHandler(
+    compute_type_url(tx_pb2.MsgUpdateProvider): MessageHandler(
         tx_pb2.MsgUpdateProvider, signer_provider, check_stateless_update, check_and_execute_update),
-    _url(tx_pb2.MsgUnregisterProvider): MessageHandler(
+    compute_type_url(tx_pb2.MsgUnregisterProvider): MessageHandler(
         tx_pb2.MsgUnregisterProvider, signer_provider, check_stateless_unregister, check_and_execute_unregister),
-    _url(tx_pb2.MsgReportHeat): MessageHandler(
+    compute_type_url(tx_pb2.MsgReportHeat): MessageHandler(
         tx_pb2.MsgReportHeat, signer_provider, check_stateless_report_heat, check_and_execute_report_heat),
-    _url(tx_pb2.MsgBid): MessageHandler(tx_pb2.MsgBid, signer_owner, check_stateless_bid, check_and_execute_bid),
-    _url(tx_pb2.MsgCancelOrder): MessageHandler(
+    compute_type_url(tx_pb2.MsgBid): MessageHandler(tx_pb2.MsgBid, signer_owner, check_stateless_bid, check_and_execute_bid),
+    compute_type_url(tx_pb2.MsgCancelOrder): MessageHandler(
         tx_pb2.MsgCancelOrder, signer_owner, check_stateless_cancel, check_and_execute_cancel),
-    _url(tx_pb2.MsgStartProcess): MessageHandler(
+    compute_type_url(tx_pb2.MsgStartProcess): MessageHandler(
         tx_pb2.MsgStartProcess, signer_owner, check_stateless_start, check_and_execute_start),
-    _url(tx_pb2.MsgProcessWrite): MessageHandler(
+    compute_type_url(tx_pb2.MsgProcessWrite): MessageHandler(
         tx_pb2.MsgProcessWrite, signer_owner, check_stateless_write, check_and_execute_write),
-    _url(tx_pb2.MsgProcessDelete): MessageHandler(
+    compute_type_url(tx_pb2.MsgProcessDelete): MessageHandler(
         tx_pb2.MsgProcessDelete, signer_owner, check_stateless_delete, check_and_execute_delete),
-    _url(tx_pb2.MsgTopUp): MessageHandler(tx_pb2.MsgTopUp, signer_owner, check_stateless_top_up, check_and_execute_top_up),
-    _url(tx_pb2.MsgStopProcess): MessageHandler(
+    compute_type_url(tx_pb2.MsgTopUp): MessageHandler(tx_pb2.MsgTopUp, signer_owner, check_stateless_top_up, check_and_execute_top_up),
+    compute_type_url(tx_pb2.MsgStopProcess): MessageHandler(
         tx_pb2.MsgStopProcess, signer_owner, check_stateless_stop, check_and_execute_stop),
 }
 

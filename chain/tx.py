@@ -177,8 +177,12 @@ def decode_tx(tx: bytes, handlers: dict, params: TxParams, simulate: bool = Fals
     )
 
 
+def compute_type_url(message_class) -> str:
+    return "/" + message_class.DESCRIPTOR.full_name
+
+
 def pack_any(message, type_url: str | None = None) -> Any:
-    return Any(type_url=type_url or "/" + message.DESCRIPTOR.full_name, value=message.SerializeToString())
+    return Any(type_url=type_url or compute_type_url(message), value=message.SerializeToString())
 
 
 def sign_tx(
