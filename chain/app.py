@@ -8,6 +8,7 @@ persists the block in one synced batch. CheckTx runs the same `execute_tx` on a 
 is reset to the committed state after every commit.
 """
 
+import gc
 import json
 import os
 from collections import OrderedDict
@@ -197,6 +198,9 @@ class App:
 
     def commit(self, request: abci.RequestCommit | None = None) -> abci.ResponseCommit:
         self.store.commit()
+        # What outlives a block (tree nodes, caches) is long-lived: taking it out of the collector's
+        # view keeps each full collection from walking millions of objects (200 ms in a 10k-tx block).
+        gc.freeze()
         self.genesis = None
         self.finalized = None
         self.check_state = Branch(self.store)
@@ -222,7 +226,7 @@ class App:
 
     def execute_tx(self, parent: Branch, ctx: Context, tx_bytes: bytes, result, decoded: DecodedTx | None = None,
                    simulate: bool = False, keep_fee_on_failure: bool = True) -> None:
-        """Ante, then messages in a branch of it; fills `result` (ExecTxResult or ResponseCheckTx).
+        """Ante, then messages, in `parent` between savepoints; fills `result` (ExecTxResult or ResponseCheckTx).
 
         In a block a message failure keeps the ante's writes (the fee is spent, the sequence used), as
         in the Cosmos SDK; CheckTx passes keep_fee_on_failure=False so a rejected tx leaves no trace.
@@ -230,15 +234,15 @@ class App:
         """
         ctx.events = result.events
         meter = GasMeter(MAX_GAS_LIMIT)
+        before_ante = parent.savepoint()
         fee_spent = False
         try:
             tx = decoded or self.decode(tx_bytes)
             meter.limit = tx.gas_limit
-            ante = Branch(parent)
-            process_ante(State(ante, meter, self.gas_params), ctx, tx, self.tx_params, self.signatures, simulate)
+            state = State(parent, meter, self.gas_params)
+            process_ante(state, ctx, tx, self.tx_params, self.signatures, simulate)
             ante_events = len(ctx.events)
-            messages = Branch(ante)
-            state = State(messages, meter, self.gas_params)
+            before_messages = parent.savepoint()
             signer = crypto.encode_address(tx.signer)
             responses = []
             try:
@@ -247,23 +251,25 @@ class App:
                     responses.append(pack_any(HANDLERS[url].check_and_execute(state, ctx, message)))
             except TxError:
                 del ctx.events[ante_events:]
-                if keep_fee_on_failure:
-                    ante.write()
-                    fee_spent = True
+                parent.rollback(before_messages)
+                fee_spent = keep_fee_on_failure
                 raise
-            messages.write()
-            ante.write()
         except TxError as error:
             if not fee_spent:
                 del ctx.events[:]
+                parent.rollback(before_ante)
+            parent.release(before_ante)
             result.code, result.codespace, result.log = error.code, error.codespace, str(error)
             result.gas_wanted = 0 if meter.limit == MAX_GAS_LIMIT else meter.limit
             result.gas_used = meter.consumed
             return
         except Exception as error:  # a bug must fail the tx, never the node; same input fails the same way
             del ctx.events[:]
+            parent.rollback(before_ante)
+            parent.release(before_ante)
             result.code, result.codespace, result.log = INTERNAL_ERROR_CODE, UNDEFINED_CODESPACE, f"internal error: {type(error).__name__}"
             return
+        parent.release(before_ante)
         result.data = sdk_abci.TxMsgData(msg_responses=responses).SerializeToString()
         result.gas_wanted, result.gas_used = tx.gas_limit, meter.consumed
 

@@ -583,7 +583,12 @@ class Store:
 
 
 class Branch:
-    """A write cache over the store or another branch: reads fall through, writes stay here."""
+    """A write cache over the store or another branch: reads fall through, writes stay here.
+
+    A savepoint marks the branch's writes so far; `rollback` undoes every write after it. A tx runs
+    in its block's branch between savepoints instead of in branches of its own, so its reads do not
+    walk through extra layers and its writes are not copied down when it succeeds.
+    """
 
     def __init__(self, parent: "Store | Branch"):
         self.parent = parent
@@ -591,6 +596,8 @@ class Branch:
         self._known = frozenset(self.store_names)
         self._writes: dict[str, dict[bytes, bytes | None]] = {}
         self._sorted: dict[str, list[bytes]] = {}
+        self._journal: list[tuple[str, bytes, object]] = []  # (store, key, value before), while a savepoint is open
+        self._marks: list[int] = []
 
     def _check_store(self, store: str) -> None:
         if store not in self._known:
@@ -620,11 +627,40 @@ class Branch:
 
     def _put(self, store: str, key: bytes, value: bytes | None) -> None:
         writes = self._writes.setdefault(store, {})
-        if key not in writes:
+        previous = writes.get(key, _MISSING)
+        if previous is _MISSING:
             order = self._sorted.get(store)
             if order is not None:
                 insort(order, key)
+        if self._marks:
+            self._journal.append((store, key, previous))
         writes[key] = value
+
+    def savepoint(self) -> int:
+        """A handle to the writes so far; savepoints nest."""
+        self._marks.append(len(self._journal))
+        return len(self._marks) - 1
+
+    def rollback(self, savepoint: int) -> None:
+        """Undo every write made since `savepoint`, which stays open; later savepoints are dropped."""
+        journal, start = self._journal, self._marks[savepoint]
+        del self._marks[savepoint + 1 :]
+        while len(journal) > start:
+            store, key, previous = journal.pop()
+            writes = self._writes[store]
+            if previous is not _MISSING:
+                writes[key] = previous
+                continue
+            del writes[key]
+            order = self._sorted.get(store)
+            if order is not None:
+                del order[bisect_left(order, key)]
+
+    def release(self, savepoint: int) -> None:
+        """Keep the writes made since `savepoint`; it and later savepoints are closed."""
+        del self._marks[savepoint:]
+        if not self._marks:
+            self._journal.clear()
 
     def _sorted_keys(self, store: str) -> list[bytes]:
         """The store's written keys in order, kept sorted once a store has been iterated."""

@@ -802,3 +802,67 @@ def test_smt_node_ids_name_depth_and_version():
     assert smt.inner_node_id(0, 0, smt.encode_version(7)) == b"\x01" + (7).to_bytes(8, "big")
     assert smt.inner_node_id(3, 0b101, b"v" * 8)[:1] == bytes([0b1101])
     assert len({smt.inner_node_id(d, 0, b"v" * 8) for d in range(256)}) == 256
+
+
+savepoint_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), small_keys, st.one_of(st.none(), st.binary(min_size=1, max_size=2))),
+        st.tuples(st.just("savepoint")),
+        st.tuples(st.just("rollback")),
+        st.tuples(st.just("release")),
+        st.tuples(st.just("iterate"), bounds, bounds, st.booleans()),
+    ),
+    max_size=40,
+)
+
+
+@FUZZ
+@given(st.dictionaries(small_keys, st.binary(min_size=1, max_size=2), max_size=20), savepoint_ops)
+def test_branch_rollback_matches_a_model_with_snapshots(committed, ops):
+    """Writes, nested savepoints, rollbacks and releases (as txs run in a block): reads, ordered
+    iteration and the staged changes always equal a model that copies the state at each savepoint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        s = Store(os.path.join(tmp, "db"), STORES)
+        stage_commit(s, 1, {"market": committed})
+        branch = Branch(s)
+        overlay: dict = {}
+        marks: list[tuple[int, dict]] = []
+        for op in ops:
+            if op[0] == "write":
+                _, key, value = op
+                branch.delete("market", key) if value is None else branch.set("market", key, value)
+                overlay[key] = value
+            elif op[0] == "savepoint":
+                marks.append((branch.savepoint(), dict(overlay)))
+            elif op[0] == "rollback" and marks:
+                mark, overlay = marks[-1]
+                overlay = dict(overlay)
+                branch.rollback(mark)
+            elif op[0] == "release" and marks:
+                branch.release(marks.pop()[0])
+            elif op[0] == "iterate":
+                _, start, end, reverse = op
+                model = apply_overlay(committed, overlay)
+                assert list(branch.iterate("market", start, end, reverse)) == expected_range(model, start, end, reverse)
+        model = apply_overlay(committed, overlay)
+        assert all(branch.get("market", k) == model.get(k) for k in {*committed, *overlay})
+        assert branch.changes().get("market", {}) == overlay
+        s.close()
+
+
+def test_a_rolled_back_tx_leaves_the_block_as_it_was(store):
+    stage_commit(store, 1, {"bank": {b"a": b"1"}})
+    block = Branch(store)
+    block.set("bank", b"b", b"2")
+    list(block.iterate("bank"))  # the branch now keeps its keys in order too
+    fee = block.savepoint()
+    block.set("bank", b"a", b"0")
+    messages = block.savepoint()
+    block.delete("bank", b"b")
+    block.set("bank", b"c", b"3")
+    block.rollback(messages)
+    assert list(block.iterate("bank")) == [(b"a", b"0"), (b"b", b"2")]
+    block.rollback(fee)
+    block.release(fee)
+    assert list(block.iterate("bank")) == [(b"a", b"1"), (b"b", b"2")]
+    assert block.changes() == {"bank": {b"b": b"2"}}
