@@ -28,6 +28,7 @@ from zk.instances import (
     FELT_BYTES,
     HEADER_BYTES,
     InstanceError,
+    ProofParts,
     PublicInstances,
     decode_instances,
     decode_proof,
@@ -42,6 +43,7 @@ CACHE_ENTRIES = 4096
 READY = "ready"
 WORKER_COMMAND = (sys.executable, "-m", "zk.verify")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+BYTE_TEXT = tuple(str(b) for b in range(256))
 SCRATCH_DIR = "/dev/shm"  # EZKL reads each proof from a file: keep that file in memory
 
 
@@ -83,6 +85,9 @@ class Verifier:
         self._cache: OrderedDict[tuple[str, str], VerifyResult] = OrderedDict()
         self._lock = threading.Lock()
         self._worker: subprocess.Popen | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        self._proof_path: str | None = None
+        self._proof_fd: int | None = None
 
     def __enter__(self):
         return self
@@ -129,14 +134,16 @@ class Verifier:
             return _reject(
                 f"proof transcript has {transcript_size} bytes, circuit {circuit.name} has {circuit.proof_size}"
             )
-        parts = decode_proof(proof)
-        request = {
-            "proof": {"instances": [[felt_to_hex(i) for i in parts.instances]], "proof": list(parts.transcript)},
-            "settings": str(circuit.settings_path.resolve()),
-            "vk": str(circuit.vk_path.resolve()),
-            "srs": str(circuit.srs_path.resolve()),
-        }
         self._start_worker()
+        text = compute_ezkl_proof_json(decode_proof(proof)).encode()
+        os.ftruncate(self._proof_fd, 0)
+        os.pwrite(self._proof_fd, text, 0)
+        request = {
+            "proof": self._proof_path,
+            "settings": os.path.abspath(circuit.settings_path),
+            "vk": os.path.abspath(circuit.vk_path),
+            "srs": os.path.abspath(circuit.srs_path),
+        }
         try:
             self._worker.stdin.write(json.dumps(request).encode() + b"\n")
             self._worker.stdin.flush()
@@ -157,6 +164,9 @@ class Verifier:
         if self._worker is not None and self._worker.poll() is None:
             return
         self._stop_worker()
+        self._scratch = tempfile.TemporaryDirectory(dir=SCRATCH_DIR if os.path.isdir(SCRATCH_DIR) else None)
+        self._proof_path = os.path.join(self._scratch.name, "proof.json")
+        self._proof_fd = os.open(self._proof_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self._worker = subprocess.Popen(
             WORKER_COMMAND, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
@@ -170,6 +180,10 @@ class Verifier:
             raise VerifierUnavailable(f"the verifier process said {ready!r} instead of {READY!r}")
 
     def _stop_worker(self) -> int | None:
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            os.close(self._proof_fd)
+            scratch.cleanup()
         worker, self._worker = self._worker, None
         if worker is None:
             return None
@@ -196,9 +210,15 @@ def _read_line(fd: int, deadline: float) -> str:
     return data.decode().rstrip("\n")
 
 
-def _run_ezkl_verify(proof_path: Path, settings_path: str, vk_path: str, srs_path: str) -> str | None:
+def compute_ezkl_proof_json(parts: ProofParts) -> str:
+    """The proof file `ezkl.verify` reads: hex instances and the transcript as a JSON list of bytes."""
+    instances = ",".join(f'"{felt_to_hex(i)}"' for i in parts.instances)
+    return '{"instances":[[' + instances + ']],"proof":[' + ",".join([BYTE_TEXT[b] for b in parts.transcript]) + "]}"
+
+
+def _run_ezkl_verify(proof_path: str, settings_path: str, vk_path: str, srs_path: str) -> str | None:
     try:
-        verified = ezkl.verify(str(proof_path), settings_path, vk_path, srs_path, True)
+        verified = ezkl.verify(proof_path, settings_path, vk_path, srs_path, True)
     except BaseException as e:
         if not is_ezkl_failure(e):
             raise
@@ -207,22 +227,20 @@ def _run_ezkl_verify(proof_path: Path, settings_path: str, vk_path: str, srs_pat
 
 
 def serve() -> None:
-    """The verifier process: one JSON request per line in, one {"failure": null | reason} line out.
+    """The verifier process: one JSON request of file paths per line in, one {"failure": null | reason}
+    line out. The parent writes the proof file; only EZKL's reading of it runs here.
 
     Native code may print to stdout, so responses go to a private copy of it and fd 1 is pointed at stderr.
     """
     responses = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    with tempfile.TemporaryDirectory(dir=SCRATCH_DIR if os.path.isdir(SCRATCH_DIR) else None) as scratch:
-        proof_path = Path(scratch) / "proof.json"
-        responses.write(READY + "\n")
+    responses.write(READY + "\n")
+    responses.flush()
+    for line in sys.stdin:
+        request = json.loads(line)
+        failure = _run_ezkl_verify(request["proof"], request["settings"], request["vk"], request["srs"])
+        responses.write(json.dumps({"failure": failure}) + "\n")
         responses.flush()
-        for line in sys.stdin:
-            request = json.loads(line)
-            proof_path.write_text(json.dumps(request["proof"]))
-            failure = _run_ezkl_verify(proof_path, request["settings"], request["vk"], request["srs"])
-            responses.write(json.dumps({"failure": failure}) + "\n")
-            responses.flush()
 
 
 if __name__ == "__main__":

@@ -3,11 +3,13 @@
 Rows of (measure, value, baseline, ratio) for `make bench`. `ours` proving is zk.prove.prove_circuit
 (onnxruntime reference run, witness, proof, tolerance and instance checks); raw is ezkl.gen_witness +
 ezkl.prove on the same compiled circuit and proving key. `ours` verifying is zk.verify.Verifier (an
-isolated process, cache bypassed); raw is ezkl.verify in-process on proof files of the same samples.
+isolated process, cache bypassed); raw is ezkl.verify in-process on proof files of the same samples,
+alternating with ours call by call; both are medians.
 """
 
 import json
 import multiprocessing
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +23,7 @@ from zk.verify import Verifier
 
 MANIFEST = Path(__file__).resolve().parents[2] / "circuits" / "digits" / "manifest.json"
 SAMPLES = 3
-VERIFY_REPEATS = 20
+VERIFY_REPEATS = 100
 PIPELINE_REQUESTS = 4
 
 
@@ -45,22 +47,22 @@ def time_raw_prove(circuit, values, pk_path: Path, scratch: Path) -> tuple[float
     return time.perf_counter() - start, proof
 
 
-def time_raw_verify(circuit, proof_paths: list[Path]) -> float:
-    ezkl.verify(str(proof_paths[0]), str(circuit.settings_path), str(circuit.vk_path), str(circuit.srs_path), True)
-    start = time.perf_counter()
-    for i in range(VERIFY_REPEATS):
-        path = proof_paths[i % len(proof_paths)]
-        assert ezkl.verify(str(path), str(circuit.settings_path), str(circuit.vk_path), str(circuit.srs_path), True)
-    return (time.perf_counter() - start) / VERIFY_REPEATS
-
-
-def time_our_verify(verifier: Verifier, circuit, proofs: list[bytes]) -> float:
-    verifier.verify(circuit, proofs[0])  # both sides verify once untimed: the first call loads the SRS
-    start = time.perf_counter()
+def time_verify(verifier: Verifier, circuit, proof_paths: list[Path], proofs: list[bytes]) -> tuple[float, float]:
+    """Median seconds of (ours, raw) per verification. The two alternate call by call so that this
+    VM's drifting CPU speed weighs on both alike; each verifies once untimed first (the SRS load)."""
+    args = (str(circuit.settings_path), str(circuit.vk_path), str(circuit.srs_path))
+    ezkl.verify(str(proof_paths[0]), *args, True)
+    verifier.verify(circuit, proofs[0])
+    ours, raw = [], []
     for i in range(VERIFY_REPEATS):
         verifier._cache.clear()  # measure verification, not the cache
+        start = time.perf_counter()
         assert verifier.verify(circuit, proofs[i % len(proofs)]).is_valid
-    return (time.perf_counter() - start) / VERIFY_REPEATS
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        assert ezkl.verify(str(proof_paths[i % len(proof_paths)]), *args, True)
+        raw.append(time.perf_counter() - start)
+    return statistics.median(ours), statistics.median(raw)
 
 
 def prove_stage(names: list[str], pk_dir: str, inbox, outbox, report) -> None:
@@ -124,8 +126,7 @@ def run() -> list[tuple[str, str, str, str]]:
                 start = time.perf_counter()
                 our_proofs.append(prove_circuit(circuit, sample_inputs[name], pk_dir).proof)
                 ours_prove += (time.perf_counter() - start) / SAMPLES
-            raw_verify = time_raw_verify(circuit, raw_proofs)
-            ours_verify = time_our_verify(verifier, circuit, our_proofs)
+            ours_verify, raw_verify = time_verify(verifier, circuit, raw_proofs, our_proofs)
             label = f"{name} (logrows {circuit.logrows})"
             rows.append((f"prove {label}", f"{ours_prove:.3f} s", f"{raw_prove:.3f} s raw", f"{ours_prove / raw_prove:.3f}"))
             rows.append((f"verify {label}", f"{ours_verify * 1000:.2f} ms", f"{raw_verify * 1000:.2f} ms raw",
