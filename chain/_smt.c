@@ -496,10 +496,78 @@ done:
     return result;
 }
 
+/* chain.smt.encode_inner: each child as a tag (0 empty, 1 inner, 2 leaf) and its fields. */
+static PyObject *encode_inner(PyObject *Py_UNUSED(module), PyObject *node)
+{
+    if (!PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != 2) {
+        PyErr_SetString(PyExc_ValueError, "an inner node is a pair of subtree references");
+        return NULL;
+    }
+    PyObject *children[2] = {PyTuple_GET_ITEM(node, 0), PyTuple_GET_ITEM(node, 1)};
+    Py_ssize_t size = 0;
+    for (int i = 0; i < 2; i++) {
+        if (check_ref(children[i]) < 0)
+            return NULL;
+        size += children[i] == Py_None ? 1 : 1 + HASH_BYTES + VERSION_BYTES + (IS_LEAF(children[i]) ? HASH_BYTES : 0);
+    }
+    PyObject *encoded = PyBytes_FromStringAndSize(NULL, size);
+    if (encoded == NULL)
+        return NULL;
+    char *out = PyBytes_AS_STRING(encoded);
+    for (int i = 0; i < 2; i++) {
+        PyObject *ref = children[i];
+        if (ref == Py_None) {
+            *out++ = 0;
+            continue;
+        }
+        *out++ = IS_LEAF(ref) ? 2 : 1;
+        for (Py_ssize_t field = 0; field < PyTuple_GET_SIZE(ref); field++) {
+            PyObject *part = PyTuple_GET_ITEM(ref, field);
+            memcpy(out, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part));
+            out += PyBytes_GET_SIZE(part);
+        }
+    }
+    return encoded;
+}
+
+/* chain.store.encode_key_list of prefix + id for each id: a 2-byte big-endian length, then the key. */
+static PyObject *encode_key_list(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *prefix, *ids;
+    if (!PyArg_ParseTuple(args, "O!O!:encode_key_list", &PyBytes_Type, &prefix, &PyList_Type, &ids))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(ids), prefix_size = PyBytes_GET_SIZE(prefix), size = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *id = PyList_GET_ITEM(ids, i);
+        if (!PyBytes_Check(id) || prefix_size + PyBytes_GET_SIZE(id) > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "node ids are bytes and keys are at most 65535 bytes");
+            return NULL;
+        }
+        size += 2 + prefix_size + PyBytes_GET_SIZE(id);
+    }
+    PyObject *encoded = PyBytes_FromStringAndSize(NULL, size);
+    if (encoded == NULL)
+        return NULL;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(encoded);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *id = PyList_GET_ITEM(ids, i);
+        Py_ssize_t key_size = prefix_size + PyBytes_GET_SIZE(id);
+        *out++ = (unsigned char)(key_size >> 8);
+        *out++ = (unsigned char)key_size;
+        memcpy(out, PyBytes_AS_STRING(prefix), prefix_size);
+        memcpy(out + prefix_size, PyBytes_AS_STRING(id), PyBytes_GET_SIZE(id));
+        out += key_size;
+    }
+    return encoded;
+}
+
 static PyMethodDef methods[] = {
     {"apply_batch", apply_batch, METH_VARARGS,
      "apply_batch(root, changes, stamp, get_inner) -> (root, inner_nodes, leaves, stale_inner, "
      "stale_leaves)\n\nchain.smt.apply_batch, with the version already encoded as 8 bytes."},
+    {"encode_inner", encode_inner, METH_O, "encode_inner(node) -> bytes\n\nchain.smt.encode_inner."},
+    {"encode_key_list", encode_key_list, METH_VARARGS,
+     "encode_key_list(prefix, ids) -> bytes\n\nchain.store.encode_key_list([prefix + id for id in ids])."},
     {NULL, NULL, 0, NULL},
 };
 

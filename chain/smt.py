@@ -132,11 +132,8 @@ def decode_ref_at(data: bytes, pos: int) -> tuple[Ref, int]:
     raise CorruptNode(f"bad subtree reference tag {tag} at offset {pos}")
 
 
-def encode_inner(node: InnerNode) -> bytes:
-    left, right = node
-    return (_EMPTY_REF if left is None else _REF_TAGS[len(left)] + b"".join(left)) + (
-        _EMPTY_REF if right is None else _REF_TAGS[len(right)] + b"".join(right)
-    )
+# An inner node as its two refs, each encode_ref; native because a commit encodes ~5 per changed key.
+encode_inner = _smt.encode_inner
 
 
 def decode_inner(data: bytes) -> InnerNode:

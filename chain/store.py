@@ -22,7 +22,7 @@ LevelDB layout (every key is made by `state_key`):
     r/<height>                     -> the store roots of that height
     n<store>/<inner node id>       -> inner node          (chain.smt.encode_inner)
     l<store>/<leaf node id>        -> key and value       (chain.smt.encode_leaf)
-    s/<height>                     -> keys of the nodes that height retired (encode_key_list)
+    s/<height>                     -> keys of the nodes that height retired (encode_retired)
     f<store>/<key>                 -> latest value
 """
 
@@ -35,6 +35,7 @@ from itertools import islice
 import plyvel
 
 from chain import smt
+from chain._smt import encode_key_list
 from chain.proto.cosmos.ics23.v1 import proofs_pb2
 
 META = b"m"
@@ -208,10 +209,6 @@ def decode_roots(data: bytes) -> dict[str, smt.Ref]:
     return roots
 
 
-def encode_key_list(keys: Iterable[bytes]) -> bytes:
-    return b"".join(len(key).to_bytes(2, "big") + key for key in keys)
-
-
 def decode_key_list(data: bytes) -> list[bytes]:
     keys = []
     pos = 0
@@ -279,13 +276,12 @@ def _trim(cache: dict) -> None:
             del cache[key]
 
 
-def _retired_keys(staged: "StagedHeight") -> list[bytes]:
-    keys = []
-    for store, batch in staged.batches.items():
-        inner, leaf = state_key(INNER, store), state_key(LEAF, store)
-        keys.extend(inner + node_id for node_id in batch.stale_inner)
-        keys.extend(leaf + node_id for node_id in batch.stale_leaves)
-    return keys
+def encode_retired(staged: "StagedHeight") -> bytes:
+    """The keys of every node `staged` retired, as a key list (2-byte length, key; decode_key_list)."""
+    return b"".join(
+        encode_key_list(state_key(INNER, store), batch.stale_inner) + encode_key_list(state_key(LEAF, store), batch.stale_leaves)
+        for store, batch in staged.batches.items()
+    )
 
 
 @dataclass
@@ -541,12 +537,12 @@ class Store:
             for staged in self._staged:
                 height = encode_height(staged.height)
                 batch.put(state_key(ROOTS, "", height), encode_roots(staged.roots))
-                retired = _retired_keys(staged)
+                retired = encode_retired(staged)
                 if staged.height <= oldest:
-                    for key in retired:
+                    for key in decode_key_list(retired):
                         batch.delete(key)
                 elif retired:
-                    batch.put(state_key(STALE, "", height), encode_key_list(retired))
+                    batch.put(state_key(STALE, "", height), retired)
             for store, writes in self._staged_flat.items():
                 flat_prefix = state_key(FLAT, store)
                 for key, value in writes.items():

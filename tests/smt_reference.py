@@ -143,3 +143,12 @@ def apply_batch_reference(
 
 def _first(item: tuple) -> int:
     return item[0]
+
+
+def encode_inner_reference(node) -> bytes:
+    """chain.smt.encode_inner as it was in Python: each ref as a tag byte (0, 1, 2) and its fields."""
+    return b"".join(b"\x00" if ref is None else bytes((len(ref) - 1,)) + b"".join(ref) for ref in node)
+
+
+def encode_key_list_reference(keys) -> bytes:
+    return b"".join(len(key).to_bytes(2, "big") + key for key in keys)

@@ -16,7 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain import smt
-from tests.smt_reference import apply_batch_reference
+from chain._smt import encode_key_list
+from chain.store import decode_key_list
+from tests.smt_reference import apply_batch_reference, encode_inner_reference, encode_key_list_reference
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -306,3 +308,38 @@ def test_no_memory_growth_over_many_batches():
     finally:
         tracemalloc.stop()
     assert growth < 2048
+
+
+refs = st.one_of(
+    st.none(),
+    st.tuples(st.binary(min_size=32, max_size=32), st.binary(min_size=8, max_size=8)),
+    st.tuples(st.binary(min_size=32, max_size=32), st.binary(min_size=8, max_size=8), st.binary(min_size=32, max_size=32)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(refs, refs))
+def test_native_node_encoding_matches_the_reference_and_decodes_back(node):
+    encoded = smt.encode_inner(node)
+    assert encoded == encode_inner_reference(node)
+    assert smt.decode_inner(encoded) == node
+
+
+@pytest.mark.parametrize("node", BAD_NODES, ids=repr)
+def test_encoding_a_malformed_node_raises(node):
+    with pytest.raises(ValueError):
+        smt.encode_inner(node)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40), st.lists(st.binary(max_size=60), max_size=30))
+def test_native_key_list_matches_the_reference_and_decodes_back(prefix, ids):
+    encoded = encode_key_list(prefix, ids)
+    assert encoded == encode_key_list_reference([prefix + i for i in ids])
+    assert decode_key_list(encoded) == [prefix + i for i in ids]
+
+
+@pytest.mark.parametrize("prefix, ids", [(b"n", [b"ok", "text"]), (b"n", [b"x" * 0xFFFF]), (b"n", (b"tuple",))])
+def test_key_list_rejects_what_it_cannot_encode(prefix, ids):
+    with pytest.raises((TypeError, ValueError)):
+        encode_key_list(prefix, ids)
