@@ -8,8 +8,6 @@ increments. A failure here leaves no trace; after it, the fee is spent even if a
 import base64
 import hashlib
 import multiprocessing
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 
 from chain import auth, bank, crypto
 from chain.coins import DENOM, format_coins
@@ -19,6 +17,7 @@ from chain.tx import DecodedTx, TxParams
 SIGNATURE_CACHE_SIZE = 100_000
 PREFETCH_MIN_ITEMS = 256
 PREFETCH_CHUNK = 64
+HELPER_STOP_SECONDS = 10.0
 SIMULATED_EXTRA_BYTES = 64 + 40  # the signature, and a fee coin with its gas limit
 SIMULATED_FEE = 1
 
@@ -32,30 +31,48 @@ def compute_signature_key(public_key: bytes, signature: bytes, sign_bytes: bytes
 
 
 def compute_valid_signature_keys(items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
-    """Runs in a helper process: the keys of the (public key, signature, sign bytes) that verify."""
+    """The keys of the (public key, signature, sign bytes) that verify."""
     return [compute_signature_key(*item) for item in items if crypto.is_valid_signature(*item)]
+
+
+def serve_signatures(connection) -> None:
+    """The helper process: for each list of items received, the valid keys of each chunk of it, in order."""
+    while True:
+        try:
+            items = connection.recv()
+        except EOFError:
+            return
+        for start in range(0, len(items), PREFETCH_CHUNK):
+            connection.send(compute_valid_signature_keys(items[start : start + PREFETCH_CHUNK]))
 
 
 class SignatureCache:
     """Signatures already verified, keyed by everything they cover.
 
     CheckTx fills it, so FinalizeBlock seldom verifies again. For a block of txs this node has not
-    seen, `prefetch` hands the signatures to a helper process that verifies them while the block
-    executes in order; a tx whose result is not back yet is verified inline. Only valid signatures
-    are cached, so the outcome of every tx is the same with or without the helper.
+    seen, `prefetch` sends the signatures to a helper process that verifies them while the block
+    executes in order, and streams back the valid ones chunk by chunk; a tx whose chunk is not back
+    yet is verified inline. Only valid signatures are cached, so the outcome of every tx is the same
+    with or without the helper. The main process reads the helper's pipe itself, when it needs a
+    key: no thread of its own competes with the block for the interpreter.
     """
 
-    def __init__(self, size: int = SIGNATURE_CACHE_SIZE, workers: int = 1):
+    def __init__(self, size: int = SIGNATURE_CACHE_SIZE, helper: bool = True):
         self.size = size
-        self.workers = workers
+        self.helper = helper
         self.entries: dict[bytes, None] = {}
-        self.pending: deque[Future] = deque()
-        self.pool: ProcessPoolExecutor | None = None
+        self.pending = 0  # chunks sent to the helper whose keys have not been read
+        self.process: multiprocessing.Process | None = None
+        self.connection = None
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
+        if self.process is not None:
+            self.connection.close()  # the helper sees the end of its input and exits
+            self.process.join(HELPER_STOP_SECONDS)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+            self.process, self.connection, self.pending = None, None, 0
 
     def add(self, key: bytes) -> None:
         if len(self.entries) >= self.size:
@@ -63,31 +80,45 @@ class SignatureCache:
         self.entries[key] = None
 
     def start(self) -> None:
-        """Starts the helper processes now rather than on the first large unseen block."""
-        if self.workers > 0 and self.pool is None:
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-            for future in [self.pool.submit(compute_valid_signature_keys, []) for _ in range(self.workers)]:
-                future.result()
+        """Starts the helper process now rather than on the first large unseen block."""
+        if self.helper and self.process is None:
+            context = multiprocessing.get_context("spawn")
+            self.connection, child = context.Pipe()
+            self.process = context.Process(target=serve_signatures, args=(child,), daemon=True)
+            self.process.start()
+            child.close()
 
     def is_prefetching(self, count: int) -> bool:
-        return self.workers > 0 and count >= PREFETCH_MIN_ITEMS
+        return self.helper and count >= PREFETCH_MIN_ITEMS
 
     def prefetch(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
         if not self.is_prefetching(len(items)):
             return
         self.start()
-        for start in range(0, len(items), PREFETCH_CHUNK):
-            self.pending.append(self.pool.submit(compute_valid_signature_keys, items[start : start + PREFETCH_CHUNK]))
+        # the helper must not be left writing to a full pipe while this process writes to it
+        self.collect(timeout=HELPER_STOP_SECONDS, wait_all=True)
+        if self.process is None:
+            return
+        try:
+            self.connection.send(items)
+        except OSError:
+            self.close()
+            return
+        self.pending = -(-len(items) // PREFETCH_CHUNK)
 
-    def collect(self) -> None:
-        while self.pending and self.pending[0].done():
-            future = self.pending.popleft()
-            try:
-                keys = future.result()
-            except Exception:  # a dead helper only means these are verified inline
-                continue
-            for key in keys:
-                self.add(key)
+    def collect(self, timeout: float = 0.0, wait_all: bool = False) -> None:
+        """Reads the chunks the helper has finished (all of them, waiting up to `timeout`, if `wait_all`)."""
+        try:
+            while self.pending and (self.connection.poll(timeout if wait_all else 0)):
+                keys = self.connection.recv()
+                self.pending -= 1
+                for key in keys:
+                    self.add(key)
+        except (OSError, EOFError):  # a dead helper only means these are verified inline
+            self.close()
+            return
+        if wait_all and self.pending:
+            self.close()
 
     def is_verified(self, public_key: bytes, signature: bytes, sign_bytes: bytes) -> bool:
         key = compute_signature_key(public_key, signature, sign_bytes)

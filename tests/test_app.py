@@ -394,3 +394,31 @@ def test_fuzzed_tx_bytes_never_escape(app, accounts, data):
     app.store.discard()
     app.finalized = None
     assert app.store.app_hash == app_hash
+
+
+def test_a_large_unseen_block_gives_the_same_results_with_and_without_the_signature_helper(tmp_path):
+    """Blocks above PREFETCH_MIN_ITEMS have their signatures checked ahead in a helper process; bad
+    signatures among them fail exactly as when every signature is verified inline."""
+    from chain.ante import PREFETCH_MIN_ITEMS
+
+    senders = [make_account(f"s{i}", i) for i in range(PREFETCH_MIN_ITEMS + 50)]
+    txs = [send(a, senders[(a.account_number + 1) % len(senders)].address, 7) for a in senders]
+    for index in (0, 5, 100, len(txs) - 1):  # flip a signature byte
+        raw = tx_pb2.TxRaw.FromString(txs[index])
+        raw.signatures[0] = bytes([raw.signatures[0][0] ^ 1]) + raw.signatures[0][1:]
+        txs[index] = raw.SerializeToString()
+    outcomes = []
+    for helper in (True, False):
+        chain = App(str(tmp_path / str(helper)))
+        chain.signatures.helper = helper
+        init_app(chain, senders)
+        finalize(chain, 1, [])
+        chain.commit()
+        response = finalize(chain, 2, txs)
+        chain.commit()
+        outcomes.append(([(r.code, r.log) for r in response.tx_results], response.app_hash, chain.signatures.process is not None))
+        chain.close()
+    (with_helper, hash_with, helper_ran), (inline, hash_inline, _) = outcomes
+    assert helper_ran
+    assert [code for code, _ in with_helper].count(4) == 4  # unauthorized
+    assert with_helper == inline and hash_with == hash_inline
