@@ -530,7 +530,7 @@ static PyObject *encode_inner(PyObject *Py_UNUSED(module), PyObject *node)
     return encoded;
 }
 
-/* chain.store.encode_key_list of prefix + id for each id: a 2-byte big-endian length, then the key. */
+/* For each id, prefix + id as a key list entry: a 2-byte big-endian length, then the key. */
 static PyObject *encode_key_list(PyObject *Py_UNUSED(module), PyObject *args)
 {
     PyObject *prefix, *ids;
@@ -561,13 +561,45 @@ static PyObject *encode_key_list(PyObject *Py_UNUSED(module), PyObject *args)
     return encoded;
 }
 
+/* The keys of an encode_key_list record, or ValueError if it is cut short. */
+static PyObject *decode_key_list(PyObject *Py_UNUSED(module), PyObject *data)
+{
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "a key list is bytes");
+        return NULL;
+    }
+    const unsigned char *in = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data), pos = 0;
+    PyObject *keys = PyList_New(0);
+    if (keys == NULL)
+        return NULL;
+    while (pos < size) {
+        Py_ssize_t key_size = pos + 2 <= size ? (in[pos] << 8 | in[pos + 1]) : -1;
+        if (key_size < 0 || pos + 2 + key_size > size) {
+            Py_DECREF(keys);
+            PyErr_SetString(PyExc_ValueError, "truncated key list");
+            return NULL;
+        }
+        PyObject *key = PyBytes_FromStringAndSize((const char *)in + pos + 2, key_size);
+        if (key == NULL || PyList_Append(keys, key) < 0) {
+            Py_XDECREF(key);
+            Py_DECREF(keys);
+            return NULL;
+        }
+        Py_DECREF(key);
+        pos += 2 + key_size;
+    }
+    return keys;
+}
+
 static PyMethodDef methods[] = {
     {"apply_batch", apply_batch, METH_VARARGS,
      "apply_batch(root, changes, stamp, get_inner) -> (root, inner_nodes, leaves, stale_inner, "
      "stale_leaves)\n\nchain.smt.apply_batch, with the version already encoded as 8 bytes."},
     {"encode_inner", encode_inner, METH_O, "encode_inner(node) -> bytes\n\nchain.smt.encode_inner."},
     {"encode_key_list", encode_key_list, METH_VARARGS,
-     "encode_key_list(prefix, ids) -> bytes\n\nchain.store.encode_key_list([prefix + id for id in ids])."},
+     "encode_key_list(prefix, ids) -> bytes\n\nEach prefix + id as a 2-byte big-endian length and the key."},
+    {"decode_key_list", decode_key_list, METH_O, "decode_key_list(data) -> list[bytes]\n\nThe keys of encode_key_list."},
     {NULL, NULL, 0, NULL},
 };
 

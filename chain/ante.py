@@ -16,7 +16,7 @@ from chain.tx import DecodedTx, TxParams
 
 SIGNATURE_CACHE_SIZE = 100_000
 PREFETCH_MIN_ITEMS = 256
-PREFETCH_CHUNK = 64
+PREFETCH_CHUNK = 16
 HELPER_STOP_SECONDS = 10.0
 SIMULATED_EXTRA_BYTES = 64 + 40  # the signature, and a fee coin with its gas limit
 SIMULATED_FEE = 1

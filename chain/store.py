@@ -35,7 +35,7 @@ from itertools import islice
 import plyvel
 
 from chain import smt
-from chain._smt import encode_key_list
+from chain._smt import decode_key_list, encode_key_list
 from chain.proto.cosmos.ics23.v1 import proofs_pb2
 
 META = b"m"
@@ -207,18 +207,6 @@ def decode_roots(data: bytes) -> dict[str, smt.Ref]:
     except (IndexError, UnicodeDecodeError, smt.CorruptNode) as exc:
         raise CorruptStore("unreadable root record") from exc
     return roots
-
-
-def decode_key_list(data: bytes) -> list[bytes]:
-    keys = []
-    pos = 0
-    while pos < len(data):
-        end = pos + 2 + int.from_bytes(data[pos : pos + 2], "big")
-        if end > len(data):
-            raise CorruptStore("truncated stale-node list")
-        keys.append(data[pos + 2 : end])
-        pos = end
-    return keys
 
 
 def _prefix_end(prefix: bytes) -> bytes:
@@ -573,7 +561,11 @@ class Store:
         stale_prefix = state_key(STALE)
         stop = stale_prefix + encode_height(oldest + 1)
         for key, retired in self._db.iterator(start=stale_prefix, stop=stop):
-            for node_key in decode_key_list(retired):
+            try:
+                node_keys = decode_key_list(retired)
+            except ValueError as exc:
+                raise CorruptStore(f"unreadable stale-node list {key.hex()}") from exc
+            for node_key in node_keys:
                 batch.delete(node_key)
             batch.delete(key)
 

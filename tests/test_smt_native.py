@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain import smt
-from chain._smt import encode_key_list
-from chain.store import decode_key_list
+from chain._smt import decode_key_list, encode_key_list
 from tests.smt_reference import apply_batch_reference, encode_inner_reference, encode_key_list_reference
 
 FUZZ = settings(
@@ -343,3 +342,9 @@ def test_native_key_list_matches_the_reference_and_decodes_back(prefix, ids):
 def test_key_list_rejects_what_it_cannot_encode(prefix, ids):
     with pytest.raises((TypeError, ValueError)):
         encode_key_list(prefix, ids)
+
+
+@pytest.mark.parametrize("data", [b"\x00", b"\x00\x05abcd", b"\x00\x01a\x00"])
+def test_a_truncated_key_list_is_refused(data):
+    with pytest.raises(ValueError):
+        decode_key_list(data)
