@@ -362,8 +362,16 @@ class Store:
         lower = prefix + start if start is not None else prefix
         upper = prefix + end if end is not None else _prefix_end(prefix)
         skip = len(prefix)
-        with self._db.iterator(start=lower, stop=upper, reverse=reverse) as rows:
+        if not reverse:
+            with self._db.iterator(start=lower, stop=upper) as rows:
+                for key, value in rows:
+                    yield key[skip:], value
+            return
+        # plyvel 1.5.1 yields nothing in reverse when `start` is the last key of the range: bound it here
+        with self._db.iterator(stop=upper, reverse=True) as rows:
             for key, value in rows:
+                if key < lower:
+                    return
                 yield key[skip:], value
 
     # Reads of committed heights.

@@ -866,3 +866,11 @@ def test_a_rolled_back_tx_leaves_the_block_as_it_was(store):
     block.release(fee)
     assert list(block.iterate("bank")) == [(b"a", b"1"), (b"b", b"2")]
     assert block.changes() == {"bank": {b"b": b"2"}}
+
+
+def test_reverse_iteration_from_the_last_key(store):
+    """plyvel 1.5.1 returns nothing for a reverse scan whose start is the range's last key."""
+    stage_commit(store, 1, {"market": {b"\x01": b"a", b"\x02": b"b"}})
+    assert list(store.iterate("market", b"\x02", None, reverse=True)) == [(b"\x02", b"b")]
+    assert list(store.iterate("market", b"\x01", b"\x02", reverse=True)) == [(b"\x01", b"a")]
+    assert list(store.iterate("market", b"\x03", None, reverse=True)) == []
