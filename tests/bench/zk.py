@@ -3,8 +3,8 @@
 Rows of (measure, value, baseline, ratio) for `make bench`. `ours` proving is zk.prove.prove_circuit
 (onnxruntime reference run, witness, proof, tolerance and instance checks); raw is ezkl.gen_witness +
 ezkl.prove on the same compiled circuit and proving key. `ours` verifying is zk.verify.Verifier (an
-isolated process, cache bypassed); raw is ezkl.verify in-process on proof files of the same samples,
-alternating with ours call by call; both are medians.
+isolated process, cache bypassed) given the bytes of the proofs raw proving wrote; raw is ezkl.verify
+in-process on those proof files, alternating with ours call by call; both are medians.
 """
 
 import json
@@ -18,7 +18,7 @@ import ezkl
 
 from zk.artifacts import load_manifest
 from zk.instances import compute_dequantized
-from zk.prove import get_proving_key, prove_circuit
+from zk.prove import get_proving_key, prove_circuit, read_ezkl_proof
 from zk.verify import Verifier
 
 MANIFEST = Path(__file__).resolve().parents[2] / "circuits" / "digits" / "manifest.json"
@@ -47,21 +47,31 @@ def time_raw_prove(circuit, values, pk_path: Path, scratch: Path) -> tuple[float
     return time.perf_counter() - start, proof
 
 
-def time_verify(verifier: Verifier, circuit, proof_paths: list[Path], proofs: list[bytes]) -> tuple[float, float]:
-    """Median seconds of (ours, raw) per verification. The two alternate call by call so that this
-    VM's drifting CPU speed weighs on both alike; each verifies once untimed first (the SRS load)."""
+def time_verify(verifier: Verifier, circuit, proof_paths: list[Path]) -> tuple[float, float]:
+    """Median seconds of (ours, raw) per verification of the same proofs: raw reads EZKL's own proof
+    files, ours gets their bytes. The two alternate call by call, each going first every other
+    time, so that this VM's drifting speed and cache effects weigh on both alike; each verifies once
+    untimed first (the SRS load)."""
     args = (str(circuit.settings_path), str(circuit.vk_path), str(circuit.srs_path))
+    proofs = [read_ezkl_proof(path) for path in proof_paths]
     ezkl.verify(str(proof_paths[0]), *args, True)
     verifier.verify(circuit, proofs[0])
     ours, raw = [], []
-    for i in range(VERIFY_REPEATS):
+
+    def time_ours(i: int) -> None:
         verifier._cache.clear()  # measure verification, not the cache
         start = time.perf_counter()
         assert verifier.verify(circuit, proofs[i % len(proofs)]).is_valid
         ours.append(time.perf_counter() - start)
+
+    def time_raw(i: int) -> None:
         start = time.perf_counter()
         assert ezkl.verify(str(proof_paths[i % len(proof_paths)]), *args, True)
         raw.append(time.perf_counter() - start)
+
+    for i in range(VERIFY_REPEATS):
+        for measure in ((time_ours, time_raw) if i % 2 == 0 else (time_raw, time_ours)):
+            measure(i)
     return statistics.median(ours), statistics.median(raw)
 
 
@@ -118,15 +128,15 @@ def run() -> list[tuple[str, str, str, str]]:
             circuit = manifest.circuits[name]
             pk_path = get_proving_key(circuit, pk_dir)
             raw_prove = ours_prove = 0.0
-            raw_proofs, our_proofs = [], []
+            raw_proofs = []
             for index, sample_inputs in enumerate(inputs):
                 seconds, proof_path = time_raw_prove(circuit, sample_inputs[name], pk_path, scratch / str(index))
                 raw_prove += seconds / SAMPLES
                 raw_proofs.append(proof_path)
                 start = time.perf_counter()
-                our_proofs.append(prove_circuit(circuit, sample_inputs[name], pk_dir).proof)
+                prove_circuit(circuit, sample_inputs[name], pk_dir)
                 ours_prove += (time.perf_counter() - start) / SAMPLES
-            ours_verify, raw_verify = time_verify(verifier, circuit, raw_proofs, our_proofs)
+            ours_verify, raw_verify = time_verify(verifier, circuit, raw_proofs)
             label = f"{name} (logrows {circuit.logrows})"
             rows.append((f"prove {label}", f"{ours_prove:.3f} s", f"{raw_prove:.3f} s raw", f"{ours_prove / raw_prove:.3f}"))
             rows.append((f"verify {label}", f"{ours_verify * 1000:.2f} ms", f"{raw_verify * 1000:.2f} ms raw",
