@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ezkl
+import numpy
 
 from zk.artifacts import Circuit
 from zk.instances import (
@@ -46,7 +47,7 @@ WORKER_COMMAND = (sys.executable, "-m", "zk.verify")
 # (~200 page faults, 1-2 ms, per proof); the verifier process keeps them instead.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BYTE_TEXT = tuple(str(b) for b in range(256))
+BYTE_TEXT = numpy.array([f"{b},".encode().ljust(4, b"\0") for b in range(256)], dtype="S4")
 SCRATCH_DIR = "/dev/shm"  # EZKL reads each proof from a file: keep that file in memory
 
 
@@ -138,13 +139,15 @@ class Verifier:
                 f"proof transcript has {transcript_size} bytes, circuit {circuit.name} has {circuit.proof_size}"
             )
         self._start_worker()
-        text = compute_ezkl_proof_json(decode_proof(proof)).encode()
+        text = compute_ezkl_proof_json(decode_proof(proof))
         os.ftruncate(self._proof_fd, 0)
         os.pwrite(self._proof_fd, text, 0)
-        request = [self._proof_path, os.path.abspath(circuit.settings_path), os.path.abspath(circuit.vk_path),
-                   os.path.abspath(circuit.srs_path)]
+        request = self._requests.get(circuit)
+        if request is None:
+            paths = [self._proof_path, *(os.path.abspath(p) for p in (circuit.settings_path, circuit.vk_path, circuit.srs_path))]
+            request = self._requests[circuit] = json.dumps(paths).encode() + b"\n"
         try:
-            os.write(self._worker.stdin.fileno(), json.dumps(request).encode() + b"\n")
+            os.write(self._worker.stdin.fileno(), request)
             response = _read_line(self._worker.stdout.fileno(), time.monotonic() + self.timeout)
         except TimeoutError:
             self._stop_worker()
@@ -164,6 +167,7 @@ class Verifier:
         self._stop_worker()
         self._scratch = tempfile.TemporaryDirectory(dir=SCRATCH_DIR if os.path.isdir(SCRATCH_DIR) else None)
         self._proof_path = os.path.join(self._scratch.name, "proof.json")
+        self._requests: dict[Circuit, bytes] = {}  # the line sent for each circuit: file paths only
         self._proof_fd = os.open(self._proof_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self._worker = subprocess.Popen(
             WORKER_COMMAND, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -209,10 +213,12 @@ def _read_line(fd: int, deadline: float) -> str:
     return data.decode().rstrip("\n")
 
 
-def compute_ezkl_proof_json(parts: ProofParts) -> str:
-    """The proof file `ezkl.verify` reads: hex instances and the transcript as a JSON list of bytes."""
-    instances = ",".join(f'"{felt_to_hex(i)}"' for i in parts.instances)
-    return '{"instances":[[' + instances + ']],"proof":[' + ",".join([BYTE_TEXT[b] for b in parts.transcript]) + "]}"
+def compute_ezkl_proof_json(parts: ProofParts) -> bytes:
+    """The proof file `ezkl.verify` reads: hex instances and the transcript as a JSON list of bytes
+    (written through a table of "n," texts, NUL-padded to 4 bytes: a third of the time of a join)."""
+    instances = ",".join(f'"{felt_to_hex(i)}"' for i in parts.instances).encode()
+    transcript = BYTE_TEXT[numpy.frombuffer(parts.transcript, numpy.uint8)].tobytes().replace(b"\0", b"")[:-1]
+    return b'{"instances":[[' + instances + b']],"proof":[' + transcript + b"]}"
 
 
 def _run_ezkl_verify(proof_path: str, settings_path: str, vk_path: str, srs_path: str) -> str | None:
