@@ -92,6 +92,7 @@ class Verifier:
         self._scratch: tempfile.TemporaryDirectory | None = None
         self._proof_path: str | None = None
         self._proof_fd: int | None = None
+        self._requests: dict[tuple, bytes] = {}  # the line sent for each circuit's files, while this worker lives
 
     def __enter__(self):
         return self
@@ -142,10 +143,11 @@ class Verifier:
         text = compute_ezkl_proof_json(decode_proof(proof))
         os.ftruncate(self._proof_fd, 0)
         os.pwrite(self._proof_fd, text, 0)
-        request = self._requests.get(circuit)
+        files = (circuit.settings_path, circuit.vk_path, circuit.srs_path)
+        request = self._requests.get(files)
         if request is None:
-            paths = [self._proof_path, *(os.path.abspath(p) for p in (circuit.settings_path, circuit.vk_path, circuit.srs_path))]
-            request = self._requests[circuit] = json.dumps(paths).encode() + b"\n"
+            paths = [self._proof_path, *map(os.path.abspath, files)]
+            request = self._requests[files] = json.dumps(paths).encode() + b"\n"
         try:
             os.write(self._worker.stdin.fileno(), request)
             response = _read_line(self._worker.stdout.fileno(), time.monotonic() + self.timeout)
@@ -167,7 +169,7 @@ class Verifier:
         self._stop_worker()
         self._scratch = tempfile.TemporaryDirectory(dir=SCRATCH_DIR if os.path.isdir(SCRATCH_DIR) else None)
         self._proof_path = os.path.join(self._scratch.name, "proof.json")
-        self._requests: dict[Circuit, bytes] = {}  # the line sent for each circuit: file paths only
+        self._requests.clear()
         self._proof_fd = os.open(self._proof_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         self._worker = subprocess.Popen(
             WORKER_COMMAND, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
