@@ -3,7 +3,8 @@
  * The tree's rules (paths, hashes, node ids, refs, what is stale) are documented in chain/smt.py.
  * This is the Python version kept in tests/smt_reference.py, function for function (update,
  * update_path, build, join), and must give bit-for-bit the same results: the same refs, nodes and
- * stale ids in the same order, and the same get_inner calls. Refs are the same Python tuples
+ * stale ids in the same order, and the same get_inner calls for the nodes that are not in the
+ * cache it is given (the reference is given no cache). Refs are the same Python tuples
  * (None, (hash, version) or (hash, version, key_hash)), since the store keeps and encodes them.
  */
 #define PY_SSIZE_T_CLEAN
@@ -38,7 +39,7 @@ typedef struct {
 } Change;
 
 typedef struct {
-    PyObject *get_inner, *stamp, *nodes, *stale_inner, *stale_leaves;
+    PyObject *cache, *get_inner, *stamp, *nodes, *stale_inner, *stale_leaves;
     EVP_MD_CTX *sha256;
     Item *changes; /* sorted by key hash; ref is the new leaf (owned), or None to delete */
     char *kept;    /* kept[i]: changes[i] sets its key to the value it already has */
@@ -154,9 +155,16 @@ static PyObject *pack(PyObject *first, PyObject *second, PyObject *third)
     return tuple;
 }
 
+/* The node from the cache, or else from get_inner. Nodes in the cache were made by apply_batch or
+ * decoded by the store and are not checked again: checking took a tenth of a batch's time. */
 static PyObject *read_inner(Update *u, PyObject *id)
 {
-    PyObject *node = PyObject_CallOneArg(u->get_inner, id);
+    PyObject *node = PyDict_GetItemWithError(u->cache, id);
+    if (node != NULL)
+        return Py_NewRef(node);
+    if (PyErr_Occurred())
+        return NULL;
+    node = PyObject_CallOneArg(u->get_inner, id);
     if (node == NULL)
         return NULL;
     if (!PyTuple_Check(node) || PyTuple_GET_SIZE(node) != 2) {
@@ -411,8 +419,8 @@ static int compare_changes(const void *a, const void *b)
 
 static PyObject *apply_batch(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *root, *changes, *stamp, *get_inner;
-    if (!PyArg_ParseTuple(args, "OOOO:apply_batch", &root, &changes, &stamp, &get_inner))
+    PyObject *root, *changes, *stamp, *cache, *get_inner;
+    if (!PyArg_ParseTuple(args, "OOOO!O:apply_batch", &root, &changes, &stamp, &PyDict_Type, &cache, &get_inner))
         return NULL;
     if (!is_bytes(stamp, VERSION_BYTES)) {
         PyErr_SetString(PyExc_TypeError, "the version stamp must be 8 bytes");
@@ -422,7 +430,7 @@ static PyObject *apply_batch(PyObject *Py_UNUSED(module), PyObject *args)
     if (pairs == NULL)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(pairs);
-    Update u = {.get_inner = get_inner, .stamp = stamp};
+    Update u = {.cache = cache, .get_inner = get_inner, .stamp = stamp};
     Change *sorted = PyMem_Calloc(n + 1, sizeof(Change));
     u.changes = PyMem_Calloc(n + 1, sizeof(Item));
     u.kept = PyMem_Calloc(n + 1, 1);
@@ -530,6 +538,38 @@ static PyObject *encode_inner(PyObject *Py_UNUSED(module), PyObject *node)
     return encoded;
 }
 
+/* chain.smt.encode_inner_records: [(prefix + node id, encode_inner(node))] for a dict of nodes. */
+static PyObject *encode_inner_records(PyObject *module, PyObject *args)
+{
+    PyObject *prefix, *nodes, *id, *node;
+    if (!PyArg_ParseTuple(args, "O!O!:encode_inner_records", &PyBytes_Type, &prefix, &PyDict_Type, &nodes))
+        return NULL;
+    PyObject *records = PyList_New(PyDict_GET_SIZE(nodes));
+    Py_ssize_t pos = 0, i = 0;
+    while (records != NULL && PyDict_Next(nodes, &pos, &id, &node)) {
+        if (!PyBytes_Check(id)) {
+            PyErr_SetString(PyExc_ValueError, "node ids are bytes");
+            Py_CLEAR(records);
+            break;
+        }
+        PyObject *key = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(prefix) + PyBytes_GET_SIZE(id));
+        if (key != NULL) {
+            memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix));
+            memcpy(PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(prefix), PyBytes_AS_STRING(id), PyBytes_GET_SIZE(id));
+        }
+        PyObject *value = key != NULL ? encode_inner(module, node) : NULL;
+        PyObject *record = value != NULL ? PyTuple_Pack(2, key, value) : NULL;
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+        if (record == NULL) {
+            Py_CLEAR(records);
+            break;
+        }
+        PyList_SET_ITEM(records, i++, record);
+    }
+    return records;
+}
+
 /* For each id, prefix + id as a key list entry: a 2-byte big-endian length, then the key. */
 static PyObject *encode_key_list(PyObject *Py_UNUSED(module), PyObject *args)
 {
@@ -594,9 +634,11 @@ static PyObject *decode_key_list(PyObject *Py_UNUSED(module), PyObject *data)
 
 static PyMethodDef methods[] = {
     {"apply_batch", apply_batch, METH_VARARGS,
-     "apply_batch(root, changes, stamp, get_inner) -> (root, inner_nodes, leaves, stale_inner, "
+     "apply_batch(root, changes, stamp, cache, get_inner) -> (root, inner_nodes, leaves, stale_inner, "
      "stale_leaves)\n\nchain.smt.apply_batch, with the version already encoded as 8 bytes."},
     {"encode_inner", encode_inner, METH_O, "encode_inner(node) -> bytes\n\nchain.smt.encode_inner."},
+    {"encode_inner_records", encode_inner_records, METH_VARARGS,
+     "encode_inner_records(prefix, nodes) -> [(key, value)]\n\nchain.smt.encode_inner_records."},
     {"encode_key_list", encode_key_list, METH_VARARGS,
      "encode_key_list(prefix, ids) -> bytes\n\nEach prefix + id as a 2-byte big-endian length and the key."},
     {"decode_key_list", decode_key_list, METH_O, "decode_key_list(data) -> list[bytes]\n\nThe keys of encode_key_list."},

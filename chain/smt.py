@@ -134,6 +134,8 @@ def decode_ref_at(data: bytes, pos: int) -> tuple[Ref, int]:
 
 # An inner node as its two refs, each encode_ref; native because a commit encodes ~5 per changed key.
 encode_inner = _smt.encode_inner
+# [(prefix + node id, encode_inner(node))] for a dict of inner nodes by id, in its order.
+encode_inner_records = _smt.encode_inner_records
 
 
 def decode_inner(data: bytes) -> InnerNode:
@@ -159,15 +161,21 @@ def decode_leaf(data: bytes) -> tuple[bytes, bytes]:
 
 
 def apply_batch(
-    root: Ref, changes: Mapping[bytes, bytes | None], version: int, get_inner: GetInner
+    root: Ref,
+    changes: Mapping[bytes, bytes | None],
+    version: int,
+    get_inner: GetInner,
+    cache: dict[bytes, InnerNode] | None = None,
 ) -> Batch:
     """Set (value) or delete (None) many keys in one pass down the tree, writing nodes at `version`.
 
     Changes are sorted by key hash, so every subtree is visited once with the slice of changes
     that falls into it. Setting a key to the value it already has, or deleting an absent key,
-    leaves the tree (and its nodes) untouched.
+    leaves the tree (and its nodes) untouched. Inner nodes are looked up in `cache` (node id ->
+    node, read only; holding only nodes this module made or decode_inner decoded) before get_inner
+    is called.
     """
-    return Batch(*_smt.apply_batch(root, changes, encode_version(version), get_inner))
+    return Batch(*_smt.apply_batch(root, changes, encode_version(version), {} if cache is None else cache, get_inner))
 
 
 def _walk(root: Ref, key_int: int, get_inner: GetInner) -> tuple[list[tuple[InnerNode, int]], Ref]:

@@ -416,6 +416,16 @@ class Store:
     # oldest entries go when a cache is full, so each cache holds mostly its latest tree.
 
     def _inner_reader(self, store: str) -> smt.GetInner:
+        cache = self._cache[store]
+        read = self._uncached_inner_reader(store)
+
+        def get_inner(node_id: bytes) -> smt.InnerNode:
+            return cache.get(node_id) or read(node_id)
+
+        return get_inner
+
+    def _uncached_inner_reader(self, store: str) -> smt.GetInner:
+        """Reads a node that is not in the cache (from the staged nodes or LevelDB) and caches it."""
         prefix = state_key(INNER, store)
         cache = self._cache[store]
         pending = self._pending_inner[store]
@@ -428,10 +438,7 @@ class Store:
             _trim(cache)
             return node
 
-        def get_inner(node_id: bytes) -> smt.InnerNode:
-            return cache.get(node_id) or read(node_id)
-
-        return get_inner
+        return read
 
     def _leaf_reader(self, store: str) -> smt.GetLeaf:
         prefix = state_key(LEAF, store)
@@ -472,8 +479,8 @@ class Store:
         batches = {}
         for store in sorted(changes):
             if changes[store]:
-                reader = self._inner_reader(store)
-                batches[store] = smt.apply_batch(previous[store], changes[store], height, reader)
+                reader = self._uncached_inner_reader(store)
+                batches[store] = smt.apply_batch(previous[store], changes[store], height, reader, self._cache[store])
                 roots[store] = batches[store].root
         for store, batch in batches.items():
             cache = self._cache[store]
@@ -522,10 +529,10 @@ class Store:
         oldest = max(self._oldest if self.app_hash else self._staged[0].height,
                      last.height - self.keep_recent + 1)
         with self._db.write_batch(sync=True, transaction=True) as batch:
+            put = batch.put
             for store, nodes in self._pending_inner.items():
-                prefix = state_key(INNER, store)
-                for node_id, node in nodes.items():
-                    batch.put(prefix + node_id, smt.encode_inner(node))
+                for key, value in smt.encode_inner_records(state_key(INNER, store), nodes):
+                    put(key, value)
             for store, leaves in self._pending_leaves.items():
                 prefix = state_key(LEAF, store)
                 for node_id, (key, value) in leaves.items():

@@ -145,6 +145,17 @@ def _small_tree():
     return tree
 
 
+def test_cached_nodes_are_not_read_and_change_nothing():
+    tree = _small_tree()
+    changes = {bytes([i]) * 3: b"changed" for i in range(0, 64, 5)} | {b"new": b"1", bytes([7]) * 3: None}
+    reference = apply_batch_reference(tree.root, changes, 2, tree.get_inner)
+    all_reads, tree.reads = tree.reads, []
+    cache = {node_id: tree.inner[node_id] for node_id in list(tree.inner)[::2]}
+    assert smt.apply_batch(tree.root, changes, 2, tree.get_inner, cache) == reference
+    assert tree.reads == [node_id for node_id in all_reads if node_id not in cache]
+    assert 0 < len(tree.reads) < len(all_reads)
+
+
 class ReaderFailed(Exception):
     pass
 
@@ -328,6 +339,20 @@ def test_native_node_encoding_matches_the_reference_and_decodes_back(node):
 def test_encoding_a_malformed_node_raises(node):
     with pytest.raises(ValueError):
         smt.encode_inner(node)
+    with pytest.raises(ValueError):
+        smt.encode_inner_records(b"n", {b"id": (None, None), b"bad": node})
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=4), st.dictionaries(st.binary(max_size=12), st.tuples(refs, refs), max_size=20))
+def test_inner_records_are_keyed_encoded_nodes_in_order(prefix, nodes):
+    expected = [(prefix + node_id, encode_inner_reference(node)) for node_id, node in nodes.items()]
+    assert smt.encode_inner_records(prefix, nodes) == expected
+
+
+def test_inner_records_need_bytes_ids():
+    with pytest.raises(ValueError):
+        smt.encode_inner_records(b"n", {"text": (None, None)})
 
 
 @settings(max_examples=300, deadline=None)

@@ -572,16 +572,14 @@ def test_a_commit_that_fails_midway_writes_nothing(tmp_path, monkeypatch):
     s = Store(path, STORES)
     committed = stage_commit(s, 1, {"bank": {b"k%d" % i: b"1" for i in range(100)}})
     s.stage(2, {"bank": {b"k%d" % i: b"2" for i in range(100)}})
-    calls = []
 
-    def failing_encode(node):
-        calls.append(node)
-        if len(calls) == 20:
-            raise OSError("disk went away")
-        return smt.encode_inner.__wrapped__(node)
+    def failing_encode(prefix, nodes):
+        records = encode_inner_records(prefix, nodes)
+        yield from records[:20]  # these are put into the write batch before the failure
+        raise OSError("disk went away")
 
-    failing_encode.__wrapped__ = smt.encode_inner
-    monkeypatch.setattr(smt, "encode_inner", failing_encode)
+    encode_inner_records = smt.encode_inner_records
+    monkeypatch.setattr(smt, "encode_inner_records", failing_encode)
     with pytest.raises(OSError):
         s.commit()
     s.close()
