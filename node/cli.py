@@ -25,8 +25,7 @@ from typer.core import TyperGroup
 from chain import auth, bank, crypto, market
 from chain.app import HANDLERS, App
 from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
-from chain.errors import InvalidCoinsError, NotFoundError
-from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2 as auth_query_pb2
+from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, TxParams, compute_required_fee, compute_tx_hash, sign_tx
@@ -41,7 +40,6 @@ PRIV_VALIDATOR_KEY_FILE = "priv_validator_key.json"
 CHAIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)")
 TX_HASH_PATTERN = re.compile(r"(?:0x)?([0-9A-Fa-f]{64})")
-ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 BALANCE_QUERY_PATH = "/cosmos.bank.v1beta1.Query/Balance"
 WAIT_TIMEOUT_SECONDS = 60.0
 UNWRAPPED_WIDTH = 10_000
@@ -53,12 +51,6 @@ KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="Sta
 
 class CliError(Exception):
     pass
-
-
-class QueryFailed(CliError):
-    def __init__(self, path: str, response: client.QueryResponse):
-        super().__init__(f"query {path} failed: code {response.code} ({response.codespace}): {response.log}")
-        self.code = response.code
 
 
 class OutputFormat(str, Enum):
@@ -447,31 +439,6 @@ def keys_delete(
 
 # --- queries ---------------------------------------------------------------------------------------
 
-def query_grpc(node: Client, path: str, request, response_class):
-    """A gRPC query over ABCI: the decoded response and the height it was answered at."""
-    response = node.abci_query(path, request.SerializeToString())
-    if response.code:
-        raise QueryFailed(path, response)
-    try:
-        return response_class.FromString(response.value), response.height
-    except DecodeError:
-        raise CliError(f"query {path}: the node's answer is not a {response_class.DESCRIPTOR.name}") from None
-
-
-def get_account(node: Client, address: str) -> auth_pb2.BaseAccount | None:
-    request = auth_query_pb2.QueryAccountRequest(address=address)
-    try:
-        reply, _ = query_grpc(node, ACCOUNT_QUERY_PATH, request, auth_query_pb2.QueryAccountResponse)
-    except QueryFailed as error:
-        if error.code == NotFoundError.code:
-            return None
-        raise
-    account = auth_pb2.BaseAccount()
-    if not reply.account.Unpack(account):
-        raise CliError(f"account {address} is a {reply.account.type_url}, not a BaseAccount")
-    return account
-
-
 def get_proven_balance(node: Client, address: str, denom: str) -> dict:
     """The balance read with a proof at height h, checked against the app hash in block h+1."""
     key = bank.state_key(bank.BALANCE, crypto.decode_address(address), denom)
@@ -512,7 +479,7 @@ def query_balance(
                               f"proof verified against app hash {proven['app_hash']} of block {proven['block']}"])
         return
     request = bank_query_pb2.QueryBalanceRequest(address=address, denom=denom)
-    reply, height = query_grpc(rpc, BALANCE_QUERY_PATH, request, bank_query_pb2.QueryBalanceResponse)
+    reply, height = rpc.query_grpc(BALANCE_QUERY_PATH, request, bank_query_pb2.QueryBalanceResponse)
     record = {"address": address, "denom": denom, "amount": reply.balance.amount or "0", "height": str(height)}
     show(output, record, [f"{address}: {record['amount']}{denom} at height {height}"])
 
@@ -527,7 +494,7 @@ def query_account(
 ):
     """Show an account's number, sequence and public key."""
     address = resolve_address(home, keyring_backend, address)
-    account = get_account(Client(node), address)
+    account = Client(node).get_account(address)
     if account is None:
         raise CliError(f"account {address} not found: it has never received tokens")
     public_key = auth.get_public_key(account)
@@ -643,7 +610,7 @@ def tx_send(
 
     rpc = Client(node)
     chain_id = rpc.status().chain_id
-    account = get_account(rpc, info.address)
+    account = rpc.get_account(info.address)
     if account is None:
         raise CliError(f"account {info.address} not found on chain {chain_id}: it has never received tokens")
     message = bank_tx_pb2.MsgSend(from_address=info.address, to_address=to_address, amount=compute_coin_list(coins))

@@ -14,6 +14,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from google.protobuf.message import DecodeError
+
+from chain.errors import NotFoundError
+from chain.proto.cosmos.auth.v1beta1 import auth_pb2
+from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
 from ibc import ics23
 
 DEFAULT_NODE = "http://127.0.0.1:26657"
@@ -21,6 +26,7 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.2
 PROOF_OP_TYPES = ("ics23:smt", "ics23:simple")
 PROOF_SPECS = (ics23.SMT_SPEC, ics23.TENDERMINT_SPEC)
+ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 
 
 class ClientError(Exception):
@@ -45,6 +51,15 @@ class InvalidResponse(ClientError):
 
 class WaitTimeout(ClientError):
     pass
+
+
+class QueryFailed(ClientError):
+    """The node answered a query with an error: its code, codespace and log."""
+
+    def __init__(self, path: str, response: "QueryResponse"):
+        super().__init__(f"query {path} failed: code {response.code} ({response.codespace}): {response.log}")
+        self.code = response.code
+        self.codespace = response.codespace
 
 
 class ProofError(ClientError):
@@ -300,6 +315,29 @@ class Client:
         params = {"path": path, "data": data.hex(), "height": str(height), "prove": prove}
         return decode_query_response(self.call("abci_query", params))
 
+    def query_grpc(self, path: str, request, response_class, height: int = 0):
+        """A gRPC query over ABCI: the decoded answer and the height it was answered at."""
+        response = self.abci_query(path, request.SerializeToString(), height=height)
+        if response.code:
+            raise QueryFailed(path, response)
+        try:
+            return response_class.FromString(response.value), response.height
+        except DecodeError:
+            raise InvalidResponse(f"query {path}: the node's answer is not a {response_class.DESCRIPTOR.name}") from None
+
+    def get_account(self, address: str) -> auth_pb2.BaseAccount | None:
+        """The account at `address`, or None if the chain has none there."""
+        request = auth_query_pb2.QueryAccountRequest(address=address)
+        try:
+            reply, _ = self.query_grpc(ACCOUNT_QUERY_PATH, request, auth_query_pb2.QueryAccountResponse)
+        except QueryFailed as error:
+            if (error.codespace, error.code) == (NotFoundError.codespace, NotFoundError.code):
+                return None
+            raise
+        account = auth_pb2.BaseAccount()
+        if not reply.account.Unpack(account):
+            raise InvalidResponse(f"account {address} is a {reply.account.type_url}, not a BaseAccount")
+        return account
     def broadcast_tx_sync(self, tx: bytes) -> BroadcastResult:
         return decode_broadcast_result(self.call("broadcast_tx_sync", {"tx": base64.b64encode(tx).decode()}))
 

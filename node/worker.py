@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 import aiohttp
-from google.protobuf.message import DecodeError
 
 from chain import crypto, heat, market
 from chain.errors import InvalidSequenceError, NotFoundError
-from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2 as auth_query_pb2
+from chain.proto.cosmos.auth.v1beta1 import auth_pb2
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import TxParams, compute_required_fee, compute_tx_hash, sign_tx
@@ -53,7 +52,6 @@ POLL_INTERVAL_SECONDS = 1.0
 TX_TIMEOUT_SECONDS = 30.0
 RECONNECT_SECONDS = 2.0
 NEW_BLOCK_QUERY = "tm.event='NewBlock'"
-ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 PROVIDER_QUERY_PATH = "/maxwell.market.v1.Query/Provider"
 ASSIGNMENT_QUERY_PATH = "/maxwell.market.v1.Query/Assignment"
 MODEL_QUERY_PATH = "/maxwell.inference.v1.Query/Model"
@@ -68,13 +66,6 @@ DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
 
 class WorkerError(Exception):
     pass
-
-
-class QueryFailed(WorkerError):
-    def __init__(self, path: str, response: client.QueryResponse):
-        super().__init__(f"query {path} failed: code {response.code} ({response.codespace}): {response.log}")
-        self.code = response.code
-        self.codespace = response.codespace
 
 
 class AccountNotFound(WorkerError):
@@ -104,33 +95,23 @@ class ModelMismatch(WorkerError):
 # --- chain access ------------------------------------------------------------------------------
 
 def query(rpc: client.Client, path: str, request, response_class, height: int = 0):
-    response = rpc.abci_query(path, request.SerializeToString(), height=height)
-    if response.code:
-        raise QueryFailed(path, response)
-    try:
-        return response_class.FromString(response.value)
-    except DecodeError:
-        raise client.InvalidResponse(f"query {path}: the answer is not a {response_class.DESCRIPTOR.name}") from None
+    return rpc.query_grpc(path, request, response_class, height)[0]
 
 
 def query_optional(rpc: client.Client, path: str, request, response_class, height: int = 0):
     """The answer, or None when the chain says the record does not exist."""
     try:
         return query(rpc, path, request, response_class, height)
-    except QueryFailed as error:
+    except client.QueryFailed as error:
         if (error.codespace, error.code) in NOT_FOUND_ERRORS:
             return None
         raise
 
 
 def get_account(rpc: client.Client, address: str) -> auth_pb2.BaseAccount:
-    reply = query_optional(rpc, ACCOUNT_QUERY_PATH, auth_query_pb2.QueryAccountRequest(address=address),
-                           auth_query_pb2.QueryAccountResponse)
-    if reply is None:
+    account = rpc.get_account(address)
+    if account is None:
         raise AccountNotFound(f"account {address} not found: it has never received tokens")
-    account = auth_pb2.BaseAccount()
-    if not reply.account.Unpack(account):
-        raise WorkerError(f"account {address} is a {reply.account.type_url}, not a BaseAccount")
     return account
 
 
@@ -557,7 +538,7 @@ def process_pending(w: Worker) -> None:
         task_ref = w.state.pending[0]
         try:
             process_task(w, task_ref)
-        except (ProvingError, ArtifactError, ModelMismatch, MalformedTask, QueryFailed) as error:
+        except (ProvingError, ArtifactError, ModelMismatch, MalformedTask, client.QueryFailed) as error:
             log.error("task %s: cannot prove it: %s", task_ref, error)
         w.state.pending.remove(task_ref)
         write_state(w.state_path, w.state)
