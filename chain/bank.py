@@ -11,7 +11,7 @@ from chain.errors import (
     NotFoundError,
 )
 from chain.proto.cosmos.bank.v1beta1 import bank_pb2, query_pb2, tx_pb2
-from chain.state import MessageHandler, compute_prefix_end, encode_key
+from chain.state import MessageHandler, encode_key, iterate_prefix
 from chain.tx import parse_address
 
 STORE = "bank"
@@ -53,7 +53,7 @@ def get_all_balances(state, address: bytes) -> dict[str, int]:
     prefix = state_key(BALANCE, address)
     return {
         key[len(prefix) + 1 :].decode(): int(raw)
-        for key, raw in state.iterate(STORE, prefix, compute_prefix_end(prefix))
+        for key, raw in iterate_prefix(state, STORE, prefix)
     }
 
 
@@ -64,7 +64,7 @@ def get_supply(state, denom: str) -> int:
 
 def iterate_supply(state):
     prefix = bytes((SUPPLY,))
-    for key, raw in state.iterate(STORE, prefix, compute_prefix_end(prefix)):
+    for key, raw in iterate_prefix(state, STORE, prefix):
         yield key[2:].decode(), int(raw)
 
 
@@ -189,7 +189,7 @@ def _metadata(entry: dict) -> bank_pb2.Metadata:
 def export_genesis(state) -> dict:
     balances: dict[bytes, dict[str, int]] = {}
     prefix = bytes((BALANCE,))
-    for key, raw in state.iterate(STORE, prefix, compute_prefix_end(prefix)):
+    for key, raw in iterate_prefix(state, STORE, prefix):
         address = key[2:22]
         balances.setdefault(address, {})[key[23:].decode()] = int(raw)
     return {

@@ -59,7 +59,7 @@ from chain import bank, crypto, market
 from chain.coins import DENOM, UINT256_MAX
 from chain.errors import NotFoundError, TxError, UnauthorizedError
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
-from chain.state import MessageHandler, compute_prefix_end, encode_key
+from chain.state import MessageHandler, encode_key, get_message, get_messages, iterate_prefix
 from chain.tx import compute_type_url, parse_address
 from chain.store import Branch
 from zk.artifacts import Circuit, load_manifest
@@ -210,25 +210,16 @@ def get_params(state) -> inference_pb2.Params:
     return _decode_params(state.get(STORE, state_key(PARAMS)))
 
 
-def _get_record(state, message_class, kind: int, *parts):
-    raw = state.get(STORE, state_key(kind, *parts))
-    return None if raw is None else message_class.FromString(raw)
-
-
 def get_model(state, name: str) -> inference_pb2.Model | None:
-    return _get_record(state, inference_pb2.Model, MODEL, name)
+    return get_message(state, STORE, inference_pb2.Model, state_key(MODEL, name))
 
 
 def get_request(state, request_id: int) -> inference_pb2.Request | None:
-    return _get_record(state, inference_pb2.Request, REQUEST, request_id)
+    return get_message(state, STORE, inference_pb2.Request, state_key(REQUEST, request_id))
 
 
 def get_layer_result(state, request_id: int, layer: int) -> inference_pb2.LayerResult | None:
-    return _get_record(state, inference_pb2.LayerResult, LAYER_RESULT, request_id, layer)
-
-
-def _iterate_prefix(state, prefix: bytes):
-    return state.iterate(STORE, prefix, compute_prefix_end(prefix))
+    return get_message(state, STORE, inference_pb2.LayerResult, state_key(LAYER_RESULT, request_id, layer))
 
 
 
@@ -644,7 +635,7 @@ def compute_predicted_class(outputs) -> int:
 def end_block(state, ctx) -> None:
     """Requests whose deadline is this height expire: the module refunds what it still holds."""
     prefix = state_key(EXPIRY, ctx.height)
-    for key, _ in list(_iterate_prefix(state, prefix)):
+    for key, _ in list(iterate_prefix(state, STORE, prefix)):
         state.delete(STORE, key)
         request = get_request(state, int.from_bytes(key[-32:], "big"))
         if request.status != PENDING:
@@ -747,19 +738,15 @@ def _import_requests(state, genesis: inference_pb2.GenesisState) -> int:
     return held
 
 
-def _records(state, kind: int, message_class) -> list:
-    return [message_class.FromString(raw) for _, raw in _iterate_prefix(state, bytes((kind,)))]
-
-
 def export_genesis(state) -> dict:
     raw = state.get(STORE, state_key(NEXT_REQUEST_ID))
     genesis = inference_pb2.GenesisState(
         params=get_params(state),
-        models=_records(state, MODEL, inference_pb2.Model),
+        models=get_messages(state, STORE, inference_pb2.Model, state_key(MODEL)),
         next_request_id=int(raw) if raw else 1,
-        requests=_records(state, REQUEST, inference_pb2.Request),
-        results=_records(state, LAYER_RESULT, inference_pb2.LayerResult),
-        used_proofs=[key[2:] for key, _ in _iterate_prefix(state, bytes((USED_PROOF,)))],
+        requests=get_messages(state, STORE, inference_pb2.Request, state_key(REQUEST)),
+        results=get_messages(state, STORE, inference_pb2.LayerResult, state_key(LAYER_RESULT)),
+        used_proofs=[key[2:] for key, _ in iterate_prefix(state, STORE, state_key(USED_PROOF))],
     )
     return json_format.MessageToDict(genesis, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
@@ -767,7 +754,7 @@ def export_genesis(state) -> dict:
 # --- queries ---------------------------------------------------------------------------------
 
 def query_models(state, request: query_pb2.QueryModelsRequest) -> query_pb2.QueryModelsResponse:
-    return query_pb2.QueryModelsResponse(models=_records(state, MODEL, inference_pb2.Model))
+    return query_pb2.QueryModelsResponse(models=get_messages(state, STORE, inference_pb2.Model, state_key(MODEL)))
 
 
 def query_model(state, request: query_pb2.QueryModelRequest) -> query_pb2.QueryModelResponse:

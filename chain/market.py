@@ -70,7 +70,7 @@ from chain import auth, bank, crypto, heat, process
 from chain.coins import DENOM, UINT256_MAX
 from chain.errors import NotFoundError, TxError
 from chain.proto.maxwell.market.v1 import market_pb2, query_pb2, tx_pb2
-from chain.state import MessageHandler, compute_prefix_end, encode_key
+from chain.state import MessageHandler, compute_prefix_end, encode_key, get_message, get_messages, iterate_prefix
 from chain.tx import compute_type_url, parse_address
 
 STORE = "market"
@@ -315,15 +315,6 @@ def _take_next_id(state, kind: int) -> int:
     return number
 
 
-def _iterate_prefix(state, prefix: bytes):
-    return state.iterate(STORE, prefix, compute_prefix_end(prefix))
-
-
-def _get_record(state, message_class, kind: int, *parts):
-    raw = state.get(STORE, state_key(kind, *parts))
-    return None if raw is None else message_class.FromString(raw)
-
-
 def _set_record(state, kind: int, key_part, record) -> None:
     state.set(STORE, state_key(kind, key_part), record.SerializeToString())
 
@@ -360,7 +351,7 @@ def _check_work(params: market_pb2.Params, work: str) -> None:
 # --- providers -------------------------------------------------------------------------------
 
 def get_provider(state, address: bytes) -> market_pb2.Provider | None:
-    return _get_record(state, market_pb2.Provider, PROVIDER, address)
+    return get_message(state, STORE, market_pb2.Provider, state_key(PROVIDER, address))
 
 
 def get_capacity(state, work: str) -> int:
@@ -378,7 +369,7 @@ def _process_capacity(state, models, slots: int, sign: int) -> None:
 
 
 def get_zone(state, zone: str) -> market_pb2.ZoneHeat | None:
-    return _get_record(state, market_pb2.ZoneHeat, ZONE_HEAT, zone)
+    return get_message(state, STORE, market_pb2.ZoneHeat, state_key(ZONE_HEAT, zone))
 
 
 def _process_zone_membership(state, params, zone: str, sign: int, height: int) -> None:
@@ -527,7 +518,7 @@ def check_and_execute_unregister(state, ctx, msg: tx_pb2.MsgUnregisterProvider) 
 
 def process_unbondings(state, ctx) -> None:
     prefix = state_key(UNBONDING, ctx.height)
-    for key, _ in list(_iterate_prefix(state, prefix)):
+    for key, _ in list(iterate_prefix(state, STORE, prefix)):
         address = key[len(prefix) + 1:]
         provider = get_provider(state, address)
         bank.process_payment(state, ctx, STAKE, address, int(provider.stake))
@@ -541,7 +532,7 @@ def process_unbondings(state, ctx) -> None:
 # --- heat ------------------------------------------------------------------------------------
 
 def get_heat(state, address: bytes) -> market_pb2.Heat | None:
-    return _get_record(state, market_pb2.Heat, HEAT, address)
+    return get_message(state, STORE, market_pb2.Heat, state_key(HEAT, address))
 
 
 def get_temperatures(state, params, provider: market_pb2.Provider, address: bytes, height: int,
@@ -637,7 +628,7 @@ def process_heat_tx(state, ctx, tx: bytes) -> None:
 # --- orders ----------------------------------------------------------------------------------
 
 def get_order(state, order_id: int) -> market_pb2.Order | None:
-    return _get_record(state, market_pb2.Order, ORDER, order_id)
+    return get_message(state, STORE, market_pb2.Order, state_key(ORDER, order_id))
 
 
 def compute_book_key(work: str, price: int, order_id: int) -> bytes:
@@ -750,14 +741,14 @@ def check_and_execute_cancel(state, ctx, msg: tx_pb2.MsgCancelOrder) -> tx_pb2.M
 
 def process_expiries(state, ctx) -> None:
     prefix = state_key(EXPIRY, ctx.height)
-    for key, _ in list(_iterate_prefix(state, prefix)):
+    for key, _ in list(iterate_prefix(state, STORE, prefix)):
         _end_order(state, ctx, get_order(state, int.from_bytes(key[-32:], "big")), "expired")
 
 
 # --- assignments -----------------------------------------------------------------------------
 
 def get_assignment(state, task_ref: str) -> market_pb2.Assignment | None:
-    return _get_record(state, market_pb2.Assignment, ASSIGNMENT, task_ref)
+    return get_message(state, STORE, market_pb2.Assignment, state_key(ASSIGNMENT, task_ref))
 
 
 def _process_assign(state, ctx, params, order: market_pb2.Order, provider: bytes, price: int) -> None:
@@ -800,7 +791,7 @@ def process_task_proven(state, ctx, task_ref: str, prover: bytes) -> market_pb2.
 def process_deadlines(state, ctx, params) -> None:
     """Slash every provider whose task is unproven at its deadline and put the task back in the book."""
     prefix = state_key(DEADLINE, ctx.height)
-    for key, _ in list(_iterate_prefix(state, prefix)):
+    for key, _ in list(iterate_prefix(state, STORE, prefix)):
         assignment = get_assignment(state, key[len(prefix) + 1:].decode())
         _remove_assignment(state, assignment)
         address = crypto.decode_address(assignment.provider)
@@ -863,7 +854,7 @@ def compute_clearing(bids, asks: list[tuple[int, bytes]], capacity: dict[bytes, 
 
 def iterate_bids(state, work: str, orders: dict):
     """The book of `work`, best first, as (price, order id, slots wanted); keeps each order read in `orders`."""
-    for key, _ in _iterate_prefix(state, state_key(BOOK, work)):
+    for key, _ in iterate_prefix(state, STORE, state_key(BOOK, work)):
         order_id = int.from_bytes(key[-32:], "big")
         order = get_order(state, order_id)
         orders[order_id] = order
@@ -875,7 +866,7 @@ def compute_supply(state, params, height: int) -> tuple[dict[str, list[tuple[int
     asks: dict[str, list[tuple[int, bytes]]] = {}
     capacity: dict[bytes, int] = {}
     zones: dict[str, int] = {}
-    for key, raw in _iterate_prefix(state, bytes((PROVIDER,))):
+    for key, raw in iterate_prefix(state, STORE, state_key(PROVIDER)):
         address = key[2:]
         provider = market_pb2.Provider.FromString(raw)
         effective = get_effective_ask(state, params, provider, address, height, zones)
@@ -890,7 +881,7 @@ def compute_supply(state, params, height: int) -> tuple[dict[str, list[tuple[int
 
 
 def _has_bids(state, work: str) -> bool:
-    return next(iter(_iterate_prefix(state, state_key(BOOK, work))), None) is not None
+    return next(iter(iterate_prefix(state, STORE, state_key(BOOK, work))), None) is not None
 
 
 def process_clearings(state, ctx, params) -> None:
@@ -943,7 +934,7 @@ def process_settlement(state, ctx, params, work: str, price: int, fills: list[Fi
 # --- processes -------------------------------------------------------------------------------
 
 def get_process(state, process_id: int) -> market_pb2.Process | None:
-    return _get_record(state, market_pb2.Process, PROCESS, process_id)
+    return get_message(state, STORE, market_pb2.Process, state_key(PROCESS, process_id))
 
 
 def _get_owned_process(state, process_id: int, owner: str) -> market_pb2.Process:
@@ -1002,7 +993,7 @@ def process_apoptosis(state, ctx, params, record: market_pb2.Process, reason: st
     _settle_memory_rent(state, ctx, params, record, ctx.height - 1)
     _remove_order(state, get_order(state, record.order_id))
     prefix = state_key(MEMORY, record.id)
-    for key, _ in list(_iterate_prefix(state, prefix)):
+    for key, _ in list(iterate_prefix(state, STORE, prefix)):
         state.delete(STORE, key)
     tax = 0
     if tax_from_escrow:
@@ -1021,7 +1012,7 @@ def process_apoptosis(state, ctx, params, record: market_pb2.Process, reason: st
 def process_deaths(state, ctx, params) -> None:
     """Kill the processes whose escrow cannot pay this block's memory rent."""
     prefix = state_key(DEATH, ctx.height)
-    for key, _ in list(_iterate_prefix(state, prefix)):
+    for key, _ in list(iterate_prefix(state, STORE, prefix)):
         process_apoptosis(state, ctx, params, get_process(state, int.from_bytes(key[-32:], "big")), "rent",
                           tax_from_escrow=True)
 
@@ -1219,8 +1210,8 @@ def init_validators(state, public_keys: list[bytes]) -> None:
 
 
 def get_validator_keys(state) -> dict[bytes, bytes]:
-    prefix = bytes((VALIDATOR_KEY,))
-    return {key[2:]: value for key, value in state.iterate(STORE, prefix, compute_prefix_end(prefix))}
+    prefix = state_key(VALIDATOR_KEY)
+    return {key[2:]: value for key, value in iterate_prefix(state, STORE, prefix)}
 
 
 def _import_records(state, genesis: market_pb2.GenesisState) -> tuple[int, int]:
@@ -1263,27 +1254,23 @@ def _import_records(state, genesis: market_pb2.GenesisState) -> tuple[int, int]:
     return escrow, stake
 
 
-def _records(state, kind: int, message_class):
-    return [message_class.FromString(raw) for _, raw in _iterate_prefix(state, bytes((kind,)))]
-
-
 def export_genesis(state) -> dict:
     memory = []
-    for key, value in _iterate_prefix(state, bytes((MEMORY,))):
+    for key, value in iterate_prefix(state, STORE, state_key(MEMORY)):
         memory.append(market_pb2.MemoryEntry(process_id=int.from_bytes(key[1:33], "big"), key=key[34:], value=value))
     raw_order, raw_process = state.get(STORE, state_key(NEXT_ORDER_ID)), state.get(STORE, state_key(NEXT_PROCESS_ID))
     genesis = market_pb2.GenesisState(
         params=get_params(state),
         next_order_id=int(raw_order) if raw_order else 1,
         next_process_id=int(raw_process) if raw_process else 1,
-        providers=_records(state, PROVIDER, market_pb2.Provider),
-        heat=_records(state, HEAT, market_pb2.Heat),
-        zones=_records(state, ZONE_HEAT, market_pb2.ZoneHeat),
-        orders=_records(state, ORDER, market_pb2.Order),
-        assignments=_records(state, ASSIGNMENT, market_pb2.Assignment),
-        processes=_records(state, PROCESS, market_pb2.Process),
+        providers=get_messages(state, STORE, market_pb2.Provider, state_key(PROVIDER)),
+        heat=get_messages(state, STORE, market_pb2.Heat, state_key(HEAT)),
+        zones=get_messages(state, STORE, market_pb2.ZoneHeat, state_key(ZONE_HEAT)),
+        orders=get_messages(state, STORE, market_pb2.Order, state_key(ORDER)),
+        assignments=get_messages(state, STORE, market_pb2.Assignment, state_key(ASSIGNMENT)),
+        processes=get_messages(state, STORE, market_pb2.Process, state_key(PROCESS)),
         memory=memory,
-        clearings=_records(state, CLEARING, market_pb2.Clearing),
+        clearings=get_messages(state, STORE, market_pb2.Clearing, state_key(CLEARING)),
     )
     return _to_dict(genesis)
 
@@ -1323,7 +1310,7 @@ def query_params(state, request: query_pb2.QueryParamsRequest) -> query_pb2.Quer
 
 def query_providers(state, request: query_pb2.QueryProvidersRequest) -> query_pb2.QueryProvidersResponse:
     params = get_params(state)
-    rows, next_key = _page(state, bytes((PROVIDER,)), request.pagination)
+    rows, next_key = _page(state, state_key(PROVIDER), request.pagination)
     views = [_provider_view(state, params, market_pb2.Provider.FromString(raw), key[2:]) for key, raw in rows]
     return query_pb2.QueryProvidersResponse(providers=views, pagination={"next_key": next_key})
 
@@ -1345,7 +1332,7 @@ def query_book(state, request: query_pb2.QueryBookRequest) -> query_pb2.QueryBoo
 
 def query_clearing(state, request: query_pb2.QueryClearingRequest) -> query_pb2.QueryClearingResponse:
     _check_work(get_params(state), request.work)
-    clearing = _get_record(state, market_pb2.Clearing, CLEARING, request.work)
+    clearing = get_message(state, STORE, market_pb2.Clearing, state_key(CLEARING, request.work))
     if clearing is None:
         raise NotFoundError(f"work {request.work!r} has not cleared yet")
     return query_pb2.QueryClearingResponse(clearing=clearing)
@@ -1357,7 +1344,7 @@ def query_process(state, request: query_pb2.QueryProcessRequest) -> query_pb2.Qu
         raise ProcessNotFoundError(f"process {request.id} does not exist")
     prefix = state_key(MEMORY, record.id)
     memory = [market_pb2.MemoryEntry(process_id=record.id, key=key[len(prefix) + 1:], value=value)
-              for key, value in _iterate_prefix(state, prefix)]
+              for key, value in iterate_prefix(state, STORE, prefix)]
     return query_pb2.QueryProcessResponse(process=record, memory=memory)
 
 

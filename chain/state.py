@@ -135,3 +135,19 @@ def compute_prefix_end(prefix: bytes) -> bytes | None:
         return None
     raw[-1] += 1
     return bytes(raw)
+
+
+def iterate_prefix(state, store: str, prefix: bytes):
+    """The (key, value) pairs of `store` whose keys start with `prefix`, in key order."""
+    return state.iterate(store, prefix, compute_prefix_end(prefix))
+
+
+def get_message(state, store: str, message_class, key: bytes):
+    """The protobuf message stored under `key`, or None."""
+    raw = state.get(store, key)
+    return None if raw is None else message_class.FromString(raw)
+
+
+def get_messages(state, store: str, message_class, prefix: bytes) -> list:
+    """Every protobuf message stored under `prefix`, in key order."""
+    return [message_class.FromString(raw) for _, raw in iterate_prefix(state, store, prefix)]

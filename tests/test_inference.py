@@ -11,6 +11,7 @@ import pytest
 from chain import inference, market
 from chain.app import App
 from chain.errors import TxTooLargeError
+from chain.state import get_messages
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx
@@ -70,7 +71,8 @@ def compute_panic_model(digits: inference_pb2.Model, input_size: int) -> inferen
 # --- a chain to drive ---------------------------------------------------------------------------
 
 def inference_accounting(store) -> int:
-    return sum(int(r.unplaced) for r in inference._records(store, inference.REQUEST, inference_pb2.Request)
+    requests = get_messages(store, inference.STORE, inference_pb2.Request, inference.state_key(inference.REQUEST))
+    return sum(int(r.unplaced) for r in requests
                if r.status == inference_pb2.STATUS_PENDING)
 
 
