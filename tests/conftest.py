@@ -12,12 +12,25 @@ from chain.app import App
 from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.tx import sign_tx
+from zk.artifacts import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "vectors"
+DIGITS = REPO / "circuits" / "digits"
 CHAIN_ID = "maxwell-test-1"
 GENESIS_TIME = Timestamp(seconds=1_700_000_000)
 INITIAL_BALANCE = 10**12
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return load_manifest(DIGITS)
+
+
+@pytest.fixture(scope="module")
+def samples():
+    """The digits circuits' held-out samples: inputs and labels."""
+    return json.loads((DIGITS / "test.json").read_text())
 
 
 @dataclass

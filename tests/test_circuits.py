@@ -21,11 +21,6 @@ DIGITS = CIRCUITS / "digits"
 MAX_COMMITTED_BYTES = 5 * 2**20
 
 
-@pytest.fixture(scope="module")
-def manifest():
-    return load_manifest(DIGITS)
-
-
 def test_manifest_pins_circuits_and_layer_graph(manifest):
     assert manifest.layers == ("layer0", "layer1", "layer2") and manifest.model == "model"
     assert [manifest.circuits[name].input for name in manifest.layers] == ["request", "layer0", "layer1"]

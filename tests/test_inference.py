@@ -4,7 +4,6 @@ real market and an isolated verifier process.
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
@@ -19,28 +18,16 @@ from chain.proto.tendermint.abci import types_pb2 as abci
 import nacl.signing
 
 from chain.proto.tendermint.crypto import keys_pb2 as crypto_keys
-from tests.conftest import CHAIN_ID, GENESIS_TIME, make_account, make_app_state
+from tests.conftest import CHAIN_ID, DIGITS, GENESIS_TIME, make_account, make_app_state
 from tests.test_market import TEST_PARAMS, VALIDATOR_SEED, Chain, events, register
-from zk.artifacts import load_manifest
 from zk.instances import compute_dequantized, compute_quantized, decode_proof, encode_proof
 from zk.prove import prove_circuit, prove_layers
 
-DIGITS = Path(__file__).resolve().parents[1] / "circuits" / "digits"
 REWARD = 3000
 GAS = 600_000
 
 
 # --- proofs, once per module ----------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def manifest():
-    return load_manifest(DIGITS)
-
-
-@pytest.fixture(scope="module")
-def samples():
-    return json.loads((DIGITS / "test.json").read_text())
-
 
 @pytest.fixture(scope="module")
 def proofs(manifest, samples, tmp_path_factory):

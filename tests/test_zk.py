@@ -12,7 +12,6 @@ import ezkl
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from zk.artifacts import load_manifest
 from zk.instances import (
     FELT_BYTES,
     FIELD_MODULUS,
@@ -39,17 +38,6 @@ from zk.prove import (
 )
 from zk.verify import MAX_PROOF_BYTES, Verifier
 
-DIGITS = Path(__file__).resolve().parents[1] / "circuits" / "digits"
-
-
-@pytest.fixture(scope="module")
-def manifest():
-    return load_manifest(DIGITS)
-
-
-@pytest.fixture(scope="module")
-def samples():
-    return json.loads((DIGITS / "test.json").read_text())
 
 
 @pytest.fixture(scope="module")
