@@ -397,6 +397,9 @@ def test_rejected_transactions_are_one_line(devnet):
     assert_one_line_error(unfunded, "not found on chain maxwell-cli-1")
     missing = invoke("query", "tx", "AB" * 32, "--node", url, "--home", home)
     assert_one_line_error(missing, f"tx {'AB' * 32} not found")
+    nobody = crypto.encode_address(bytes(20))
+    no_account = invoke("query", "account", nobody, "--node", url, "--home", home)
+    assert_one_line_error(no_account, f"account {nobody} not found")
     future = invoke("query", "block", "100000000", "--node", url, "--home", home)
     assert_one_line_error(future, "must be less than or equal to the current blockchain height")
 
