@@ -9,7 +9,7 @@ DEV_CHAIN_ID ?= maxwell-dev-1
 
 .PHONY: dev dev-init test bench proto
 
-$(STAMP): pyproject.toml setup.py chain/_smt.c
+$(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[zk,dev]'

@@ -9,8 +9,8 @@ because forgetting is what costs energy (Landauer).
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from chain._events import encode_event, encode_repeated
 from chain.errors import OutOfGasError
-from chain.proto.tendermint.abci import types_pb2 as abci
 
 UINT64_MAX = 2**64 - 1
 KEY_CACHE_SIZE = 1 << 18
@@ -60,23 +60,23 @@ def encode_key(prefix: int, *parts: bytes | str | int) -> bytes:
     return bytes(out)
 
 
+def write_events(message, events: list[bytes]) -> None:
+    """Appends encoded events to `message.events` (an ExecTxResult, ResponseCheckTx, ResponseFinalizeBlock…)."""
+    if events:
+        message.MergeFromString(encode_repeated(message.DESCRIPTOR.fields_by_name["events"].number, events))
+
+
 @dataclass
 class Context:
-    """Block facts a handler may use (never the wall clock)."""
+    """Block facts a handler may use (never the wall clock), and the events emitted so far, encoded."""
 
     chain_id: str
     height: int
     time_ns: int
-    events: object = field(default_factory=lambda: abci.ExecTxResult().events)
+    events: list[bytes] = field(default_factory=list)
 
     def emit(self, kind: str, *attributes: tuple[str, str]) -> None:
-        event = self.events.add(type=kind)
-        add = event.attributes.add
-        for key, value in attributes:
-            attribute = add()  # field by field: a fifth faster than add(key=…, value=…, index=…)
-            attribute.key = key
-            attribute.value = value
-            attribute.index = True
+        self.events.append(encode_event(kind, attributes))  # native: twelve per transfer, a fifth of its cost
 
 
 class State:

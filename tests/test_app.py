@@ -15,6 +15,7 @@ from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from chain.proto.cosmos.crypto.secp256k1 import keys_pb2
 from chain.proto.cosmos.tx.v1beta1 import service_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
+from chain.state import encode_event, write_events
 from chain.tx import pack_any, sign_tx
 from ibc import ics23
 from tests.conftest import (
@@ -282,9 +283,24 @@ def test_entropy_tax_per_byte_exceeds_write_cost(tmp_path):
 
 def test_out_of_gas_keeps_fee_and_reverts_messages(app, accounts):
     alice, bob, _ = accounts
-    result = run_block(app, [send(alice, bob.address, 10, gas=4000, fee=100)]).tx_results[0]
-    assert result.code == 11
+    result = run_block(app, [send(alice, bob.address, 10, gas=24_000, fee=1000)]).tx_results[0]
+    assert result.code == 11, result.log
     assert balance(app, bob) == INITIAL_BALANCE
+    assert balance(app, alice) == INITIAL_BALANCE - 1000
+    # the ante's events stay with the fee it kept; the message's are gone with its writes
+    amounts = [a.value for e in result.events if e.type == "transfer" for a in e.attributes if a.key == "amount"]
+    assert amounts == ["1000ujoule"]
+    assert any(e.type == "tx" and e.attributes[0].key == "acc_seq" for e in result.events)
+
+
+@given(st.text(min_size=1, max_size=40), st.lists(st.tuples(st.text(max_size=40), st.text(max_size=300)), max_size=6))
+def test_encoded_events_read_back_as_the_protobuf_events(kind, attributes):
+    expected = abci.Event(type=kind, attributes=[abci.EventAttribute(key=k, value=v, index=True) for k, v in attributes])
+    assert abci.Event.FromString(encode_event(kind, tuple(attributes))) == expected
+    for message in (abci.ExecTxResult(code=3, log="x"), abci.ResponseFinalizeBlock(app_hash=b"h")):
+        write_events(message, [encode_event(kind, tuple(attributes)), encode_event("second", ())])
+        assert list(message.events) == [expected, abci.Event(type="second")]
+        assert message.code == 3 if isinstance(message, abci.ExecTxResult) else message.app_hash == b"h"
 
 
 # --- queries --------------------------------------------------------------------------------------

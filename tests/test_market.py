@@ -287,7 +287,7 @@ def test_clearing_reads_only_what_it_matches(chain, people):
     market.check_and_execute_update(state, ctx, tx_pb2.MsgUpdateProvider(
         provider=alice.bech32, models=["digits"], slots_per_block=3, ask_price="100", zone="z0"))
     market.end_block(state, ctx)
-    cleared = [e for e in ctx.events if e.type == "auction_cleared"]
+    cleared = [e for e in map(abci.Event.FromString, ctx.events) if e.type == "auction_cleared"]
     assert {a.key: a.value for a in cleared[0].attributes}["matched_slots"] == "3"
     # the work's first key (is there a book?), then the two orders that matched and the one losing unit
     assert Counting.book_reads <= 4, Counting.book_reads
