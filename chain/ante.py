@@ -26,13 +26,15 @@ class TimeoutHeightError(TxError):
     code = 30
 
 
-def compute_signature_key(public_key: bytes, signature: bytes, sign_bytes: bytes) -> bytes:
-    return hashlib.sha256(public_key + signature + sign_bytes).digest()
+def compute_signature_key(public_key: bytes, tx: DecodedTx, chain_id: str, account_number: int) -> bytes:
+    """What a tx's signature check depends on: the tx's hash fixes its signature, body and auth info,
+    which with the chain id and account number are the sign bytes. Cheaper than building those."""
+    return hashlib.sha256(public_key + tx.hash + account_number.to_bytes(8, "big") + chain_id.encode()).digest()
 
 
-def compute_valid_signature_keys(items: list[tuple[bytes, bytes, bytes]]) -> list[bytes]:
-    """The keys of the (public key, signature, sign bytes) that verify."""
-    return [compute_signature_key(*item) for item in items if crypto.is_valid_signature(*item)]
+def compute_valid_signature_keys(items: list[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:
+    """The keys of the (key, public key, signature, sign bytes) whose signature verifies."""
+    return [key for key, *signed in items if crypto.is_valid_signature(*signed)]
 
 
 def serve_signatures(connection) -> None:
@@ -91,7 +93,8 @@ class SignatureCache:
     def is_prefetching(self, count: int) -> bool:
         return self.helper and count >= PREFETCH_MIN_ITEMS
 
-    def prefetch(self, items: list[tuple[bytes, bytes, bytes]]) -> None:
+    def prefetch(self, items: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
+        """Sends (key, public key, signature, sign bytes) to the helper."""
         if not self.is_prefetching(len(items)):
             return
         self.start()
@@ -120,15 +123,15 @@ class SignatureCache:
         if wait_all and self.pending:
             self.close()
 
-    def is_verified(self, public_key: bytes, signature: bytes, sign_bytes: bytes) -> bool:
-        key = compute_signature_key(public_key, signature, sign_bytes)
+    def is_verified(self, public_key: bytes, tx: DecodedTx, chain_id: str, account_number: int) -> bool:
+        key = compute_signature_key(public_key, tx, chain_id, account_number)
         if key in self.entries:
             return True
         if self.pending:
             self.collect()
             if key in self.entries:
                 return True
-        if not crypto.is_valid_signature(public_key, signature, sign_bytes):
+        if not crypto.is_valid_signature(public_key, tx.signature, tx.sign_bytes(chain_id, account_number)):
             return False
         self.add(key)
         return True
@@ -166,8 +169,7 @@ def process_ante(state, ctx, tx: DecodedTx, params: TxParams, signatures: Signat
     ctx.emit("tx", ("fee", format_coins({DENOM: tx.fee}) if tx.fee else ""), ("fee_payer", signer_text))
 
     state.meter.consume(params.sig_verify_cost_secp256k1, "ante verify: secp256k1")
-    sign_bytes = tx.sign_bytes(ctx.chain_id, account.account_number)
-    if not simulate and not signatures.is_verified(public_key, tx.signature, sign_bytes):
+    if not simulate and not signatures.is_verified(public_key, tx, ctx.chain_id, account.account_number):
         raise UnauthorizedError(
             f"signature verification failed; please verify account number ({account.account_number}) "
             f"and chain-id ({ctx.chain_id}): unauthorized"

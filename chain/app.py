@@ -178,9 +178,9 @@ class App:
             public_key = decoded.public_key or (account and auth.get_public_key(account))
             if account is None or public_key is None:
                 continue
-            sign_bytes = decoded.sign_bytes(self.chain_id, account.account_number)
-            if compute_signature_key(public_key, decoded.signature, sign_bytes) not in self.signatures.entries:
-                items.append((public_key, decoded.signature, sign_bytes))
+            key = compute_signature_key(public_key, decoded, self.chain_id, account.account_number)
+            if key not in self.signatures.entries:
+                items.append((key, public_key, decoded.signature, decoded.sign_bytes(self.chain_id, account.account_number)))
         self.signatures.prefetch(items)
 
     def deliver_heat_tx(self, block: Branch, ctx: Context, tx: bytes, result: abci.ExecTxResult) -> None:

@@ -8,6 +8,7 @@ needs the signer's account number from state and happens in the ante handler (au
 
 import hashlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from google.protobuf.any_pb2 import Any
 from google.protobuf.message import DecodeError
@@ -45,8 +46,9 @@ class TxParams:
     min_gas_price_denominator: int = 1000
 
 
-@dataclass(frozen=True)
-class DecodedTx:
+class DecodedTx(NamedTuple):
+    """Immutable like a frozen dataclass, and made in a third of the time (every unseen tx makes one)."""
+
     hash: bytes
     size: int
     body_bytes: bytes
