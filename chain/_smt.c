@@ -4,7 +4,7 @@
  * This is the Python version kept in tests/smt_reference.py, function for function (update,
  * update_path, build, join), and must give bit-for-bit the same results: the same refs, nodes and
  * stale ids in the same order, and the same get_inner calls for the nodes that are not in the
- * cache it is given (the reference is given no cache). Refs are the same Python tuples
+ * cache it is given (the reference is given no cache). The nodes it replaces leave that cache. Refs are the same Python tuples
  * (None, (hash, version) or (hash, version, key_hash)), since the store keeps and encodes them.
  */
 #define PY_SSIZE_T_CLEAN
@@ -179,6 +179,16 @@ static PyObject *read_inner(Update *u, PyObject *id)
     return node;
 }
 
+/* The node `id` is replaced: it is stale, and leaves the cache now, while its entry is still in the
+ * processor's cache (the store dropping the replaced nodes afterwards took a tenth of a block). */
+static int add_stale_inner(Update *u, PyObject *id)
+{
+    if (PyList_Append(u->stale_inner, id) < 0)
+        return -1;
+    int cached = PyDict_Contains(u->cache, id);
+    return cached > 0 ? PyDict_DelItem(u->cache, id) : cached;
+}
+
 static int add_stale_leaf(Update *u, PyObject *leaf)
 {
     PyObject *id = leaf_node_id(KEY_HASH(leaf), VERSION(leaf));
@@ -306,7 +316,7 @@ static PyObject *update(Update *u, PyObject *ref, int depth, Py_ssize_t lo, Py_s
         goto done;
     if (new_left == left && new_right == right)
         result = Py_NewRef(ref);
-    else if (PyList_Append(u->stale_inner, id) == 0)
+    else if (add_stale_inner(u, id) == 0)
         result = join(u, key_hash, depth, new_left, new_right);
 done:
     Py_XDECREF(id);
@@ -366,7 +376,7 @@ static PyObject *update_path(Update *u, PyObject *ref, int depth, Py_ssize_t at)
     }
     for (int i = steps - 1; i >= 0; i--) {
         depth--;
-        if (PyList_Append(u->stale_inner, trail[i].id) < 0)
+        if (add_stale_inner(u, trail[i].id) < 0)
             goto done;
         PyObject *left = PyTuple_GET_ITEM(trail[i].node, 0), *right = PyTuple_GET_ITEM(trail[i].node, 1);
         PyObject *joined = bit_at(key_hash, depth) ? join(u, key_hash, depth, left, new)

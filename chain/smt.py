@@ -172,8 +172,8 @@ def apply_batch(
     Changes are sorted by key hash, so every subtree is visited once with the slice of changes
     that falls into it. Setting a key to the value it already has, or deleting an absent key,
     leaves the tree (and its nodes) untouched. Inner nodes are looked up in `cache` (node id ->
-    node, read only; holding only nodes this module made or decode_inner decoded) before get_inner
-    is called.
+    node, holding only nodes this module made or decode_inner decoded) before get_inner is called;
+    the nodes the batch replaces are removed from it.
     """
     return Batch(*_smt.apply_batch(root, changes, encode_version(version), {} if cache is None else cache, get_inner))
 

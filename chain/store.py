@@ -484,8 +484,6 @@ class Store:
                 roots[store] = batches[store].root
         for store, batch in batches.items():
             cache = self._cache[store]
-            for node_id in batch.stale_inner:
-                cache.pop(node_id, None)
             cache.update(batch.inner_nodes)
             _trim(cache)
             self._pending_inner[store].update(batch.inner_nodes)

@@ -145,15 +145,19 @@ def _small_tree():
     return tree
 
 
-def test_cached_nodes_are_not_read_and_change_nothing():
+def test_cached_nodes_are_not_read_and_the_replaced_ones_leave_the_cache():
     tree = _small_tree()
     changes = {bytes([i]) * 3: b"changed" for i in range(0, 64, 5)} | {b"new": b"1", bytes([7]) * 3: None}
     reference = apply_batch_reference(tree.root, changes, 2, tree.get_inner)
     all_reads, tree.reads = tree.reads, []
     cache = {node_id: tree.inner[node_id] for node_id in list(tree.inner)[::2]}
+    cached = dict(cache)
     assert smt.apply_batch(tree.root, changes, 2, tree.get_inner, cache) == reference
-    assert tree.reads == [node_id for node_id in all_reads if node_id not in cache]
+    assert tree.reads == [node_id for node_id in all_reads if node_id not in cached]
     assert 0 < len(tree.reads) < len(all_reads)
+    # the replaced nodes leave the cache; the others stay
+    assert cache == {i: node for i, node in cached.items() if i not in reference.stale_inner}
+    assert set(cached) & set(reference.stale_inner)
 
 
 class ReaderFailed(Exception):
