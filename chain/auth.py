@@ -5,7 +5,7 @@ import json
 from chain import crypto
 from chain.errors import InvalidAddressError, NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2
-from chain.state import GasParams, encode_key
+from chain.state import GasParams, encode_key, iterate_prefix
 from chain.tx import SECP256K1_PUBKEY_URL, TxParams, pack_any
 from chain.proto.cosmos.crypto.secp256k1 import keys_pb2
 
@@ -150,11 +150,8 @@ def compute_decimal_text(numerator: int, denominator: int) -> str:
 
 
 def iterate_accounts(state):
-    prefix = bytes((ACCOUNT,))
-    for _, raw in state.iterate(STORE, prefix, bytes((ACCOUNT + 1,))):
-        account = auth_pb2.BaseAccount()
-        account.ParseFromString(raw)
-        yield account
+    for _, raw in iterate_prefix(state, STORE, state_key(ACCOUNT)):
+        yield auth_pb2.BaseAccount.FromString(raw)
 
 
 # --- queries (gRPC over ABCI) -----------------------------------------------------------------

@@ -63,8 +63,7 @@ def get_supply(state, denom: str) -> int:
 
 
 def iterate_supply(state):
-    prefix = bytes((SUPPLY,))
-    for key, raw in iterate_prefix(state, STORE, prefix):
+    for key, raw in iterate_prefix(state, STORE, state_key(SUPPLY)):
         yield key[2:].decode(), int(raw)
 
 
@@ -188,8 +187,7 @@ def _metadata(entry: dict) -> bank_pb2.Metadata:
 
 def export_genesis(state) -> dict:
     balances: dict[bytes, dict[str, int]] = {}
-    prefix = bytes((BALANCE,))
-    for key, raw in iterate_prefix(state, STORE, prefix):
+    for key, raw in iterate_prefix(state, STORE, state_key(BALANCE)):
         address = key[2:22]
         balances.setdefault(address, {})[key[23:].decode()] = int(raw)
     return {

@@ -338,6 +338,7 @@ class Client:
         if not reply.account.Unpack(account):
             raise InvalidResponse(f"account {address} is a {reply.account.type_url}, not a BaseAccount")
         return account
+
     def broadcast_tx_sync(self, tx: bytes) -> BroadcastResult:
         return decode_broadcast_result(self.call("broadcast_tx_sync", {"tx": base64.b64encode(tx).decode()}))
 
