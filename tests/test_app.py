@@ -2,6 +2,7 @@
 
 import json
 
+import bech32
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -410,6 +411,19 @@ def test_fuzzed_tx_bytes_never_escape(app, accounts, data):
     app.store.discard()
     app.finalized = None
     assert app.store.app_hash == app_hash
+
+
+@settings(max_examples=200, deadline=None)
+@given(address=st.binary(min_size=20, max_size=20), upper=st.booleans())
+def test_an_address_decoded_from_bech32_encodes_back_as_bech32_does(address, upper):
+    """decode_address remembers the text it decoded for encode_address, which events use: it must be
+    what bech32 itself encodes, lower case even when the tx wrote the address in upper case."""
+    text = bech32.bech32_encode(crypto.BECH32_PREFIX, bech32.convertbits(address, 8, 5))
+    crypto.decode_address.cache_clear()
+    crypto._address_texts.clear()
+    assert crypto.decode_address(text.upper() if upper else text) == address
+    assert crypto.encode_address(address) == text
+    assert crypto.encode_address(address, "cosmos") == bech32.bech32_encode("cosmos", bech32.convertbits(address, 8, 5))
 
 
 def test_a_large_unseen_block_gives_the_same_results_with_and_without_the_signature_helper(tmp_path):
