@@ -5,7 +5,7 @@ import json
 from chain import crypto
 from chain.errors import InvalidAddressError, NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2
-from chain.state import GasParams, encode_key, iterate_prefix
+from chain.state import GasParams, encode_key, get_message, get_messages
 from chain.tx import SECP256K1_PUBKEY_URL, TxParams, pack_any
 from chain.proto.cosmos.crypto.secp256k1 import keys_pb2
 
@@ -27,12 +27,7 @@ def state_key(kind: int, *parts) -> bytes:
 
 
 def get_account(state, address: bytes) -> auth_pb2.BaseAccount | None:
-    raw = state.get(STORE, state_key(ACCOUNT, address))
-    if raw is None:
-        return None
-    account = auth_pb2.BaseAccount()
-    account.ParseFromString(raw)
-    return account
+    return get_message(state, STORE, auth_pb2.BaseAccount, state_key(ACCOUNT, address))
 
 
 def set_account(state, account: auth_pb2.BaseAccount) -> None:
@@ -136,7 +131,7 @@ def export_genesis(state) -> dict:
         "params": compute_params_genesis(*get_params(state)),
         "accounts": [
             {"address": account.address, "account_number": str(account.account_number), "sequence": str(account.sequence)}
-            for account in iterate_accounts(state)
+            for account in get_messages(state, STORE, auth_pb2.BaseAccount, state_key(ACCOUNT))
         ],
     }
 
@@ -147,11 +142,6 @@ def compute_decimal_text(numerator: int, denominator: int) -> str:
         return str(numerator)
     text = str(numerator).rjust(digits + 1, "0")
     return f"{text[:-digits]}.{text[-digits:]}"
-
-
-def iterate_accounts(state):
-    for _, raw in iterate_prefix(state, STORE, state_key(ACCOUNT)):
-        yield auth_pb2.BaseAccount.FromString(raw)
 
 
 # --- queries (gRPC over ABCI) -----------------------------------------------------------------
