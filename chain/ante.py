@@ -16,6 +16,7 @@ from chain.tx import DecodedTx, TxParams
 
 SIGNATURE_CACHE_SIZE = 100_000
 PREFETCH_MIN_ITEMS = 256
+PREFETCH_SEND = 64  # items sent at a time, so the helper starts while the block prepares the rest
 PREFETCH_CHUNK = 16
 HELPER_STOP_SECONDS = 10.0
 SIMULATED_EXTRA_BYTES = 64 + 40  # the signature, and a fee coin with its gas limit
@@ -94,12 +95,16 @@ class SignatureCache:
         return self.helper and count >= PREFETCH_MIN_ITEMS
 
     def prefetch(self, items: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
-        """Sends (key, public key, signature, sign bytes) to the helper."""
-        if not self.is_prefetching(len(items)):
+        """Sends (key, public key, signature, sign bytes) to the helper.
+
+        What the helper has finished is read first, so it is never left writing to a full pipe
+        while this process writes to it: meanwhile it receives at most a pipe's worth of items, and
+        their keys take a tenth of that room.
+        """
+        if not items:
             return
         self.start()
-        # the helper must not be left writing to a full pipe while this process writes to it
-        self.collect(timeout=HELPER_STOP_SECONDS, wait_all=True)
+        self.collect()
         if self.process is None:
             return
         try:
@@ -107,20 +112,17 @@ class SignatureCache:
         except OSError:
             self.close()
             return
-        self.pending = -(-len(items) // PREFETCH_CHUNK)
+        self.pending += -(-len(items) // PREFETCH_CHUNK)
 
-    def collect(self, timeout: float = 0.0, wait_all: bool = False) -> None:
-        """Reads the chunks the helper has finished (all of them, waiting up to `timeout`, if `wait_all`)."""
+    def collect(self) -> None:
+        """Reads the chunks the helper has finished."""
         try:
-            while self.pending and (self.connection.poll(timeout if wait_all else 0)):
+            while self.pending and self.connection.poll():
                 keys = self.connection.recv()
                 self.pending -= 1
                 for key in keys:
                     self.add(key)
         except (OSError, EOFError):  # a dead helper only means these are verified inline
-            self.close()
-            return
-        if wait_all and self.pending:
             self.close()
 
     def is_verified(self, public_key: bytes, tx: DecodedTx, chain_id: str, account_number: int) -> bool:

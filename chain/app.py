@@ -14,7 +14,7 @@ import os
 from collections import OrderedDict
 
 from chain import auth, bank, crypto, heat, inference, market
-from chain.ante import SignatureCache, compute_signature_key, process_ante
+from chain.ante import PREFETCH_SEND, SignatureCache, compute_signature_key, process_ante
 from chain.errors import InvalidRequestError, TxError, UnknownRequestError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
@@ -165,7 +165,8 @@ class App:
         return response
 
     def prefetch_signatures(self, block: Branch, txs) -> None:
-        """Starts verifying, in a helper process, the signatures of the txs this node has not seen.
+        """Starts verifying, in a helper process, the signatures of the txs this node has not seen,
+        sending them a few at a time so the helper starts on the first while the rest are decoded.
 
         A tx decoded before went through CheckTx, which cached its signature; looking that up here
         too cost 5 µs a tx (its account read and key), and a miss is only verified inline.
@@ -187,6 +188,9 @@ class App:
             key = compute_signature_key(public_key, decoded, self.chain_id, account.account_number)
             if key not in self.signatures.entries:
                 items.append((key, public_key, decoded.signature, decoded.sign_bytes(self.chain_id, account.account_number)))
+                if len(items) == PREFETCH_SEND:
+                    self.signatures.prefetch(items)
+                    items = []
         self.signatures.prefetch(items)
 
     def deliver_heat_tx(self, block: Branch, ctx: Context, tx: bytes, result: abci.ExecTxResult) -> None:
