@@ -4,8 +4,11 @@
  * This is the Python version kept in tests/smt_reference.py, function for function (update,
  * update_path, build, join), and must give bit-for-bit the same results: the same refs, nodes and
  * stale ids in the same order, and the same get_inner calls for the nodes that are not in the
- * cache it is given (the reference is given no cache). The nodes it replaces leave that cache. Refs are the same Python tuples
- * (None, (hash, version) or (hash, version, key_hash)), since the store keeps and encodes them.
+ * cache it is given (the reference is given no cache). The nodes it replaces leave that cache.
+ *
+ * Inside, a ref is its encoded form (chain.smt.encode_ref) held by value, and an inner node is the
+ * two encoded refs of its children, the bytes the store keeps: a new node is two copies, reading
+ * one is two copies, and no Python object is made for a ref but the root's.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -16,13 +19,23 @@
 #define KEY_BITS 256
 #define HASH_BYTES 32
 #define VERSION_BYTES 8
+#define TAG_EMPTY 0
+#define TAG_INNER 1
+#define TAG_LEAF 2
+#define INNER_REF_BYTES (1 + HASH_BYTES + VERSION_BYTES)
+#define LEAF_REF_BYTES (INNER_REF_BYTES + HASH_BYTES)
 
-#define HASH(ref) ((const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(ref, 0)))
-#define VERSION(ref) PyBytes_AS_STRING(PyTuple_GET_ITEM(ref, 1))
-#define KEY_HASH(ref) ((const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(ref, 2)))
-#define IS_LEAF(ref) (PyTuple_GET_SIZE(ref) == 3)
+typedef struct {
+    unsigned char b[LEAF_REF_BYTES]; /* tag, then hash and version, then a leaf's key hash */
+} Ref;
+
+#define TAG(ref) ((ref)->b[0])
+#define HASH(ref) ((ref)->b + 1)
+#define VERSION(ref) ((ref)->b + 1 + HASH_BYTES)
+#define KEY_HASH(ref) ((ref)->b + INNER_REF_BYTES)
 
 static const unsigned char EMPTY_HASH[HASH_BYTES];
+static const Ref EMPTY_REF = {{TAG_EMPTY}};
 
 /* Fetched once: OpenSSL 3's one-shot SHA256() looks the algorithm up on every call, which made a
  * hash cost three times as much. */
@@ -30,7 +43,7 @@ static EVP_MD *sha256_md;
 
 typedef struct {
     const unsigned char *key_hash;
-    PyObject *ref;
+    const Ref *ref;
 } Item;
 
 typedef struct {
@@ -39,11 +52,19 @@ typedef struct {
 } Change;
 
 typedef struct {
-    PyObject *cache, *get_inner, *stamp, *nodes, *stale_inner, *stale_leaves;
+    PyObject *id; /* the node's id, owned */
+    Ref left, right;
+} Step;
+
+typedef struct {
+    PyObject *cache, *get_inner, *nodes, *stale_inner, *stale_leaves;
+    const unsigned char *stamp;
     EVP_MD_CTX *sha256;
-    Item *changes; /* sorted by key hash; ref is the new leaf (owned), or None to delete */
+    Item *changes; /* sorted by key hash; ref is the new leaf, or the empty ref to delete */
+    Ref *leaves;   /* what changes[i].ref points to */
     char *kept;    /* kept[i]: changes[i] sets its key to the value it already has */
     Item *items;   /* room for what build() is given: changes[lo:hi) and one old leaf */
+    Step *trail;   /* update_path's way down (one runs at a time) */
 } Update;
 
 static int sha256(Update *u, const void *data, size_t size, unsigned char *digest)
@@ -60,8 +81,13 @@ static int bit_at(const unsigned char *key_hash, int i)
     return (key_hash[i >> 3] >> (7 - (i & 7))) & 1;
 }
 
+static Py_ssize_t ref_size(const Ref *ref)
+{
+    return TAG(ref) == TAG_EMPTY ? 1 : TAG(ref) == TAG_INNER ? INNER_REF_BYTES : LEAF_REF_BYTES;
+}
+
 /* inner_node_id(depth, the first `depth` bits of key_hash, version) */
-static PyObject *inner_node_id(const unsigned char *key_hash, int depth, const char *version)
+static PyObject *inner_node_id(const unsigned char *key_hash, int depth, const unsigned char *version)
 {
     Py_ssize_t size = depth / 8 + 1;
     int shift = 8 * size - depth; /* the prefix is written right-aligned, after its marker bit */
@@ -81,7 +107,7 @@ static PyObject *inner_node_id(const unsigned char *key_hash, int depth, const c
     return id;
 }
 
-static PyObject *leaf_node_id(const unsigned char *key_hash, const char *version)
+static PyObject *leaf_node_id(const unsigned char *key_hash, const unsigned char *version)
 {
     PyObject *id = PyBytes_FromStringAndSize(NULL, HASH_BYTES + VERSION_BYTES);
     if (id != NULL) {
@@ -91,10 +117,10 @@ static PyObject *leaf_node_id(const unsigned char *key_hash, const char *version
     return id;
 }
 
-static PyObject *too_deep(void)
+static int too_deep(void)
 {
     PyErr_SetString(PyExc_ValueError, "tree deeper than the 256 bits of a key hash");
-    return NULL;
+    return -1;
 }
 
 /* bisect_left on the key hashes of items[lo:hi) */
@@ -126,57 +152,78 @@ static int is_bytes(PyObject *object, Py_ssize_t size)
     return PyBytes_CheckExact(object) && PyBytes_GET_SIZE(object) == size;
 }
 
-/* Refs from outside are checked once, so the code below can read them with the unchecked macros.
- * Exact tuples of exact bytes, so that no ref can be part of a reference cycle (see pack). */
-static int check_ref(PyObject *ref)
+/* The root as a Ref: None, (hash, version) or (hash, version, key_hash), each part exact bytes. */
+static int root_to_ref(PyObject *root, Ref *out)
 {
-    if (ref == Py_None)
+    *out = EMPTY_REF;
+    if (root == Py_None)
         return 0;
-    if (PyTuple_CheckExact(ref)) {
-        Py_ssize_t size = PyTuple_GET_SIZE(ref);
-        if ((size == 2 || size == 3) && is_bytes(PyTuple_GET_ITEM(ref, 0), HASH_BYTES) &&
-            is_bytes(PyTuple_GET_ITEM(ref, 1), VERSION_BYTES) &&
-            (size == 2 || is_bytes(PyTuple_GET_ITEM(ref, 2), HASH_BYTES)))
+    if (PyTuple_CheckExact(root)) {
+        Py_ssize_t size = PyTuple_GET_SIZE(root);
+        if ((size == 2 || size == 3) && is_bytes(PyTuple_GET_ITEM(root, 0), HASH_BYTES) &&
+            is_bytes(PyTuple_GET_ITEM(root, 1), VERSION_BYTES) &&
+            (size == 2 || is_bytes(PyTuple_GET_ITEM(root, 2), HASH_BYTES))) {
+            TAG(out) = size == 2 ? TAG_INNER : TAG_LEAF;
+            memcpy(HASH(out), PyBytes_AS_STRING(PyTuple_GET_ITEM(root, 0)), HASH_BYTES);
+            memcpy(VERSION(out), PyBytes_AS_STRING(PyTuple_GET_ITEM(root, 1)), VERSION_BYTES);
+            if (size == 3)
+                memcpy(KEY_HASH(out), PyBytes_AS_STRING(PyTuple_GET_ITEM(root, 2)), HASH_BYTES);
             return 0;
+        }
     }
     PyErr_SetString(PyExc_ValueError, "malformed subtree reference");
     return -1;
 }
 
-/* PyTuple_Pack for a ref or an inner node, kept out of the cyclic GC's lists from the start: they
- * hold only bytes and other refs, so they cannot be part of a cycle, and the GC would otherwise
- * scan the ~10 of them made per changed key before untracking them: a third of the time of a
- * 20k-key batch. `third` is NULL for a pair. */
-static PyObject *pack(PyObject *first, PyObject *second, PyObject *third)
+static PyObject *ref_to_root(const Ref *ref)
 {
-    PyObject *tuple = third == NULL ? PyTuple_Pack(2, first, second) : PyTuple_Pack(3, first, second, third);
-    if (tuple != NULL)
-        PyObject_GC_UnTrack(tuple);
-    return tuple;
+    if (TAG(ref) == TAG_EMPTY)
+        Py_RETURN_NONE;
+    if (TAG(ref) == TAG_INNER)
+        return Py_BuildValue("(y#y#)", HASH(ref), (Py_ssize_t)HASH_BYTES, VERSION(ref), (Py_ssize_t)VERSION_BYTES);
+    return Py_BuildValue("(y#y#y#)", HASH(ref), (Py_ssize_t)HASH_BYTES, VERSION(ref), (Py_ssize_t)VERSION_BYTES,
+                         KEY_HASH(ref), (Py_ssize_t)HASH_BYTES);
 }
 
-/* The node from the cache, or else from get_inner. Nodes in the cache were made by apply_batch or
- * decoded by the store and are not checked again: checking took a tenth of a batch's time. */
-static PyObject *read_inner(Update *u, PyObject *id)
+static int parse_ref(const unsigned char *data, Py_ssize_t size, Py_ssize_t *pos, Ref *out)
+{
+    if (*pos >= size || data[*pos] > TAG_LEAF)
+        return -1;
+    Py_ssize_t n = data[*pos] == TAG_EMPTY ? 1 : data[*pos] == TAG_INNER ? INNER_REF_BYTES : LEAF_REF_BYTES;
+    if (*pos + n > size)
+        return -1;
+    memcpy(out->b, data + *pos, n);
+    *pos += n;
+    return 0;
+}
+
+/* The children of an encoded inner node (chain.smt.decode_inner), or ValueError. */
+static int parse_node(PyObject *node, Ref *left, Ref *right)
+{
+    if (PyBytes_CheckExact(node)) {
+        const unsigned char *data = (const unsigned char *)PyBytes_AS_STRING(node);
+        Py_ssize_t size = PyBytes_GET_SIZE(node), pos = 0;
+        if (parse_ref(data, size, &pos, left) == 0 && parse_ref(data, size, &pos, right) == 0 && pos == size)
+            return 0;
+    }
+    PyErr_SetString(PyExc_ValueError, "malformed inner node");
+    return -1;
+}
+
+/* The node from the cache, or else from get_inner. */
+static int read_inner(Update *u, PyObject *id, Ref *left, Ref *right)
 {
     PyObject *node = PyDict_GetItemWithError(u->cache, id);
     if (node != NULL)
-        return Py_NewRef(node);
+        return parse_node(node, left, right);
     if (PyErr_Occurred())
-        return NULL;
+        return -1;
     node = PyObject_CallOneArg(u->get_inner, id);
     if (node == NULL)
-        return NULL;
-    if (!PyTuple_Check(node) || PyTuple_GET_SIZE(node) != 2) {
-        PyErr_SetString(PyExc_TypeError, "get_inner must return a (left, right) tuple");
-        Py_DECREF(node);
-        return NULL;
-    }
-    if (check_ref(PyTuple_GET_ITEM(node, 0)) < 0 || check_ref(PyTuple_GET_ITEM(node, 1)) < 0) {
-        Py_DECREF(node);
-        return NULL;
-    }
-    return node;
+        return -1;
+    int status = parse_node(node, left, right);
+    Py_DECREF(node);
+    return status;
 }
 
 /* The node `id` is replaced: it is stale, and leaves the cache now, while its entry is still in the
@@ -189,7 +236,7 @@ static int add_stale_inner(Update *u, PyObject *id)
     return cached > 0 ? PyDict_DelItem(u->cache, id) : cached;
 }
 
-static int add_stale_leaf(Update *u, PyObject *leaf)
+static int add_stale_leaf(Update *u, const Ref *leaf)
 {
     PyObject *id = leaf_node_id(KEY_HASH(leaf), VERSION(leaf));
     if (id == NULL)
@@ -211,7 +258,7 @@ static Py_ssize_t gather(Update *u, Py_ssize_t lo, Py_ssize_t hi, const Item *ol
             if (memcmp(change->key_hash, old->key_hash, HASH_BYTES) == 0)
                 continue;
         }
-        if (change->ref != Py_None)
+        if (TAG(change->ref) != TAG_EMPTY)
             u->items[n++] = *change;
     }
     if (old != NULL && at == hi)
@@ -219,181 +266,194 @@ static Py_ssize_t gather(Update *u, Py_ssize_t lo, Py_ssize_t hi, const Item *ol
     return n;
 }
 
-/* All functions below take borrowed refs and return a new reference (NULL with an exception set). */
+/* The functions below return -1 with an exception set, and write their result to `out`, which may be
+ * one of their arguments. update and update_path return 1 if the subtree changed, 0 if it did not
+ * (the reference returns the very ref it was given). */
 
 /* The subtree at `depth` on the path of key_hash with these children: an inner node (written to
  * u->nodes), or the lone leaf or nothing, which moves up. */
-static PyObject *join(Update *u, const unsigned char *key_hash, int depth, PyObject *left, PyObject *right)
+static int join(Update *u, const unsigned char *key_hash, int depth, const Ref *left, const Ref *right, Ref *out)
 {
-    if (left == Py_None) {
-        if (right == Py_None || IS_LEAF(right))
-            return Py_NewRef(right);
+    if (TAG(left) == TAG_EMPTY) {
+        if (TAG(right) != TAG_INNER) {
+            *out = *right;
+            return 0;
+        }
     }
-    else if (right == Py_None && IS_LEAF(left)) {
-        return Py_NewRef(left);
+    else if (TAG(right) == TAG_EMPTY && TAG(left) == TAG_LEAF) {
+        *out = *left;
+        return 0;
     }
-    unsigned char data[1 + 2 * HASH_BYTES], digest[HASH_BYTES];
+    unsigned char data[1 + 2 * HASH_BYTES];
+    Ref joined = {{TAG_INNER}};
     data[0] = 0x01;
-    memcpy(data + 1, left == Py_None ? EMPTY_HASH : HASH(left), HASH_BYTES);
-    memcpy(data + 1 + HASH_BYTES, right == Py_None ? EMPTY_HASH : HASH(right), HASH_BYTES);
-    if (sha256(u, data, sizeof data, digest) < 0)
-        return NULL;
+    memcpy(data + 1, TAG(left) == TAG_EMPTY ? EMPTY_HASH : HASH(left), HASH_BYTES);
+    memcpy(data + 1 + HASH_BYTES, TAG(right) == TAG_EMPTY ? EMPTY_HASH : HASH(right), HASH_BYTES);
+    if (sha256(u, data, sizeof data, HASH(&joined)) < 0)
+        return -1;
+    memcpy(VERSION(&joined), u->stamp, VERSION_BYTES);
 
-    PyObject *id = inner_node_id(key_hash, depth, PyBytes_AS_STRING(u->stamp));
-    PyObject *node = pack(left, right, NULL);
-    int status = id != NULL && node != NULL ? PyDict_SetItem(u->nodes, id, node) : -1;
+    Py_ssize_t left_size = ref_size(left), right_size = ref_size(right);
+    PyObject *node = PyBytes_FromStringAndSize(NULL, left_size + right_size);
+    PyObject *id = node != NULL ? inner_node_id(key_hash, depth, u->stamp) : NULL;
+    int status = -1;
+    if (id != NULL) {
+        memcpy(PyBytes_AS_STRING(node), left->b, left_size);
+        memcpy(PyBytes_AS_STRING(node) + left_size, right->b, right_size);
+        status = PyDict_SetItem(u->nodes, id, node);
+    }
     Py_XDECREF(id);
     Py_XDECREF(node);
-    if (status < 0)
-        return NULL;
-    PyObject *hash = PyBytes_FromStringAndSize((const char *)digest, HASH_BYTES);
-    if (hash == NULL)
-        return NULL;
-    PyObject *ref = pack(hash, u->stamp, NULL);
-    Py_DECREF(hash);
-    return ref;
+    if (status == 0)
+        *out = joined;
+    return status;
 }
 
 /* The subtree at `depth` holding exactly these leaves, sorted by key hash. */
-static PyObject *build(Update *u, int depth, const Item *items, Py_ssize_t n)
+static int build(Update *u, int depth, const Item *items, Py_ssize_t n, Ref *out)
 {
-    if (n == 0)
-        Py_RETURN_NONE;
-    if (n == 1)
-        return Py_NewRef(items[0].ref);
+    if (n == 0) {
+        *out = EMPTY_REF;
+        return 0;
+    }
+    if (n == 1) {
+        *out = *items[0].ref;
+        return 0;
+    }
     if (depth == KEY_BITS)
         return too_deep();
     Py_ssize_t mid = split(items, 0, n, items[0].key_hash, depth);
-    PyObject *left = build(u, depth + 1, items, mid);
-    if (left == NULL)
-        return NULL;
-    PyObject *right = build(u, depth + 1, items + mid, n - mid);
-    PyObject *joined = right != NULL ? join(u, items[0].key_hash, depth, left, right) : NULL;
-    Py_DECREF(left);
-    Py_XDECREF(right);
-    return joined;
+    Ref left, right;
+    if (build(u, depth + 1, items, mid, &left) < 0 || build(u, depth + 1, items + mid, n - mid, &right) < 0)
+        return -1;
+    return join(u, items[0].key_hash, depth, &left, &right, out);
 }
 
-static PyObject *update_path(Update *u, PyObject *ref, int depth, Py_ssize_t at);
-
-/* The subtree `ref` at `depth` with changes[lo:hi) applied (all on its path); `ref` itself if
- * nothing changed. */
-static PyObject *update(Update *u, PyObject *ref, int depth, Py_ssize_t lo, Py_ssize_t hi)
+/* build, for a subtree that changed */
+static int rebuild(Update *u, int depth, Py_ssize_t n, Ref *out)
 {
-    if (ref == Py_None)
-        return build(u, depth, u->items, gather(u, lo, hi, NULL, 0));
-    if (IS_LEAF(ref)) {
+    return build(u, depth, u->items, n, out) < 0 ? -1 : 1;
+}
+
+static int update_path(Update *u, const Ref *ref, int depth, Py_ssize_t at, Ref *out);
+
+/* The subtree `ref` at `depth` with changes[lo:hi) applied (all on its path). */
+static int update(Update *u, const Ref *ref, int depth, Py_ssize_t lo, Py_ssize_t hi, Ref *out)
+{
+    if (TAG(ref) == TAG_EMPTY) {
+        Py_ssize_t n = gather(u, lo, hi, NULL, 0);
+        if (n > 0)
+            return rebuild(u, depth, n, out);
+        *out = *ref;
+        return 0;
+    }
+    if (TAG(ref) == TAG_LEAF) {
         Item old = {KEY_HASH(ref), ref};
         Py_ssize_t at = bisect(u->changes, lo, hi, old.key_hash);
         if (at < hi && memcmp(u->changes[at].key_hash, old.key_hash, HASH_BYTES) == 0) {
-            PyObject *new = u->changes[at].ref;
-            if (new != Py_None && memcmp(HASH(new), HASH(ref), HASH_BYTES) == 0) {
-                u->kept[at] = 1;
-                return build(u, depth, u->items, gather(u, lo, hi, &old, at));
+            const Ref *new = u->changes[at].ref;
+            if (TAG(new) == TAG_EMPTY || memcmp(HASH(new), HASH(ref), HASH_BYTES) != 0) {
+                if (add_stale_leaf(u, ref) < 0)
+                    return -1;
+                return rebuild(u, depth, gather(u, lo, hi, NULL, 0), out);
             }
-            if (add_stale_leaf(u, ref) < 0)
-                return NULL;
-            return build(u, depth, u->items, gather(u, lo, hi, NULL, 0));
+            u->kept[at] = 1;
         }
-        return build(u, depth, u->items, gather(u, lo, hi, &old, at));
+        Py_ssize_t n = gather(u, lo, hi, &old, at);
+        if (n > 1)
+            return rebuild(u, depth, n, out);
+        *out = *ref; /* the old leaf alone */
+        return 0;
     }
     if (hi - lo == 1)
-        return update_path(u, ref, depth, lo);
+        return update_path(u, ref, depth, lo, out);
 
     /* changes[lo:hi) are two or more key hashes sharing this subtree's depth-bit prefix: depth < 256 */
     const unsigned char *key_hash = u->changes[lo].key_hash;
-    PyObject *node = NULL, *new_left = NULL, *new_right = NULL, *result = NULL;
     PyObject *id = inner_node_id(key_hash, depth, VERSION(ref));
-    if (id == NULL || (node = read_inner(u, id)) == NULL)
+    if (id == NULL)
+        return -1;
+    Ref left, right, new_left, new_right;
+    int left_changed = 0, right_changed = 0, status = -1;
+    if (read_inner(u, id, &left, &right) < 0)
         goto done;
-    PyObject *left = PyTuple_GET_ITEM(node, 0), *right = PyTuple_GET_ITEM(node, 1);
     Py_ssize_t mid = split(u->changes, lo, hi, key_hash, depth);
-    new_left = mid > lo ? update(u, left, depth + 1, lo, mid) : Py_NewRef(left);
-    if (new_left == NULL)
+    if (mid > lo && (left_changed = update(u, &left, depth + 1, lo, mid, &new_left)) < 0)
         goto done;
-    new_right = hi > mid ? update(u, right, depth + 1, mid, hi) : Py_NewRef(right);
-    if (new_right == NULL)
+    if (hi > mid && (right_changed = update(u, &right, depth + 1, mid, hi, &new_right)) < 0)
         goto done;
-    if (new_left == left && new_right == right)
-        result = Py_NewRef(ref);
-    else if (add_stale_inner(u, id) == 0)
-        result = join(u, key_hash, depth, new_left, new_right);
+    if (!left_changed && !right_changed) {
+        *out = *ref;
+        status = 0;
+    }
+    else if (add_stale_inner(u, id) == 0 &&
+             join(u, key_hash, depth, left_changed ? &new_left : &left, right_changed ? &new_right : &right, out) == 0) {
+        status = 1;
+    }
 done:
-    Py_XDECREF(id);
-    Py_XDECREF(node);
-    Py_XDECREF(new_left);
-    Py_XDECREF(new_right);
-    return result;
+    Py_DECREF(id);
+    return status;
 }
 
 /* `update` for a subtree that receives a single change: a loop down and back up. */
-static PyObject *update_path(Update *u, PyObject *ref, int depth, Py_ssize_t at)
+static int update_path(Update *u, const Ref *ref, int depth, Py_ssize_t at, Ref *out)
 {
     const unsigned char *key_hash = u->changes[at].key_hash;
-    PyObject *top = ref, *new = NULL, *result = NULL;
-    struct {
-        PyObject *id, *node;
-    } trail[KEY_BITS + 1];
-    int steps = 0;
+    Step *trail = u->trail;
+    Ref end = *ref, new;
+    int steps = 0, status = -1;
 
-    while (ref != Py_None && !IS_LEAF(ref)) {
-        PyObject *id = inner_node_id(key_hash, depth, VERSION(ref));
-        if (id == NULL)
+    while (TAG(&end) == TAG_INNER) {
+        if ((trail[steps].id = inner_node_id(key_hash, depth, VERSION(&end))) == NULL)
             goto done;
-        PyObject *node = read_inner(u, id);
-        if (node == NULL) {
-            Py_DECREF(id);
+        steps++;
+        if (read_inner(u, trail[steps - 1].id, &trail[steps - 1].left, &trail[steps - 1].right) < 0)
             goto done;
-        }
-        trail[steps].id = id;
-        trail[steps++].node = node;
         if (depth == KEY_BITS) {
             too_deep();
             goto done;
         }
-        ref = PyTuple_GET_ITEM(node, bit_at(key_hash, depth));
+        end = bit_at(key_hash, depth) ? trail[steps - 1].right : trail[steps - 1].left;
         depth++;
     }
-    if (ref == Py_None || memcmp(KEY_HASH(ref), key_hash, HASH_BYTES) == 0) {
-        PyObject *change = u->changes[at].ref;
-        if (ref != Py_None) {
-            if (change != Py_None && memcmp(HASH(change), HASH(ref), HASH_BYTES) == 0) {
+    int changed;
+    if (TAG(&end) == TAG_EMPTY || memcmp(KEY_HASH(&end), key_hash, HASH_BYTES) == 0) {
+        const Ref *change = u->changes[at].ref;
+        if (TAG(&end) != TAG_EMPTY) {
+            if (TAG(change) != TAG_EMPTY && memcmp(HASH(change), HASH(&end), HASH_BYTES) == 0) {
                 u->kept[at] = 1;
-                result = Py_NewRef(top);
+                *out = *ref;
+                status = 0;
                 goto done;
             }
-            if (add_stale_leaf(u, ref) < 0)
+            if (add_stale_leaf(u, &end) < 0)
                 goto done;
         }
-        new = Py_NewRef(change);
+        new = *change;
+        changed = TAG(&end) != TAG_EMPTY || TAG(change) != TAG_EMPTY;
     }
-    else if ((new = update(u, ref, depth, at, at + 1)) == NULL) {
+    else if ((changed = update(u, &end, depth, at, at + 1, &new)) < 0) {
         goto done;
     }
-    if (new == ref) {
-        result = Py_NewRef(top);
+    if (!changed) {
+        *out = *ref;
+        status = 0;
         goto done;
     }
     for (int i = steps - 1; i >= 0; i--) {
         depth--;
         if (add_stale_inner(u, trail[i].id) < 0)
             goto done;
-        PyObject *left = PyTuple_GET_ITEM(trail[i].node, 0), *right = PyTuple_GET_ITEM(trail[i].node, 1);
-        PyObject *joined = bit_at(key_hash, depth) ? join(u, key_hash, depth, left, new)
-                                                   : join(u, key_hash, depth, new, right);
-        Py_SETREF(new, joined);
-        if (new == NULL)
+        int bit = bit_at(key_hash, depth);
+        if (join(u, key_hash, depth, bit ? &trail[i].left : &new, bit ? &new : &trail[i].right, &new) < 0)
             goto done;
     }
-    result = new;
-    new = NULL;
+    *out = new;
+    status = 1;
 done:
-    Py_XDECREF(new);
-    for (int i = 0; i < steps; i++) {
+    for (int i = 0; i < steps; i++)
         Py_DECREF(trail[i].id);
-        Py_DECREF(trail[i].node);
-    }
-    return result;
+    return status;
 }
 
 static int hash_buffer(Update *u, PyObject *object, unsigned char *digest)
@@ -407,19 +467,17 @@ static int hash_buffer(Update *u, PyObject *object, unsigned char *digest)
 }
 
 /* (sha256(0x00 || key_hash || sha256(value)), stamp, key_hash) */
-static PyObject *new_leaf(Update *u, const unsigned char *key_hash, PyObject *value)
+static int new_leaf(Update *u, const unsigned char *key_hash, PyObject *value, Ref *out)
 {
-    unsigned char data[1 + 2 * HASH_BYTES], digest[HASH_BYTES];
+    unsigned char data[1 + 2 * HASH_BYTES];
     data[0] = 0x00;
     memcpy(data + 1, key_hash, HASH_BYTES);
-    if (hash_buffer(u, value, data + 1 + HASH_BYTES) < 0 || sha256(u, data, sizeof data, digest) < 0)
-        return NULL;
-    PyObject *hash = PyBytes_FromStringAndSize((const char *)digest, HASH_BYTES);
-    PyObject *key = PyBytes_FromStringAndSize((const char *)key_hash, HASH_BYTES);
-    PyObject *ref = hash != NULL && key != NULL ? pack(hash, u->stamp, key) : NULL;
-    Py_XDECREF(hash);
-    Py_XDECREF(key);
-    return ref;
+    if (hash_buffer(u, value, data + 1 + HASH_BYTES) < 0 || sha256(u, data, sizeof data, HASH(out)) < 0)
+        return -1;
+    TAG(out) = TAG_LEAF;
+    memcpy(VERSION(out), u->stamp, VERSION_BYTES);
+    memcpy(KEY_HASH(out), key_hash, HASH_BYTES);
+    return 0;
 }
 
 static int compare_changes(const void *a, const void *b)
@@ -440,14 +498,17 @@ static PyObject *apply_batch(PyObject *Py_UNUSED(module), PyObject *args)
     if (pairs == NULL)
         return NULL;
     Py_ssize_t n = PyList_GET_SIZE(pairs);
-    Update u = {.cache = cache, .get_inner = get_inner, .stamp = stamp};
+    Update u = {.cache = cache, .get_inner = get_inner, .stamp = (const unsigned char *)PyBytes_AS_STRING(stamp)};
     Change *sorted = PyMem_Calloc(n + 1, sizeof(Change));
     u.changes = PyMem_Calloc(n + 1, sizeof(Item));
+    u.leaves = PyMem_Calloc(n + 1, sizeof(Ref)); /* zeroed: the empty ref */
     u.kept = PyMem_Calloc(n + 1, 1);
     u.items = PyMem_Calloc(n + 1, sizeof(Item));
+    u.trail = PyMem_Calloc(KEY_BITS + 1, sizeof(Step));
     PyObject *new_root = NULL, *leaves = NULL, *result = NULL;
     u.sha256 = EVP_MD_CTX_new();
-    if (sorted == NULL || u.changes == NULL || u.kept == NULL || u.items == NULL || u.sha256 == NULL) {
+    if (sorted == NULL || u.changes == NULL || u.leaves == NULL || u.kept == NULL || u.items == NULL ||
+        u.trail == NULL || u.sha256 == NULL) {
         PyErr_NoMemory();
         goto done;
     }
@@ -469,24 +530,23 @@ static PyObject *apply_batch(PyObject *Py_UNUSED(module), PyObject *args)
             goto done;
         }
         u.changes[i].key_hash = sorted[i].key_hash;
-        u.changes[i].ref = sorted[i].value == Py_None ? Py_NewRef(Py_None)
-                                                      : new_leaf(&u, sorted[i].key_hash, sorted[i].value);
-        if (u.changes[i].ref == NULL)
+        u.changes[i].ref = &u.leaves[i];
+        if (sorted[i].value != Py_None && new_leaf(&u, sorted[i].key_hash, sorted[i].value, &u.leaves[i]) < 0)
             goto done;
     }
     if ((u.nodes = PyDict_New()) == NULL || (leaves = PyDict_New()) == NULL ||
         (u.stale_inner = PyList_New(0)) == NULL || (u.stale_leaves = PyList_New(0)) == NULL)
         goto done;
-    if (n == 0)
-        new_root = Py_NewRef(root);
-    else if (check_ref(root) == 0)
-        new_root = update(&u, root, 0, 0, n);
-    if (new_root == NULL)
+    Ref old_root, updated_root;
+    int changed = 0;
+    if (n > 0 && (root_to_ref(root, &old_root) < 0 || (changed = update(&u, &old_root, 0, 0, n, &updated_root)) < 0))
+        goto done;
+    if ((new_root = changed ? ref_to_root(&updated_root) : Py_NewRef(root)) == NULL)
         goto done;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (sorted[i].value == Py_None || u.kept[i])
             continue;
-        PyObject *id = leaf_node_id(sorted[i].key_hash, PyBytes_AS_STRING(stamp));
+        PyObject *id = leaf_node_id(sorted[i].key_hash, u.stamp);
         PyObject *pair = PyTuple_Pack(2, sorted[i].key, sorted[i].value);
         int status = id != NULL && pair != NULL ? PyDict_SetItem(leaves, id, pair) : -1;
         Py_XDECREF(id);
@@ -496,10 +556,6 @@ static PyObject *apply_batch(PyObject *Py_UNUSED(module), PyObject *args)
     }
     result = PyTuple_Pack(5, new_root, u.nodes, leaves, u.stale_inner, u.stale_leaves);
 done:
-    if (u.changes != NULL) {
-        for (Py_ssize_t i = 0; i < n; i++)
-            Py_XDECREF(u.changes[i].ref);
-    }
     Py_XDECREF(new_root);
     Py_XDECREF(leaves);
     Py_XDECREF(u.nodes);
@@ -507,77 +563,13 @@ done:
     Py_XDECREF(u.stale_leaves);
     PyMem_Free(sorted);
     PyMem_Free(u.changes);
+    PyMem_Free(u.leaves);
     PyMem_Free(u.kept);
     PyMem_Free(u.items);
+    PyMem_Free(u.trail);
     EVP_MD_CTX_free(u.sha256);
     Py_DECREF(pairs);
     return result;
-}
-
-/* chain.smt.encode_inner: each child as a tag (0 empty, 1 inner, 2 leaf) and its fields. */
-static PyObject *encode_inner(PyObject *Py_UNUSED(module), PyObject *node)
-{
-    if (!PyTuple_CheckExact(node) || PyTuple_GET_SIZE(node) != 2) {
-        PyErr_SetString(PyExc_ValueError, "an inner node is a pair of subtree references");
-        return NULL;
-    }
-    PyObject *children[2] = {PyTuple_GET_ITEM(node, 0), PyTuple_GET_ITEM(node, 1)};
-    Py_ssize_t size = 0;
-    for (int i = 0; i < 2; i++) {
-        if (check_ref(children[i]) < 0)
-            return NULL;
-        size += children[i] == Py_None ? 1 : 1 + HASH_BYTES + VERSION_BYTES + (IS_LEAF(children[i]) ? HASH_BYTES : 0);
-    }
-    PyObject *encoded = PyBytes_FromStringAndSize(NULL, size);
-    if (encoded == NULL)
-        return NULL;
-    char *out = PyBytes_AS_STRING(encoded);
-    for (int i = 0; i < 2; i++) {
-        PyObject *ref = children[i];
-        if (ref == Py_None) {
-            *out++ = 0;
-            continue;
-        }
-        *out++ = IS_LEAF(ref) ? 2 : 1;
-        for (Py_ssize_t field = 0; field < PyTuple_GET_SIZE(ref); field++) {
-            PyObject *part = PyTuple_GET_ITEM(ref, field);
-            memcpy(out, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part));
-            out += PyBytes_GET_SIZE(part);
-        }
-    }
-    return encoded;
-}
-
-/* chain.smt.encode_inner_records: [(prefix + node id, encode_inner(node))] for a dict of nodes. */
-static PyObject *encode_inner_records(PyObject *module, PyObject *args)
-{
-    PyObject *prefix, *nodes, *id, *node;
-    if (!PyArg_ParseTuple(args, "O!O!:encode_inner_records", &PyBytes_Type, &prefix, &PyDict_Type, &nodes))
-        return NULL;
-    PyObject *records = PyList_New(PyDict_GET_SIZE(nodes));
-    Py_ssize_t pos = 0, i = 0;
-    while (records != NULL && PyDict_Next(nodes, &pos, &id, &node)) {
-        if (!PyBytes_Check(id)) {
-            PyErr_SetString(PyExc_ValueError, "node ids are bytes");
-            Py_CLEAR(records);
-            break;
-        }
-        PyObject *key = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(prefix) + PyBytes_GET_SIZE(id));
-        if (key != NULL) {
-            memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix));
-            memcpy(PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(prefix), PyBytes_AS_STRING(id), PyBytes_GET_SIZE(id));
-        }
-        PyObject *value = key != NULL ? encode_inner(module, node) : NULL;
-        PyObject *record = value != NULL ? PyTuple_Pack(2, key, value) : NULL;
-        Py_XDECREF(key);
-        Py_XDECREF(value);
-        if (record == NULL) {
-            Py_CLEAR(records);
-            break;
-        }
-        PyList_SET_ITEM(records, i++, record);
-    }
-    return records;
 }
 
 /* For each id, prefix + id as a key list entry: a 2-byte big-endian length, then the key. */
@@ -646,9 +638,6 @@ static PyMethodDef methods[] = {
     {"apply_batch", apply_batch, METH_VARARGS,
      "apply_batch(root, changes, stamp, cache, get_inner) -> (root, inner_nodes, leaves, stale_inner, "
      "stale_leaves)\n\nchain.smt.apply_batch, with the version already encoded as 8 bytes."},
-    {"encode_inner", encode_inner, METH_O, "encode_inner(node) -> bytes\n\nchain.smt.encode_inner."},
-    {"encode_inner_records", encode_inner_records, METH_VARARGS,
-     "encode_inner_records(prefix, nodes) -> [(key, value)]\n\nchain.smt.encode_inner_records."},
     {"encode_key_list", encode_key_list, METH_VARARGS,
      "encode_key_list(prefix, ids) -> bytes\n\nEach prefix + id as a 2-byte big-endian length and the key."},
     {"decode_key_list", decode_key_list, METH_O, "decode_key_list(data) -> list[bytes]\n\nThe keys of encode_key_list."},

@@ -14,13 +14,15 @@ store prune old versions without reference counts.
 
 A reference to a subtree (a "ref") is None when empty, (hash, version) for an inner node and
 (hash, version, key_hash) for a leaf, the version as 8 big-endian bytes ready to name nodes with.
-Readers are passed in as functions so this module never sees the database:
-`get_inner(node_id) -> (left_ref, right_ref)`, `get_leaf(node_id) -> (key, value)`.
+An inner node is kept, in memory as in the database, as its two refs encoded (encode_ref), and
+decoded only where a proof or a read walks the tree. Readers are passed in as functions so this
+module never sees the database: `get_inner(node_id) -> encoded node`, `get_leaf(node_id) -> (key, value)`.
 
 The batch update (apply_batch) is native code, chain/_smt.c: it is the chain's hottest code, and in
 Python it cost 25-30 µs per changed key (each rewrites ~5 inner nodes), in C about a third of that,
-mostly the store's node reads and the allocation of the new nodes. tests/smt_reference.py keeps the
-Python version, which the C code must match bit for bit; the rest of this module (proofs, reads,
+mostly the store's node reads and the allocation of the new nodes (keeping nodes encoded made the
+update a further third cheaper and the commit's encoding pass go away). tests/smt_reference.py keeps
+the Python version, which the C code must match bit for bit; the rest of this module (proofs, reads,
 encodings) stays in Python.
 """
 
@@ -51,7 +53,7 @@ LEAF_OP = proofs_pb2.LeafOp(
 
 Ref = tuple | None
 InnerNode = tuple[Ref, Ref]
-GetInner = Callable[[bytes], InnerNode]
+GetInner = Callable[[bytes], bytes]
 GetLeaf = Callable[[bytes], tuple[bytes, bytes]]
 
 _sha256 = hashlib.sha256
@@ -70,7 +72,7 @@ class Batch:
     """What one batch update produced: the new root and the nodes to write and to retire."""
 
     root: Ref
-    inner_nodes: dict[bytes, InnerNode] = field(default_factory=dict)
+    inner_nodes: dict[bytes, bytes] = field(default_factory=dict)  # node id -> encoded node
     leaves: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
     stale_inner: list[bytes] = field(default_factory=list)
     stale_leaves: list[bytes] = field(default_factory=list)
@@ -132,12 +134,6 @@ def decode_ref_at(data: bytes, pos: int) -> tuple[Ref, int]:
     raise CorruptNode(f"bad subtree reference tag {tag} at offset {pos}")
 
 
-# An inner node as its two refs, each encode_ref; native because a commit encodes ~5 per changed key.
-encode_inner = _smt.encode_inner
-# [(prefix + node id, encode_inner(node))] for a dict of inner nodes by id, in its order.
-encode_inner_records = _smt.encode_inner_records
-
-
 def decode_inner(data: bytes) -> InnerNode:
     try:
         left, pos = decode_ref_at(data, 0)
@@ -165,15 +161,14 @@ def apply_batch(
     changes: Mapping[bytes, bytes | None],
     version: int,
     get_inner: GetInner,
-    cache: dict[bytes, InnerNode] | None = None,
+    cache: dict[bytes, bytes] | None = None,
 ) -> Batch:
     """Set (value) or delete (None) many keys in one pass down the tree, writing nodes at `version`.
 
     Changes are sorted by key hash, so every subtree is visited once with the slice of changes
     that falls into it. Setting a key to the value it already has, or deleting an absent key,
     leaves the tree (and its nodes) untouched. Inner nodes are looked up in `cache` (node id ->
-    node, holding only nodes this module made or decode_inner decoded) before get_inner is called;
-    the nodes the batch replaces are removed from it.
+    encoded node) before get_inner is called; the nodes the batch replaces are removed from it.
     """
     return Batch(*_smt.apply_batch(root, changes, encode_version(version), {} if cache is None else cache, get_inner))
 
@@ -184,7 +179,7 @@ def _walk(root: Ref, key_int: int, get_inner: GetInner) -> tuple[list[tuple[Inne
     ref = root
     depth = 0
     while ref is not None and len(ref) == 2:
-        node = get_inner(inner_node_id(depth, key_int >> (KEY_BITS - depth), ref[1]))
+        node = decode_inner(get_inner(inner_node_id(depth, key_int >> (KEY_BITS - depth), ref[1])))
         bit = (key_int >> (KEY_BITS - 1 - depth)) & 1
         path.append((node, bit))
         ref = node[bit]
@@ -227,7 +222,7 @@ def _prove_leaf(root: Ref, leaf: tuple, get_inner: GetInner, get_leaf: GetLeaf) 
 def _outermost_leaf(ref: Ref, depth: int, bits: int, side: int, get_inner: GetInner) -> tuple:
     """The leftmost (side 0) or rightmost (side 1) leaf of the subtree `ref` at (depth, bits)."""
     while len(ref) == 2:
-        node = get_inner(inner_node_id(depth, bits, ref[1]))
+        node = decode_inner(get_inner(inner_node_id(depth, bits, ref[1])))
         branch = side if node[side] is not None else 1 - side
         ref = node[branch]
         bits = (bits << 1) | branch

@@ -20,7 +20,7 @@ after a crash the database holds either all of it or none of it.
 LevelDB layout (every key is made by `state_key`):
     m/latest                       -> height (8 bytes) || app hash
     r/<height>                     -> the store roots of that height
-    n<store>/<inner node id>       -> inner node          (chain.smt.encode_inner)
+    n<store>/<inner node id>       -> inner node          (its two refs, chain.smt.encode_ref)
     l<store>/<leaf node id>        -> key and value       (chain.smt.encode_leaf)
     s/<height>                     -> keys of the nodes that height retired (encode_retired)
     f<store>/<key>                 -> latest value
@@ -49,7 +49,7 @@ LATEST = b"latest"
 HEIGHT_BYTES = 8
 MAX_STORE_NAME = 255
 DEFAULT_KEEP_RECENT = 100
-NODE_CACHE_SIZE = 400_000  # inner nodes per store, about 200 MB when full
+NODE_CACHE_SIZE = 400_000  # encoded inner nodes per store, about 100 MB when full
 FLAT_CACHE_SIZE = 1 << 18  # latest values per store kept in memory (None for absent keys too)
 _MISSING = object()
 
@@ -232,6 +232,11 @@ def _check_value(value: object) -> None:
         raise InvalidValue(f"value must be non-empty bytes, got {value!r:.80}")
 
 
+def _check_inner(data: bytes) -> bytes:
+    smt.decode_inner(data)  # CorruptNode if it does not decode
+    return data
+
+
 def _check_bound(bound: object) -> None:
     if bound is not None and not isinstance(bound, bytes):
         raise InvalidKey(f"iteration bound must be bytes or None, got {bound!r:.80}")
@@ -295,8 +300,8 @@ class Store:
         self._known = frozenset(names)
         # Tree nodes are mostly hashes and do not compress; snappy cost about a third of write CPU.
         self._db = plyvel.DB(path, create_if_missing=True, compression=None, bloom_filter_bits=10)
-        self._cache: dict[str, dict[bytes, smt.InnerNode]] = {name: {} for name in names}
-        self._pending_inner: dict[str, dict[bytes, smt.InnerNode]] = {name: {} for name in names}
+        self._cache: dict[str, dict[bytes, bytes]] = {name: {} for name in names}
+        self._pending_inner: dict[str, dict[bytes, bytes]] = {name: {} for name in names}
         self._pending_leaves: dict[str, dict[bytes, tuple[bytes, bytes]]] = {name: {} for name in names}
         self._staged: list[StagedHeight] = []
         self._staged_flat: dict[str, dict[bytes, bytes | None]] = {}
@@ -411,7 +416,7 @@ class Store:
         value, inner = smt.prove(roots[store], key, self._inner_reader(store), self._leaf_reader(store))
         return value, [inner, compute_store_proof(roots, store)]
 
-    # Node access. Inner nodes come from a per-store cache of decoded nodes, then the staged
+    # Node access. Inner nodes come from a per-store cache of encoded nodes, then the staged
     # nodes, then LevelDB. A staged height drops the nodes it retires from the cache, and the
     # oldest entries go when a cache is full, so each cache holds mostly its latest tree.
 
@@ -419,7 +424,7 @@ class Store:
         cache = self._cache[store]
         read = self._uncached_inner_reader(store)
 
-        def get_inner(node_id: bytes) -> smt.InnerNode:
+        def get_inner(node_id: bytes) -> bytes:
             return cache.get(node_id) or read(node_id)
 
         return get_inner
@@ -430,10 +435,10 @@ class Store:
         cache = self._cache[store]
         pending = self._pending_inner[store]
 
-        def read(node_id: bytes) -> smt.InnerNode:
+        def read(node_id: bytes) -> bytes:
             node = pending.get(node_id)
             if node is None:
-                node = self._load(prefix + node_id, smt.decode_inner)
+                node = self._load(prefix + node_id, _check_inner)
             cache[node_id] = node
             _trim(cache)
             return node
@@ -529,12 +534,13 @@ class Store:
         with self._db.write_batch(sync=True, transaction=True) as batch:
             put = batch.put
             for store, nodes in self._pending_inner.items():
-                for key, value in smt.encode_inner_records(state_key(INNER, store), nodes):
-                    put(key, value)
+                prefix = state_key(INNER, store)
+                for node_id, node in nodes.items():
+                    put(prefix + node_id, node)
             for store, leaves in self._pending_leaves.items():
                 prefix = state_key(LEAF, store)
                 for node_id, (key, value) in leaves.items():
-                    batch.put(prefix + node_id, smt.encode_leaf(key, value))
+                    put(prefix + node_id, smt.encode_leaf(key, value))
             for staged in self._staged:
                 height = encode_height(staged.height)
                 batch.put(state_key(ROOTS, "", height), encode_roots(staged.roots))

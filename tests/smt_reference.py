@@ -1,7 +1,7 @@
 """The pure-Python batch update of chain.smt, the oracle that the native one (chain/_smt.c) must match.
 
-It was chain.smt.apply_batch until that moved to C; it is kept verbatim, so any difference between
-the two is a bug in the C code.
+It was chain.smt.apply_batch until that moved to C; it is kept as it was but for reading and
+writing nodes in their encoded form, so any difference between the two is a bug in the C code.
 """
 
 import hashlib
@@ -17,6 +17,7 @@ from chain.smt import (
     Ref,
     compute_key_hash,
     compute_leaf_hash,
+    decode_inner,
     encode_position,
     encode_version,
     leaf_node_id,
@@ -58,7 +59,7 @@ def apply_batch_reference(
             + (EMPTY_HASH if left is None else left[0])
             + (EMPTY_HASH if right is None else right[0])
         ).digest()
-        nodes[position + stamp] = (left, right)
+        nodes[position + stamp] = encode_inner_reference((left, right))
         return digest, stamp
 
     def build(depth: int, items: list[tuple[int, tuple]]) -> Ref:
@@ -95,7 +96,7 @@ def apply_batch_reference(
             return update_path(ref, depth, lo)
         bits = ints[lo] >> (KEY_BITS - depth)
         position = encode_position(depth, bits)
-        left, right = get_inner(position + ref[1])
+        left, right = decode_inner(get_inner(position + ref[1]))
         mid = bisect_left(ints, ((bits << 1) | 1) << (KEY_BITS - 1 - depth), lo, hi)
         new_left = update(left, depth + 1, lo, mid) if mid > lo else left
         new_right = update(right, depth + 1, mid, hi) if hi > mid else right
@@ -112,7 +113,7 @@ def apply_batch_reference(
         while ref is not None and len(ref) == 2:
             position = encode_position(depth, key_int >> (KEY_BITS - depth))
             node_id = position + ref[1]
-            left, right = get_inner(node_id)
+            left, right = decode_inner(get_inner(node_id))
             bit = (key_int >> (KEY_BITS - 1 - depth)) & 1
             trail.append((position, node_id, left, right, bit))
             ref = right if bit else left
@@ -146,7 +147,7 @@ def _first(item: tuple) -> int:
 
 
 def encode_inner_reference(node) -> bytes:
-    """chain.smt.encode_inner as it was in Python: each ref as a tag byte (0, 1, 2) and its fields."""
+    """An inner node as the store keeps it: each ref as a tag byte (0, 1, 2) and its fields."""
     return b"".join(b"\x00" if ref is None else bytes((len(ref) - 1,)) + b"".join(ref) for ref in node)
 
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chain import smt
+from chain import store as store_module
 from chain.store import (
     INNER,
     LEAF,
@@ -573,13 +574,10 @@ def test_a_commit_that_fails_midway_writes_nothing(tmp_path, monkeypatch):
     committed = stage_commit(s, 1, {"bank": {b"k%d" % i: b"1" for i in range(100)}})
     s.stage(2, {"bank": {b"k%d" % i: b"2" for i in range(100)}})
 
-    def failing_encode(prefix, nodes):
-        records = encode_inner_records(prefix, nodes)
-        yield from records[:20]  # these are put into the write batch before the failure
-        raise OSError("disk went away")
+    def failing_encode(staged):
+        raise OSError("disk went away")  # the tree's nodes are in the write batch by now
 
-    encode_inner_records = smt.encode_inner_records
-    monkeypatch.setattr(smt, "encode_inner_records", failing_encode)
+    monkeypatch.setattr(store_module, "encode_retired", failing_encode)
     with pytest.raises(OSError):
         s.commit()
     s.close()
