@@ -8,6 +8,7 @@ increments. A failure here leaves no trace; after it, the fee is spent even if a
 import base64
 import hashlib
 import multiprocessing
+from collections import deque
 
 from chain import auth, bank, crypto
 from chain.coins import DENOM, format_coins
@@ -39,14 +40,20 @@ def compute_valid_signature_keys(items: list[tuple[bytes, bytes, bytes, bytes]])
 
 
 def serve_signatures(connection) -> None:
-    """The helper process: for each list of items received, the valid keys of each chunk of it, in order."""
+    """The helper process: for each list of items received, the valid keys of each chunk of it, in order.
+
+    It reads whatever has arrived before each chunk: the block sends faster than this verifies, and
+    would otherwise wait on a full pipe.
+    """
+    chunks = deque()
     while True:
         try:
-            items = connection.recv()
+            while not chunks or connection.poll():
+                items = connection.recv()
+                chunks.extend(items[start : start + PREFETCH_CHUNK] for start in range(0, len(items), PREFETCH_CHUNK))
         except EOFError:
             return
-        for start in range(0, len(items), PREFETCH_CHUNK):
-            connection.send(compute_valid_signature_keys(items[start : start + PREFETCH_CHUNK]))
+        connection.send(compute_valid_signature_keys(chunks.popleft()))
 
 
 class SignatureCache:
