@@ -269,12 +269,16 @@ def _trim(cache: dict) -> None:
             del cache[key]
 
 
+def iterate_retired(staged: "StagedHeight") -> Iterator[tuple[bytes, list[bytes]]]:
+    """(key prefix, node ids) of the nodes `staged` retired, a pair per store and kind of node."""
+    for store, batch in staged.batches.items():
+        yield state_key(INNER, store), batch.stale_inner
+        yield state_key(LEAF, store), batch.stale_leaves
+
+
 def encode_retired(staged: "StagedHeight") -> bytes:
     """The keys of every node `staged` retired, as a key list (2-byte length, key; decode_key_list)."""
-    return b"".join(
-        encode_key_list(state_key(INNER, store), batch.stale_inner) + encode_key_list(state_key(LEAF, store), batch.stale_leaves)
-        for store, batch in staged.batches.items()
-    )
+    return b"".join(encode_key_list(prefix, ids) for prefix, ids in iterate_retired(staged))
 
 
 @dataclass
@@ -543,13 +547,13 @@ class Store:
                     put(prefix + node_id, smt.encode_leaf(key, value))
             for staged in self._staged:
                 height = encode_height(staged.height)
-                batch.put(state_key(ROOTS, "", height), encode_roots(staged.roots))
-                retired = encode_retired(staged)
-                if staged.height <= oldest:
-                    for key in decode_key_list(retired):
-                        batch.delete(key)
-                elif retired:
-                    batch.put(state_key(STALE, "", height), retired)
+                put(state_key(ROOTS, "", height), encode_roots(staged.roots))
+                if staged.height <= oldest:  # pruned at once: its retired nodes go now
+                    for prefix, ids in iterate_retired(staged):
+                        for node_id in ids:
+                            batch.delete(prefix + node_id)
+                elif retired := encode_retired(staged):
+                    put(state_key(STALE, "", height), retired)
             for store, writes in self._staged_flat.items():
                 flat_prefix = state_key(FLAT, store)
                 for key, value in writes.items():
