@@ -104,13 +104,12 @@ class SignatureCache:
     def prefetch(self, items: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
         """Sends (key, public key, signature, sign bytes) to the helper.
 
-        What the helper has finished is read first, so it is never left writing to a full pipe
-        while this process writes to it: meanwhile it receives at most a pipe's worth of items, and
-        their keys take a tenth of that room.
+        What the helper has finished is read first, so that it is never left writing to a full
+        pipe while this process writes to it: it reads its input between chunks, and the keys of a
+        pipe's worth of items take a tenth of that room.
         """
-        if not items:
+        if not items or self.process is None:
             return
-        self.start()
         self.collect()
         if self.process is None:
             return

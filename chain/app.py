@@ -173,6 +173,7 @@ class App:
         """
         if not self.signatures.is_prefetching(len(txs)):
             return
+        self.signatures.start()
         items = []
         for tx in txs:
             if tx in self.decoded:

@@ -452,3 +452,25 @@ def test_a_large_unseen_block_gives_the_same_results_with_and_without_the_signat
     assert helper_ran
     assert [code for code, _ in with_helper].count(4) == 4  # unauthorized
     assert with_helper == inline and hash_with == hash_inline
+
+
+def test_a_dead_signature_helper_means_inline_verification_until_the_next_block_starts_another(tmp_path):
+    from chain.ante import PREFETCH_MIN_ITEMS
+
+    senders = [make_account(f"s{i}", i) for i in range(PREFETCH_MIN_ITEMS + 50)]
+    chain = App(str(tmp_path))
+    init_app(chain, senders)
+    finalize(chain, 1, [])
+    chain.commit()
+    chain.signatures.start()
+    dead = chain.signatures.process
+    dead.kill()
+    dead.join()
+    response = finalize(chain, 2, [send(a, senders[(a.account_number + 1) % len(senders)].address, 7) for a in senders])
+    chain.commit()
+    assert [r.code for r in response.tx_results] == [0] * len(senders)
+    assert chain.signatures.process is None
+    response = finalize(chain, 3, [send(a, senders[(a.account_number + 2) % len(senders)].address, 1, sequence=1) for a in senders])
+    assert [r.code for r in response.tx_results] == [0] * len(senders)
+    assert chain.signatures.process is not None and chain.signatures.process.is_alive()
+    chain.close()
