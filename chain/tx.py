@@ -91,12 +91,10 @@ def compute_required_fee(gas_limit: int, params: TxParams) -> int:
 
 
 def _parse(message_class, data: bytes, what: str):
-    message = message_class()
     try:
-        message.ParseFromString(data)
+        return message_class.FromString(data)
     except DecodeError as error:
         raise TxDecodeError(f"tx parse error: invalid {what}: {error}") from None
-    return message
 
 
 def decode_tx(tx: bytes, handlers: dict, params: TxParams, simulate: bool = False) -> DecodedTx:
@@ -119,14 +117,16 @@ def decode_tx(tx: bytes, handlers: dict, params: TxParams, simulate: bool = Fals
     if len(body.memo) > params.max_memo_characters:
         raise MemoTooLargeError(f"memo too large: {len(body.memo)} > {params.max_memo_characters} characters")
 
-    messages, signers = [], set()
+    messages, type_urls, signers = [], [], set()
     for any_message in body.messages:
-        handler = handlers.get(any_message.type_url)
+        type_url = any_message.type_url
+        handler = handlers.get(type_url)
         if handler is None:
-            raise UnknownRequestError(f"unknown message type {any_message.type_url!r}")
-        message = _parse(handler.proto, any_message.value, any_message.type_url)
+            raise UnknownRequestError(f"unknown message type {type_url!r}")
+        message = _parse(handler.proto, any_message.value, type_url)
         handler.check_stateless(message)
         messages.append(message)
+        type_urls.append(type_url)
         signers.add(handler.signer(message))
     if len(signers) != 1:
         raise TooManySignaturesError("maxwell accepts transactions with exactly one signer")
@@ -167,7 +167,7 @@ def decode_tx(tx: bytes, handlers: dict, params: TxParams, simulate: bool = Fals
         body_bytes=raw.body_bytes,
         auth_info_bytes=raw.auth_info_bytes,
         messages=tuple(messages),
-        type_urls=tuple(m.type_url for m in body.messages),
+        type_urls=tuple(type_urls),
         memo=body.memo,
         timeout_height=body.timeout_height,
         fee=fee,
