@@ -325,15 +325,23 @@ class Client:
         except DecodeError:
             raise InvalidResponse(f"query {path}: the node's answer is not a {response_class.DESCRIPTOR.name}") from None
 
+    def query_grpc_optional(self, path: str, request, response_class, not_found, height: int = 0):
+        """query_grpc's answer, or None when the node answers with one of the `not_found` (codespace,
+        code) errors: the record does not exist."""
+        try:
+            return self.query_grpc(path, request, response_class, height)[0]
+        except QueryFailed as error:
+            if (error.codespace, error.code) in not_found:
+                return None
+            raise
+
     def get_account(self, address: str) -> auth_pb2.BaseAccount | None:
         """The account at `address`, or None if the chain has none there."""
         request = auth_query_pb2.QueryAccountRequest(address=address)
-        try:
-            reply, _ = self.query_grpc(ACCOUNT_QUERY_PATH, request, auth_query_pb2.QueryAccountResponse)
-        except QueryFailed as error:
-            if (error.codespace, error.code) == (NotFoundError.codespace, NotFoundError.code):
-                return None
-            raise
+        reply = self.query_grpc_optional(ACCOUNT_QUERY_PATH, request, auth_query_pb2.QueryAccountResponse,
+                                         {(NotFoundError.codespace, NotFoundError.code)})
+        if reply is None:
+            return None
         account = auth_pb2.BaseAccount()
         if not reply.account.Unpack(account):
             raise InvalidResponse(f"account {address} is a {reply.account.type_url}, not a BaseAccount")

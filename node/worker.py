@@ -100,12 +100,7 @@ def query(rpc: client.Client, path: str, request, response_class, height: int = 
 
 def query_optional(rpc: client.Client, path: str, request, response_class, height: int = 0):
     """The answer, or None when the chain says the record does not exist."""
-    try:
-        return query(rpc, path, request, response_class, height)
-    except client.QueryFailed as error:
-        if (error.codespace, error.code) in NOT_FOUND_ERRORS:
-            return None
-        raise
+    return rpc.query_grpc_optional(path, request, response_class, NOT_FOUND_ERRORS, height)
 
 
 def get_account(rpc: client.Client, address: str) -> auth_pb2.BaseAccount:
