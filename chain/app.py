@@ -30,6 +30,7 @@ SOFTWARE_VERSION = "0.1.0"
 STORES = (auth.STORE, bank.STORE, inference.STORE, market.STORE)
 HANDLERS = {**bank.MESSAGES, **market.MESSAGES, **inference.MESSAGES}
 QUERIES = {**auth.QUERIES, **bank.QUERIES, **market.QUERIES, **inference.QUERIES}
+QUERY_PATHS = {request_class: path for path, (request_class, _) in QUERIES.items()}
 MODULE_OF = {url: url.split(".")[1] for url in HANDLERS}
 SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
 QUERY_GAS_LIMIT = 50_000_000

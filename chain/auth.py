@@ -165,6 +165,7 @@ def query_params(state, request: query_pb2.QueryParamsRequest) -> query_pb2.Quer
             tx_sig_limit=1,
             tx_size_cost_per_byte=params.tx_size_cost_per_byte,
             sig_verify_cost_secp256k1=params.sig_verify_cost_secp256k1,
+            min_gas_price=compute_decimal_text(params.min_gas_price_numerator, params.min_gas_price_denominator),
         )
     )
 
