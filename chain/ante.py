@@ -7,8 +7,6 @@ increments. A failure here leaves no trace; after it, the fee is spent even if a
 
 import base64
 import hashlib
-import multiprocessing
-from collections import deque
 
 from chain import auth, bank, crypto
 from chain.coins import DENOM, format_coins
@@ -16,10 +14,6 @@ from chain.errors import InvalidPubKeyError, InvalidSequenceError, TxError, Unau
 from chain.tx import DecodedTx, TxParams
 
 SIGNATURE_CACHE_SIZE = 100_000
-PREFETCH_MIN_ITEMS = 256
-PREFETCH_SEND = 64  # items sent at a time, so the helper starts while the block prepares the rest
-PREFETCH_CHUNK = 16
-HELPER_STOP_SECONDS = 10.0
 SIMULATED_EXTRA_BYTES = 64 + 40  # the signature, and a fee coin with its gas limit
 SIMULATED_FEE = 1
 
@@ -34,109 +28,29 @@ def compute_signature_key(public_key: bytes, tx: DecodedTx, chain_id: str, accou
     return hashlib.sha256(public_key + tx.hash + account_number.to_bytes(8, "big") + chain_id.encode()).digest()
 
 
-def compute_valid_signature_keys(items: list[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:
-    """The keys of the (key, public key, signature, sign bytes) whose signature verifies."""
-    return [key for key, *signed in items if crypto.is_valid_signature(*signed)]
-
-
-def serve_signatures(connection) -> None:
-    """The helper process: for each list of items received, the valid keys of each chunk of it, in order.
-
-    It reads whatever has arrived before each chunk: the block sends faster than this verifies, and
-    would otherwise wait on a full pipe.
-    """
-    chunks = deque()
-    while True:
-        try:
-            while not chunks or connection.poll():
-                items = connection.recv()
-                chunks.extend(items[start : start + PREFETCH_CHUNK] for start in range(0, len(items), PREFETCH_CHUNK))
-        except EOFError:
-            return
-        connection.send(compute_valid_signature_keys(chunks.popleft()))
-
-
 class SignatureCache:
-    """Signatures already verified, keyed by everything they cover.
+    """Signatures already verified, keyed by everything they cover (`compute_signature_key`).
 
-    CheckTx fills it, so FinalizeBlock seldom verifies again. For a block of txs this node has not
-    seen, `prefetch` sends the signatures to a helper process that verifies them while the block
-    executes in order, and streams back the valid ones chunk by chunk; a tx whose chunk is not back
-    yet is verified inline. Only valid signatures are cached, so the outcome of every tx is the same
-    with or without the helper. The main process reads the helper's pipe itself, when it needs a
-    key: no thread of its own competes with the block for the interpreter.
+    CheckTx fills it, so FinalizeBlock seldom verifies again; a node may give it a `helper` that
+    verifies a block's unseen signatures ahead of the block (node.sighelper) and adds them here.
     """
 
-    def __init__(self, size: int = SIGNATURE_CACHE_SIZE, helper: bool = True):
+    def __init__(self, size: int = SIGNATURE_CACHE_SIZE, helper=None):
         self.size = size
         self.helper = helper
         self.entries: dict[bytes, None] = {}
-        self.pending = 0  # chunks sent to the helper whose keys have not been read
-        self.process: multiprocessing.Process | None = None
-        self.connection = None
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.connection.close()  # the helper sees the end of its input and exits
-            self.process.join(HELPER_STOP_SECONDS)
-            if self.process.is_alive():
-                self.process.kill()
-                self.process.join()
-            self.process, self.connection, self.pending = None, None, 0
 
     def add(self, key: bytes) -> None:
         if len(self.entries) >= self.size:
             del self.entries[next(iter(self.entries))]
         self.entries[key] = None
 
-    def start(self) -> None:
-        """Starts the helper process now rather than on the first large unseen block."""
-        if self.helper and self.process is None:
-            context = multiprocessing.get_context("spawn")
-            self.connection, child = context.Pipe()
-            self.process = context.Process(target=serve_signatures, args=(child,), daemon=True)
-            self.process.start()
-            child.close()
-
-    def is_prefetching(self, count: int) -> bool:
-        return self.helper and count >= PREFETCH_MIN_ITEMS
-
-    def prefetch(self, items: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
-        """Sends (key, public key, signature, sign bytes) to the helper.
-
-        What the helper has finished is read first, so that it is never left writing to a full
-        pipe while this process writes to it: it reads its input between chunks, and the keys of a
-        pipe's worth of items take a tenth of that room.
-        """
-        if not items or self.process is None:
-            return
-        self.collect()
-        if self.process is None:
-            return
-        try:
-            self.connection.send(items)
-        except OSError:
-            self.close()
-            return
-        self.pending += -(-len(items) // PREFETCH_CHUNK)
-
-    def collect(self) -> None:
-        """Reads the chunks the helper has finished."""
-        try:
-            while self.pending and self.connection.poll():
-                keys = self.connection.recv()
-                self.pending -= 1
-                for key in keys:
-                    self.add(key)
-        except (OSError, EOFError):  # a dead helper only means these are verified inline
-            self.close()
-
     def is_verified(self, public_key: bytes, tx: DecodedTx, chain_id: str, account_number: int) -> bool:
         key = compute_signature_key(public_key, tx, chain_id, account_number)
         if key in self.entries:
             return True
-        if self.pending:
-            self.collect()
+        if self.helper is not None and self.helper.pending:
+            self.helper.collect(self)
             if key in self.entries:
                 return True
         if not crypto.is_valid_signature(public_key, tx.signature, tx.sign_bytes(chain_id, account_number)):

@@ -1,11 +1,17 @@
 """The maxwell application: ABCI 2.0 calls in, deterministic state transitions out.
 
-Read top-down: a block arrives in `finalize_block` → the heat tx the proposer injected (if any) →
-`deliver_tx` for each transaction (ante, then messages) → `end_block` (the market clears, charges
-rent, kills what cannot pay; expired inference requests are refunded) → the app hash of the staged
-writes. `commit`
-persists the block in one synced batch. CheckTx runs the same `execute_tx` on a check state that
-is reset to the committed state after every commit.
+The chain is the components of `MODULES`, in order. Each is a module with a `STORE` and any of:
+`MESSAGES` (type URL -> MessageHandler), `QUERIES` (gRPC method path -> (request class, handler)),
+`init_chain(state, section, ctx)`, `export_genesis(state)`, `begin_block(state, ctx)` and
+`end_block(state, ctx)`; everything below is derived from that list. Each call gets a State of the
+module's own store; a module reaches another's data only through that module's `public` functions.
+
+Read top-down: a block arrives in `finalize_block` → the begin_block hooks (heat applies the
+readings of the heat tx the proposer put first) → `execute_tx` for each transaction (ante, then
+messages) → the end_block hooks in registry order (the market clears, processes pay rent or die,
+expired inference requests are refunded) → the app hash of the staged writes. `commit` persists the
+block in one synced batch. CheckTx runs the same `execute_tx` on a check state that is reset to the
+committed state after every commit.
 """
 
 import gc
@@ -13,25 +19,33 @@ import json
 import os
 from collections import OrderedDict
 
-from chain import auth, bank, crypto, heat, inference, market
-from chain.ante import PREFETCH_SEND, SignatureCache, compute_signature_key, process_ante
-from chain.errors import InvalidRequestError, TxError, UnknownRequestError
+from chain import auth, bank, crypto, heat, inference, market, process
+from chain.ante import SignatureCache, compute_signature_key, process_ante
+from chain.errors import GenesisError, InvalidRequestError, TxError, UnknownRequestError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.crypto import proof_pb2
-from chain.state import Context, GasMeter, State, write_events
+from chain.state import Context, GasMeter, GasParams, State, write_events
 from chain.store import Branch, Store, StoreError
 from chain.tx import DecodedTx, MAX_GAS_LIMIT, decode_tx, pack_any
 
 APP_NAME = "maxwell"
 APP_VERSION = 1
 SOFTWARE_VERSION = "0.1.0"
-STORES = (auth.STORE, bank.STORE, inference.STORE, market.STORE)
-HANDLERS = {**bank.MESSAGES, **market.MESSAGES, **inference.MESSAGES}
-QUERIES = {**auth.QUERIES, **bank.QUERIES, **market.QUERIES, **inference.QUERIES}
+
+MODULES = (auth, bank, heat, market, process, inference)
+
+STORES = tuple(module.STORE for module in MODULES)
+HANDLERS = {url: handler for module in MODULES for url, handler in getattr(module, "MESSAGES", {}).items()}
+MODULE_OF = {url: module.STORE for module in MODULES for url in getattr(module, "MESSAGES", {})}
+QUERIES = {path: route for module in MODULES for path, route in getattr(module, "QUERIES", {}).items()}
+QUERY_STORE = {path: module.STORE for module in MODULES for path in getattr(module, "QUERIES", {})}
 QUERY_PATHS = {request_class: path for path, (request_class, _) in QUERIES.items()}
-MODULE_OF = {url: url.split(".")[1] for url in HANDLERS}
+GENESIS = tuple((module.STORE, module.init_chain, module.export_genesis) for module in MODULES)
+BEGIN_BLOCK = tuple((module.STORE, module.begin_block) for module in MODULES if hasattr(module, "begin_block"))
+END_BLOCK = tuple((module.STORE, module.end_block) for module in MODULES if hasattr(module, "end_block"))
+
 SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
 QUERY_GAS_LIMIT = 50_000_000
 DECODED_CACHE_SIZE = 20_000
@@ -39,30 +53,45 @@ INTERNAL_ERROR_CODE = 1
 UNDEFINED_CODESPACE = "undefined"
 
 
-class GenesisError(ValueError):
-    pass
+def compute_default_genesis(**sections: dict) -> dict:
+    """An app_state with a section per module (an empty one takes the module's defaults), `sections` over it."""
+    return {store: sections.get(store, {}) for store in STORES}
 
 
 class App:
-    def __init__(self, data_dir: str, keep_recent: int = 100, heat_sensor=None):
-        """`heat_sensor() -> heat.HeatReading | None` is the node's own thermometer, read in ExtendVote."""
+    def __init__(self, data_dir: str, keep_recent: int = 100, heat_sensor=None, verifier=None, signature_helper=None):
+        """What the node gives the app: `heat_sensor() -> heat.HeatReading | None`, its thermometer, read
+        in ExtendVote; `verifier`, its proof verifier (chain.inference.ProofVerifier); `signature_helper`,
+        a process that verifies a block's unseen signatures ahead of it (node.sighelper)."""
         os.makedirs(data_dir, exist_ok=True)
         self.heat_sensor = heat_sensor
+        self.verifier = verifier
         self.store = Store(os.path.join(data_dir, "application.db"), STORES, keep_recent)
-        self.signatures = SignatureCache()
+        self.signatures = SignatureCache(helper=signature_helper)
         self.decoded: OrderedDict[bytes, DecodedTx | TxError] = OrderedDict()
         self.genesis: Branch | None = None
         self.finalized: Branch | None = None
         self.check_state = Branch(self.store)
-        self.chain_id = auth.get_chain_id(self.store)
-        self.tx_params, self.gas_params = auth.get_params(self.store)
-        self.validator_keys = market.get_validator_keys(self.store)
-        inference.open_verifier(data_dir)
+        self.load_parameters(self.store)
+
+    def load_parameters(self, view) -> None:
+        """What every tx and proposal needs, read once from the committed (or genesis) state."""
+        state = State(view, GasMeter(), GasParams(), auth.STORE)
+        self.chain_id = auth.get_chain_id(state)
+        self.tx_params, self.gas_params = auth.get_params(state)
+        self.validator_keys = heat.get_validator_keys(state)
 
     def close(self) -> None:
-        inference.close_verifier()
-        self.signatures.close()
+        for service in (self.verifier, self.signatures.helper):
+            if service is not None:
+                service.close()
         self.store.close()
+
+    def state(self, view, meter: GasMeter, store: str) -> State:
+        return State(view, meter, self.gas_params, store)
+
+    def context(self, height: int, time_ns: int, **facts) -> Context:
+        return Context(self.chain_id, height, time_ns, verifier=self.verifier, **facts)
 
     # --- connection: info / init -----------------------------------------------------------
 
@@ -76,37 +105,37 @@ class App:
         )
 
     def init_chain(self, request: abci.RequestInitChain) -> abci.ResponseInitChain:
-        """Writes the genesis state; it is committed together with the first block."""
+        """Writes the genesis state, module by module in registry order; it is committed together
+        with the first block."""
         try:
             app_state = json.loads(request.app_state_bytes or b"{}")
         except (ValueError, UnicodeDecodeError) as error:
             raise GenesisError(f"genesis app_state is not valid JSON: {error}") from None
         if not isinstance(app_state, dict):
             raise GenesisError("genesis app_state must be a JSON object")
+        unknown = sorted(set(app_state) - set(STORES))
+        if unknown:
+            raise GenesisError(f"genesis app_state has sections for no module: {', '.join(unknown)}")
         self.store.discard()
         self.genesis = Branch(self.store)
-        state = State(self.genesis, GasMeter(), self.gas_params)
+        self.chain_id = request.chain_id
+        time_ns = request.time.seconds * 1_000_000_000 + request.time.nanos
+        validators = tuple(v.pub_key.ed25519 for v in request.validators if v.pub_key.ed25519)
+        ctx = self.context(max(request.initial_height, 1), time_ns, validators=validators)
+        meter = GasMeter()
         try:
-            self.tx_params, self.gas_params = auth.init_chain(state, app_state.get("auth", {}), request.chain_id)
-            bank.init_chain(state, app_state.get("bank", {}))
-            market.init_chain(state, app_state.get("market", {}))
-            market.init_validators(state, [v.pub_key.ed25519 for v in request.validators if v.pub_key.ed25519])
-            inference.init_chain(state, app_state.get("inference", {}))
-        except (auth.GenesisError, bank.GenesisError, market.GenesisError, inference.GenesisError) as error:
+            for store, init_chain, _ in GENESIS:
+                init_chain(self.state(self.genesis, meter, store), app_state.get(store, {}), ctx)
+        except GenesisError as error:
             self.genesis = None
             raise GenesisError(f"invalid genesis: {error}") from error
-        self.chain_id = request.chain_id
-        self.validator_keys = market.get_validator_keys(self.genesis)
+        self.load_parameters(self.genesis)
         app_hash = self.store.stage(max(request.initial_height - 1, 0), self.genesis.changes())
         return abci.ResponseInitChain(app_hash=app_hash)
 
     def export_genesis(self) -> dict:
-        return {
-            "auth": auth.export_genesis(self.store),
-            "bank": bank.export_genesis(self.store),
-            "market": market.export_genesis(self.store),
-            "inference": inference.export_genesis(self.store),
-        }
+        meter = GasMeter()
+        return {store: export(self.state(self.store, meter, store)) for store, _, export in GENESIS}
 
     # --- consensus: a block ----------------------------------------------------------------
 
@@ -152,30 +181,32 @@ class App:
         response = abci.ResponseFinalizeBlock()
         time_ns = request.time.seconds * 1_000_000_000 + request.time.nanos
         self.prefetch_signatures(block, request.txs)
+        hooks = self.context(request.height, time_ns, txs=tuple(request.txs))
+        run_hooks(BEGIN_BLOCK, self, block, hooks)
         for index, tx in enumerate(request.txs):
-            ctx = Context(self.chain_id, request.height, time_ns)
+            result = response.tx_results.add()
             if index == 0 and heat.is_heat_tx(tx):
-                self.deliver_heat_tx(block, ctx, tx, response.tx_results.add())
-            else:
-                self.deliver_tx(block, ctx, tx, response.tx_results.add())
-        ctx = Context(self.chain_id, request.height, time_ns)
-        end_block(State(block, GasMeter(), self.gas_params), ctx)
-        write_events(response, ctx.events)
+                continue  # its readings were applied by heat's begin_block; its events are the block's
+            self.execute_tx(block, self.context(request.height, time_ns), tx, result)
+        run_hooks(END_BLOCK, self, block, hooks)
+        write_events(response, hooks.events)
         response.app_hash = self.store.stage(request.height, block.changes())
         self.finalized = block
         return response
 
     def prefetch_signatures(self, block: Branch, txs) -> None:
-        """Starts verifying, in a helper process, the signatures of the txs this node has not seen,
-        sending them a few at a time so the helper starts on the first while the rest are decoded.
+        """Hands the signature helper the signatures of the txs this node has not seen.
 
         A tx decoded before went through CheckTx, which cached its signature; looking that up here
         too cost 5 µs a tx (its account read and key), and a miss is only verified inline.
         """
-        if not self.signatures.is_prefetching(len(txs)):
-            return
-        self.signatures.start()
-        items = []
+        helper = self.signatures.helper
+        if helper is not None and helper.is_worth(len(txs)):
+            helper.verify_ahead(self.compute_unseen_signatures(block, txs), self.signatures)
+
+    def compute_unseen_signatures(self, block: Branch, txs):
+        """(key, public key, signature, sign bytes) of each tx neither decoded nor verified before."""
+        state = self.state(block, GasMeter(), auth.STORE)
         for tx in txs:
             if tx in self.decoded:
                 continue
@@ -183,31 +214,13 @@ class App:
                 decoded = self.decode(tx)
             except TxError:
                 continue
-            account = auth.get_account(block, decoded.signer)
+            account = auth.get_account(state, decoded.signer)
             public_key = decoded.public_key or (account and auth.get_public_key(account))
             if account is None or public_key is None:
                 continue
             key = compute_signature_key(public_key, decoded, self.chain_id, account.account_number)
             if key not in self.signatures.entries:
-                items.append((key, public_key, decoded.signature, decoded.sign_bytes(self.chain_id, account.account_number)))
-                if len(items) == PREFETCH_SEND:
-                    self.signatures.prefetch(items)
-                    items = []
-        self.signatures.prefetch(items)
-
-    def deliver_heat_tx(self, block: Branch, ctx: Context, tx: bytes, result: abci.ExecTxResult) -> None:
-        """The proposer's heat tx: validators' readings, checked in ProcessProposal; no fee, no signer."""
-        branch = Branch(block)
-        try:
-            market.process_heat_tx(State(branch, GasMeter(), self.gas_params), ctx, tx)
-        except heat.HeatError as error:
-            result.code, result.codespace, result.log = 1, market.CODESPACE, str(error)
-            return
-        branch.write()
-        write_events(result, ctx.events)
-
-    def deliver_tx(self, block: Branch, ctx: Context, tx: bytes, result: abci.ExecTxResult) -> None:
-        self.execute_tx(block, ctx, tx, result)
+                yield key, public_key, decoded.signature, decoded.sign_bytes(self.chain_id, account.account_number)
 
     def commit(self, request: abci.RequestCommit | None = None) -> abci.ResponseCommit:
         self.store.commit()
@@ -251,15 +264,16 @@ class App:
         try:
             tx = decoded or self.decode(tx_bytes)
             meter.limit = tx.gas_limit
-            state = State(parent, meter, self.gas_params)
-            process_ante(state, ctx, tx, self.tx_params, self.signatures, simulate)
+            process_ante(self.state(parent, meter, auth.STORE), ctx, tx, self.tx_params, self.signatures, simulate)
             ante_events = len(ctx.events)
             before_messages = parent.savepoint()
             signer = crypto.encode_address(tx.signer)
             responses = []
             try:
                 for index, (url, message) in enumerate(zip(tx.type_urls, tx.messages)):
-                    ctx.emit("message", ("action", url), ("sender", signer), ("module", MODULE_OF[url]), ("msg_index", str(index)))
+                    store = MODULE_OF[url]
+                    ctx.emit("message", ("action", url), ("sender", signer), ("module", store), ("msg_index", str(index)))
+                    state = self.state(parent, meter, store)
                     responses.append(pack_any(HANDLERS[url].check_and_execute(state, ctx, message)))
             except TxError:
                 del ctx.events[ante_events:]
@@ -288,8 +302,8 @@ class App:
 
     def check_tx(self, request: abci.RequestCheckTx) -> abci.ResponseCheckTx:
         response = abci.ResponseCheckTx()
-        ctx = Context(self.chain_id, self.store.height + 1, 0)
-        self.execute_tx(self.check_state, ctx, request.tx, response, keep_fee_on_failure=False)
+        self.execute_tx(self.check_state, self.context(self.store.height + 1, 0), request.tx, response,
+                        keep_fee_on_failure=False)
         return response
 
     # --- queries ---------------------------------------------------------------------------
@@ -309,7 +323,7 @@ class App:
                 message = request_class.FromString(request.data)
             except Exception:
                 raise InvalidRequestError(f"invalid request data for {request.path}") from None
-            state = State(self.view_at(height), GasMeter(QUERY_GAS_LIMIT), self.gas_params)
+            state = self.state(self.view_at(height), GasMeter(QUERY_GAS_LIMIT), QUERY_STORE[request.path])
             return abci.ResponseQuery(value=handler(state, message).SerializeToString(), height=height)
         except TxError as error:
             return abci.ResponseQuery(code=error.code, codespace=error.codespace, log=str(error), height=height)
@@ -344,7 +358,7 @@ class App:
         tx_bytes = request.tx_bytes or request.tx.SerializeToString()
         tx = decode_tx(tx_bytes, HANDLERS, self.tx_params, simulate=True)
         result = abci.ExecTxResult()
-        self.execute_tx(Branch(self.check_state), Context(self.chain_id, self.store.height + 1, 0), tx_bytes, result,
+        self.execute_tx(Branch(self.check_state), self.context(self.store.height + 1, 0), tx_bytes, result,
                         decoded=tx, simulate=True)
         if result.code:
             error = TxError(result.log)
@@ -370,9 +384,11 @@ class App:
         return abci.ResponseApplySnapshotChunk(result=abci.ResponseApplySnapshotChunk.ABORT)
 
 
-def end_block(state: State, ctx: Context) -> None:
-    market.end_block(state, ctx)
-    inference.end_block(state, ctx)
+def run_hooks(hooks, app: App, block: Branch, ctx: Context) -> None:
+    """Each begin_block or end_block hook, in registry order, on a State of its module's store."""
+    meter = GasMeter()
+    for store, hook in hooks:
+        hook(app.state(block, meter, store), ctx)
 
 
 class HeightView:

@@ -3,9 +3,11 @@
 import json
 
 from chain import crypto
-from chain.errors import InvalidAddressError, NotFoundError
+from chain.errors import GenesisError, InvalidAddressError, NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2
-from chain.state import GasParams, encode_key, get_message, get_messages
+from chain.state import (
+    GasParams, decode_key as decode_key_of, encode_key, get_message, get_messages, process_next_number, public, set_message,
+)
 from chain.tx import SECP256K1_PUBKEY_URL, TxParams, pack_any
 from chain.proto.cosmos.crypto.secp256k1 import keys_pb2
 
@@ -18,20 +20,25 @@ PARAMS = 0x03
 CHAIN_ID = 0x04
 
 
-class GenesisError(ValueError):
-    pass
+KEYS = {ACCOUNT: (bytes,), NEXT_ACCOUNT_NUMBER: (), PARAMS: (), CHAIN_ID: ()}
 
 
 def state_key(kind: int, *parts) -> bytes:
     return encode_key(kind, *parts)
 
 
+def decode_key(key: bytes) -> tuple:
+    return decode_key_of(key, KEYS)
+
+
+@public(STORE)
 def get_account(state, address: bytes) -> auth_pb2.BaseAccount | None:
-    return get_message(state, STORE, auth_pb2.BaseAccount, state_key(ACCOUNT, address))
+    return get_message(state, auth_pb2.BaseAccount, state_key(ACCOUNT, address))
 
 
+@public(STORE)
 def set_account(state, account: auth_pb2.BaseAccount) -> None:
-    state.set(STORE, state_key(ACCOUNT, crypto.decode_address(account.address)), account.SerializeToString())
+    set_message(state, state_key(ACCOUNT, crypto.decode_address(account.address)), account)
 
 
 def get_public_key(account: auth_pb2.BaseAccount) -> bytes | None:
@@ -47,25 +54,26 @@ def set_public_key(account: auth_pb2.BaseAccount, public_key: bytes) -> None:
 
 
 def process_new_account(state, address: bytes) -> auth_pb2.BaseAccount:
-    raw = state.get(STORE, state_key(NEXT_ACCOUNT_NUMBER))
-    number = int(raw) if raw else 0
-    state.set(STORE, state_key(NEXT_ACCOUNT_NUMBER), str(number + 1).encode())
+    number = process_next_number(state, state_key(NEXT_ACCOUNT_NUMBER), first=0)
     account = auth_pb2.BaseAccount(address=crypto.encode_address(address), account_number=number)
     set_account(state, account)
     return account
 
 
+@public(STORE)
 def process_ensure_account(state, address: bytes) -> auth_pb2.BaseAccount:
     return get_account(state, address) or process_new_account(state, address)
 
 
+@public(STORE)
 def get_chain_id(state) -> str:
-    raw = state.get(STORE, state_key(CHAIN_ID))
+    raw = state.get(state_key(CHAIN_ID))
     return raw.decode() if raw else ""
 
 
+@public(STORE)
 def get_params(state) -> tuple[TxParams, GasParams]:
-    raw = state.get(STORE, state_key(PARAMS))
+    raw = state.get(state_key(PARAMS))
     if raw is None:
         return TxParams(), GasParams()
     stored = json.loads(raw)
@@ -109,12 +117,12 @@ def compute_decimal_fraction(text: str) -> tuple[int, int]:
     return int(whole + fraction), 10 ** len(fraction)
 
 
-def init_chain(state, section: dict, chain_id: str) -> tuple[TxParams, GasParams]:
+def init_chain(state, section: dict, ctx) -> None:
     if not isinstance(section, dict):
         raise GenesisError("auth genesis must be an object")
     tx, gas = compute_params(section.get("params", {}))
-    state.set(STORE, state_key(CHAIN_ID), chain_id.encode())
-    state.set(STORE, state_key(PARAMS), json.dumps({"tx": vars(tx), "gas": vars(gas)}, sort_keys=True).encode())
+    state.set(state_key(CHAIN_ID), ctx.chain_id.encode())
+    state.set(state_key(PARAMS), json.dumps({"tx": vars(tx), "gas": vars(gas)}, sort_keys=True).encode())
     for entry in section.get("accounts", []):
         try:
             address = crypto.decode_address(entry["address"])
@@ -123,15 +131,15 @@ def init_chain(state, section: dict, chain_id: str) -> tuple[TxParams, GasParams
         if get_account(state, address) is not None:
             raise GenesisError(f"auth accounts: duplicate account {entry['address']}")
         process_new_account(state, address)
-    return tx, gas
 
 
+@public(STORE)
 def export_genesis(state) -> dict:
     return {
         "params": compute_params_genesis(*get_params(state)),
         "accounts": [
             {"address": account.address, "account_number": str(account.account_number), "sequence": str(account.sequence)}
-            for account in get_messages(state, STORE, auth_pb2.BaseAccount, state_key(ACCOUNT))
+            for account in get_messages(state, auth_pb2.BaseAccount, state_key(ACCOUNT))
         ],
     }
 

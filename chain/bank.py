@@ -3,20 +3,24 @@
 import hashlib
 
 from chain import auth, crypto
-from chain.coins import DENOM, UINT256_MAX, format_coins, parse_amount, parse_coins, parse_denom
+from chain.coins import DENOM, UINT256_MAX, format_coins, parse_coins, parse_denom, parse_uint
 from chain.errors import (
+    GenesisError,
     InsufficientFundsError,
     InvalidCoinsError,
     InvalidRequestError,
     NotFoundError,
 )
 from chain.proto.cosmos.bank.v1beta1 import bank_pb2, query_pb2, tx_pb2
-from chain.state import MessageHandler, encode_key, iterate_prefix
+from chain.state import (
+    MessageHandler, decode_key as decode_key_of, decode_number, encode_key, get_number, iterate_prefix, public, set_message,
+    set_number,
+)
 from chain.tx import parse_address
 
 STORE = "bank"
 MSG_SEND_URL = "/cosmos.bank.v1beta1.MsgSend"
-MODULE_ACCOUNTS = ("fee_collector", "market_escrow", "market_stake", "inference_escrow")
+MODULE_ACCOUNTS = ("fee_collector", "market_escrow", "market_stake", "process_escrow", "inference_escrow")
 
 
 def compute_module_address(name: str) -> bytes:
@@ -32,49 +36,51 @@ SUPPLY = 0x02
 DENOM_METADATA = 0x03
 
 
-class GenesisError(ValueError):
-    pass
-
-
 class SupplyMismatch(GenesisError):
     pass
+
+
+KEYS = {BALANCE: (bytes, str), SUPPLY: (str,), DENOM_METADATA: (str,)}
 
 
 def state_key(kind: int, *parts) -> bytes:
     return encode_key(kind, *parts)
 
 
+def decode_key(key: bytes) -> tuple:
+    return decode_key_of(key, KEYS)
+
+
+@public(STORE)
 def get_balance(state, address: bytes, denom: str) -> int:
-    raw = state.get(STORE, state_key(BALANCE, address, denom))
-    return int(raw) if raw else 0
+    return get_number(state, state_key(BALANCE, address, denom))
 
 
+@public(STORE)
 def get_all_balances(state, address: bytes) -> dict[str, int]:
-    prefix = state_key(BALANCE, address)
-    return {
-        key[len(prefix) + 1 :].decode(): int(raw)
-        for key, raw in iterate_prefix(state, STORE, prefix)
-    }
+    return {decode_key(key)[1]: decode_number(raw) for key, raw in iterate_prefix(state, state_key(BALANCE, address))}
 
 
+@public(STORE)
 def get_supply(state, denom: str) -> int:
-    raw = state.get(STORE, state_key(SUPPLY, denom))
-    return int(raw) if raw else 0
+    return get_number(state, state_key(SUPPLY, denom))
 
 
+@public(STORE)
 def iterate_supply(state):
-    for key, raw in iterate_prefix(state, STORE, state_key(SUPPLY)):
-        yield key[2:].decode(), int(raw)
+    for key, raw in iterate_prefix(state, state_key(SUPPLY)):
+        yield decode_key(key)[0], decode_number(raw)
 
 
 def set_balance(state, address: bytes, denom: str, amount: int) -> None:
     key = state_key(BALANCE, address, denom)
     if amount:
-        state.set(STORE, key, str(amount).encode())
+        set_number(state, key, amount)
     else:
-        state.delete(STORE, key)
+        state.delete(key)
 
 
+@public(STORE)
 def process_transfer(state, ctx, sender: bytes, recipient: bytes, coins: dict[str, int]) -> None:
     """Move coins; emits coin_spent, coin_received and transfer where the balances change."""
     for denom, amount in sorted(coins.items()):
@@ -93,6 +99,7 @@ def process_transfer(state, ctx, sender: bytes, recipient: bytes, coins: dict[st
     ctx.emit("transfer", ("recipient", recipient_text), ("sender", sender_text), ("amount", text))
 
 
+@public(STORE)
 def process_payment(state, ctx, sender: bytes, recipient: bytes, amount: int) -> None:
     """Moves `amount` ujoule (nothing when zero): escrows, refunds, rents and rewards."""
     if amount:
@@ -148,7 +155,7 @@ def compute_default_genesis() -> dict:
     }
 
 
-def init_chain(state, section: dict) -> None:
+def init_chain(state, section: dict, ctx) -> None:
     if not isinstance(section, dict):
         raise GenesisError("bank genesis must be an object")
     totals: dict[str, int] = {}
@@ -161,9 +168,9 @@ def init_chain(state, section: dict) -> None:
                     raise GenesisError(f"bank balances: duplicate {denom} balance for {entry['address']}")
                 set_balance(state, address, denom, amount)
                 totals[denom] = totals.get(denom, 0) + amount
-        declared = {coin["denom"]: parse_amount(coin["amount"]) for coin in section.get("supply", [])}
+        declared = {coin["denom"]: parse_uint(coin["amount"]) for coin in section.get("supply", [])}
         for metadata in section.get("denom_metadata", []):
-            state.set(STORE, state_key(DENOM_METADATA, parse_denom(metadata["base"])), _metadata(metadata).SerializeToString())
+            set_message(state, state_key(DENOM_METADATA, parse_denom(metadata["base"])), _metadata(metadata))
     except (crypto.InvalidAddress, InvalidCoinsError, KeyError, TypeError) as error:
         raise GenesisError(f"bank genesis: {error}") from None
     if declared and declared != totals:
@@ -171,7 +178,7 @@ def init_chain(state, section: dict) -> None:
     for denom, amount in totals.items():
         if amount > UINT256_MAX:
             raise GenesisError(f"bank genesis: total {denom} exceeds 256 bits")
-        state.set(STORE, state_key(SUPPLY, denom), str(amount).encode())
+        set_number(state, state_key(SUPPLY, denom), amount)
 
 
 def _metadata(entry: dict) -> bank_pb2.Metadata:
@@ -185,11 +192,12 @@ def _metadata(entry: dict) -> bank_pb2.Metadata:
     )
 
 
+@public(STORE)
 def export_genesis(state) -> dict:
     balances: dict[bytes, dict[str, int]] = {}
-    for key, raw in iterate_prefix(state, STORE, state_key(BALANCE)):
-        address = key[2:22]
-        balances.setdefault(address, {})[key[23:].decode()] = int(raw)
+    for key, raw in iterate_prefix(state, state_key(BALANCE)):
+        address, denom = decode_key(key)
+        balances.setdefault(address, {})[denom] = decode_number(raw)
     return {
         "params": {"default_send_enabled": True, "send_enabled": []},
         "balances": [
@@ -229,7 +237,7 @@ def query_params(state, request: query_pb2.QueryParamsRequest) -> query_pb2.Quer
 
 
 def query_denom_metadata(state, request: query_pb2.QueryDenomMetadataRequest) -> query_pb2.QueryDenomMetadataResponse:
-    raw = state.get(STORE, state_key(DENOM_METADATA, parse_denom(request.denom)))
+    raw = state.get(state_key(DENOM_METADATA, parse_denom(request.denom)))
     if raw is None:
         raise NotFoundError(f"rpc error: code = NotFound desc = client metadata for denom {request.denom}")
     return query_pb2.QueryDenomMetadataResponse(metadata=bank_pb2.Metadata.FromString(raw))

@@ -8,16 +8,16 @@ DENOM = "ujoule"
 UINT256_MAX = 2**256 - 1
 DENOM_PATTERN = re.compile(r"[a-zA-Z][a-zA-Z0-9/:._-]{2,127}")
 AMOUNT_PATTERN = re.compile(r"[0-9]{1,78}")
-COIN_PATTERN = re.compile(r"([0-9]{1,78})([a-zA-Z][a-zA-Z0-9/:._-]{2,127})")
+COIN_PATTERN = re.compile(f"({AMOUNT_PATTERN.pattern})({DENOM_PATTERN.pattern})")
 
 
-def parse_amount(text: str) -> int:
-    """A non-negative SDK Int string -> int; rejects signs, decimals, spaces and > uint256."""
+def parse_uint(text: str, what: str = "amount", error: type = InvalidCoinsError) -> int:
+    """A non-negative SDK Int string -> int; rejects signs, decimals, spaces and > uint256 with `error`."""
     if not isinstance(text, str) or not AMOUNT_PATTERN.fullmatch(text):
-        raise InvalidCoinsError(f"invalid amount {text!r}: must be a non-negative integer")
+        raise error(f"invalid {what} {text!r}: must be a non-negative integer")
     value = int(text)
     if value > UINT256_MAX:
-        raise InvalidCoinsError(f"invalid amount {text!r}: exceeds 256 bits")
+        raise error(f"invalid {what} {text!r}: exceeds 256 bits")
     return value
 
 
@@ -34,7 +34,7 @@ def parse_coins(coins) -> dict[str, int]:
     for coin in coins:
         denom, amount = (coin["denom"], coin["amount"]) if isinstance(coin, dict) else (coin.denom, coin.amount)
         denom = parse_denom(denom)
-        value = parse_amount(amount)
+        value = parse_uint(amount)
         if value == 0:
             raise InvalidCoinsError(f"invalid coins: zero amount of {denom}")
         if denom <= previous:
@@ -49,7 +49,7 @@ def parse_coin_string(text: str) -> tuple[int, str]:
     match = COIN_PATTERN.fullmatch(text.strip()) if isinstance(text, str) else None
     if not match:
         raise InvalidCoinsError(f"invalid coin {text!r}: expected an integer amount and a denom, e.g. 1000{DENOM}")
-    return parse_amount(match.group(1)), match.group(2)
+    return parse_uint(match.group(1)), match.group(2)
 
 
 def format_coins(coins: dict[str, int]) -> str:

@@ -77,3 +77,7 @@ class InvalidSequenceError(TxError):
 
 class NotFoundError(TxError):
     code = 38
+
+
+class GenesisError(ValueError):
+    """A genesis document the chain cannot start from; InitChain fails with it."""

@@ -1,4 +1,4 @@
-"""Heat: how a provider's temperature moves its price, and how validators' readings reach the chain.
+"""The heat component: how a provider's temperature moves its price, and how readings reach the chain.
 
 Readings (millicelsius, milliwatts) come two ways: a provider's own MsgReportHeat, and the vote
 extension of the validator it is linked to. ExtendVote attaches the node's reading
@@ -22,15 +22,25 @@ The curves, all parametrised by HeatParams (temperatures in millicelsius, weight
   loses goes to them first; in a zone of equal temperatures nobody gets a discount.
 """
 
-import hashlib
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import nacl.exceptions
 import nacl.signing
+from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
+from chain import crypto
+from chain.errors import GenesisError, TxError
+from chain.proto.maxwell.market.v1 import market_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.types import types_pb2, validator_pb2
+from chain.state import (
+    MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, iterate_prefix, public,
+    set_message,
+)
+from chain.tx import compute_type_url, parse_address
 from ibc import tendermint
 
 BPS = 10_000
@@ -42,8 +52,33 @@ VOTE_EXTENSION_VERSION = 1
 VOTE_EXTENSION_LENGTH = 13
 HEAT_TX_PREFIX = b"\x00maxwell/heat/v1\x00"
 ED25519_PUBKEY_LENGTH = 32
-CONSENSUS_ADDRESS_LENGTH = 20
+ED25519_SIGNATURE_LENGTH = 64
 COMMIT = validator_pb2.BLOCK_ID_FLAG_COMMIT
+LINK_DOMAIN = b"maxwell/market/link-validator\x00"
+PROVIDER_SOURCE = "provider"
+VALIDATOR_SOURCE = "validator"
+
+STORE = "heat"
+CODESPACE = "heat"
+
+PARAMS = 0x01
+HEAT = 0x10
+ZONE_HEAT = 0x11
+MEMBER = 0x12
+LINK = 0x13
+VALIDATOR_KEY = 0x14
+KEYS = {PARAMS: (), HEAT: (bytes,), ZONE_HEAT: (str,), MEMBER: (bytes,), LINK: (bytes,), VALIDATOR_KEY: (bytes,)}
+
+DEFAULT_PARAMS = market_pb2.HeatParams(
+    ambient_millicelsius=25_000,
+    warm_millicelsius=70_000,
+    critical_millicelsius=90_000,
+    ema_weight_bps=5000,
+    stale_blocks=10,
+    half_life_blocks=10,
+    zone_discount_bps_per_kelvin=100,
+    max_zone_discount_bps=3000,
+)
 
 
 class HeatError(ValueError):
@@ -75,6 +110,34 @@ class UnknownValidator(HeatError):
 
 
 class BadExtensionSignature(HeatError):
+    pass
+
+
+class HeatTxError(TxError):
+    codespace = CODESPACE
+
+
+class NotServingError(HeatTxError):
+    code = 2
+
+
+class HeatReadingError(HeatTxError):
+    code = 3
+
+
+class HeatAlreadyReportedError(HeatTxError):
+    code = 4
+
+
+class ValidatorLinkError(HeatTxError):
+    code = 5
+
+
+class ValidatorLinkedError(HeatTxError):
+    code = 6
+
+
+class InvalidParams(GenesisError):
     pass
 
 
@@ -159,11 +222,6 @@ def compute_vote_extension_sign_bytes(chain_id: str, height: int, round_: int, e
     return tendermint.compute_vote_extension_sign_bytes(chain_id, vote)
 
 
-def compute_consensus_address(public_key: bytes) -> bytes:
-    """CometBFT's address of an ed25519 key."""
-    return hashlib.sha256(public_key).digest()[:CONSENSUS_ADDRESS_LENGTH]
-
-
 # --- the heat tx ---------------------------------------------------------------------------
 
 def is_heat_tx(tx: bytes) -> bool:
@@ -233,3 +291,274 @@ def check_heat_tx(tx: bytes, commit_info: abci.CommitInfo, *, chain_id: str, hei
         except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, TypeError):
             raise BadExtensionSignature(f"vote {index}: extension signature does not verify") from None
     return compute_heat_readings(info)
+
+
+# --- state: params, readings, zones, members, validator links ------------------------------
+
+def state_key(kind: int, *parts) -> bytes:
+    return encode_key(kind, *parts)
+
+
+def decode_key(key: bytes) -> tuple:
+    return decode_key_of(key, KEYS)
+
+
+@lru_cache(maxsize=16)
+def _decode_params(raw: bytes) -> market_pb2.HeatParams:
+    return market_pb2.HeatParams.FromString(raw)
+
+
+@public(STORE)
+def get_params(state) -> market_pb2.HeatParams:
+    """The params (a shared, read-only message)."""
+    return _decode_params(state.get(state_key(PARAMS)))
+
+
+def check_params(params: market_pb2.HeatParams) -> None:
+    if not params.ambient_millicelsius < params.warm_millicelsius < params.critical_millicelsius:
+        raise InvalidParams("heat params: ambient < warm < critical")
+    if not 0 < params.ema_weight_bps <= BPS or params.max_zone_discount_bps >= BPS or params.half_life_blocks < 1:
+        raise InvalidParams("heat params: ema_weight_bps in (0, 10000], max_zone_discount_bps < 10000, half_life_blocks ≥ 1")
+
+
+@public(STORE)
+def get_heat(state, address: bytes) -> market_pb2.Heat | None:
+    return get_message(state, market_pb2.Heat, state_key(HEAT, address))
+
+
+@public(STORE)
+def get_zone(state, zone: str) -> market_pb2.ZoneHeat | None:
+    return get_message(state, market_pb2.ZoneHeat, state_key(ZONE_HEAT, zone))
+
+
+def _get_member_zone(state, address: bytes) -> str | None:
+    raw = state.get(state_key(MEMBER, address))
+    return None if raw is None else raw.decode()
+
+
+def _process_zone_count(state, zone: str, change: int, height: int) -> None:
+    record = get_zone(state, zone) or market_pb2.ZoneHeat(
+        zone=zone, temperature_millicelsius=get_params(state).ambient_millicelsius, updated_height=height)
+    record.providers += change
+    if record.providers:
+        set_message(state, state_key(ZONE_HEAT, zone), record)
+    else:
+        state.delete(state_key(ZONE_HEAT, zone))
+
+
+@public(STORE)
+def process_join(state, ctx, address: bytes, zone: str) -> None:
+    """An active provider in `zone`: its readings now count, and it counts in its zone's average."""
+    previous = _get_member_zone(state, address)
+    if previous == zone:
+        return
+    if previous is not None:
+        _process_zone_count(state, previous, -1, ctx.height)
+    _process_zone_count(state, zone, +1, ctx.height)
+    state.set(state_key(MEMBER, address), zone.encode())
+
+
+@public(STORE)
+def process_leave(state, ctx, address: bytes) -> None:
+    """The provider stops serving (unbonding): its readings are dropped from now on."""
+    zone = _get_member_zone(state, address)
+    if zone is not None:
+        _process_zone_count(state, zone, -1, ctx.height)
+        state.delete(state_key(MEMBER, address))
+
+
+@public(STORE)
+def process_forget(state, address: bytes, consensus_address: bytes) -> None:
+    """The provider is gone: its readings and its validator link are erased."""
+    state.delete(state_key(HEAT, address))
+    if consensus_address:
+        state.delete(state_key(LINK, consensus_address))
+
+
+def compute_link_sign_bytes(chain_id: str, provider: bytes) -> bytes:
+    """What a validator's consensus key signs to report heat for `provider`."""
+    return LINK_DOMAIN + chain_id.encode() + b"\x00" + provider
+
+
+def check_link_fields(public_key: bytes, signature: bytes) -> None:
+    if (len(public_key), len(signature)) not in ((0, 0), (ED25519_PUBKEY_LENGTH, ED25519_SIGNATURE_LENGTH)):
+        raise ValidatorLinkError("a validator link is a 32-byte ed25519 public key and its 64-byte signature")
+
+
+@public(STORE)
+def process_link(state, ctx, address: bytes, public_key: bytes, signature: bytes, previous: bytes) -> bytes:
+    """Link the validator of `public_key` (which signed the link) to the provider; returns its consensus
+    address. `previous` is the provider's earlier link, which this one replaces."""
+    try:
+        nacl.signing.VerifyKey(public_key).verify(compute_link_sign_bytes(ctx.chain_id, address), signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, TypeError):
+        raise ValidatorLinkError("validator signature over the link sign bytes does not verify") from None
+    consensus = tendermint.compute_consensus_address(public_key)
+    linked = state.get(state_key(LINK, consensus))
+    if linked is not None and linked != address:
+        raise ValidatorLinkedError(f"validator {consensus.hex()} already reports heat for {crypto.encode_address(linked)}")
+    if previous and previous != consensus:
+        state.delete(state_key(LINK, previous))
+    state.set(state_key(LINK, consensus), address)
+    return consensus
+
+
+@public(STORE)
+def get_validator_keys(state) -> dict[bytes, bytes]:
+    """Consensus address -> ed25519 public key of the validators whose extensions are checked."""
+    return {decode_key(key)[0]: value for key, value in iterate_prefix(state, state_key(VALIDATOR_KEY))}
+
+
+# --- temperatures and the effective ask ----------------------------------------------------
+
+@public(STORE)
+def get_temperatures(state, address: bytes, zone: str, height: int, zones: dict | None = None) -> tuple[int, int]:
+    """(provider, zone) moving averages decayed to `height`; ambient where nothing was reported.
+
+    `zones` caches zone temperatures across the providers of one clearing."""
+    params = get_params(state)
+    record = get_heat(state, address)
+    own = params.ambient_millicelsius if record is None else compute_decayed(
+        record.temperature_millicelsius, record.updated_height, height, params)
+    if zones is not None and zone in zones:
+        return own, zones[zone]
+    zone_record = get_zone(state, zone)
+    zone_temperature = params.ambient_millicelsius if zone_record is None else compute_decayed(
+        zone_record.temperature_millicelsius, zone_record.updated_height, height, params)
+    if zones is not None:
+        zones[zone] = zone_temperature
+    return own, zone_temperature
+
+
+@public(STORE)
+def get_effective_ask(state, address: bytes, zone: str, ask: int, height: int, zones: dict | None = None) -> int | None:
+    """The heat-adjusted ask of a serving provider; None at or above the critical temperature."""
+    own, zone_temperature = get_temperatures(state, address, zone, height, zones)
+    return compute_effective_ask(ask, own, zone_temperature, get_params(state))
+
+
+def process_heat_reading(state, ctx, address: bytes, zone: str, reading: HeatReading, source: str) -> market_pb2.Heat:
+    params = get_params(state)
+    provider = crypto.encode_address(address)
+    record = get_heat(state, address)
+    if record is None:
+        record = market_pb2.Heat(provider=provider, temperature_millicelsius=reading.temperature_millicelsius,
+                                 power_milliwatts=reading.power_milliwatts)
+    else:
+        current = compute_decayed(record.temperature_millicelsius, record.updated_height, ctx.height, params)
+        record.temperature_millicelsius = compute_moving_average(current, reading.temperature_millicelsius, params.ema_weight_bps)
+        record.power_milliwatts = compute_moving_average(record.power_milliwatts, reading.power_milliwatts, params.ema_weight_bps)
+    record.updated_height = ctx.height
+    if source == PROVIDER_SOURCE:
+        record.reported_height = ctx.height
+    set_message(state, state_key(HEAT, address), record)
+    zone_record = get_zone(state, zone)
+    current = compute_decayed(zone_record.temperature_millicelsius, zone_record.updated_height, ctx.height, params)
+    zone_record.temperature_millicelsius = compute_moving_average(
+        current, reading.temperature_millicelsius, params.ema_weight_bps, zone_record.providers)
+    zone_record.updated_height = ctx.height
+    set_message(state, state_key(ZONE_HEAT, zone), zone_record)
+    ctx.emit("heat_reported", ("provider", provider), ("source", source),
+             ("temperature_millicelsius", str(record.temperature_millicelsius)),
+             ("zone_temperature_millicelsius", str(zone_record.temperature_millicelsius)))
+    return record
+
+
+# --- MsgReportHeat -------------------------------------------------------------------------
+
+def signer_report_heat(msg: tx_pb2.MsgReportHeat) -> bytes:
+    return parse_address(msg.provider)
+
+
+def check_stateless_report_heat(msg: tx_pb2.MsgReportHeat) -> None:
+    parse_address(msg.provider)
+    try:
+        check_reading(HeatReading(msg.temperature_millicelsius, msg.power_milliwatts))
+    except ReadingOutOfRange as error:
+        raise HeatReadingError(f"invalid heat report: {error}") from None
+
+
+def check_and_execute_report_heat(state, ctx, msg: tx_pb2.MsgReportHeat) -> tx_pb2.MsgReportHeatResponse:
+    address = parse_address(msg.provider)
+    zone = _get_member_zone(state, address)
+    if zone is None:
+        raise NotServingError(f"{msg.provider} is not a registered provider, or is unbonding")
+    previous = get_heat(state, address)
+    if previous is not None and previous.reported_height == ctx.height:
+        raise HeatAlreadyReportedError(f"provider {msg.provider} already reported heat at height {ctx.height}")
+    reading = HeatReading(msg.temperature_millicelsius, msg.power_milliwatts)
+    process_heat_reading(state, ctx, address, zone, reading, PROVIDER_SOURCE)
+    return tx_pb2.MsgReportHeatResponse()
+
+
+MESSAGES = {
+    compute_type_url(tx_pb2.MsgReportHeat): MessageHandler(
+        tx_pb2.MsgReportHeat, signer_report_heat, check_stateless_report_heat, check_and_execute_report_heat),
+}
+
+
+# --- begin block: the heat tx --------------------------------------------------------------
+
+def begin_block(state, ctx) -> None:
+    """Apply the readings of the block's heat tx (checked in ProcessProposal) to their providers.
+
+    Readings of validators not linked to an active provider are dropped, and so is a heat tx that
+    does not decode (a proposal no validator accepted).
+    """
+    if not ctx.txs or not is_heat_tx(ctx.txs[0]):
+        return
+    try:
+        readings = compute_heat_readings(decode_heat_tx(ctx.txs[0]))
+    except HeatError:
+        return
+    for consensus, reading in readings:
+        address = state.get(state_key(LINK, consensus))
+        zone = None if address is None else _get_member_zone(state, address)
+        if zone is not None:
+            process_heat_reading(state, ctx, address, zone, reading, VALIDATOR_SOURCE)
+
+
+# --- genesis -------------------------------------------------------------------------------
+
+def _to_dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def init_chain(state, section: dict, ctx) -> None:
+    """Params, readings, zones, members and links (from an export); the validators' keys of InitChain."""
+    if not isinstance(section, dict) or not isinstance(section.get("params", {}), dict):
+        raise GenesisError("heat genesis must be an object with an object of params")
+    params = {**_to_dict(DEFAULT_PARAMS), **section.get("params", {})}
+    try:
+        genesis = json_format.ParseDict({**section, "params": params}, market_pb2.HeatGenesisState())
+    except json_format.ParseError as error:
+        raise GenesisError(f"heat genesis: {error}") from None
+    check_params(genesis.params)
+    set_message(state, state_key(PARAMS), genesis.params)
+    try:
+        for record in genesis.heat:
+            set_message(state, state_key(HEAT, crypto.decode_address(record.provider)), record)
+        for zone in genesis.zones:
+            set_message(state, state_key(ZONE_HEAT, zone.zone), zone)
+        for member in genesis.members:
+            state.set(state_key(MEMBER, crypto.decode_address(member.provider)), member.zone.encode())
+        for link in genesis.links:
+            state.set(state_key(LINK, link.consensus_address), crypto.decode_address(link.provider))
+    except (crypto.InvalidAddress, ValueError) as error:
+        raise GenesisError(f"heat genesis: {error}") from None
+    for public_key in ctx.validators:
+        state.set(state_key(VALIDATOR_KEY, tendermint.compute_consensus_address(public_key)), public_key)
+
+
+@public(STORE)
+def export_genesis(state) -> dict:
+    genesis = market_pb2.HeatGenesisState(
+        params=get_params(state),
+        heat=get_messages(state, market_pb2.Heat, state_key(HEAT)),
+        zones=get_messages(state, market_pb2.ZoneHeat, state_key(ZONE_HEAT)),
+        members=[market_pb2.HeatMember(provider=crypto.encode_address(decode_key(key)[0]), zone=raw.decode())
+                 for key, raw in iterate_prefix(state, state_key(MEMBER))],
+        links=[market_pb2.ValidatorLink(consensus_address=decode_key(key)[0], provider=crypto.encode_address(raw))
+               for key, raw in iterate_prefix(state, state_key(LINK))],
+    )
+    return _to_dict(genesis)

@@ -21,9 +21,9 @@ Where proofs are verified. The vk is chain state and a model registered earlier 
 must already count, the per-block proof budget must be charged before the expensive work, and a
 replayed or mismatched proof should be refused by cheap state checks without running EZKL; so the
 proof is verified at the end of `check_and_execute`, not in `check_stateless`. It runs through the
-node's isolated verifier (`open_verifier`), whose cache keyed by (vk sha256, proof sha256) makes
-CheckTx and FinalizeBlock verify a proof once, and whose child process keeps EZKL panics away from
-the node.
+`ProofVerifier` the node hands the app (zk.verify.ModelVerifier, reached as `ctx.verifier`), whose
+cache keyed by (vk sha256, proof sha256) makes CheckTx and FinalizeBlock verify a proof once, and
+whose child process keeps EZKL panics away from the node.
 
 Determinism. A proof's validity is a pure function of (vk, settings, SRS, proof). An inconclusive
 outcome (the verifier process timed out or died: this node's problem, not the proof's) is retried
@@ -36,7 +36,7 @@ A node missing the SRS a model pins fails the same way.
 Store layout (`encode_key`; ints are 32-byte big-endian):
     0x01                   -> Params
     0x02                   -> next request id
-    0x03                   -> proofs verified in the current block (height || count)
+    0x03                   -> proofs verified in the current block (removed at its end)
     0x10 | model name      -> Model
     0x20 | request id      -> Request
     0x21 | height | id     -> the request expires at the end of height
@@ -47,31 +47,28 @@ Store layout (`encode_key`; ints are 32-byte big-endian):
 
 import hashlib
 import json
-import math
-import os
 import re
 from functools import lru_cache
-from pathlib import Path
+from typing import Protocol
 
 from google.protobuf import json_format
 
 from chain import bank, crypto, market
-from chain.coins import DENOM, UINT256_MAX
-from chain.errors import NotFoundError, TxError, UnauthorizedError
+from chain.coins import DENOM, parse_uint
+from chain.errors import GenesisError, NotFoundError, TxError, UnauthorizedError
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
-from chain.state import MessageHandler, encode_key, get_message, get_messages, iterate_prefix
+from chain.state import (
+    MessageHandler, compute_sub_state, decode_key as decode_key_of, encode_key, get_message, get_messages, get_number,
+    iterate_prefix, process_next_number, public, set_message, set_number,
+)
 from chain.tx import compute_type_url, parse_address
-from chain.store import Branch
-from zk.artifacts import Circuit, load_manifest
-from zk.instances import InstanceError, compute_output_hash, compute_output_size, decode_instances
-from zk.verify import DEFAULT_TIMEOUT_SECONDS, Verifier, is_ezkl_failure
+from zk.instances import InstanceError, compute_output_hash, compute_output_size, decode_instances, is_ezkl_failure
 
 STORE = "inference"
 CODESPACE = "inference"
 ESCROW_ACCOUNT = "inference_escrow"
 ESCROW = bank.compute_module_address(ESCROW_ACCOUNT)
 MODEL_PATTERN = market.MODEL_PATTERN
-AMOUNT_PATTERN = re.compile(r"[0-9]{1,78}")
 SRS_SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 MAX_LAYERS = 16
 MAX_VALUES = 4096
@@ -79,9 +76,6 @@ MAX_VK_BYTES = 1 << 20
 MAX_SETTINGS_BYTES = 1 << 16
 MAX_PROOF_BYTES = 16 * 1024
 INT64_MAX = 2**63 - 1
-VERIFY_ATTEMPTS = 2
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SRS_DIRS = (REPO_ROOT / "circuits" / "srs",)
 
 PARAMS = 0x01
 NEXT_REQUEST_ID = 0x02
@@ -91,6 +85,10 @@ REQUEST = 0x20
 EXPIRY = 0x21
 LAYER_RESULT = 0x22
 USED_PROOF = 0x23
+KEYS = {
+    PARAMS: (), NEXT_REQUEST_ID: (), BLOCK_PROOFS: (), MODEL: (str,), REQUEST: (int,), EXPIRY: (int, int),
+    LAYER_RESULT: (int, int), USED_PROOF: (bytes,),
+}
 
 DEFAULT_PARAMS = inference_pb2.Params(
     authority="",
@@ -187,12 +185,21 @@ class ProofReplayedError(InferenceError):
     code = 21
 
 
-class GenesisError(ValueError):
-    pass
-
-
 class AccountingMismatch(GenesisError):
     pass
+
+
+class Verdict(Protocol):
+    is_valid: bool
+    reason: str | None
+
+
+class ProofVerifier(Protocol):
+    """What the node hands the app to check proofs (zk.verify.ModelVerifier does it with EZKL)."""
+
+    def verify(self, name: str, layer: inference_pb2.Layer, proof: bytes) -> Verdict:
+        """The verdict on `proof` for `layer` of model `name`: a pure function of the layer and the
+        proof; raises VerifierUnavailableError when this node cannot reach one."""
 
 
 # --- keys, params, records -------------------------------------------------------------------
@@ -201,25 +208,33 @@ def state_key(kind: int, *parts) -> bytes:
     return encode_key(kind, *parts)
 
 
+def decode_key(key: bytes) -> tuple:
+    return decode_key_of(key, KEYS)
+
+
 @lru_cache(maxsize=16)
 def _decode_params(raw: bytes) -> inference_pb2.Params:
     return inference_pb2.Params.FromString(raw)
 
 
+@public(STORE)
 def get_params(state) -> inference_pb2.Params:
-    return _decode_params(state.get(STORE, state_key(PARAMS)))
+    return _decode_params(state.get(state_key(PARAMS)))
 
 
+@public(STORE)
 def get_model(state, name: str) -> inference_pb2.Model | None:
-    return get_message(state, STORE, inference_pb2.Model, state_key(MODEL, name))
+    return get_message(state, inference_pb2.Model, state_key(MODEL, name))
 
 
+@public(STORE)
 def get_request(state, request_id: int) -> inference_pb2.Request | None:
-    return get_message(state, STORE, inference_pb2.Request, state_key(REQUEST, request_id))
+    return get_message(state, inference_pb2.Request, state_key(REQUEST, request_id))
 
 
+@public(STORE)
 def get_layer_result(state, request_id: int, layer: int) -> inference_pb2.LayerResult | None:
-    return get_message(state, STORE, inference_pb2.LayerResult, state_key(LAYER_RESULT, request_id, layer))
+    return get_message(state, inference_pb2.LayerResult, state_key(LAYER_RESULT, request_id, layer))
 
 
 
@@ -321,95 +336,6 @@ def compute_hash(values) -> int:
         raise InvalidInputError(f"cannot hash the values: {type(error).__name__}") from None
 
 
-# --- the node's verifier ---------------------------------------------------------------------
-
-class ModelVerifier:
-    """The node's isolated EZKL verifier and its on-disk mirror of registered circuits.
-
-    Each registered layer is materialized once under `<data_dir>/circuits/<sha256 of vk and
-    settings>/` (vk.key, settings.json); its SRS is found by sha256 among the node's SRS files.
-    """
-
-    def __init__(self, data_dir: str, srs_dirs=SRS_DIRS, timeout: float | None = None):
-        self.directory = Path(data_dir) / "circuits"
-        self.srs_dirs = tuple(Path(d) for d in srs_dirs) + (Path(data_dir) / "srs",)
-        self.verifier = Verifier(timeout=timeout or DEFAULT_TIMEOUT_SECONDS)
-        self._srs: dict[str, Path] = {}
-        self._circuits: dict[str, object] = {}
-
-    def close(self) -> None:
-        self.verifier.close()
-
-    def find_srs(self, sha256: str) -> Path | None:
-        if sha256 not in self._srs:
-            for directory in self.srs_dirs:
-                for path in sorted(directory.glob("*.srs")) if directory.is_dir() else ():
-                    if path not in self._srs.values():
-                        self._srs[hashlib.sha256(path.read_bytes()).hexdigest()] = path
-        return self._srs.get(sha256)
-
-    def get_circuit(self, name: str, layer: inference_pb2.Layer):
-        key = hashlib.sha256(hashlib.sha256(layer.vk).digest() + layer.settings.encode()).hexdigest()
-        circuit = self._circuits.get(key)
-        if circuit is not None:
-            return circuit
-        srs_path = self.find_srs(layer.srs_sha256)
-        if srs_path is None:
-            raise VerifierUnavailableError(f"this node has no SRS with sha256 {layer.srs_sha256}")
-        directory = self.directory / key
-        vk_path, settings_path = directory / "vk.key", directory / "settings.json"
-        directory.mkdir(parents=True, exist_ok=True)
-        for path, content in ((vk_path, layer.vk), (settings_path, layer.settings.encode())):
-            if not path.is_file() or path.read_bytes() != content:
-                scratch = path.with_suffix(".tmp")
-                scratch.write_bytes(content)
-                os.replace(scratch, path)
-        info = load_settings(layer.settings)
-        circuit = Circuit(
-            name=f"{name}/{layer.circuit}", input="", logrows=info["logrows"], input_scale=info["input_scale"],
-            output_scale=info["output_scale"], output_visibility="hashed" if info["output_hashed"] else "public",
-            num_instances=2 if info["output_hashed"] else 1 + info["output_size"],
-            proof_size=layer.proof_size, tolerance=0.0, model_path=None, settings_path=settings_path,
-            compiled_path=None, vk_path=vk_path, srs_path=srs_path, vk_sha256=hashlib.sha256(layer.vk).hexdigest(),
-            settings=info["settings"],
-        )
-        self._circuits[key] = circuit
-        return circuit
-
-    def verify(self, name: str, layer: inference_pb2.Layer, proof: bytes):
-        """The proof's verdict, or VerifierUnavailableError when it stays inconclusive."""
-        circuit = self.get_circuit(name, layer)
-        for _ in range(VERIFY_ATTEMPTS):
-            result = self.verifier.verify(circuit, proof)
-            if result.conclusive:
-                return result
-        raise VerifierUnavailableError(f"proof verification inconclusive: {result.reason}")
-
-
-_verifier: ModelVerifier | None = None
-
-
-def open_verifier(data_dir: str, srs_dirs=SRS_DIRS, timeout: float | None = None) -> ModelVerifier:
-    """Start the verifier the message handlers use (one per process: the App opens it at start)."""
-    global _verifier
-    close_verifier()
-    _verifier = ModelVerifier(data_dir, srs_dirs, timeout)
-    return _verifier
-
-
-def close_verifier() -> None:
-    global _verifier
-    if _verifier is not None:
-        _verifier.close()
-        _verifier = None
-
-
-def get_verifier() -> ModelVerifier:
-    if _verifier is None:
-        raise VerifierUnavailableError("this node runs no proof verifier")
-    return _verifier
-
-
 # --- MsgRegisterModel ------------------------------------------------------------------------
 
 def signer_register(msg: tx_pb2.MsgRegisterModel) -> bytes:
@@ -432,17 +358,18 @@ def check_and_execute_register(state, ctx, msg: tx_pb2.MsgRegisterModel) -> tx_p
 
 
 def process_register_model(state, model: inference_pb2.Model) -> None:
-    if state.get(STORE, state_key(MODEL, model.name)) is not None:
+    if state.get(state_key(MODEL, model.name)) is not None:
         raise ModelExistsError(f"model {model.name!r} is already registered")
-    state.set(STORE, state_key(MODEL, model.name), model.SerializeToString())
+    set_message(state, state_key(MODEL, model.name), model)
 
 
 # --- MsgRequestInference ---------------------------------------------------------------------
 
 def _parse_reward(text: str) -> int:
-    if not AMOUNT_PATTERN.fullmatch(text) or not 0 < int(text) <= UINT256_MAX:
-        raise InvalidRewardError(f"invalid reward {text!r}: must be a positive integer of at most 256 bits")
-    return int(text)
+    reward = parse_uint(text, "reward", InvalidRewardError)
+    if reward == 0:
+        raise InvalidRewardError(f"invalid reward {text!r}: must be positive")
+    return reward
 
 
 def signer_request(msg: tx_pb2.MsgRequestInference) -> bytes:
@@ -472,7 +399,7 @@ def check_and_execute_request(state, ctx, msg: tx_pb2.MsgRequestInference) -> tx
     if msg.deadline_height <= ctx.height:
         raise InvalidDeadlineError(f"deadline height {msg.deadline_height} is not after height {ctx.height}")
     requester = parse_address(msg.requester)
-    request_id = _take_next_request_id(state)
+    request_id = process_next_number(state, state_key(NEXT_REQUEST_ID))
     first = compute_layer_share(reward, layers, 0)
     bank.process_payment(state, ctx, requester, ESCROW, reward - first)
     market.process_place_bid(state, ctx, requester, market.INFERENCE_PREFIX + model.name, 1, first,
@@ -483,22 +410,15 @@ def check_and_execute_request(state, ctx, msg: tx_pb2.MsgRequestInference) -> tx
         created_height=ctx.height, unplaced=str(reward - first), status=PENDING,
     )
     _save_request(state, request)
-    state.set(STORE, state_key(EXPIRY, request.deadline_height, request_id), b"\x01")
+    state.set(state_key(EXPIRY, request.deadline_height, request_id), b"\x01")
     ctx.emit("inference_requested", ("request_id", str(request_id)), ("model", model.name),
              ("requester", msg.requester), ("reward", str(reward)), ("input_hash", request.input_hash),
              ("deadline_height", str(msg.deadline_height)))
     return tx_pb2.MsgRequestInferenceResponse(request_id=request_id)
 
 
-def _take_next_request_id(state) -> int:
-    raw = state.get(STORE, state_key(NEXT_REQUEST_ID))
-    next_id = int(raw) if raw else 1
-    state.set(STORE, state_key(NEXT_REQUEST_ID), str(next_id + 1).encode())
-    return next_id
-
-
 def _save_request(state, request: inference_pb2.Request) -> None:
-    state.set(STORE, state_key(REQUEST, request.id), request.SerializeToString())
+    set_message(state, state_key(REQUEST, request.id), request)
 
 
 # --- MsgSubmitInference ----------------------------------------------------------------------
@@ -517,11 +437,6 @@ def check_stateless_submit(msg: tx_pb2.MsgSubmitInference) -> None:
         raise InvalidLayerError(f"layer {msg.layer} is beyond the {MAX_LAYERS} layers a model may have")
 
 
-def _get_block_proofs(state, height: int) -> int:
-    raw = state.get(STORE, state_key(BLOCK_PROOFS))
-    if raw is None or int.from_bytes(raw[:8], "big") != height:
-        return 0
-    return int.from_bytes(raw[8:], "big")
 
 
 def check_and_execute_submit(state, ctx, msg: tx_pb2.MsgSubmitInference) -> tx_pb2.MsgSubmitInferenceResponse:
@@ -547,12 +462,12 @@ def check_and_execute_submit(state, ctx, msg: tx_pb2.MsgSubmitInference) -> tx_p
     if assignment is None or assignment.provider != msg.prover:
         raise NotAssignedError(f"task {task_ref} is not assigned to {msg.prover}")
     params = get_params(state)
-    proofs = _get_block_proofs(state, ctx.height)
+    proofs = get_number(state, state_key(BLOCK_PROOFS))
     if proofs >= params.max_proofs_per_block:
         raise ProofBudgetExceededError(f"this block already verified {proofs} proofs, the limit")
 
     proof_hash = hashlib.sha256(msg.proof).digest()
-    if state.get(STORE, state_key(USED_PROOF, proof_hash)) is not None:
+    if state.get(state_key(USED_PROOF, proof_hash)) is not None:
         raise ProofReplayedError("this proof was already accepted")
 
     layer = model.layers[msg.layer]
@@ -574,17 +489,19 @@ def check_and_execute_submit(state, ctx, msg: tx_pb2.MsgSubmitInference) -> tx_p
         raise OutputMismatchError("the outputs are not the proof's public outputs")
 
     state.meter.consume(compute_verify_gas(params, layer), "VerifyProof")
-    result = get_verifier().verify(model.name, layer, bytes(msg.proof))
+    if ctx.verifier is None:
+        raise VerifierUnavailableError("this node runs no proof verifier")
+    result = ctx.verifier.verify(model.name, layer, bytes(msg.proof))
     if not result.is_valid:
         raise InvalidProofError(f"invalid proof: {result.reason}")
 
-    state.set(STORE, state_key(BLOCK_PROOFS), ctx.height.to_bytes(8, "big") + (proofs + 1).to_bytes(8, "big"))
-    state.set(STORE, state_key(USED_PROOF, proof_hash), b"\x01")
+    set_number(state, state_key(BLOCK_PROOFS), proofs + 1)
+    state.set(state_key(USED_PROOF, proof_hash), b"\x01")
     record = inference_pb2.LayerResult(
         request_id=request.id, layer=msg.layer, input_hash=expected_input, output_hash=format_felt(output_hash),
         outputs=list(outputs), prover=msg.prover, height=ctx.height,
     )
-    state.set(STORE, state_key(LAYER_RESULT, request.id, msg.layer), record.SerializeToString())
+    set_message(state, state_key(LAYER_RESULT, request.id, msg.layer), record)
     market.process_task_proven(state, ctx, task_ref, parse_address(msg.prover))
     ctx.emit("inference_verified", ("request_id", str(request.id)), ("model", model.name), ("layer", str(msg.layer)),
              ("input_hash", record.input_hash), ("output_hash", record.output_hash), ("prover", msg.prover))
@@ -607,8 +524,7 @@ def _process_next_layer(state, ctx, request: inference_pb2.Request, model: infer
     layer = request.proven_layers
     share = compute_layer_share(int(request.reward), len(model.layers), layer)
     requester = parse_address(request.requester)
-    branch = Branch(state.branch)
-    attempt = type(state)(branch, state.meter, state.gas)
+    attempt, branch = compute_sub_state(state)
     events = len(ctx.events)
     try:
         bank.process_payment(attempt, ctx, ESCROW, requester, share)
@@ -633,11 +549,12 @@ def compute_predicted_class(outputs) -> int:
 # --- end block -------------------------------------------------------------------------------
 
 def end_block(state, ctx) -> None:
-    """Requests whose deadline is this height expire: the module refunds what it still holds."""
-    prefix = state_key(EXPIRY, ctx.height)
-    for key, _ in list(iterate_prefix(state, STORE, prefix)):
-        state.delete(STORE, key)
-        request = get_request(state, int.from_bytes(key[-32:], "big"))
+    """Requests whose deadline is this height expire: the module refunds what it still holds. The
+    block's proof count is cleared, so the next block (and CheckTx after it) starts from zero."""
+    state.delete(state_key(BLOCK_PROOFS))
+    for key, _ in list(iterate_prefix(state, state_key(EXPIRY, ctx.height))):
+        state.delete(key)
+        request = get_request(state, decode_key(key)[1])
         if request.status != PENDING:
             continue
         refund = int(request.unplaced)
@@ -664,38 +581,11 @@ def _to_dict(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-def compute_model(manifest_path) -> inference_pb2.Model:
-    """The registry entry of a circuits manifest's layer graph (artifacts checked against their hashes).
-
-    Runs off-chain (genesis tooling): onnx is loaded here only, to read the model's input size.
-    """
-    import onnx
-
-    manifest = load_manifest(Path(manifest_path))
-    layers = []
-    for name in manifest.layers:
-        circuit = manifest.circuits[name]
-        layers.append(inference_pb2.Layer(
-            circuit=name, vk=circuit.vk_path.read_bytes(), settings=circuit.settings_path.read_text(),
-            srs_sha256=manifest.data["circuits"][name]["files"]["srs"]["sha256"], proof_size=circuit.proof_size,
-        ))
-    first = onnx.load(str(manifest.circuits[manifest.layers[0]].model_path)).graph.input[0]
-    input_size = math.prod(d.dim_value or 1 for d in first.type.tensor_type.shape.dim)
-    model = inference_pb2.Model(name=manifest.name, layers=layers, input_size=input_size)
-    check_model(model)
-    return model
-
-
-def compute_genesis_models(manifest_path) -> list[dict]:
-    """Genesis `models` entries (vk base64, settings JSON text) for `maxwell init`."""
-    return [_to_dict(compute_model(manifest_path))]
-
-
 def compute_default_genesis(authority: str = "", models: list[dict] | None = None) -> dict:
     return {"params": {**_to_dict(DEFAULT_PARAMS), "authority": authority}, "models": models or []}
 
 
-def init_chain(state, section: dict) -> None:
+def init_chain(state, section: dict, ctx) -> None:
     """Params, models and (from an export) requests; run after bank and market, since the module
     account's balance must equal what pending requests hold and their orders live in the market."""
     if not isinstance(section, dict) or not isinstance(section.get("params", {}), dict):
@@ -708,7 +598,7 @@ def init_chain(state, section: dict) -> None:
     try:
         if genesis.params.authority:
             crypto.decode_address(genesis.params.authority)
-        state.set(STORE, state_key(PARAMS), genesis.params.SerializeToString())
+        set_message(state, state_key(PARAMS), genesis.params)
         for model in genesis.models:
             check_model(model)
             process_register_model(state, model)
@@ -728,25 +618,25 @@ def _import_requests(state, genesis: inference_pb2.GenesisState) -> int:
         _save_request(state, request)
         if request.status == PENDING:
             held += int(request.unplaced)
-            state.set(STORE, state_key(EXPIRY, request.deadline_height, request.id), b"\x01")
+            state.set(state_key(EXPIRY, request.deadline_height, request.id), b"\x01")
     for record in genesis.results:
-        state.set(STORE, state_key(LAYER_RESULT, record.request_id, record.layer), record.SerializeToString())
+        set_message(state, state_key(LAYER_RESULT, record.request_id, record.layer), record)
     for proof_hash in genesis.used_proofs:
-        state.set(STORE, state_key(USED_PROOF, proof_hash), b"\x01")
+        state.set(state_key(USED_PROOF, proof_hash), b"\x01")
     last = max((r.id for r in genesis.requests), default=0)
-    state.set(STORE, state_key(NEXT_REQUEST_ID), str(max(genesis.next_request_id, last + 1)).encode())
+    set_number(state, state_key(NEXT_REQUEST_ID), max(genesis.next_request_id, last + 1))
     return held
 
 
+@public(STORE)
 def export_genesis(state) -> dict:
-    raw = state.get(STORE, state_key(NEXT_REQUEST_ID))
     genesis = inference_pb2.GenesisState(
         params=get_params(state),
-        models=get_messages(state, STORE, inference_pb2.Model, state_key(MODEL)),
-        next_request_id=int(raw) if raw else 1,
-        requests=get_messages(state, STORE, inference_pb2.Request, state_key(REQUEST)),
-        results=get_messages(state, STORE, inference_pb2.LayerResult, state_key(LAYER_RESULT)),
-        used_proofs=[key[2:] for key, _ in iterate_prefix(state, STORE, state_key(USED_PROOF))],
+        models=get_messages(state, inference_pb2.Model, state_key(MODEL)),
+        next_request_id=get_number(state, state_key(NEXT_REQUEST_ID), 1),
+        requests=get_messages(state, inference_pb2.Request, state_key(REQUEST)),
+        results=get_messages(state, inference_pb2.LayerResult, state_key(LAYER_RESULT)),
+        used_proofs=[decode_key(key)[0] for key, _ in iterate_prefix(state, state_key(USED_PROOF))],
     )
     return json_format.MessageToDict(genesis, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
@@ -754,7 +644,7 @@ def export_genesis(state) -> dict:
 # --- queries ---------------------------------------------------------------------------------
 
 def query_models(state, request: query_pb2.QueryModelsRequest) -> query_pb2.QueryModelsResponse:
-    return query_pb2.QueryModelsResponse(models=get_messages(state, STORE, inference_pb2.Model, state_key(MODEL)))
+    return query_pb2.QueryModelsResponse(models=get_messages(state, inference_pb2.Model, state_key(MODEL)))
 
 
 def query_model(state, request: query_pb2.QueryModelRequest) -> query_pb2.QueryModelResponse:

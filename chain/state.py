@@ -7,10 +7,11 @@ because forgetting is what costs energy (Landauer).
 """
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 from chain._events import encode_event, encode_repeated
 from chain.errors import OutOfGasError
+from chain.store import Branch, compute_prefix_end
 
 UINT64_MAX = 2**64 - 1
 KEY_CACHE_SIZE = 1 << 18
@@ -60,6 +61,32 @@ def encode_key(prefix: int, *parts: bytes | str | int) -> bytes:
     return bytes(out)
 
 
+def decode_key(key: bytes, layouts: dict[int, tuple[type, ...]]) -> tuple:
+    """The parts of a key made by `encode_key`, typed by `layouts[kind byte]` (int, bytes or str)."""
+    parts, position = [], 1
+    for kind in layouts[key[0]]:
+        if kind is int:
+            parts.append(int.from_bytes(key[position : position + 32], "big"))
+            position += 32
+            continue
+        end = position + 1 + key[position]
+        raw = key[position + 1 : end]
+        parts.append(raw.decode() if kind is str else raw)
+        position = end
+    if position != len(key):
+        raise ValueError(f"key {key.hex()} does not have the layout {layouts[key[0]]}")
+    return tuple(parts)
+
+
+def encode_number(value: int) -> bytes:
+    """The one encoding of numbers in the store (counters, amounts): decimal ASCII, as SDK Ints."""
+    return str(value).encode()
+
+
+def decode_number(raw: bytes) -> int:
+    return int(raw)
+
+
 def write_events(message, events: list[bytes]) -> None:
     """Appends encoded events to `message.events` (an ExecTxResult, ResponseCheckTx, ResponseFinalizeBlock…)."""
     if events:
@@ -68,52 +95,101 @@ def write_events(message, events: list[bytes]) -> None:
 
 @dataclass
 class Context:
-    """Block facts a handler may use (never the wall clock), and the events emitted so far, encoded."""
+    """Block facts a handler may use (never the wall clock), and the events emitted so far, encoded.
+
+    `txs` are the block's (for begin_block), `validators` InitChain's ed25519 keys (for init_chain);
+    `verifier` is the node's proof verifier (chain.inference.ProofVerifier), None where it runs none.
+    """
 
     chain_id: str
     height: int
     time_ns: int
     events: list[bytes] = field(default_factory=list)
+    verifier: object = None
+    txs: tuple = ()
+    validators: tuple = ()
 
     def emit(self, kind: str, *attributes: tuple[str, str]) -> None:
         self.events.append(encode_event(kind, attributes))  # native: twelve per transfer, a fifth of its cost
 
 
+class StoreAccessError(Exception):
+    """A module touched a store it does not own: a bug in the module, never a tx's fault."""
+
+
 class State:
-    """A gas-metered view over a store Branch; `store` names the module store."""
+    """A gas-metered view over a store Branch that reads and writes one module's store.
 
-    __slots__ = ("branch", "meter", "gas")
+    A module's handlers get a State of its own store; another module's data is reached only through
+    that module's `public` functions, which run on a State of their own store (as an SDK keeper).
+    """
 
-    def __init__(self, branch, meter: GasMeter, gas: GasParams):
+    __slots__ = ("branch", "meter", "gas", "store")
+
+    def __init__(self, branch, meter: GasMeter, gas: GasParams, store: str):
         self.branch = branch
         self.meter = meter
         self.gas = gas
+        self.store = store
 
-    def get(self, store: str, key: bytes) -> bytes | None:
-        value = self.branch.get(store, key)
+    def _enter(self, store: str) -> "State":
+        return self if store == self.store else State(self.branch, self.meter, self.gas, store)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.branch.get(self.store, key)
         size = 0 if value is None else len(key) + len(value)
         self.meter.consume(self.gas.read_cost_flat + self.gas.read_cost_per_byte * size, "Read")
         return value
 
-    def set(self, store: str, key: bytes, value: bytes) -> None:
+    def set(self, key: bytes, value: bytes) -> None:
         self.meter.consume(self.gas.write_cost_flat + self.gas.write_cost_per_byte * (len(key) + len(value)), "Write")
-        old = self.branch.get(store, key)
+        old = self.branch.get(self.store, key)
         if old is not None and len(old) > len(value):
             self.meter.consume(self.gas.erase_cost_per_byte * (len(old) - len(value)), "EntropyTax")
-        self.branch.set(store, key, value)
+        self.branch.set(self.store, key, value)
 
-    def delete(self, store: str, key: bytes) -> None:
+    def delete(self, key: bytes) -> None:
         self.meter.consume(self.gas.delete_cost, "Delete")
-        old = self.branch.get(store, key)
+        old = self.branch.get(self.store, key)
         if old is not None:
             self.meter.consume(self.gas.erase_cost_per_byte * (len(key) + len(old)), "EntropyTax")
-            self.branch.delete(store, key)
+            self.branch.delete(self.store, key)
 
-    def iterate(self, store: str, start: bytes | None = None, end: bytes | None = None, reverse: bool = False):
-        for key, value in self.branch.iterate(store, start, end, reverse):
+    def iterate(self, start: bytes | None = None, end: bytes | None = None, reverse: bool = False):
+        for key, value in self.branch.iterate(self.store, start, end, reverse):
             self.meter.consume(self.gas.iter_next_cost_flat, "IterNextFlat")
             self.meter.consume(self.gas.read_cost_per_byte * (len(key) + len(value)), "ValuePerByte")
             yield key, value
+
+    @property
+    def height(self) -> int:
+        """The committed height this state reads from (a query's height, or the store's)."""
+        return self.branch.height
+
+
+def public(store: str):
+    """Marks a module function that other modules call: it runs on a State of `store`, its owner's.
+
+    Called with a bare view (the Store, a Branch: the node's and tests' reads) it runs unmetered.
+    """
+
+    def mark(function):
+        @wraps(function)
+        def call(state, *args, **kwargs):
+            if type(state) is not State:
+                state = State(state, GasMeter(), GasParams(), store)
+            return function(state._enter(store), *args, **kwargs)
+
+        return call
+
+    return mark
+
+
+def compute_sub_state(state: State) -> tuple[State, object]:
+    """A State over a new branch of `state`'s (same store, same meter), and that branch: an attempt
+    whose writes are kept by `branch.write()` and dropped otherwise."""
+    branch = Branch(state.branch)
+    return State(branch, state.meter, state.gas, state.store), branch
 
 
 @dataclass(frozen=True)
@@ -126,28 +202,37 @@ class MessageHandler:
     check_and_execute: object
 
 
-def compute_prefix_end(prefix: bytes) -> bytes | None:
-    """The first key after every key that starts with `prefix` (None: no upper bound)."""
-    raw = bytearray(prefix)
-    while raw and raw[-1] == 0xFF:
-        raw.pop()
-    if not raw:
-        return None
-    raw[-1] += 1
-    return bytes(raw)
+def iterate_prefix(state: State, prefix: bytes):
+    """The (key, value) pairs of the state's store whose keys start with `prefix`, in key order."""
+    return state.iterate(prefix, compute_prefix_end(prefix))
 
 
-def iterate_prefix(state, store: str, prefix: bytes):
-    """The (key, value) pairs of `store` whose keys start with `prefix`, in key order."""
-    return state.iterate(store, prefix, compute_prefix_end(prefix))
-
-
-def get_message(state, store: str, message_class, key: bytes):
+def get_message(state: State, message_class, key: bytes):
     """The protobuf message stored under `key`, or None."""
-    raw = state.get(store, key)
+    raw = state.get(key)
     return None if raw is None else message_class.FromString(raw)
 
 
-def get_messages(state, store: str, message_class, prefix: bytes) -> list:
+def get_messages(state: State, message_class, prefix: bytes) -> list:
     """Every protobuf message stored under `prefix`, in key order."""
-    return [message_class.FromString(raw) for _, raw in iterate_prefix(state, store, prefix)]
+    return [message_class.FromString(raw) for _, raw in iterate_prefix(state, prefix)]
+
+
+def set_message(state: State, key: bytes, message) -> None:
+    state.set(key, message.SerializeToString())
+
+
+def get_number(state: State, key: bytes, default: int = 0) -> int:
+    raw = state.get(key)
+    return default if raw is None else decode_number(raw)
+
+
+def set_number(state: State, key: bytes, value: int) -> None:
+    state.set(key, encode_number(value))
+
+
+def process_next_number(state: State, key: bytes, first: int = 1) -> int:
+    """Takes the counter under `key` (starting at `first`) and moves it on by one."""
+    number = get_number(state, key, first)
+    set_number(state, key, number + 1)
+    return number

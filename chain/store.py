@@ -209,10 +209,10 @@ def decode_roots(data: bytes) -> dict[str, smt.Ref]:
     return roots
 
 
-def _prefix_end(prefix: bytes) -> bytes:
-    """The first key after every key starting with `prefix`."""
+def compute_prefix_end(prefix: bytes) -> bytes | None:
+    """The first key after every key that starts with `prefix` (None: no upper bound)."""
     stripped = prefix.rstrip(b"\xff")
-    return stripped[:-1] + bytes((stripped[-1] + 1,))
+    return stripped[:-1] + bytes((stripped[-1] + 1,)) if stripped else None
 
 
 def _remember(cache: dict, key: bytes, value: bytes | None) -> None:
@@ -369,7 +369,7 @@ class Store:
             return
         prefix = state_key(FLAT, store)
         lower = prefix + start if start is not None else prefix
-        upper = prefix + end if end is not None else _prefix_end(prefix)
+        upper = prefix + end if end is not None else compute_prefix_end(prefix)
         skip = len(prefix)
         if not reverse:
             with self._db.iterator(start=lower, stop=upper) as rows:

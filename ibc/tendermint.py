@@ -139,11 +139,16 @@ def compute_header_hash(header: types_pb2.Header) -> bytes:
     ])
 
 
+def compute_consensus_address(ed25519_public_key: bytes) -> bytes:
+    """CometBFT's address of an ed25519 validator key: sha256(key)[:20]."""
+    return _sha256(ed25519_public_key)[:ADDRESS_SIZE]
+
+
 def compute_validator_address(pub_key: keys_pb2.PublicKey) -> bytes:
     """ed25519: sha256(key)[:20]; secp256k1: ripemd160(sha256(key))."""
     kind = pub_key.WhichOneof("sum")
     if kind == "ed25519":
-        return _sha256(pub_key.ed25519)[:ADDRESS_SIZE]
+        return compute_consensus_address(pub_key.ed25519)
     if kind == "secp256k1":
         return hashlib.new("ripemd160", _sha256(pub_key.secp256k1)).digest()
     raise UnknownPublicKeyError("public key has no ed25519 or secp256k1 value")

@@ -22,14 +22,15 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from chain import auth, bank, crypto, market
-from chain.app import HANDLERS, App
+from chain import auth, bank, crypto, inference
+from chain.app import HANDLERS, compute_default_genesis
 from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
 from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, TxParams, compute_required_fee, compute_tx_hash, sign_tx
 from node import abci_server, circuits_cmd, client, devchain, keyring, privval, sensors
+from node.application import open_app
 from node.client import DEFAULT_NODE, Client
 
 DEFAULT_HOME = Path.home() / ".maxwell"
@@ -267,11 +268,11 @@ def init(
         raise CliError(f"genesis file {genesis_path} already exists: refusing to overwrite it")
     key_path = home / "config" / PRIV_VALIDATOR_KEY_FILE
     validator = privval.load(key_path) if key_path.exists() else privval.generate(key_path)
-    from chain import inference
+    from zk.models import compute_genesis_models
 
-    models = inference.compute_genesis_models(DIGITS_MANIFEST)
-    app_state = {"auth": auth.compute_default_genesis(), "bank": bank.compute_default_genesis(),
-                 "market": market.compute_default_genesis(), "inference": inference.compute_default_genesis("", models)}
+    models = compute_genesis_models(DIGITS_MANIFEST)
+    app_state = compute_default_genesis(auth=auth.compute_default_genesis(), bank=bank.compute_default_genesis(),
+                                        inference=inference.compute_default_genesis("", models))
     genesis = devchain.create_genesis_doc(chain_id, validator, app_state, moniker=moniker)
     (home / "data").mkdir(parents=True, exist_ok=True)
     with open(genesis_path, "x") as f:
@@ -331,8 +332,8 @@ def start(
 ):
     """Run the application as an ABCI server for CometBFT."""
     configure_logging(output)
-    application = App(str(home / "data"), keep_recent=keep_recent,
-                      heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))
+    application = open_app(str(home / "data"), keep_recent=keep_recent,
+                           heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))
     try:
         abci_server.run(application, abci)
     finally:

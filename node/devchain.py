@@ -313,8 +313,8 @@ class DevChain:
         self._owns_app = app is None
         if app is None:
             try:
-                from chain.app import App
-                app = App(str(data_dir), keep_recent=keep_recent, heat_sensor=heat_sensor)
+                from node.application import open_app
+                app = open_app(str(data_dir), keep_recent=keep_recent, heat_sensor=heat_sensor)
             except BaseException:
                 self.txindex.close()
                 self.blockstore.close()

@@ -6,7 +6,6 @@
 """
 
 import base64
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -15,9 +14,10 @@ from pathlib import Path
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from ibc.tendermint import compute_consensus_address
+
 PUB_KEY_TYPE = "tendermint/PubKeyEd25519"
 PRIV_KEY_TYPE = "tendermint/PrivKeyEd25519"
-ADDRESS_LENGTH = 20
 PUB_KEY_LENGTH = 32
 PRIV_KEY_LENGTH = 64
 KEY_FILE_MODE = 0o600
@@ -42,14 +42,10 @@ class PrivValidatorKey:
     priv_key: bytes
 
 
-def compute_address(pub_key: bytes) -> bytes:
-    return hashlib.sha256(pub_key).digest()[:ADDRESS_LENGTH]
-
-
 def compute_key_from_seed(seed: bytes) -> PrivValidatorKey:
     signing_key = SigningKey(seed)
     pub_key = bytes(signing_key.verify_key)
-    return PrivValidatorKey(address=compute_address(pub_key), pub_key=pub_key, priv_key=seed + pub_key)
+    return PrivValidatorKey(address=compute_consensus_address(pub_key), pub_key=pub_key, priv_key=seed + pub_key)
 
 
 def encode_key_file(key: PrivValidatorKey) -> str:

@@ -19,6 +19,7 @@ from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.state import encode_event, write_events
 from chain.tx import pack_any, sign_tx
 from ibc import ics23
+from node import sighelper
 from tests.conftest import (
     CHAIN_ID,
     INITIAL_BALANCE,
@@ -265,17 +266,17 @@ def test_entropy_tax_per_byte_exceeds_write_cost(tmp_path):
     store = Store(str(tmp_path / "db"), ["bank"])
     costs = {}
     for label, value in (("write", b"v" * 100), ("shrink", b"v" * 10)):
-        state = State(Branch(store), GasMeter(), GasParams())
+        state = State(Branch(store), GasMeter(), GasParams(), "bank")
         state.branch.set("bank", b"k", b"v" * 100)
         before = state.meter.consumed
-        state.set("bank", b"k", value)
+        state.set(b"k", value)
         costs[label] = state.meter.consumed - before
-    state = State(Branch(store), GasMeter(), GasParams())
+    state = State(Branch(store), GasMeter(), GasParams(), "bank")
     state.branch.set("bank", b"k", b"v" * 100)
-    state.delete("bank", b"k")
+    state.delete(b"k")
     costs["delete"] = state.meter.consumed
-    state = State(Branch(store), GasMeter(), GasParams())
-    state.set("bank", b"k", b"v" * 100)
+    state = State(Branch(store), GasMeter(), GasParams(), "bank")
+    state.set(b"k", b"v" * 100)
     costs["create"] = state.meter.consumed
     assert costs["shrink"] > costs["write"] - 90 * GasParams().write_cost_per_byte
     assert costs["delete"] > costs["create"]
@@ -427,11 +428,9 @@ def test_an_address_decoded_from_bech32_encodes_back_as_bech32_does(address, upp
 
 
 def test_a_large_unseen_block_gives_the_same_results_with_and_without_the_signature_helper(tmp_path):
-    """Blocks above PREFETCH_MIN_ITEMS have their signatures checked ahead in a helper process; bad
+    """Blocks of MIN_ITEMS txs or more have their signatures checked ahead in a helper process; bad
     signatures among them fail exactly as when every signature is verified inline."""
-    from chain.ante import PREFETCH_MIN_ITEMS
-
-    senders = [make_account(f"s{i}", i) for i in range(PREFETCH_MIN_ITEMS + 50)]
+    senders = [make_account(f"s{i}", i) for i in range(sighelper.MIN_ITEMS + 50)]
     txs = [send(a, senders[(a.account_number + 1) % len(senders)].address, 7) for a in senders]
     for index in (0, 5, 100, len(txs) - 1):  # flip a signature byte
         raw = tx_pb2.TxRaw.FromString(txs[index])
@@ -439,14 +438,13 @@ def test_a_large_unseen_block_gives_the_same_results_with_and_without_the_signat
         txs[index] = raw.SerializeToString()
     outcomes = []
     for helper in (True, False):
-        chain = App(str(tmp_path / str(helper)))
-        chain.signatures.helper = helper
+        chain = App(str(tmp_path / str(helper)), signature_helper=sighelper.SignatureHelper() if helper else None)
         init_app(chain, senders)
         finalize(chain, 1, [])
         chain.commit()
         response = finalize(chain, 2, txs)
         chain.commit()
-        outcomes.append(([(r.code, r.log) for r in response.tx_results], response.app_hash, chain.signatures.process is not None))
+        outcomes.append(([(r.code, r.log) for r in response.tx_results], response.app_hash, helper and chain.signatures.helper.process is not None))
         chain.close()
     (with_helper, hash_with, helper_ran), (inline, hash_inline, _) = outcomes
     assert helper_ran
@@ -455,22 +453,21 @@ def test_a_large_unseen_block_gives_the_same_results_with_and_without_the_signat
 
 
 def test_a_dead_signature_helper_means_inline_verification_until_the_next_block_starts_another(tmp_path):
-    from chain.ante import PREFETCH_MIN_ITEMS
-
-    senders = [make_account(f"s{i}", i) for i in range(PREFETCH_MIN_ITEMS + 50)]
-    chain = App(str(tmp_path))
+    senders = [make_account(f"s{i}", i) for i in range(sighelper.MIN_ITEMS + 50)]
+    chain = App(str(tmp_path), signature_helper=sighelper.SignatureHelper())
     init_app(chain, senders)
     finalize(chain, 1, [])
     chain.commit()
-    chain.signatures.start()
-    dead = chain.signatures.process
+    helper = chain.signatures.helper
+    helper.start()
+    dead = helper.process
     dead.kill()
     dead.join()
     response = finalize(chain, 2, [send(a, senders[(a.account_number + 1) % len(senders)].address, 7) for a in senders])
     chain.commit()
     assert [r.code for r in response.tx_results] == [0] * len(senders)
-    assert chain.signatures.process is None
+    assert helper.process is None
     response = finalize(chain, 3, [send(a, senders[(a.account_number + 2) % len(senders)].address, 1, sequence=1) for a in senders])
     assert [r.code for r in response.tx_results] == [0] * len(senders)
-    assert chain.signatures.process is not None and chain.signatures.process.is_alive()
+    assert helper.process is not None and helper.process.is_alive()
     chain.close()

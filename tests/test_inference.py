@@ -10,7 +10,7 @@ import pytest
 from chain import inference, market
 from chain.app import App
 from chain.errors import TxTooLargeError
-from chain.state import get_messages
+from chain.state import GasMeter, GasParams, State, get_messages
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx
@@ -21,7 +21,9 @@ from chain.proto.tendermint.crypto import keys_pb2 as crypto_keys
 from tests.conftest import CHAIN_ID, DIGITS, GENESIS_TIME, make_account, make_app_state
 from tests.test_market import TEST_PARAMS, VALIDATOR_SEED, Chain, events, register
 from zk.instances import compute_dequantized, compute_quantized, decode_proof, encode_proof
+from zk.models import compute_model
 from zk.prove import prove_circuit, prove_layers
+from zk.verify import ModelVerifier
 
 REWARD = 3000
 GAS = 600_000
@@ -42,7 +44,7 @@ def proofs(manifest, samples, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def digits_model():
-    return inference.compute_model(DIGITS)
+    return compute_model(DIGITS)
 
 
 def compute_panic_model(digits: inference_pb2.Model, input_size: int) -> inference_pb2.Model:
@@ -58,7 +60,8 @@ def compute_panic_model(digits: inference_pb2.Model, input_size: int) -> inferen
 # --- a chain to drive ---------------------------------------------------------------------------
 
 def inference_accounting(store) -> int:
-    requests = get_messages(store, inference.STORE, inference_pb2.Request, inference.state_key(inference.REQUEST))
+    requests = get_messages(State(store, GasMeter(), GasParams(), inference.STORE), inference_pb2.Request,
+                            inference.state_key(inference.REQUEST))
     return sum(int(r.unplaced) for r in requests
                if r.status == inference_pb2.STATUS_PENDING)
 
@@ -67,7 +70,7 @@ class InferenceChain(Chain):
     """The market's test chain; every block also checks the inference module's escrow."""
 
     def __init__(self, path, accounts, inference_genesis: dict, task_deadline_blocks: int = 40):
-        self.app = App(str(path))
+        self.app = App(str(path), verifier=ModelVerifier(str(path)))
         self.accounts = accounts
         genesis = make_app_state(accounts)
         genesis["market"] = {"params": {**TEST_PARAMS, "models": ["digits", "panic", "whole"], "unbonding_blocks": "50",
@@ -317,7 +320,7 @@ def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, 
     finally:
         chain.app.close()
     assert exported["inference"]["used_proofs"] and len(exported["inference"]["requests"]) == 2
-    copy = App(str(tmp_path / "copy"))
+    copy = App(str(tmp_path / "copy"), verifier=ModelVerifier(str(tmp_path / "copy")))
     try:
         copy.init_chain(abci.RequestInitChain(chain_id=CHAIN_ID, initial_height=1, time=GENESIS_TIME,
                                               app_state_bytes=json.dumps(exported).encode()))

@@ -10,7 +10,7 @@ import nacl.signing
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from chain import auth, bank, heat, market
+from chain import auth, bank, heat, market, process
 from chain.app import App, GenesisError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.maxwell.market.v1 import query_pb2, tx_pb2
@@ -20,6 +20,7 @@ from chain.proto.tendermint.types import validator_pb2
 from chain.state import Context, GasMeter, GasParams, State
 from chain.store import Branch
 from chain.tx import sign_tx
+from ibc import tendermint
 from tests.conftest import CHAIN_ID, GENESIS_TIME, INITIAL_BALANCE, make_account, make_app_state, supply, total_balances
 
 DENOM = "ujoule"
@@ -31,9 +32,9 @@ TEST_PARAMS = {
     "task_deadline_blocks": "3",
     "protocol_fee_bps": "200",
     "slash_bps": "1000",
-    "memory_rent_per_byte": "2",
     "max_order_lifetime": "50",
 }
+TEST_PROCESS_PARAMS = {"memory_rent_per_byte": "2"}
 VALIDATOR_SEED = bytes(range(32))
 
 
@@ -48,10 +49,16 @@ def events(response, kind: str) -> list[dict]:
 
 def compute_market_accounting(store) -> tuple[int, int]:
     """(escrow, stake) that the market's records hold."""
-    records = market.export_genesis(store)
-    held = records.get("orders", []) + records.get("assignments", []) + records.get("processes", [])
+    records = market.export_genesis(State(store, GasMeter(), GasParams(), market.STORE))
+    held = records.get("orders", []) + records.get("assignments", [])
     return (sum(int(r.get("escrow", "0")) for r in held),
             sum(int(p.get("stake", "0")) for p in records.get("providers", [])))
+
+
+def compute_process_escrow(store) -> int:
+    """The escrow that the process records hold."""
+    records = process.export_genesis(State(store, GasMeter(), GasParams(), process.STORE))
+    return sum(int(r.get("escrow", "0")) for r in records.get("processes", []))
 
 
 def check_invariants(app: App, response) -> None:
@@ -59,6 +66,7 @@ def check_invariants(app: App, response) -> None:
     escrow, stake = compute_market_accounting(app.store)
     assert bank.get_balance(app.store, market.ESCROW, DENOM) == escrow
     assert bank.get_balance(app.store, market.STAKE, DENOM) == stake
+    assert bank.get_balance(app.store, process.ESCROW, DENOM) == compute_process_escrow(app.store)
     used: dict[str, int] = {}
     for fill in events(response, "lease_filled"):
         used[fill["provider"]] = used.get(fill["provider"], 0) + int(fill["slots"])
@@ -78,6 +86,7 @@ class Chain:
         self.accounts = accounts
         genesis = make_app_state(accounts)
         genesis["market"] = market_genesis or {"params": {**TEST_PARAMS, **(params or {})}}
+        genesis["process"] = {"params": TEST_PROCESS_PARAMS}
         validator = nacl.signing.SigningKey(VALIDATOR_SEED)
         self.validator = validator
         self.app.init_chain(abci.RequestInitChain(
@@ -125,9 +134,9 @@ class Chain:
         return bank.get_balance(self.app.store, getattr(who, "address", who), DENOM)
 
     def snapshot(self) -> tuple:
-        """The market store and its accounts: what a rejected message must leave alone."""
-        rows = tuple(self.app.store.iterate(market.STORE))
-        return rows, self.balance(market.ESCROW), self.balance(market.STAKE)
+        """The market's three stores and their accounts: what a rejected message must leave alone."""
+        rows = tuple(tuple(self.app.store.iterate(store)) for store in (heat.STORE, market.STORE, process.STORE))
+        return rows, self.balance(market.ESCROW), self.balance(market.STAKE), self.balance(process.ESCROW)
 
 
 def register(account, *, models=("digits",), slots=4, ask=100, zone="z0", stake=1000, link=None) -> tx_pb2.MsgRegisterProvider:
@@ -135,7 +144,7 @@ def register(account, *, models=("digits",), slots=4, ask=100, zone="z0", stake=
                                          ask_price=str(ask), zone=zone, stake=str(stake))
     if link is not None:
         message.validator_pub_key = bytes(link.verify_key)
-        message.validator_signature = link.sign(market.compute_link_sign_bytes(CHAIN_ID, account.address)).signature
+        message.validator_signature = link.sign(heat.compute_link_sign_bytes(CHAIN_ID, account.address)).signature
     return message
 
 
@@ -204,8 +213,8 @@ def test_update_changes_offer_and_adds_stake(chain, people):
     assert (provider.slots_per_block, provider.ask_price, provider.zone, provider.stake) == (7, "90", "z1", "1500")
     assert market.get_capacity(chain.app.store, "process") == 7
     assert market.get_capacity(chain.app.store, "inference/digits") == 0
-    assert market.get_zone(chain.app.store, "z0") is None
-    assert market.get_zone(chain.app.store, "z1").providers == 1
+    assert heat.get_zone(chain.app.store, "z0") is None
+    assert heat.get_zone(chain.app.store, "z1").providers == 1
 
 
 # --- orders and clearing --------------------------------------------------------------------------
@@ -283,7 +292,7 @@ def test_clearing_reads_only_what_it_matches(chain, people):
                 yield key, value
 
     branch = Counting(chain.app.store)
-    state, ctx = State(branch, GasMeter(), GasParams()), Context(CHAIN_ID, chain.height + 1, 0)
+    state, ctx = State(branch, GasMeter(), GasParams(), market.STORE), Context(CHAIN_ID, chain.height + 1, 0)
     market.check_and_execute_update(state, ctx, tx_pb2.MsgUpdateProvider(
         provider=alice.bech32, models=["digits"], slots_per_block=3, ask_price="100", zone="z0"))
     market.end_block(state, ctx)
@@ -306,7 +315,7 @@ def test_task_is_assigned_and_only_its_provider_is_paid_for_the_proof(chain, peo
     assert market.get_assignment(chain.app.store, "req1/layer0").escrow == "300"
 
     branch = Branch(chain.app.store)
-    state, ctx = State(branch, GasMeter(), GasParams()), Context(CHAIN_ID, chain.height + 1, 0)
+    state, ctx = State(branch, GasMeter(), GasParams(), market.STORE), Context(CHAIN_ID, chain.height + 1, 0)
     with pytest.raises(market.NotAssignedProviderError):
         market.process_task_proven(state, ctx, "req1/layer0", carol.address)
     assert branch.changes() == {}
@@ -367,8 +376,8 @@ def test_process_pays_rent_every_block_and_dies_when_escrow_runs_out(chain, peop
     assert apoptosis == [{"process": str(pid), "height": str(chain.height), "reason": "rent", "erased_bytes": "10",
                           "tax": "15", "refund": "5"}]
     assert events(response, "lease_filled") == []
-    assert market.get_process(chain.app.store, pid) is None
-    assert list(chain.app.store.iterate(market.STORE, market.state_key(market.MEMORY, pid))) == []
+    assert process.get_process(chain.app.store, pid) is None
+    assert list(chain.app.store.iterate(process.STORE, process.state_key(process.MEMORY, pid))) == []
     assert chain.balance(market.ESCROW) == 0
     assert events(chain.block([]), "auction_cleared") == []
 
@@ -379,7 +388,7 @@ def test_unmatched_process_is_killed_by_memory_rent_alone(chain, people):
     result, _ = chain.run(bob, start(bob, max_rent=5, escrow=100))
     pid = process_id(result)
     chain.ok(bob, tx_pb2.MsgProcessWrite(owner=bob.bech32, process_id=pid, key=b"k", value=b"x" * 9))
-    death = market.get_process(chain.app.store, pid).death_height
+    death = process.get_process(chain.app.store, pid).death_height
     assert death == chain.height + 5  # 100 ujoule at 20 a block
     while chain.height < death - 1:
         assert events(chain.block([]), "apoptosis") == []
@@ -408,7 +417,7 @@ def test_erasing_memory_pays_the_entropy_tax_in_gas(chain, people):
     erase, _ = chain.run(bob, tx_pb2.MsgProcessDelete(owner=bob.bech32, process_id=pid, key=b"blob"))
     assert write.code == erase.code == 0
     assert erase.gas_used - write.gas_used > 2000 * (GasParams().erase_cost_per_byte - GasParams().write_cost_per_byte) // 2
-    assert market.get_process(chain.app.store, pid).memory_bytes == 0
+    assert process.get_process(chain.app.store, pid).memory_bytes == 0
 
 
 def test_stop_process_erases_memory_and_refunds(chain, people):
@@ -442,7 +451,7 @@ def test_heat_raises_effective_ask_and_critical_withdraws(chain, people):
     view = provider_view(chain, alice)
     assert (view.withdrawn, view.effective_ask) == (True, "")
     result, _ = chain.run(alice, report(alice, 40_000), report(alice, 40_000))
-    assert (result.code, result.codespace) == (market.HeatAlreadyReportedError.code, "market")
+    assert (result.code, result.codespace) == (heat.HeatAlreadyReportedError.code, "heat")
 
 
 def test_stale_heat_decays_to_ambient(chain, people):
@@ -510,7 +519,7 @@ def extended_commit(chain, extension: bytes, *, signer=None, height=None, flag=v
     """What CometBFT hands the next proposer: our validator's precommit with its signed extension."""
     signer = signer or chain.validator
     message = heat.compute_vote_extension_sign_bytes(CHAIN_ID, height or chain.height, 0, extension)
-    address = heat.compute_consensus_address(bytes(chain.validator.verify_key))
+    address = tendermint.compute_consensus_address(bytes(chain.validator.verify_key))
     vote = abci.ExtendedVoteInfo(validator=abci.Validator(address=address, power=10), vote_extension=extension,
                                  extension_signature=signer.sign(message).signature, block_id_flag=flag)
     info = abci.ExtendedCommitInfo(round=0, votes=[vote])
@@ -541,8 +550,10 @@ def test_validator_heat_reaches_its_linked_provider_through_the_heat_tx(chain, p
     assert chain.app.check_tx(abci.RequestCheckTx(tx=txs[0])).code != 0
     response = chain.block(txs)
     assert [r.code for r in response.tx_results] == [0, 0], [r.log for r in response.tx_results]
-    sources = [e["source"] for e in events(response, "heat_reported")]
-    assert sources == ["validator", "provider"]
+    begin_block = [{a.key: a.value for a in e.attributes} for e in response.events if e.type == "heat_reported"]
+    assert [e["source"] for e in begin_block] == ["validator"]  # heat's begin_block, before the block's txs
+    assert [e.type == "heat_reported" and e.attributes[1].value for e in response.tx_results[1].events
+            if e.type == "heat_reported"] == ["provider"]
     view = provider_view(chain, alice)
     assert (view.temperature_millicelsius, view.power_milliwatts) == (80_000, 250_000)
 
@@ -572,12 +583,12 @@ def test_process_proposal_rejects_forged_or_mismatched_heat_txs(chain, people):
 def test_validator_link_needs_the_validators_signature(chain, people):
     alice, bob = people[:2]
     wrong = register(alice, link=chain.validator)
-    wrong.validator_signature = chain.validator.sign(market.compute_link_sign_bytes(CHAIN_ID, bob.address)).signature
+    wrong.validator_signature = chain.validator.sign(heat.compute_link_sign_bytes(CHAIN_ID, bob.address)).signature
     result, _ = chain.run(alice, wrong)
-    assert (result.code, result.codespace) == (market.ValidatorLinkError.code, "market")
+    assert (result.code, result.codespace) == (heat.ValidatorLinkError.code, "heat")
     chain.ok(alice, register(alice, link=chain.validator))
     result, _ = chain.run(bob, register(bob, link=chain.validator))
-    assert (result.code, result.codespace) == (market.ValidatorLinkedError.code, "market")
+    assert (result.code, result.codespace) == (heat.ValidatorLinkedError.code, "heat")
 
 
 # --- bad input: a clear error, nothing changes ---------------------------------------------------
@@ -598,24 +609,24 @@ def bad_messages(chain, people) -> dict:
         "expired already": (bob, bid(bob, expiry=1, chain=chain), market.InvalidExpiryError),
         "cancel someone else's order": (bob, tx_pb2.MsgCancelOrder(owner=bob.bech32, order_id=1), market.NotOrderOwnerError),
         "cancel a missing order": (bob, tx_pb2.MsgCancelOrder(owner=bob.bech32, order_id=99), market.OrderNotFoundError),
-        "heat from a non-provider": (bob, report(bob, 40_000), market.ProviderNotFoundError),
-        "too hot to be true": (alice, report(alice, 151_000), market.HeatReadingError),
-        "below absolute cold": (alice, report(alice, -300_000), market.HeatReadingError),
-        "absurd power": (alice, report(alice, 40_000, power=10**12), market.HeatReadingError),
-        "process without escrow": (bob, start(bob, escrow=0), market.ProcessEscrowError),
+        "heat from a non-provider": (bob, report(bob, 40_000), heat.NotServingError),
+        "too hot to be true": (alice, report(alice, 151_000), heat.HeatReadingError),
+        "below absolute cold": (alice, report(alice, -300_000), heat.HeatReadingError),
+        "absurd power": (alice, report(alice, 40_000, power=10**12), heat.HeatReadingError),
+        "process without escrow": (bob, start(bob, escrow=0), process.ProcessEscrowError),
         "stake below minimum": (bob, register(bob, stake=999), market.InsufficientStakeError),
         "second registration": (alice, register(alice), market.ProviderExistsError),
         "bad zone": (bob, register(bob, zone="no spaces"), market.InvalidZoneError),
         "provider offering unknown model": (bob, register(bob, models=("gpt",)), market.UnknownWorkError),
         "write to someone else's process": (bob, tx_pb2.MsgProcessWrite(owner=bob.bech32, process_id=1, key=b"k", value=b"v"),
-                                            market.NotProcessOwnerError),
+                                            process.NotProcessOwnerError),
         "oversized memory value": (alice, tx_pb2.MsgProcessWrite(owner=alice.bech32, process_id=1, key=b"k", value=b"v" * 4097),
-                                   market.MemoryLimitError),
+                                   process.MemoryLimitError),
         "oversized memory key": (alice, tx_pb2.MsgProcessWrite(owner=alice.bech32, process_id=1, key=b"k" * 65, value=b"v"),
-                                 market.InvalidMemoryKeyError),
+                                 process.InvalidMemoryKeyError),
         "delete a missing memory key": (alice, tx_pb2.MsgProcessDelete(owner=alice.bech32, process_id=1, key=b"nope"),
-                                        market.MemoryKeyNotFoundError),
-        "zero top-up": (alice, tx_pb2.MsgTopUp(owner=alice.bech32, process_id=1, amount="0"), market.InvalidAmountError),
+                                        process.MemoryKeyNotFoundError),
+        "zero top-up": (alice, tx_pb2.MsgTopUp(owner=alice.bech32, process_id=1, amount="0"), process.InvalidAmountError),
         "cancel a process's order": (alice, tx_pb2.MsgCancelOrder(owner=alice.bech32, order_id=2), market.ProcessOrderError),
         "task already in the book": (bob, bid(bob, work="inference/digits", task="dup", chain=chain), market.DuplicateTaskError),
         "two slots for one task": (bob, bid(bob, work="inference/digits", task="new", slots=2, chain=chain),
@@ -642,7 +653,7 @@ def test_bad_input_is_rejected_and_changes_nothing(chain, people, name):
     account, message, error = bad_messages(chain, people)[name]
     before = chain.snapshot()
     result, _ = chain.run(account, message)
-    assert (result.code, result.codespace) == (error.code, "market"), result.log
+    assert (result.code, result.codespace) == (error.code, error.codespace), result.log
     assert result.log
     assert chain.snapshot() == before
 
@@ -650,11 +661,10 @@ def test_bad_input_is_rejected_and_changes_nothing(chain, people, name):
 def test_bad_market_genesis_is_a_clear_error(tmp_path, people):
     for index, (section, error) in enumerate((
         ({"params": {"protocol_fee_bps": "20000"}}, market.InvalidParams),
-        ({"params": {"warm_millicelsius": "1"}}, market.GenesisError),
-        ({"params": {"heat": {"warm_millicelsius": "95000"}}}, market.InvalidParams),
+        ({"params": {"warm_millicelsius": "1"}}, GenesisError),
         ({"orders": [{"id": "1", "owner": people[0].bech32, "work": "process", "slots": "1",
                       "remaining": "1", "max_price": "5", "escrow": "5"}]}, market.AccountingMismatch),
-        ({"params": "x"}, market.GenesisError),
+        ({"params": "x"}, GenesisError),
     )):
         with pytest.raises(GenesisError) as raised:
             Chain(tmp_path / str(index), people, market_genesis=section)
@@ -674,11 +684,12 @@ def test_export_then_import_gives_the_same_market(tmp_path, people):
     first.ok(bob, tx_pb2.MsgProcessWrite(owner=bob.bech32, process_id=1, key=b"k", value=b"\x00\xff"))
     first.ok(alice, tx_pb2.MsgUnregisterProvider(provider=alice.bech32))
     exported = first.app.export_genesis()
-    genesis = {key: exported[key] for key in ("auth", "bank", "market")}
+    genesis = {key: exported[key] for key in ("auth", "bank", "heat", "market", "process")}
     second = App(str(tmp_path / "second"))
     second.init_chain(abci.RequestInitChain(chain_id=CHAIN_ID, initial_height=1, app_state_bytes=json.dumps(genesis).encode()))
     imported = second.genesis  # the genesis state, before any block runs
-    assert market.export_genesis(imported) == exported["market"]
+    for module in (heat, market, process):
+        assert module.export_genesis(State(imported, GasMeter(), GasParams(), module.STORE)) == exported[module.STORE]
     assert compute_market_accounting(imported) == compute_market_accounting(first.app.store)
     assert market.get_capacity(imported, "process") == 2
     first.app.close()
@@ -720,7 +731,7 @@ def test_compute_clearing_matches_units_and_prices_uniformly():
 
 
 def test_heat_curves():
-    params = market.DEFAULT_PARAMS.heat
+    params = heat.DEFAULT_PARAMS
     assert heat.compute_effective_ask(100, 25_000, 25_000, params) == 100
     assert heat.compute_effective_ask(100, 80_000, 80_000, params) == 200
     assert heat.compute_effective_ask(100, 89_000, 89_000, params) == 2000

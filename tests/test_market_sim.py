@@ -7,7 +7,7 @@ ten providers (the cheapest six, which carried z2's load) start reporting 95 °C
 stay at 40 °C; every other provider stays at 40 °C. Demand is 60 slots a block out of 100 offered.
 """
 
-from chain import market
+from chain import heat, market
 from chain.proto.maxwell.market.v1 import tx_pb2
 from tests.conftest import make_account
 from tests.test_market import Chain, events
@@ -83,11 +83,11 @@ def test_withdrawn_provider_comes_back_when_its_reading_decays(tmp_path):
     chain.ok(alice, tx_pb2.MsgRegisterProvider(provider=alice.bech32, slots_per_block=1, ask_price="10",
                                                zone="z0", stake="1000"))
     chain.ok(alice, tx_pb2.MsgReportHeat(provider=alice.bech32, temperature_millicelsius=HOT_READING))
-    params = market.get_params(chain.app.store)
+    params = heat.get_params(chain.app.store)
     silent = 0
     while events(chain.ok(buyer, tx_pb2.MsgBid(owner=buyer.bech32, work="process", slots=1, max_price="100",
                                                expiry_height=chain.height + 1)), "lease_filled") == []:
         silent += 1
     chain.app.close()
     # withdrawn while the 95 °C reading is fresh; its first halving (to 60 °C) brings it back
-    assert silent == params.heat.stale_blocks
+    assert silent == params.stale_blocks

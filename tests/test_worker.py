@@ -43,11 +43,12 @@ def add_test_key(home: Path, name: str, mnemonic: str | None = None) -> str:
 
 def add_digits_model_to_genesis(home: Path, authority: str) -> None:
     from chain import inference
+    from zk.models import compute_genesis_models
 
     path = home / "config" / "genesis.json"
     genesis = json.loads(path.read_text())
     genesis["app_state"]["inference"] = inference.compute_default_genesis(
-        authority, inference.compute_genesis_models(CIRCUITS / "digits" / "manifest.json"))
+        authority, compute_genesis_models(CIRCUITS / "digits" / "manifest.json"))
     path.write_text(json.dumps(genesis, indent=2))
 
 

@@ -32,7 +32,7 @@ from zk import digits
 from zk.artifacts import MANIFEST_NAME, REQUEST_INPUT, compute_file_entry, compute_sha256, load_manifest
 from zk.instances import compute_dequantized, decode_proof
 from zk.prove import PROVING_KEY_SUFFIX, compute_max_error, generate_witness, read_ezkl_proof, run_onnx
-from zk.verify import is_ezkl_failure
+from zk.instances import is_ezkl_failure
 
 DECOMPOSITIONS = ((16384, 2), (1024, 3), (128, 4), (32, 6), (16, 7))
 CALIBRATION_TARGET = "resources"

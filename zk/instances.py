@@ -181,3 +181,8 @@ def bytes_to_felt(data: bytes) -> int:
     if value >= FIELD_MODULUS:
         raise NonCanonicalInstance(f"instance 0x{data.hex()} is not a canonical field element")
     return value
+
+
+def is_ezkl_failure(error: BaseException) -> bool:
+    """EZKL fails with exceptions, or with a pyo3 PanicException that is only a BaseException."""
+    return isinstance(error, Exception) or type(error).__name__ == "PanicException"

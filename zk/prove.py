@@ -27,7 +27,7 @@ from zk.instances import (
     decode_instances,
     encode_proof,
 )
-from zk.verify import is_ezkl_failure
+from zk.instances import is_ezkl_failure
 
 PROVING_KEY_SUFFIX = ".pk"
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import ezkl
 import numpy
 
+from chain.inference import VerifierUnavailableError, load_settings
+from chain.proto.maxwell.inference.v1 import inference_pb2
 from zk.artifacts import Circuit
 from zk.instances import (
     FELT_BYTES,
@@ -34,11 +36,13 @@ from zk.instances import (
     decode_instances,
     decode_proof,
     felt_to_hex,
+    is_ezkl_failure,
 )
 
 MAX_PROOF_BYTES = 64 * 1024
 MAX_RESPONSE_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 10.0
+VERIFY_ATTEMPTS = 2  # an inconclusive outcome (timeout, dead process) is this node's fault, so retried
 START_TIMEOUT_SECONDS = 120.0
 CACHE_ENTRIES = 4096
 READY = "ready"
@@ -47,6 +51,7 @@ WORKER_COMMAND = (sys.executable, "-m", "zk.verify")
 # (~200 page faults, 1-2 ms, per proof); the verifier process keeps them instead.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SRS_DIRS = (REPO_ROOT / "circuits" / "srs",)
 BYTE_TEXT = numpy.array([f"{b},".encode().ljust(4, b"\0") for b in range(256)], dtype="S4")
 SCRATCH_DIR = "/dev/shm"  # EZKL reads each proof from a file: keep that file in memory
 
@@ -68,11 +73,6 @@ class VerifyResult:
     @property
     def is_valid(self) -> bool:
         return self.reason is None
-
-
-def is_ezkl_failure(error: BaseException) -> bool:
-    """EZKL fails with exceptions, or with a pyo3 PanicException that is only a BaseException."""
-    return isinstance(error, Exception) or type(error).__name__ == "PanicException"
 
 
 def _reject(reason: str, conclusive: bool = True) -> VerifyResult:
@@ -197,6 +197,70 @@ class Verifier:
         worker.stdin.close()
         worker.stdout.close()
         return worker.returncode
+
+
+class ModelVerifier:
+    """The node's verifier of registered models' layer proofs (chain.inference.ProofVerifier): an
+    isolated EZKL `Verifier` and its on-disk mirror of registered circuits.
+
+    Each registered layer is materialized once under `<data_dir>/circuits/<sha256 of vk and
+    settings>/` (vk.key, settings.json); its SRS is found by sha256 among the node's SRS files.
+    """
+
+    def __init__(self, data_dir: str, srs_dirs=SRS_DIRS, timeout: float | None = None):
+        self.directory = Path(data_dir) / "circuits"
+        self.srs_dirs = tuple(Path(d) for d in srs_dirs) + (Path(data_dir) / "srs",)
+        self.verifier = Verifier(timeout=timeout or DEFAULT_TIMEOUT_SECONDS)
+        self._srs: dict[str, Path] = {}
+        self._circuits: dict[str, Circuit] = {}
+
+    def close(self) -> None:
+        self.verifier.close()
+
+    def find_srs(self, sha256: str) -> Path | None:
+        if sha256 not in self._srs:
+            for directory in self.srs_dirs:
+                for path in sorted(directory.glob("*.srs")) if directory.is_dir() else ():
+                    if path not in self._srs.values():
+                        self._srs[hashlib.sha256(path.read_bytes()).hexdigest()] = path
+        return self._srs.get(sha256)
+
+    def get_circuit(self, name: str, layer: inference_pb2.Layer) -> Circuit:
+        key = hashlib.sha256(hashlib.sha256(layer.vk).digest() + layer.settings.encode()).hexdigest()
+        circuit = self._circuits.get(key)
+        if circuit is not None:
+            return circuit
+        srs_path = self.find_srs(layer.srs_sha256)
+        if srs_path is None:
+            raise VerifierUnavailableError(f"this node has no SRS with sha256 {layer.srs_sha256}")
+        directory = self.directory / key
+        vk_path, settings_path = directory / "vk.key", directory / "settings.json"
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, content in ((vk_path, layer.vk), (settings_path, layer.settings.encode())):
+            if not path.is_file() or path.read_bytes() != content:
+                scratch = path.with_suffix(".tmp")
+                scratch.write_bytes(content)
+                os.replace(scratch, path)
+        info = load_settings(layer.settings)
+        circuit = Circuit(
+            name=f"{name}/{layer.circuit}", input="", logrows=info["logrows"], input_scale=info["input_scale"],
+            output_scale=info["output_scale"], output_visibility="hashed" if info["output_hashed"] else "public",
+            num_instances=2 if info["output_hashed"] else 1 + info["output_size"],
+            proof_size=layer.proof_size, tolerance=0.0, model_path=None, settings_path=settings_path,
+            compiled_path=None, vk_path=vk_path, srs_path=srs_path, vk_sha256=hashlib.sha256(layer.vk).hexdigest(),
+            settings=info["settings"],
+        )
+        self._circuits[key] = circuit
+        return circuit
+
+    def verify(self, name: str, layer: inference_pb2.Layer, proof: bytes) -> VerifyResult:
+        """The proof's verdict, or VerifierUnavailableError when it stays inconclusive."""
+        circuit = self.get_circuit(name, layer)
+        for _ in range(VERIFY_ATTEMPTS):
+            result = self.verifier.verify(circuit, proof)
+            if result.conclusive:
+                return result
+        raise VerifierUnavailableError(f"proof verification inconclusive: {result.reason}")
 
 
 def _read_line(fd: int, deadline: float) -> str:

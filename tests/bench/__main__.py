@@ -22,6 +22,7 @@ from chain.app import App
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.store import Store
 from ibc import ics23
+from node.sighelper import SignatureHelper
 from tests.conftest import CHAIN_ID, finalize, make_account, make_app_state, send
 
 ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", 100_000))
@@ -82,8 +83,8 @@ def bench_transfers(directory: str) -> list[tuple[str, int, list[float]]]:
     accounts = [make_account(f"bench{i}", i) for i in range(ACCOUNTS)]
     # keep_recent=1: each block deletes as many tree nodes as it retires, as a node does once it has
     # run for keep_recent blocks; with the default the bench's few blocks would never prune
-    app = App(os.path.join(directory, "chain"), keep_recent=1)
-    app.signatures.start()  # a running node has its signature helper up; its start-up is not a block's cost
+    app = App(os.path.join(directory, "chain"), keep_recent=1, signature_helper=SignatureHelper())
+    app.signatures.helper.start()  # a running node has its signature helper up; its start-up is not a block's cost
     genesis = json.dumps(make_app_state(accounts)).encode()
     app.init_chain(abci.RequestInitChain(chain_id=CHAIN_ID, initial_height=1, app_state_bytes=genesis))
     finalize(app, 1, [])

@@ -14,6 +14,7 @@ from tests.test_inference import DIGITS, GAS, InferenceChain, request, submit_ms
 from tests.test_market import register
 from zk.artifacts import load_manifest
 from zk.instances import decode_proof, felt_to_hex
+from zk.models import compute_model
 from zk.prove import prove_circuit
 
 PROOFS = 8
@@ -50,11 +51,11 @@ def run() -> list[tuple[str, str, str, str]]:
 def _measure_block(scratch, accounts, circuit, samples, proofs) -> float:
     alice, bob = accounts
     chain = InferenceChain(scratch / "data", accounts, {
-        "params": {"authority": alice.bech32}, "models": [inference._to_dict(inference.compute_model(DIGITS))]})
+        "params": {"authority": alice.bech32}, "models": [inference._to_dict(compute_model(DIGITS))]})
     try:
         chain.ok(bob, register(bob, models=("digits",), slots=PROOFS, ask=1, zone="z"), gas=GAS)
         ids = [request(chain, alice, values) for values in samples[:PROOFS]]
-        inference.get_verifier().verifier.verify(circuit, proofs[PROOFS].proof)  # the worker process is warm
+        chain.app.verifier.verifier.verify(circuit, proofs[PROOFS].proof)  # the worker process is warm
         txs = [chain.sign(bob, submit_msg(bob, rid, 0, proof), gas=GAS) for rid, proof in zip(ids, proofs)]
         start = time.perf_counter()
         response = chain.app.finalize_block(abci.RequestFinalizeBlock(txs=txs, height=chain.height + 1))

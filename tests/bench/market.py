@@ -10,7 +10,8 @@ import statistics
 import tempfile
 import time
 
-from chain import auth, bank, market
+from chain import bank, heat, market
+from chain.app import GENESIS, STORES
 from chain.proto.maxwell.market.v1 import tx_pb2
 from chain.state import Context, GasMeter, GasParams, State
 from chain.store import Branch, Store
@@ -40,26 +41,27 @@ def median_seconds(function, repeats: int = REPEATS) -> float:
 
 
 class Market:
-    """A committed store with auth, bank and market, driven height by height."""
+    """A committed store with every module's genesis (funded accounts), driven height by height."""
 
     def __init__(self, path: str, accounts):
-        self.store = Store(path, (auth.STORE, bank.STORE, market.STORE))
+        self.store = Store(path, STORES)
         self.height = 0
         branch = Branch(self.store)
-        state = State(branch, GasMeter(), GasParams())
-        auth.init_chain(state, auth.compute_default_genesis(), CHAIN_ID)
-        bank.init_chain(state, {"balances": [
-            {"address": a.bech32, "coins": [{"denom": "ujoule", "amount": str(FUNDS)}]} for a in accounts]})
-        market.init_chain(state, {"params": PARAMS})
+        sections = {"bank": {"balances": [
+            {"address": a.bech32, "coins": [{"denom": "ujoule", "amount": str(FUNDS)}]} for a in accounts]},
+            "market": {"params": PARAMS}}
+        for store, init_chain, _ in GENESIS:
+            init_chain(State(branch, GasMeter(), GasParams(), store), sections.get(store, {}), Context(CHAIN_ID, 1, 0))
         self.commit(branch)
 
     def commit(self, branch: Branch) -> float:
         self.height += 1
         return timed(lambda: (self.store.stage(self.height, branch.changes()), self.store.commit()))
 
-    def begin(self) -> tuple[Branch, State, Context]:
+    def begin(self, store: str = market.STORE) -> tuple[Branch, State, Context]:
+        """A branch for the next height, a State of `store` over it, and the height's context."""
         branch = Branch(self.store)
-        return branch, State(branch, GasMeter(), GasParams()), Context(CHAIN_ID, self.height + 1, 0)
+        return branch, State(branch, GasMeter(), GasParams(), store), Context(CHAIN_ID, self.height + 1, 0)
 
 
 def place_orders(state, ctx, owner, count: int, rng: random.Random) -> tuple[float, int, list[int]]:
@@ -150,9 +152,9 @@ def bench_heat(path: str) -> list[tuple[str, str, str, str]]:
     chain.commit(branch)
 
     def reports():
-        _, report_state, report_ctx = chain.begin()
+        _, report_state, report_ctx = chain.begin(heat.STORE)
         for i, provider in enumerate(providers):
-            market.check_and_execute_report_heat(report_state, report_ctx, tx_pb2.MsgReportHeat(
+            heat.check_and_execute_report_heat(report_state, report_ctx, tx_pb2.MsgReportHeat(
                 provider=provider.bech32, temperature_millicelsius=40_000 + 50 * i, power_milliwatts=300_000))
 
     def transfers():
