@@ -16,7 +16,6 @@ committed state after every commit.
 
 import gc
 import json
-import os
 from collections import OrderedDict
 
 from chain import auth, bank, crypto, heat, inference, market, process
@@ -63,10 +62,9 @@ class App:
         """What the node gives the app: `heat_sensor() -> heat.HeatReading | None`, its thermometer, read
         in ExtendVote; `verifier`, its proof verifier (chain.inference.ProofVerifier); `signature_helper`,
         a process that verifies a block's unseen signatures ahead of it (node.sighelper)."""
-        os.makedirs(data_dir, exist_ok=True)
         self.heat_sensor = heat_sensor
         self.verifier = verifier
-        self.store = Store(os.path.join(data_dir, "application.db"), STORES, keep_recent)
+        self.store = Store(f"{data_dir}/application.db", STORES, keep_recent)
         self.signatures = SignatureCache(helper=signature_helper)
         self.decoded: OrderedDict[bytes, DecodedTx | TxError] = OrderedDict()
         self.genesis: Branch | None = None

@@ -9,6 +9,8 @@ because forgetting is what costs energy (Landauer).
 from dataclasses import dataclass, field
 from functools import lru_cache, wraps
 
+from sys import _getframe
+
 from chain._events import encode_event, encode_repeated
 from chain.errors import OutOfGasError
 from chain.store import Branch, compute_prefix_end
@@ -122,6 +124,8 @@ class State:
 
     A module's handlers get a State of its own store; another module's data is reached only through
     that module's `public` functions, which run on a State of their own store (as an SDK keeper).
+    Code of a module (one that defines `STORE`) that reads or writes a State of another store —
+    a private function of one module called by another — raises StoreAccessError.
     """
 
     __slots__ = ("branch", "meter", "gas", "store")
@@ -135,13 +139,29 @@ class State:
     def _enter(self, store: str) -> "State":
         return self if store == self.store else State(self.branch, self.meter, self.gas, store)
 
+    def _refuse(self, frame) -> None:
+        """Raises unless the code of `frame` (the record helpers below: the code that called them)
+        belongs to no module or to this store's."""
+        while frame.f_globals is _OWN_GLOBALS:
+            frame = frame.f_back
+        owner = frame.f_globals.get("STORE", self.store)
+        if owner != self.store:
+            raise StoreAccessError(f"{frame.f_globals['__name__']} touched the {self.store!r} store; "
+                                   f"it owns {owner!r} and must call the owner's public functions")
+
     def get(self, key: bytes) -> bytes | None:
+        frame = _getframe(1)
+        if frame.f_globals is _OWN_GLOBALS or frame.f_globals.get("STORE", self.store) != self.store:
+            self._refuse(frame)
         value = self.branch.get(self.store, key)
         size = 0 if value is None else len(key) + len(value)
         self.meter.consume(self.gas.read_cost_flat + self.gas.read_cost_per_byte * size, "Read")
         return value
 
     def set(self, key: bytes, value: bytes) -> None:
+        frame = _getframe(1)
+        if frame.f_globals is _OWN_GLOBALS or frame.f_globals.get("STORE", self.store) != self.store:
+            self._refuse(frame)
         self.meter.consume(self.gas.write_cost_flat + self.gas.write_cost_per_byte * (len(key) + len(value)), "Write")
         old = self.branch.get(self.store, key)
         if old is not None and len(old) > len(value):
@@ -149,6 +169,9 @@ class State:
         self.branch.set(self.store, key, value)
 
     def delete(self, key: bytes) -> None:
+        frame = _getframe(1)
+        if frame.f_globals is _OWN_GLOBALS or frame.f_globals.get("STORE", self.store) != self.store:
+            self._refuse(frame)
         self.meter.consume(self.gas.delete_cost, "Delete")
         old = self.branch.get(self.store, key)
         if old is not None:
@@ -156,6 +179,12 @@ class State:
             self.branch.delete(self.store, key)
 
     def iterate(self, start: bytes | None = None, end: bytes | None = None, reverse: bool = False):
+        frame = _getframe(1)
+        if frame.f_globals is _OWN_GLOBALS or frame.f_globals.get("STORE", self.store) != self.store:
+            self._refuse(frame)
+        return self._iterate(start, end, reverse)
+
+    def _iterate(self, start, end, reverse):
         for key, value in self.branch.iterate(self.store, start, end, reverse):
             self.meter.consume(self.gas.iter_next_cost_flat, "IterNextFlat")
             self.meter.consume(self.gas.read_cost_per_byte * (len(key) + len(value)), "ValuePerByte")
@@ -236,3 +265,6 @@ def process_next_number(state: State, key: bytes, first: int = 1) -> int:
     number = get_number(state, key, first)
     set_number(state, key, number + 1)
     return number
+
+
+_OWN_GLOBALS = globals()

@@ -27,6 +27,7 @@ LevelDB layout (every key is made by `state_key`):
 """
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
@@ -302,6 +303,7 @@ class Store:
         self.store_names = names
         self.keep_recent = keep_recent
         self._known = frozenset(names)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # Tree nodes are mostly hashes and do not compress; snappy cost about a third of write CPU.
         self._db = plyvel.DB(path, create_if_missing=True, compression=None, bloom_filter_bits=10)
         self._cache: dict[str, dict[bytes, bytes]] = {name: {} for name in names}
