@@ -36,6 +36,7 @@ import plyvel
 
 from chain import smt
 from chain._smt import decode_key_list, encode_key_list
+from chain.encoding import encode_uvarint
 from chain.proto.cosmos.ics23.v1 import proofs_pb2
 
 META = b"m"
@@ -117,15 +118,6 @@ def state_key(space: bytes, store: str = "", *parts: bytes) -> bytes:
 
 def encode_height(height: int) -> bytes:
     return height.to_bytes(HEIGHT_BYTES, "big")
-
-
-def encode_uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def compute_store_leaf_hash(name: str, root: bytes) -> bytes:

@@ -8,6 +8,7 @@ present before serializing.
 
 import hashlib
 
+from chain.encoding import encode_uvarint
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import canonical_pb2, params_pb2, types_pb2, validator_pb2
@@ -46,15 +47,6 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _encode_uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _compute_split_point(length: int) -> int:
     """Largest power of two strictly less than length (crypto/merkle getSplitPoint)."""
     k = 1 << (length.bit_length() - 1)
@@ -84,21 +76,21 @@ def _encode_string_value(value: str) -> bytes:
     if not value:
         return b""
     raw = value.encode()
-    return b"\x0a" + _encode_uvarint(len(raw)) + raw
+    return b"\x0a" + encode_uvarint(len(raw)) + raw
 
 
 def _encode_int64_value(value: int) -> bytes:
     """cdcEncode(int64): gogotypes.Int64Value (a zero value is an empty message)."""
     if value == 0:
         return b""
-    return b"\x08" + _encode_uvarint(value & 0xFFFFFFFFFFFFFFFF)
+    return b"\x08" + encode_uvarint(value & 0xFFFFFFFFFFFFFFFF)
 
 
 def _encode_bytes_value(value: bytes) -> bytes:
     """cdcEncode(HexBytes): gogotypes.BytesValue, nothing at all for empty bytes."""
     if not value:
         return b""
-    return b"\x0a" + _encode_uvarint(len(value)) + value
+    return b"\x0a" + encode_uvarint(len(value)) + value
 
 
 def encode_block_id(block_id: types_pb2.BlockID) -> bytes:
@@ -204,7 +196,7 @@ def compute_canonical_vote(chain_id: str, vote: types_pb2.Vote) -> canonical_pb2
 def compute_vote_sign_bytes(chain_id: str, vote: types_pb2.Vote) -> bytes:
     """Length-delimited CanonicalVote, as types/vote.go VoteSignBytes."""
     body = compute_canonical_vote(chain_id, vote).SerializeToString()
-    return _encode_uvarint(len(body)) + body
+    return encode_uvarint(len(body)) + body
 
 
 def compute_vote_extension_sign_bytes(chain_id: str, vote: types_pb2.Vote) -> bytes:
@@ -212,7 +204,7 @@ def compute_vote_extension_sign_bytes(chain_id: str, vote: types_pb2.Vote) -> by
     body = canonical_pb2.CanonicalVoteExtension(
         extension=vote.extension, height=vote.height, round=vote.round, chain_id=chain_id
     ).SerializeToString()
-    return _encode_uvarint(len(body)) + body
+    return encode_uvarint(len(body)) + body
 
 
 def compute_commit_vote(commit: types_pb2.Commit, index: int) -> types_pb2.Vote:

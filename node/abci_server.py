@@ -21,12 +21,13 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
-from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from google.protobuf.message import DecodeError
+
+from chain.encoding import MAX_UVARINT_BYTES, UvarintError, decode_uvarint, encode_uvarint
+from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 
 # Above CometBFT's largest block (100 MiB), so a full FinalizeBlock always fits.
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
-MAX_VARINT_BYTES = 10
 
 APP_METHODS = frozenset({
     "info", "init_chain", "query", "check_tx", "commit",
@@ -66,15 +67,6 @@ class UndecodableMessageError(MalformedFrameError):
     """The frame is not a protobuf tendermint.abci.Request."""
 
 
-def encode_uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def encode_frame(message) -> bytes:
     body = message.SerializeToString()
     return encode_uvarint(len(body)) + body
@@ -82,15 +74,13 @@ def encode_frame(message) -> bytes:
 
 async def read_uvarint(reader: asyncio.StreamReader) -> int:
     """Read a length prefix; raises asyncio.IncompleteReadError on a clean end of stream."""
-    value = 0
-    for i in range(MAX_VARINT_BYTES):
-        byte = (await reader.readexactly(1))[0]
-        value |= (byte & 0x7F) << (7 * i)
-        if byte < 0x80:
-            if value >= 1 << 64:
-                raise InvalidVarintError("length prefix overflows 64 bits")
-            return value
-    raise InvalidVarintError(f"length prefix longer than {MAX_VARINT_BYTES} bytes")
+    data = await reader.readexactly(1)
+    while data[-1] >= 0x80 and len(data) < MAX_UVARINT_BYTES:
+        data += await reader.readexactly(1)
+    try:
+        return decode_uvarint(data)[0]
+    except UvarintError as e:
+        raise InvalidVarintError(f"length prefix: {e}") from e
 
 
 async def read_request(reader: asyncio.StreamReader, max_message_bytes: int) -> abci_pb2.Request:
