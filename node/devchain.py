@@ -19,6 +19,7 @@ from pathlib import Path
 
 import plyvel
 
+from chain import merkle
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import block_pb2, evidence_pb2, params_pb2, types_pb2, validator_pb2
@@ -28,7 +29,6 @@ from ibc.tendermint import (
     compute_consensus_params_hash,
     compute_data_hash,
     compute_header_hash,
-    compute_merkle_root,
     compute_part_set_header,
     compute_results_hash,
     compute_tx_hash,
@@ -523,7 +523,7 @@ class DevChain:
             data_hash=compute_data_hash(txs), validators_hash=validators_hash,
             next_validators_hash=validators_hash, consensus_hash=compute_consensus_params_hash(state.params),
             app_hash=state.app_hash, last_results_hash=state.last_results_hash,
-            evidence_hash=compute_merkle_root([]), proposer_address=self.key.address)
+            evidence_hash=merkle.compute_root([]), proposer_address=self.key.address)
         block = block_pb2.Block(header=header, data=types_pb2.Data(txs=txs), evidence=evidence_pb2.EvidenceList(),
                                 last_commit=last_commit)
         block_bytes = compute_block_bytes(block)

@@ -8,7 +8,6 @@ CometBFT marshals with jsonpb (CheckTx, ExecTxResult, Query, EventAttribute).
 import asyncio
 import base64
 import calendar
-import hashlib
 import json
 import logging
 import re
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 from google.protobuf import timestamp_pb2
 
+from chain import merkle
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import block_pb2, params_pb2, types_pb2, validator_pb2
@@ -416,31 +416,10 @@ def encode_tx_event_value(height: int, index: int, tx: bytes, result: abci_pb2.E
     return out
 
 
-def _leaf_hash(item: bytes) -> bytes:
-    return hashlib.sha256(b"\x00" + item).digest()
-
-
-def _merkle_root(items: list[bytes]) -> bytes:
-    if len(items) == 1:
-        return _leaf_hash(items[0])
-    k = 1 << ((len(items) - 1).bit_length() - 1)
-    return hashlib.sha256(b"\x01" + _merkle_root(items[:k]) + _merkle_root(items[k:])).digest()
-
-
-def compute_merkle_proof(items: list[bytes], index: int) -> tuple[bytes, list[bytes]]:
-    """Leaf hash and aunts (leaf sibling first) of items[index], as crypto/merkle ProofsFromByteSlices."""
-    if len(items) == 1:
-        return _leaf_hash(items[0]), []
-    k = 1 << ((len(items) - 1).bit_length() - 1)
-    if index < k:
-        leaf, aunts = compute_merkle_proof(items[:k], index)
-        return leaf, aunts + [_merkle_root(items[k:])]
-    leaf, aunts = compute_merkle_proof(items[k:], index - k)
-    return leaf, aunts + [_merkle_root(items[:k])]
-
-
 def encode_tx_proof(txs: list[bytes], index: int) -> dict:
-    leaf, aunts = compute_merkle_proof([compute_tx_hash(tx) for tx in txs], index)
+    """crypto/merkle.Proof of txs[index] in the block's data hash."""
+    tx_hashes = [compute_tx_hash(tx) for tx in txs]
+    leaf, aunts = merkle.compute_leaf_hash(tx_hashes[index]), merkle.compute_aunts(tx_hashes, index)
     proof = {"total": str(len(txs)), "index": str(index), "leaf_hash": encode_base64(leaf),
              "aunts": [base64.b64encode(a).decode() for a in aunts]}
     return {"root_hash": encode_hex(compute_data_hash(txs)), "data": encode_base64(txs[index]), "proof": proof}
