@@ -317,6 +317,34 @@ class RPCServer:
         self._start_error: BaseException | None = None
         self._clients: set[_WSClient] = set()
         self._tx_waiters: dict[bytes, list[asyncio.Future]] = {}
+        # The methods of ROUTES: these run on the executor, the async ones on the server's loop.
+        self._methods = {
+            "health": self._rpc_health,
+            "status": self._rpc_status,
+            "genesis": self._rpc_genesis,
+            "abci_info": self._rpc_abci_info,
+            "abci_query": self._rpc_abci_query,
+            "block": self._rpc_block,
+            "block_by_hash": self._rpc_block_by_hash,
+            "block_results": self._rpc_block_results,
+            "blockchain": self._rpc_blockchain,
+            "header": self._rpc_header,
+            "header_by_hash": self._rpc_header_by_hash,
+            "commit": self._rpc_commit,
+            "validators": self._rpc_validators,
+            "consensus_params": self._rpc_consensus_params,
+            "tx": self._rpc_tx,
+            "tx_search": self._rpc_tx_search,
+            "block_search": self._rpc_block_search,
+            "check_tx": self._rpc_check_tx,
+            "num_unconfirmed_txs": self._rpc_num_unconfirmed_txs,
+            "unconfirmed_txs": self._rpc_unconfirmed_txs,
+            "broadcast_tx_sync": self._rpc_broadcast_tx_sync,
+        }
+        self._async_methods = {
+            "broadcast_tx_async": self._async_broadcast_tx_async,
+            "broadcast_tx_commit": self._async_broadcast_tx_commit,
+        }
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -439,11 +467,10 @@ class RPCServer:
 
     async def _call(self, request_id, method: str, args: dict) -> dict:
         try:
-            handler = getattr(self, f"_async_{method}", None)
-            if handler is not None:
-                result = await handler(**args)
+            if method in self._async_methods:
+                result = await self._async_methods[method](**args)
             else:
-                method_fn = getattr(self, f"_rpc_{method}")
+                method_fn = self._methods[method]
                 result = await self._loop.run_in_executor(self._executor, lambda: method_fn(**args))
         except (RPCError, MempoolError, txindex.QueryError) as e:
             return make_error_code(request_id, INTERNAL_ERROR, str(e))
