@@ -40,7 +40,6 @@ PRIV_VALIDATOR_KEY_FILE = "priv_validator_key.json"
 CHAIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)")
 TX_HASH_PATTERN = re.compile(r"(?:0x)?([0-9A-Fa-f]{64})")
-BALANCE_QUERY_PATH = "/cosmos.bank.v1beta1.Query/Balance"
 WAIT_TIMEOUT_SECONDS = 60.0
 UNWRAPPED_WIDTH = 10_000
 DIGITS_MANIFEST = Path(__file__).resolve().parents[1] / "circuits" / "digits" / "manifest.json"
@@ -479,7 +478,7 @@ def query_balance(
                               f"proof verified against app hash {proven['app_hash']} of block {proven['block']}"])
         return
     request = bank_query_pb2.QueryBalanceRequest(address=address, denom=denom)
-    reply, height = rpc.query_grpc(BALANCE_QUERY_PATH, request, bank_query_pb2.QueryBalanceResponse)
+    reply, height = rpc.query_grpc(request, bank_query_pb2.QueryBalanceResponse)
     record = {"address": address, "denom": denom, "amount": reply.balance.amount or "0", "height": str(height)}
     show(output, record, [f"{address}: {record['amount']}{denom} at height {height}"])
 

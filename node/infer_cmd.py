@@ -109,16 +109,14 @@ def get_event_attribute(result, event_type: str, key: str) -> str:
 
 
 def get_market_params(rpc: Client):
-    return worker.query(rpc, "/maxwell.market.v1.Query/Params", market_query_pb2.QueryParamsRequest(),
-                        market_query_pb2.QueryParamsResponse).params
+    return rpc.query(market_query_pb2.QueryParamsRequest(), market_query_pb2.QueryParamsResponse).params
 
 
 def get_all_providers(rpc: Client) -> list:
     views, key = [], b""
     while True:
-        reply = worker.query(rpc, "/maxwell.market.v1.Query/Providers",
-                             market_query_pb2.QueryProvidersRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
-                             market_query_pb2.QueryProvidersResponse)
+        reply = rpc.query(market_query_pb2.QueryProvidersRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
+                          market_query_pb2.QueryProvidersResponse)
         views.extend(reply.providers)
         key = reply.pagination.next_key
         if not key:
@@ -159,9 +157,8 @@ def market_book(
     for name in works:
         key = b""
         while True:
-            reply = worker.query(rpc, "/maxwell.market.v1.Query/Book",
-                                 market_query_pb2.QueryBookRequest(work=name, pagination={"key": key, "limit": PAGE_LIMIT}),
-                                 market_query_pb2.QueryBookResponse)
+            reply = rpc.query(market_query_pb2.QueryBookRequest(work=name, pagination={"key": key, "limit": PAGE_LIMIT}),
+                              market_query_pb2.QueryBookResponse)
             orders.extend(reply.orders)
             key = reply.pagination.next_key
             if not key:
@@ -185,9 +182,8 @@ def market_clearing(
     works = [work] if work else market.compute_works(get_market_params(rpc).models)
     clearings = []
     for name in works:
-        reply = worker.query_optional(rpc, "/maxwell.market.v1.Query/Clearing",
-                                         market_query_pb2.QueryClearingRequest(work=name),
-                                         market_query_pb2.QueryClearingResponse, height or 0)
+        reply = worker.query_optional(rpc, market_query_pb2.QueryClearingRequest(work=name),
+                                      market_query_pb2.QueryClearingResponse, height or 0)
         if reply is not None:
             clearings.append(reply.clearing)
     if output == OutputFormat.json:
@@ -367,8 +363,7 @@ def query_process(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show a process: slots, rent, escrow and its memory."""
-    reply = worker.query(Client(node), "/maxwell.market.v1.Query/Process", market_query_pb2.QueryProcessRequest(id=process_id),
-                         market_query_pb2.QueryProcessResponse)
+    reply = Client(node).query(market_query_pb2.QueryProcessRequest(id=process_id), market_query_pb2.QueryProcessResponse)
     record = compute_record(reply.process)
     record["memory"] = [{"key": entry.key.hex(), "value": entry.value.hex()} for entry in reply.memory]
     if output == OutputFormat.json:
@@ -394,7 +389,7 @@ def read_input_values(path: Path) -> list[float]:
 
 
 def get_model(rpc: Client, name: str):
-    reply = worker.query_optional(rpc, worker.MODEL_QUERY_PATH, inference_query_pb2.QueryModelRequest(name=name),
+    reply = worker.query_optional(rpc, inference_query_pb2.QueryModelRequest(name=name),
                                   inference_query_pb2.QueryModelResponse)
     if reply is None:
         raise CliError(f"model {name!r} is not registered on this chain")
@@ -436,10 +431,10 @@ def query_inference(
 ):
     """Show an inference request: status, proven layers and, once complete, the verified class."""
     rpc = Client(node)
-    request = worker.query(rpc, worker.REQUEST_QUERY_PATH, inference_query_pb2.QueryRequestRequest(request_id=request_id),
-                           inference_query_pb2.QueryRequestResponse).request
-    result = worker.query(rpc, worker.RESULT_QUERY_PATH, inference_query_pb2.QueryResultRequest(request_id=request_id),
-                          inference_query_pb2.QueryResultResponse).result
+    request = rpc.query(inference_query_pb2.QueryRequestRequest(request_id=request_id),
+                        inference_query_pb2.QueryRequestResponse).request
+    result = rpc.query(inference_query_pb2.QueryResultRequest(request_id=request_id),
+                       inference_query_pb2.QueryResultResponse).result
     model = get_model(rpc, request.model)
     scale = int(json.loads(model.layers[-1].settings)["model_output_scales"][0])
     record = {

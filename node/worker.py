@@ -52,11 +52,6 @@ POLL_INTERVAL_SECONDS = 1.0
 TX_TIMEOUT_SECONDS = 30.0
 RECONNECT_SECONDS = 2.0
 NEW_BLOCK_QUERY = "tm.event='NewBlock'"
-PROVIDER_QUERY_PATH = "/maxwell.market.v1.Query/Provider"
-ASSIGNMENT_QUERY_PATH = "/maxwell.market.v1.Query/Assignment"
-MODEL_QUERY_PATH = "/maxwell.inference.v1.Query/Model"
-REQUEST_QUERY_PATH = "/maxwell.inference.v1.Query/Request"
-RESULT_QUERY_PATH = "/maxwell.inference.v1.Query/Result"
 TASK_ASSIGNED_EVENT = "task_assigned"
 NOT_FOUND_ERRORS = {(e.codespace, e.code) for e in (
     NotFoundError, market.ProviderNotFoundError, market.AssignmentNotFoundError)}
@@ -94,13 +89,9 @@ class ModelMismatch(WorkerError):
 
 # --- chain access ------------------------------------------------------------------------------
 
-def query(rpc: client.Client, path: str, request, response_class, height: int = 0):
-    return rpc.query_grpc(path, request, response_class, height)[0]
-
-
-def query_optional(rpc: client.Client, path: str, request, response_class, height: int = 0):
+def query_optional(rpc: client.Client, request, response_class, height: int = 0):
     """The answer, or None when the chain says the record does not exist."""
-    return rpc.query_grpc_optional(path, request, response_class, NOT_FOUND_ERRORS, height)
+    return rpc.query_optional(request, response_class, NOT_FOUND_ERRORS, height)
 
 
 def get_account(rpc: client.Client, address: str) -> auth_pb2.BaseAccount:
@@ -195,7 +186,7 @@ class Offer:
 
 
 def get_provider_view(rpc: client.Client, address: str) -> market_query_pb2.ProviderView | None:
-    reply = query_optional(rpc, PROVIDER_QUERY_PATH, market_query_pb2.QueryProviderRequest(address=address),
+    reply = query_optional(rpc, market_query_pb2.QueryProviderRequest(address=address),
                            market_query_pb2.QueryProviderResponse)
     return None if reply is None else reply.provider
 
@@ -391,8 +382,7 @@ def check_model(model, manifest: Manifest) -> None:
 
 
 def get_model(rpc: client.Client, name: str):
-    reply = query_optional(rpc, MODEL_QUERY_PATH, inference_query_pb2.QueryModelRequest(name=name),
-                           inference_query_pb2.QueryModelResponse)
+    reply = query_optional(rpc, inference_query_pb2.QueryModelRequest(name=name), inference_query_pb2.QueryModelResponse)
     if reply is None:
         raise ModelMismatch(f"model {name!r} is not registered on this chain")
     return reply.model
@@ -402,8 +392,8 @@ def compute_layer_input(rpc: client.Client, request, layer: int, manifest: Manif
     """Layer 0 reads the request input, layer i the outputs layer i-1 was proven with."""
     if layer == 0:
         return compute_dequantized(request.input, manifest.circuits[manifest.layers[0]].input_scale)
-    result = query(rpc, RESULT_QUERY_PATH, inference_query_pb2.QueryResultRequest(request_id=request.id),
-                   inference_query_pb2.QueryResultResponse).result
+    result = rpc.query(inference_query_pb2.QueryResultRequest(request_id=request.id),
+                       inference_query_pb2.QueryResultResponse).result
     previous = next((r for r in result.layers if r.layer == layer - 1), None)
     if previous is None:
         raise MalformedTask(f"request {request.id}: layer {layer - 1} is not proven yet")
@@ -423,7 +413,7 @@ def process_new_heights(w: Worker, latest: int) -> None:
 def process_task(w: Worker, task_ref: str) -> None:
     """Prove and submit one assigned layer, unless it is gone, ours no more, or already submitted."""
     rpc = w.signer.rpc
-    reply = query_optional(rpc, ASSIGNMENT_QUERY_PATH, market_query_pb2.QueryAssignmentRequest(task_ref=task_ref),
+    reply = query_optional(rpc, market_query_pb2.QueryAssignmentRequest(task_ref=task_ref),
                            market_query_pb2.QueryAssignmentResponse)
     if reply is None or reply.assignment.provider != w.signer.address:
         log.info("task %s is no longer assigned to us; skipping it", task_ref)
@@ -433,8 +423,8 @@ def process_task(w: Worker, task_ref: str) -> None:
     if key in w.state.submitted:
         return
     request_id, layer = parse_task_ref(task_ref)
-    request = query(rpc, REQUEST_QUERY_PATH, inference_query_pb2.QueryRequestRequest(request_id=request_id),
-                    inference_query_pb2.QueryRequestResponse).request
+    request = rpc.query(inference_query_pb2.QueryRequestRequest(request_id=request_id),
+                        inference_query_pb2.QueryRequestResponse).request
     manifest = w.manifests.get(request.model)
     if manifest is None:
         raise ModelMismatch(f"task {task_ref} is for model {request.model!r}, which this worker does not serve")
