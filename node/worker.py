@@ -31,6 +31,7 @@ import aiohttp
 
 from chain import heat, market
 from chain.errors import NotFoundError
+from chain.inference import MalformedTaskRef, parse_task_ref
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import compute_tx_hash
@@ -274,13 +275,6 @@ class Worker:
     last_heat_height: int = 0
 
 
-def parse_task_ref(task_ref: str) -> tuple[int, int]:
-    request_id, _, layer = task_ref.partition("/")
-    if not (request_id.isdigit() and layer.isdigit()):
-        raise MalformedTask(f"task {task_ref!r} is not <request id>/<layer>")
-    return int(request_id), int(layer)
-
-
 def load_manifests(circuits_dir: Path, models: tuple[str, ...]) -> dict[str, Manifest]:
     try:
         return {model: load_manifest(Path(circuits_dir) / model) for model in models}
@@ -433,7 +427,7 @@ def process_pending(w: Worker) -> None:
         task_ref = w.state.pending[0]
         try:
             process_task(w, task_ref)
-        except (ProvingError, ArtifactError, ModelMismatch, MalformedTask, client.QueryFailed) as error:
+        except (ProvingError, ArtifactError, ModelMismatch, MalformedTask, MalformedTaskRef, client.QueryFailed) as error:
             log.error("task %s: cannot prove it: %s", task_ref, error)
         w.state.pending.remove(task_ref)
         write_state(w.state_path, w.state)
