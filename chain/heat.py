@@ -22,7 +22,6 @@ The curves, all parametrised by HeatParams (temperatures in millicelsius, weight
   loses goes to them first; in a zone of equal temperatures nobody gets a discount.
 """
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 

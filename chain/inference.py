@@ -243,6 +243,18 @@ def compute_task_ref(request_id: int, layer: int) -> str:
     return f"{request_id}/{layer}"
 
 
+class MalformedTaskRef(ValueError):
+    """The text is not a task ref that compute_task_ref makes."""
+
+
+def parse_task_ref(task_ref: str) -> tuple[int, int]:
+    """The (request id, layer) of a task ref, the inverse of compute_task_ref."""
+    request_id, _, layer = task_ref.partition("/")
+    if not (request_id.isdecimal() and layer.isdecimal()) or compute_task_ref(int(request_id), int(layer)) != task_ref:
+        raise MalformedTaskRef(f"task {task_ref!r} is not <request id>/<layer>")
+    return int(request_id), int(layer)
+
+
 def compute_layer_share(reward: int, layers: int, layer: int) -> int:
     """Equal shares of the reward; layer 0 also takes the remainder."""
     share = reward // layers

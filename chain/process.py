@@ -29,7 +29,7 @@ from functools import lru_cache
 from google.protobuf import json_format
 
 from chain import auth, bank, crypto, market
-from chain.coins import DENOM, UINT256_MAX, parse_uint
+from chain.coins import DENOM, parse_uint
 from chain.errors import GenesisError, TxError
 from chain.proto.maxwell.market.v1 import market_pb2, query_pb2, tx_pb2
 from chain.state import (

@@ -35,8 +35,9 @@ from itertools import islice
 
 import plyvel
 
-from chain import smt
+from chain import merkle, smt
 from chain._smt import decode_key_list, encode_key_list
+from chain.encoding import encode_uvarint
 from chain.proto.cosmos.ics23.v1 import proofs_pb2
 
 META = b"m"
@@ -59,7 +60,7 @@ OUTER_LEAF_OP = proofs_pb2.LeafOp(
     prehash_key=proofs_pb2.NO_HASH,
     prehash_value=proofs_pb2.SHA256,
     length=proofs_pb2.VAR_PROTO,
-    prefix=b"\x00",
+    prefix=merkle.LEAF_PREFIX,
 )
 
 Changes = Mapping[str, Mapping[bytes, bytes | None]]
@@ -120,51 +121,18 @@ def encode_height(height: int) -> bytes:
     return height.to_bytes(HEIGHT_BYTES, "big")
 
 
-def encode_uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def compute_store_leaf_hash(name: str, root: bytes) -> bytes:
+def compute_store_item(name: str, root: bytes) -> bytes:
+    """A store's leaf item in the app hash tree: its name and the hash of its root, length-prefixed
+    as OUTER_LEAF_OP hashes them."""
     key = name.encode()
     value = hashlib.sha256(root).digest()
-    return hashlib.sha256(
-        b"\x00" + encode_uvarint(len(key)) + key + encode_uvarint(len(value)) + value
-    ).digest()
+    return encode_uvarint(len(key)) + key + encode_uvarint(len(value)) + value
 
 
-def _split_point(n: int) -> int:
-    """The largest power of two strictly below n (n >= 2)."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-def compute_simple_root(leaf_hashes: Sequence[bytes]) -> bytes:
-    if len(leaf_hashes) == 1:
-        return leaf_hashes[0]
-    k = _split_point(len(leaf_hashes))
-    left = compute_simple_root(leaf_hashes[:k])
-    right = compute_simple_root(leaf_hashes[k:])
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def compute_simple_path(leaf_hashes: Sequence[bytes], index: int) -> list[proofs_pb2.InnerOp]:
-    """ics23 inner ops from leaf `index` up to the simple Merkle root."""
-    if len(leaf_hashes) == 1:
-        return []
-    k = _split_point(len(leaf_hashes))
-    if index < k:
-        path = compute_simple_path(leaf_hashes[:k], index)
-        sibling = compute_simple_root(leaf_hashes[k:])
-        path.append(proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=b"\x01", suffix=sibling))
-    else:
-        path = compute_simple_path(leaf_hashes[k:], index - k)
-        sibling = compute_simple_root(leaf_hashes[:k])
-        path.append(proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=b"\x01" + sibling))
-    return path
+def compute_inner_op(step: merkle.PathStep) -> proofs_pb2.InnerOp:
+    if step.sibling_on_right:
+        return proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=merkle.INNER_PREFIX, suffix=step.sibling)
+    return proofs_pb2.InnerOp(hash=proofs_pb2.SHA256, prefix=merkle.INNER_PREFIX + step.sibling)
 
 
 def _sorted_roots(roots: Mapping[str, smt.Ref]) -> list[tuple[str, bytes]]:
@@ -173,18 +141,18 @@ def _sorted_roots(roots: Mapping[str, smt.Ref]) -> list[tuple[str, bytes]]:
 
 
 def compute_app_hash(roots: Mapping[str, smt.Ref]) -> bytes:
-    return compute_simple_root([compute_store_leaf_hash(n, r) for n, r in _sorted_roots(roots)])
+    return merkle.compute_root([compute_store_item(n, r) for n, r in _sorted_roots(roots)])
 
 
 def compute_store_proof(roots: Mapping[str, smt.Ref], store: str) -> proofs_pb2.CommitmentProof:
     pairs = _sorted_roots(roots)
-    leaves = [compute_store_leaf_hash(name, root) for name, root in pairs]
+    items = [compute_store_item(name, root) for name, root in pairs]
     index = [name for name, _ in pairs].index(store)
     proof = proofs_pb2.ExistenceProof(
         key=store.encode(),
         value=pairs[index][1],
         leaf=OUTER_LEAF_OP,
-        path=compute_simple_path(leaves, index),
+        path=[compute_inner_op(step) for step in merkle.compute_audit_path(items, index)],
     )
     return proofs_pb2.CommitmentProof(exist=proof)
 

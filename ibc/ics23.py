@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from google.protobuf.message import DecodeError
 
+from chain.encoding import TruncatedUvarint, UvarintOverflow, decode_uvarint, encode_uvarint
 from chain.proto.cosmos.ics23.v1.proofs_pb2 import (
     BITCOIN,
     BLAKE2B_512,
@@ -41,7 +42,6 @@ from chain.proto.cosmos.ics23.v1.proofs_pb2 import (
 )
 
 DEFAULT_MAX_DEPTH = 128
-MAX_VARINT_BYTES = 10
 # An IAVL inner prefix ends with the length byte of the left child (1 byte),
 # or with length byte + left hash + length byte of the right child (34 bytes).
 IAVL_INNER_PREFIX_REMAINDERS = (1, 34)
@@ -270,21 +270,12 @@ def compute_prehash(hash_op: int, data: bytes) -> bytes:
     return compute_hash(hash_op, data)
 
 
-def compute_varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def compute_length_prefixed(length_op: int, data: bytes) -> bytes:
     n = len(data)
     if length_op == NO_PREFIX:
         return data
     if length_op == VAR_PROTO:
-        return compute_varint(n) + data
+        return encode_uvarint(n) + data
     if length_op == REQUIRE_32_BYTES or length_op == REQUIRE_64_BYTES:
         required = 32 if length_op == REQUIRE_32_BYTES else 64
         if n != required:
@@ -369,22 +360,15 @@ def is_spec_equal(a: ProofSpec, b: ProofSpec) -> bool:
 
 
 def _read_varint(data: bytes, pos: int, name: str) -> tuple[int, int]:
-    """Go's binary.ReadVarint: zigzag-decoded signed varint of at most 10 bytes."""
-    unsigned = 0
-    for i in range(MAX_VARINT_BYTES):
-        if pos + i >= len(data):
-            raise InvalidIavlPrefix(f"IAVL {name} varint is truncated")
-        byte = data[pos + i]
-        if byte < 0x80:
-            if i == MAX_VARINT_BYTES - 1 and byte > 1:
-                break
-            unsigned |= byte << (7 * i)
-            value = unsigned >> 1
-            if unsigned & 1:
-                value = ~value
-            return value, pos + i + 1
-        unsigned |= (byte & 0x7F) << (7 * i)
-    raise InvalidIavlPrefix(f"IAVL {name} varint overflows 64 bits")
+    """Go's binary.ReadVarint: a zigzag-encoded signed varint of at most 10 bytes."""
+    try:
+        unsigned, pos = decode_uvarint(data, pos)
+    except TruncatedUvarint:
+        raise InvalidIavlPrefix(f"IAVL {name} varint is truncated") from None
+    except UvarintOverflow:
+        raise InvalidIavlPrefix(f"IAVL {name} varint overflows 64 bits") from None
+    value = unsigned >> 1
+    return (~value if unsigned & 1 else value), pos
 
 
 def check_iavl_prefix(prefix: bytes, hash_op: int, layer: int) -> None:

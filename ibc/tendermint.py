@@ -8,12 +8,12 @@ present before serializing.
 
 import hashlib
 
+from chain.encoding import encode_uvarint
+from chain import merkle
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import canonical_pb2, params_pb2, types_pb2, validator_pb2
 
-LEAF_PREFIX = b"\x00"
-INNER_PREFIX = b"\x01"
 BLOCK_PART_SIZE_BYTES = 65536
 ADDRESS_SIZE = 20
 
@@ -46,37 +46,12 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _encode_uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _compute_split_point(length: int) -> int:
-    """Largest power of two strictly less than length (crypto/merkle getSplitPoint)."""
-    k = 1 << (length.bit_length() - 1)
-    return k >> 1 if k == length else k
-
-
-def compute_merkle_root(items: list[bytes]) -> bytes:
-    """RFC 6962 merkle root as crypto/merkle.HashFromByteSlices."""
-    if not items:
-        return _sha256(b"")
-    if len(items) == 1:
-        return _sha256(LEAF_PREFIX + items[0])
-    k = _compute_split_point(len(items))
-    return _sha256(INNER_PREFIX + compute_merkle_root(items[:k]) + compute_merkle_root(items[k:]))
-
-
 def compute_tx_hash(tx: bytes) -> bytes:
     return _sha256(tx)
 
 
 def compute_data_hash(txs: list[bytes]) -> bytes:
-    return compute_merkle_root([compute_tx_hash(tx) for tx in txs])
+    return merkle.compute_root([compute_tx_hash(tx) for tx in txs])
 
 
 def _encode_string_value(value: str) -> bytes:
@@ -84,21 +59,21 @@ def _encode_string_value(value: str) -> bytes:
     if not value:
         return b""
     raw = value.encode()
-    return b"\x0a" + _encode_uvarint(len(raw)) + raw
+    return b"\x0a" + encode_uvarint(len(raw)) + raw
 
 
 def _encode_int64_value(value: int) -> bytes:
     """cdcEncode(int64): gogotypes.Int64Value (a zero value is an empty message)."""
     if value == 0:
         return b""
-    return b"\x08" + _encode_uvarint(value & 0xFFFFFFFFFFFFFFFF)
+    return b"\x08" + encode_uvarint(value & 0xFFFFFFFFFFFFFFFF)
 
 
 def _encode_bytes_value(value: bytes) -> bytes:
     """cdcEncode(HexBytes): gogotypes.BytesValue, nothing at all for empty bytes."""
     if not value:
         return b""
-    return b"\x0a" + _encode_uvarint(len(value)) + value
+    return b"\x0a" + encode_uvarint(len(value)) + value
 
 
 def encode_block_id(block_id: types_pb2.BlockID) -> bytes:
@@ -121,7 +96,7 @@ def compute_header_hash(header: types_pb2.Header) -> bytes:
     """Merkle root of the header fields as types/block.go Header.Hash."""
     if not header.validators_hash:
         raise MissingValidatorsHashError("header has no validators_hash")
-    return compute_merkle_root([
+    return merkle.compute_root([
         header.version.SerializeToString(),
         _encode_string_value(header.chain_id),
         _encode_int64_value(header.height),
@@ -161,7 +136,7 @@ def sort_validators(validators: list[validator_pb2.Validator]) -> list[validator
 
 def compute_validator_set_hash(validators: list[validator_pb2.Validator]) -> bytes:
     """Merkle root of SimpleValidator{pub_key, voting_power} in validator set order."""
-    return compute_merkle_root([
+    return merkle.compute_root([
         validator_pb2.SimpleValidator(pub_key=v.pub_key, voting_power=v.voting_power).SerializeToString()
         for v in sort_validators(validators)
     ])
@@ -169,7 +144,7 @@ def compute_validator_set_hash(validators: list[validator_pb2.Validator]) -> byt
 
 def compute_results_hash(exec_tx_results: list[abci_pb2.ExecTxResult]) -> bytes:
     """Merkle root of the deterministic fields of each result (types/results.go)."""
-    return compute_merkle_root([
+    return merkle.compute_root([
         abci_pb2.ExecTxResult(
             code=r.code, data=r.data, gas_wanted=r.gas_wanted, gas_used=r.gas_used
         ).SerializeToString()
@@ -186,7 +161,7 @@ def compute_consensus_params_hash(params: params_pb2.ConsensusParams) -> bytes:
 
 
 def compute_commit_hash(commit: types_pb2.Commit) -> bytes:
-    return compute_merkle_root([encode_commit_sig(sig) for sig in commit.signatures])
+    return merkle.compute_root([encode_commit_sig(sig) for sig in commit.signatures])
 
 
 def _is_zero_block_id(block_id: types_pb2.BlockID) -> bool:
@@ -209,7 +184,7 @@ def compute_canonical_vote(chain_id: str, vote: types_pb2.Vote) -> canonical_pb2
 def compute_vote_sign_bytes(chain_id: str, vote: types_pb2.Vote) -> bytes:
     """Length-delimited CanonicalVote, as types/vote.go VoteSignBytes."""
     body = compute_canonical_vote(chain_id, vote).SerializeToString()
-    return _encode_uvarint(len(body)) + body
+    return encode_uvarint(len(body)) + body
 
 
 def compute_vote_extension_sign_bytes(chain_id: str, vote: types_pb2.Vote) -> bytes:
@@ -217,7 +192,7 @@ def compute_vote_extension_sign_bytes(chain_id: str, vote: types_pb2.Vote) -> by
     body = canonical_pb2.CanonicalVoteExtension(
         extension=vote.extension, height=vote.height, round=vote.round, chain_id=chain_id
     ).SerializeToString()
-    return _encode_uvarint(len(body)) + body
+    return encode_uvarint(len(body)) + body
 
 
 def compute_commit_vote(commit: types_pb2.Commit, index: int) -> types_pb2.Vote:
@@ -248,4 +223,4 @@ def compute_part_set_header(
     if not block_bytes:
         raise EmptyBlockError("cannot split empty block bytes into parts")
     parts = [block_bytes[i:i + part_size] for i in range(0, len(block_bytes), part_size)]
-    return types_pb2.PartSetHeader(total=len(parts), hash=compute_merkle_root(parts))
+    return types_pb2.PartSetHeader(total=len(parts), hash=merkle.compute_root(parts))

@@ -4,7 +4,7 @@ Every message on the wire is an unsigned varint length followed by a protobuf
 `tendermint.abci.Request` (from CometBFT) or `Response` (to CometBFT). CometBFT opens
 four connections (consensus, mempool, query, snapshot); each is answered strictly in
 request order. Echo and Flush are answered here; every other request goes to the
-application method of the same snake_case name (`finalize_block(RequestFinalizeBlock)
+application method `compute_app_methods` names for its kind (`finalize_block(RequestFinalizeBlock)
 -> ResponseFinalizeBlock`, ...). Application calls are synchronous and run one at a
 time, all on one worker thread, whichever connection they came from.
 
@@ -18,22 +18,17 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
-from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from google.protobuf.message import DecodeError
+
+from chain.encoding import MAX_UVARINT_BYTES, UvarintError, decode_uvarint, encode_uvarint
+from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 
 # Above CometBFT's largest block (100 MiB), so a full FinalizeBlock always fits.
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
-MAX_VARINT_BYTES = 10
-
-APP_METHODS = frozenset({
-    "info", "init_chain", "query", "check_tx", "commit",
-    "list_snapshots", "offer_snapshot", "load_snapshot_chunk", "apply_snapshot_chunk",
-    "prepare_proposal", "process_proposal", "extend_vote", "verify_vote_extension",
-    "finalize_block",
-})
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +61,24 @@ class UndecodableMessageError(MalformedFrameError):
     """The frame is not a protobuf tendermint.abci.Request."""
 
 
-def encode_uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+def compute_app_methods(app) -> dict[str, Callable]:
+    """The application method answering each kind of request (the `Request.value` oneof field)."""
+    return {
+        "info": app.info,
+        "init_chain": app.init_chain,
+        "query": app.query,
+        "check_tx": app.check_tx,
+        "commit": app.commit,
+        "list_snapshots": app.list_snapshots,
+        "offer_snapshot": app.offer_snapshot,
+        "load_snapshot_chunk": app.load_snapshot_chunk,
+        "apply_snapshot_chunk": app.apply_snapshot_chunk,
+        "prepare_proposal": app.prepare_proposal,
+        "process_proposal": app.process_proposal,
+        "extend_vote": app.extend_vote,
+        "verify_vote_extension": app.verify_vote_extension,
+        "finalize_block": app.finalize_block,
+    }
 
 
 def encode_frame(message) -> bytes:
@@ -82,15 +88,13 @@ def encode_frame(message) -> bytes:
 
 async def read_uvarint(reader: asyncio.StreamReader) -> int:
     """Read a length prefix; raises asyncio.IncompleteReadError on a clean end of stream."""
-    value = 0
-    for i in range(MAX_VARINT_BYTES):
-        byte = (await reader.readexactly(1))[0]
-        value |= (byte & 0x7F) << (7 * i)
-        if byte < 0x80:
-            if value >= 1 << 64:
-                raise InvalidVarintError("length prefix overflows 64 bits")
-            return value
-    raise InvalidVarintError(f"length prefix longer than {MAX_VARINT_BYTES} bytes")
+    data = await reader.readexactly(1)
+    while data[-1] >= 0x80 and len(data) < MAX_UVARINT_BYTES:
+        data += await reader.readexactly(1)
+    try:
+        return decode_uvarint(data)[0]
+    except UvarintError as e:
+        raise InvalidVarintError(f"length prefix: {e}") from e
 
 
 async def read_request(reader: asyncio.StreamReader, max_message_bytes: int) -> abci_pb2.Request:
@@ -141,7 +145,7 @@ class ABCIServer:
     """A listening ABCI server; create it with `serve`."""
 
     def __init__(self, app, max_message_bytes: int):
-        self.app = app
+        self.app_methods = compute_app_methods(app)
         self.max_message_bytes = max_message_bytes
         self.address = ""
         self._server: asyncio.AbstractServer | None = None
@@ -214,15 +218,16 @@ class ABCIServer:
             return abci_pb2.Response(echo=abci_pb2.ResponseEcho(message=request.echo.message))
         if kind == "flush":
             return abci_pb2.Response(flush=abci_pb2.ResponseFlush())
-        if kind not in APP_METHODS:
+        method = self.app_methods.get(kind)
+        if method is None:
             return abci_pb2.Response(exception=abci_pb2.ResponseException(error=f"unknown request {kind!r}"))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call_app, kind, getattr(request, kind))
+        return await loop.run_in_executor(self._executor, self._call_app, kind, method, getattr(request, kind))
 
-    def _call_app(self, kind: str, request) -> abci_pb2.Response:
+    def _call_app(self, kind: str, method: Callable, request) -> abci_pb2.Response:
         response = abci_pb2.Response()
         try:
-            getattr(response, kind).CopyFrom(getattr(self.app, kind)(request))
+            getattr(response, kind).CopyFrom(method(request))
         except Exception as e:
             logger.exception("application failed in %s", kind)
             return abci_pb2.Response(exception=abci_pb2.ResponseException(error=f"{kind}: {type(e).__name__}: {e}"))

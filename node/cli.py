@@ -28,20 +28,18 @@ from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
 from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
-from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, TxParams, compute_required_fee, compute_tx_hash, sign_tx
-from node import abci_server, circuits_cmd, client, devchain, keyring, privval, sensors
+from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
+from node import abci_server, circuits_cmd, client, devchain, keyring, privval, sensors, txclient
 from node.application import open_app
 from node.client import DEFAULT_NODE, Client
 
 DEFAULT_HOME = Path.home() / ".maxwell"
-DEFAULT_GAS = 200_000
 DEFAULT_MONIKER = "maxwell"
 GENESIS_FILE = "genesis.json"
 PRIV_VALIDATOR_KEY_FILE = "priv_validator_key.json"
 CHAIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)")
 TX_HASH_PATTERN = re.compile(r"(?:0x)?([0-9A-Fa-f]{64})")
-BALANCE_QUERY_PATH = "/cosmos.bank.v1beta1.Query/Balance"
 WAIT_TIMEOUT_SECONDS = 60.0
 UNWRAPPED_WIDTH = 10_000
 DIGITS_MANIFEST = Path(__file__).resolve().parents[1] / "circuits" / "digits" / "manifest.json"
@@ -172,6 +170,16 @@ def compute_duration_ms(text: str) -> int:
     return int(value)
 
 
+def parse_fee(fees: str | None) -> int | None:
+    """--fees: an amount of ujoule, or None for the chain's minimum."""
+    if fees is None:
+        return None
+    fee, denom = parse_coin_string(fees)
+    if denom != DENOM:
+        raise CliError(f"invalid fees {fees!r}: fees are paid in {DENOM}")
+    return fee
+
+
 def parse_tx_hash(text: str) -> bytes:
     match = TX_HASH_PATTERN.fullmatch(text.strip())
     if not match:
@@ -210,6 +218,13 @@ def read_passphrase(passphrase_file: Path | None, confirm: bool) -> str:
             raise CliError(f"passphrase file {passphrase_file} is empty")
         return lines[0]
     return typer.prompt("Keyring passphrase", hide_input=True, confirmation_prompt=confirm, err=True)
+
+
+def load_private_key(home: Path, backend: KeyringBackend, passphrase_file: Path | None, name: str) -> bytes:
+    """The private key of a key given by name or address; the file keyring asks for its passphrase."""
+    info = resolve_key(home, backend, name)
+    passphrase = read_passphrase(passphrase_file, confirm=False) if backend == KeyringBackend.file else None
+    return keyring.get_private_key(home, backend.value, info.name, passphrase)
 
 
 def read_mnemonic() -> str:
@@ -480,7 +495,7 @@ def query_balance(
                               f"proof verified against app hash {proven['app_hash']} of block {proven['block']}"])
         return
     request = bank_query_pb2.QueryBalanceRequest(address=address, denom=denom)
-    reply, height = rpc.query_grpc(BALANCE_QUERY_PATH, request, bank_query_pb2.QueryBalanceResponse)
+    reply, height = rpc.query_grpc(request, bank_query_pb2.QueryBalanceResponse)
     record = {"address": address, "denom": denom, "amount": reply.balance.amount or "0", "height": str(height)}
     show(output, record, [f"{address}: {record['amount']}{denom} at height {height}"])
 
@@ -586,7 +601,7 @@ def tx_send(
     recipient: Annotated[str, typer.Argument(metavar="TO", help="A bech32 address or the name of a key.")],
     amount: Annotated[str, typer.Argument(help=f"Coins, e.g. 1000{DENOM}.")],
     fees: Annotated[Optional[str], typer.Option("--fees", help=f"Fee in {DENOM}; default: gas x minimum gas price.")] = None,
-    gas: Annotated[int, typer.Option("--gas", min=1, max=MAX_GAS_LIMIT, help="Gas limit.")] = DEFAULT_GAS,
+    gas: Annotated[int, typer.Option("--gas", min=1, max=MAX_GAS_LIMIT, help="Gas limit.")] = txclient.DEFAULT_GAS,
     memo: Annotated[str, typer.Option("--memo")] = "",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")] = True,
     node: Node = DEFAULT_NODE,
@@ -597,37 +612,17 @@ def tx_send(
 ):
     """Send tokens from one of your keys."""
     coins = parse_coins_text(amount)
-    fee = compute_required_fee(gas, TxParams())
-    if fees is not None:
-        fee, fee_denom = parse_coin_string(fees)
-        if fee_denom != DENOM:
-            raise CliError(f"invalid fees {fees!r}: fees are paid in {DENOM}")
-    info = resolve_key(home, keyring_backend, sender)
+    fee = parse_fee(fees)
     to_address = resolve_address(home, keyring_backend, recipient)
-    passphrase = None
-    if keyring_backend == KeyringBackend.file:
-        passphrase = read_passphrase(keyring_passphrase_file, confirm=False)
-    private_key = keyring.get_private_key(home, keyring_backend.value, info.name, passphrase)
-
-    rpc = Client(node)
-    chain_id = rpc.status().chain_id
-    account = rpc.get_account(info.address)
-    if account is None:
-        raise CliError(f"account {info.address} not found on chain {chain_id}: it has never received tokens")
-    message = bank_tx_pb2.MsgSend(from_address=info.address, to_address=to_address, amount=compute_coin_list(coins))
-    tx = sign_tx(private_key, [message], chain_id=chain_id, account_number=account.account_number,
-                 sequence=account.sequence, fee=fee, gas_limit=gas, memo=memo)
-    checked = rpc.broadcast_tx_sync(tx)
-    tx_hash = checked.hash.hex().upper()
-    if checked.code:
-        raise CliError(f"tx rejected: code {checked.code} ({checked.codespace}): {checked.log}")
-    if not wait:
-        show(output, {"hash": tx_hash}, [f"txhash: {tx_hash}"])
+    private_key = load_private_key(home, keyring_backend, keyring_passphrase_file, sender)
+    signer = txclient.load_signer(Client(node), private_key)
+    message = bank_tx_pb2.MsgSend(from_address=signer.address, to_address=to_address, amount=compute_coin_list(coins))
+    tx_hash, result = txclient.execute_messages(signer, [message], gas, fee, memo, wait)
+    record = {"hash": tx_hash.hex().upper()}
+    if result is None:
+        show(output, record, [f"txhash: {record['hash']}"])
         return
-    result = rpc.wait_for_tx(checked.hash, WAIT_TIMEOUT_SECONDS)
-    if result.code:
-        raise CliError(f"tx {tx_hash} failed in block {result.height}: code {result.code} ({result.codespace}): {result.log}")
-    record = {"hash": tx_hash, "height": str(result.height), "code": result.code,
-              "gas_wanted": str(result.gas_wanted), "gas_used": str(result.gas_used)}
-    show(output, record, [f"txhash: {tx_hash}",
+    record.update(height=str(result.height), code=result.code, gas_wanted=str(result.gas_wanted),
+                  gas_used=str(result.gas_used))
+    show(output, record, [f"txhash: {record['hash']}",
                           f"included in block {result.height}: code 0, gas used {result.gas_used} of {result.gas_wanted}"])

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from google.protobuf.message import DecodeError
 
+from chain.app import QUERY_PATHS
 from chain.errors import NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
@@ -26,7 +27,6 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.2
 PROOF_OP_TYPES = ("ics23:smt", "ics23:simple")
 PROOF_SPECS = (ics23.SMT_SPEC, ics23.TENDERMINT_SPEC)
-ACCOUNT_QUERY_PATH = "/cosmos.auth.v1beta1.Query/Account"
 
 
 class ClientError(Exception):
@@ -315,8 +315,10 @@ class Client:
         params = {"path": path, "data": data.hex(), "height": str(height), "prove": prove}
         return decode_query_response(self.call("abci_query", params))
 
-    def query_grpc(self, path: str, request, response_class, height: int = 0):
-        """A gRPC query over ABCI: the decoded answer and the height it was answered at."""
+    def query_grpc(self, request, response_class, height: int = 0):
+        """A module query over ABCI (at the path chain.app.QUERY_PATHS gives the request's class): the
+        decoded answer and the height it was answered at."""
+        path = QUERY_PATHS[type(request)]
         response = self.abci_query(path, request.SerializeToString(), height=height)
         if response.code:
             raise QueryFailed(path, response)
@@ -325,11 +327,14 @@ class Client:
         except DecodeError:
             raise InvalidResponse(f"query {path}: the node's answer is not a {response_class.DESCRIPTOR.name}") from None
 
-    def query_grpc_optional(self, path: str, request, response_class, not_found, height: int = 0):
-        """query_grpc's answer, or None when the node answers with one of the `not_found` (codespace,
+    def query(self, request, response_class, height: int = 0):
+        return self.query_grpc(request, response_class, height)[0]
+
+    def query_optional(self, request, response_class, not_found, height: int = 0):
+        """The query's answer, or None when the node answers with one of the `not_found` (codespace,
         code) errors: the record does not exist."""
         try:
-            return self.query_grpc(path, request, response_class, height)[0]
+            return self.query(request, response_class, height)
         except QueryFailed as error:
             if (error.codespace, error.code) in not_found:
                 return None
@@ -338,8 +343,8 @@ class Client:
     def get_account(self, address: str) -> auth_pb2.BaseAccount | None:
         """The account at `address`, or None if the chain has none there."""
         request = auth_query_pb2.QueryAccountRequest(address=address)
-        reply = self.query_grpc_optional(ACCOUNT_QUERY_PATH, request, auth_query_pb2.QueryAccountResponse,
-                                         {(NotFoundError.codespace, NotFoundError.code)})
+        reply = self.query_optional(request, auth_query_pb2.QueryAccountResponse,
+                                    {(NotFoundError.codespace, NotFoundError.code)})
         if reply is None:
             return None
         account = auth_pb2.BaseAccount()

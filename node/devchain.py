@@ -19,6 +19,7 @@ from pathlib import Path
 
 import plyvel
 
+from chain import merkle
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import block_pb2, evidence_pb2, params_pb2, types_pb2, validator_pb2
@@ -28,7 +29,6 @@ from ibc.tendermint import (
     compute_consensus_params_hash,
     compute_data_hash,
     compute_header_hash,
-    compute_merkle_root,
     compute_part_set_header,
     compute_results_hash,
     compute_tx_hash,
@@ -37,7 +37,7 @@ from ibc.tendermint import (
     compute_vote_extension_sign_bytes,
     compute_vote_sign_bytes,
 )
-from node import privval, rpc
+from node import cometbft_json, privval, rpc
 from node.blockstore import BlockStore, GenesisState, compute_block_bytes, compute_commit
 from node.mempool import Mempool, compute_proto_tx_size
 from node.txindex import TxIndex
@@ -195,18 +195,18 @@ def encode_genesis_doc(genesis_time_ns: int, chain_id: str, initial_height: int,
                        app_state, names=None) -> dict:
     """GenesisDoc JSON as CometBFT writes it."""
     doc = {
-        "genesis_time": rpc.format_time_ns(genesis_time_ns),
+        "genesis_time": cometbft_json.format_time_ns(genesis_time_ns),
         "chain_id": chain_id,
         "initial_height": str(initial_height),
-        "consensus_params": rpc.encode_consensus_params(params),
+        "consensus_params": cometbft_json.encode_consensus_params(params),
     }
     if validators:
         doc["validators"] = [
-            {"address": rpc.encode_hex(v.address), "pub_key": rpc.encode_pub_key(v.pub_key),
+            {"address": cometbft_json.encode_hex(v.address), "pub_key": cometbft_json.encode_pub_key(v.pub_key),
              "power": str(v.voting_power), "name": (names or {}).get(i, "")}
             for i, v in enumerate(validators)
         ]
-    doc["app_hash"] = rpc.encode_hex(app_hash)
+    doc["app_hash"] = cometbft_json.encode_hex(app_hash)
     if app_state is not None:
         doc["app_state"] = app_state
     return doc
@@ -233,16 +233,16 @@ def decode_genesis(doc) -> Genesis:
     if len(chain_id) > MAX_CHAIN_ID_LENGTH:
         raise InvalidGenesis(f"chain_id in genesis doc is too long (max: {MAX_CHAIN_ID_LENGTH})")
     try:
-        genesis_time_ns = rpc.parse_time_ns(doc.get("genesis_time"))
-        initial_height = rpc.decode_int64_field(doc, "initial_height", 1) or 1
-        params = rpc.decode_consensus_params(doc.get("consensus_params"), compute_default_consensus_params())
+        genesis_time_ns = cometbft_json.parse_time_ns(doc.get("genesis_time"))
+        initial_height = cometbft_json.decode_int64_field(doc, "initial_height", 1) or 1
+        params = cometbft_json.decode_consensus_params(doc.get("consensus_params"), compute_default_consensus_params())
         app_hash = bytes.fromhex(doc.get("app_hash") or "")
         validators, names = [], {}
         for i, entry in enumerate(doc.get("validators") or []):
             if not isinstance(entry, dict):
                 raise ValueError(f"validator {i} must be an object")
-            pub_key = rpc.decode_pub_key(entry.get("pub_key"))
-            power = rpc.decode_int64_field(entry, "power", 0)
+            pub_key = cometbft_json.decode_pub_key(entry.get("pub_key"))
+            power = cometbft_json.decode_int64_field(entry, "power", 0)
             if power <= 0:
                 raise ValueError(f"validator {i} must have positive power")
             address = compute_validator_address(pub_key)
@@ -250,7 +250,7 @@ def decode_genesis(doc) -> Genesis:
                 raise ValueError(f"validator {i} address does not match its pub_key")
             validators.append(validator_pb2.Validator(address=address, pub_key=pub_key, voting_power=power))
             names[i] = str(entry.get("name") or "")
-    except (ValueError, rpc.InvalidTime) as e:
+    except (ValueError, cometbft_json.InvalidTime) as e:
         raise InvalidGenesis(str(e)) from None
     if initial_height < 0:
         raise InvalidGenesis(f"initial_height cannot be negative, got {initial_height}")
@@ -424,7 +424,7 @@ class DevChain:
     def _process_init_chain(self, stored: GenesisState | None) -> GenesisState:
         g = self.genesis
         request = abci_pb2.RequestInitChain(
-            time=rpc.compute_timestamp(g.genesis_time_ns), chain_id=g.chain_id, consensus_params=g.params,
+            time=cometbft_json.compute_timestamp(g.genesis_time_ns), chain_id=g.chain_id, consensus_params=g.params,
             validators=[abci_pb2.ValidatorUpdate(pub_key=v.pub_key, power=v.voting_power) for v in g.validators],
             app_state_bytes=g.app_state_bytes, initial_height=g.initial_height)
         try:
@@ -518,12 +518,12 @@ class DevChain:
         validators_hash = compute_validator_set_hash([self.validator])
         header = types_pb2.Header(
             version=version_pb2.Consensus(block=rpc.BLOCK_PROTOCOL, app=state.app_version),
-            chain_id=self.genesis.chain_id, height=height, time=rpc.compute_timestamp(time_ns),
+            chain_id=self.genesis.chain_id, height=height, time=cometbft_json.compute_timestamp(time_ns),
             last_block_id=state.last_block_id, last_commit_hash=compute_commit_hash(last_commit),
             data_hash=compute_data_hash(txs), validators_hash=validators_hash,
             next_validators_hash=validators_hash, consensus_hash=compute_consensus_params_hash(state.params),
             app_hash=state.app_hash, last_results_hash=state.last_results_hash,
-            evidence_hash=compute_merkle_root([]), proposer_address=self.key.address)
+            evidence_hash=merkle.compute_root([]), proposer_address=self.key.address)
         block = block_pb2.Block(header=header, data=types_pb2.Data(txs=txs), evidence=evidence_pb2.EvidenceList(),
                                 last_commit=last_commit)
         block_bytes = compute_block_bytes(block)
@@ -541,9 +541,9 @@ class DevChain:
                 hash=block_id.hash, height=header.height, time=header.time, txs=block.data.txs,
                 proposed_last_commit=commit_info, next_validators_hash=header.next_validators_hash,
                 proposer_address=header.proposer_address)).vote_extension
-        vote_time_ns = max(time.time_ns(), rpc.compute_time_ns(header.time) + MIN_VOTE_TIME_INCREMENT_NS)
+        vote_time_ns = max(time.time_ns(), cometbft_json.compute_time_ns(header.time) + MIN_VOTE_TIME_INCREMENT_NS)
         vote = types_pb2.Vote(type=types_pb2.SIGNED_MSG_TYPE_PRECOMMIT, height=header.height, round=round_,
-                              block_id=block_id, timestamp=rpc.compute_timestamp(vote_time_ns),
+                              block_id=block_id, timestamp=cometbft_json.compute_timestamp(vote_time_ns),
                               validator_address=self.key.address, validator_index=0, extension=extension)
         signature = privval.sign(self.key, compute_vote_sign_bytes(self.genesis.chain_id, vote))
         extension_signature = (privval.sign(self.key, compute_vote_extension_sign_bytes(self.genesis.chain_id, vote))
@@ -591,7 +591,7 @@ class DevChain:
             if state.last_commit is None:
                 time_ns, last_commit = genesis.genesis_time_ns, types_pb2.Commit()
             else:
-                time_ns = rpc.compute_time_ns(state.last_commit.extended_signatures[0].timestamp)
+                time_ns = cometbft_json.compute_time_ns(state.last_commit.extended_signatures[0].timestamp)
                 last_commit = compute_commit(state.last_commit)
             max_data_bytes = compute_max_data_bytes(params.block.max_bytes, 1)
             reap_bytes = -1 if params.block.max_bytes == -1 else max_data_bytes
@@ -601,7 +601,7 @@ class DevChain:
             prepared = self.app.prepare_proposal(abci_pb2.RequestPrepareProposal(
                 max_tx_bytes=max_data_bytes, txs=txs,
                 local_last_commit=self._compute_extended_commit_info(state.last_commit), height=height,
-                time=rpc.compute_timestamp(time_ns), next_validators_hash=validators_hash,
+                time=cometbft_json.compute_timestamp(time_ns), next_validators_hash=validators_hash,
                 proposer_address=self.key.address))
             txs = list(prepared.txs)
             size = sum(compute_proto_tx_size(tx) for tx in txs)

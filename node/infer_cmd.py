@@ -19,7 +19,7 @@ from chain.coins import DENOM, parse_coin_string
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import MAX_GAS_LIMIT
-from node import cli, devchain, keyring, sensors, worker
+from node import cli, devchain, sensors, txclient, worker
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
 from node.client import DEFAULT_NODE, Client
 from zk.instances import InstanceError, compute_dequantized, compute_quantized
@@ -61,15 +61,6 @@ def parse_amount(text: str) -> int:
     return amount
 
 
-def parse_fee(fees: str | None) -> int | None:
-    if fees is None:
-        return None
-    fee, denom = parse_coin_string(fees)
-    if denom != DENOM:
-        raise CliError(f"invalid fees {fees!r}: fees are paid in {DENOM}")
-    return fee
-
-
 def parse_memory_bytes(text: str, hex_input: bool) -> bytes:
     if not hex_input:
         return text.encode()
@@ -79,17 +70,15 @@ def parse_memory_bytes(text: str, hex_input: bool) -> bytes:
         raise CliError(f"invalid hex {text!r}") from None
 
 
-def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | None, name: str, node: str) -> worker.Signer:
-    info = cli.resolve_key(home, backend, name)
-    passphrase = cli.read_passphrase(passphrase_file, confirm=False) if backend == KeyringBackend.file else None
-    private_key = keyring.get_private_key(home, backend.value, info.name, passphrase)
-    return worker.load_signer(Client(node), private_key)
+def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | None, name: str, node: str) -> txclient.Signer:
+    private_key = cli.load_private_key(home, backend, passphrase_file, name)
+    return txclient.load_signer(Client(node), private_key)
 
 
-def execute(signer: worker.Signer, messages: list, gas: int, fees: str | None, wait: bool, output: OutputFormat,
+def execute(signer: txclient.Signer, messages: list, gas: int, fees: str | None, wait: bool, output: OutputFormat,
             extra: dict | None = None, describe=None) -> None:
     """Broadcast and report; `describe(result)` adds fields read from the tx's events."""
-    tx_hash, result = worker.execute_messages(signer, messages, gas, parse_fee(fees), wait=wait)
+    tx_hash, result = txclient.execute_messages(signer, messages, gas, cli.parse_fee(fees), wait=wait)
     record = {"hash": tx_hash.hex().upper(), **(extra or {})}
     lines = [f"txhash: {record['hash']}"]
     if result is not None:
@@ -109,16 +98,14 @@ def get_event_attribute(result, event_type: str, key: str) -> str:
 
 
 def get_market_params(rpc: Client):
-    return worker.query(rpc, "/maxwell.market.v1.Query/Params", market_query_pb2.QueryParamsRequest(),
-                        market_query_pb2.QueryParamsResponse).params
+    return rpc.query(market_query_pb2.QueryParamsRequest(), market_query_pb2.QueryParamsResponse).params
 
 
 def get_all_providers(rpc: Client) -> list:
     views, key = [], b""
     while True:
-        reply = worker.query(rpc, "/maxwell.market.v1.Query/Providers",
-                             market_query_pb2.QueryProvidersRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
-                             market_query_pb2.QueryProvidersResponse)
+        reply = rpc.query(market_query_pb2.QueryProvidersRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
+                          market_query_pb2.QueryProvidersResponse)
         views.extend(reply.providers)
         key = reply.pagination.next_key
         if not key:
@@ -159,9 +146,8 @@ def market_book(
     for name in works:
         key = b""
         while True:
-            reply = worker.query(rpc, "/maxwell.market.v1.Query/Book",
-                                 market_query_pb2.QueryBookRequest(work=name, pagination={"key": key, "limit": PAGE_LIMIT}),
-                                 market_query_pb2.QueryBookResponse)
+            reply = rpc.query(market_query_pb2.QueryBookRequest(work=name, pagination={"key": key, "limit": PAGE_LIMIT}),
+                              market_query_pb2.QueryBookResponse)
             orders.extend(reply.orders)
             key = reply.pagination.next_key
             if not key:
@@ -185,9 +171,8 @@ def market_clearing(
     works = [work] if work else market.compute_works(get_market_params(rpc).models)
     clearings = []
     for name in works:
-        reply = worker.query_optional(rpc, "/maxwell.market.v1.Query/Clearing",
-                                         market_query_pb2.QueryClearingRequest(work=name),
-                                         market_query_pb2.QueryClearingResponse, height or 0)
+        reply = worker.query_optional(rpc, market_query_pb2.QueryClearingRequest(work=name),
+                                      market_query_pb2.QueryClearingResponse, height or 0)
         if reply is not None:
             clearings.append(reply.clearing)
     if output == OutputFormat.json:
@@ -209,7 +194,7 @@ def tx_market_bid(
     expiry_blocks: Annotated[int, typer.Option("--expiry-blocks", min=0, help="The order expires this many blocks from now.")]
     = DEFAULT_ORDER_LIFETIME_BLOCKS,
     task_ref: Annotated[str, typer.Option("--task-ref", help="Inference work: the task this order buys.")] = "",
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -226,7 +211,7 @@ def tx_market_bid(
 @tx_market_app.command("cancel")
 def tx_market_cancel(
     sender: Sender, order_id: Annotated[int, typer.Argument(metavar="ORDER", min=1)],
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -244,7 +229,7 @@ def tx_market_register_provider(
     ask: Annotated[str, typer.Option("--ask", help="Asking price per slot.")] = f"{DEFAULT_ASK}{DENOM}",
     zone: Annotated[str, typer.Option("--zone", help="Thermal zone (e.g. a rack or room).")] = DEFAULT_ZONE,
     stake: Annotated[str, typer.Option("--stake", help="Stake, slashable on a missed task.")] = f"{DEFAULT_STAKE}{DENOM}",
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -262,7 +247,7 @@ def tx_market_report_heat(
     sender: Sender,
     temperature: Annotated[Optional[float], typer.Option("--celsius", help="Default: the host's hottest sensor.")] = None,
     power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -292,7 +277,7 @@ def tx_process_start(
     max_rent: Annotated[str, typer.Argument(help="Highest rent per slot per block.")],
     escrow: Annotated[str, typer.Argument(help="Paid in; rent and memory rent are drawn from it.")],
     slots: Annotated[int, typer.Option("--slots", min=1)] = 1,
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -308,7 +293,7 @@ def tx_process_start(
 def tx_process_write(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str, value: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY and VALUE are hex, not text.")] = False,
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -324,7 +309,7 @@ def tx_process_write(
 def tx_process_delete(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY is hex, not text.")] = False,
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -338,7 +323,7 @@ def tx_process_delete(
 @tx_process_app.command("top-up")
 def tx_process_top_up(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], amount: str,
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -353,7 +338,7 @@ def tx_process_top_up(
 @tx_process_app.command("stop")
 def tx_process_stop(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)],
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -367,8 +352,7 @@ def query_process(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show a process: slots, rent, escrow and its memory."""
-    reply = worker.query(Client(node), "/maxwell.market.v1.Query/Process", market_query_pb2.QueryProcessRequest(id=process_id),
-                         market_query_pb2.QueryProcessResponse)
+    reply = Client(node).query(market_query_pb2.QueryProcessRequest(id=process_id), market_query_pb2.QueryProcessResponse)
     record = compute_record(reply.process)
     record["memory"] = [{"key": entry.key.hex(), "value": entry.value.hex()} for entry in reply.memory]
     if output == OutputFormat.json:
@@ -393,14 +377,6 @@ def read_input_values(path: Path) -> list[float]:
     return [float(v) for v in data]
 
 
-def get_model(rpc: Client, name: str):
-    reply = worker.query_optional(rpc, worker.MODEL_QUERY_PATH, inference_query_pb2.QueryModelRequest(name=name),
-                                  inference_query_pb2.QueryModelResponse)
-    if reply is None:
-        raise CliError(f"model {name!r} is not registered on this chain")
-    return reply.model
-
-
 @infer_app.command("request")
 def infer_request(
     sender: Annotated[str, typer.Option("--from", help="Key paying the reward.")] = "alice",
@@ -409,7 +385,7 @@ def infer_request(
     reward: Annotated[str, typer.Option("--reward", help=f"Paid to the provers, e.g. 1000{DENOM}.")] = ...,
     deadline_blocks: Annotated[int, typer.Option("--deadline-blocks", min=1, help="Blocks the provers have.")]
     = DEFAULT_DEADLINE_BLOCKS,
-    gas: Gas = cli.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -417,7 +393,7 @@ def infer_request(
     values = read_input_values(input_path)
     amount = parse_amount(reward)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
-    layer0 = get_model(signer.rpc, model).layers[0]
+    layer0 = worker.get_model(signer.rpc, model).layers[0]
     try:
         scale = int(json.loads(layer0.settings)["model_input_scales"][0])
         quantized = compute_quantized(values, scale)
@@ -436,11 +412,11 @@ def query_inference(
 ):
     """Show an inference request: status, proven layers and, once complete, the verified class."""
     rpc = Client(node)
-    request = worker.query(rpc, worker.REQUEST_QUERY_PATH, inference_query_pb2.QueryRequestRequest(request_id=request_id),
-                           inference_query_pb2.QueryRequestResponse).request
-    result = worker.query(rpc, worker.RESULT_QUERY_PATH, inference_query_pb2.QueryResultRequest(request_id=request_id),
-                          inference_query_pb2.QueryResultResponse).result
-    model = get_model(rpc, request.model)
+    request = rpc.query(inference_query_pb2.QueryRequestRequest(request_id=request_id),
+                        inference_query_pb2.QueryRequestResponse).request
+    result = rpc.query(inference_query_pb2.QueryResultRequest(request_id=request_id),
+                       inference_query_pb2.QueryResultResponse).result
+    model = worker.get_model(rpc, request.model)
     scale = int(json.loads(model.layers[-1].settings)["model_output_scales"][0])
     record = {
         "request_id": str(request.id), "model": request.model, "status": compute_record(result)["status"],
@@ -464,10 +440,8 @@ def query_inference(
 def make_worker_config(home: Path, node: str, key: str, backend: KeyringBackend, passphrase_file: Path | None,
                        models: str, slots: int, ask: str, zone: str, stake: str, circuits_dir: Path,
                        heat_millicelsius: int, power_milliwatts: int) -> worker.WorkerConfig:
-    info = cli.resolve_key(home, backend, key)
-    passphrase = cli.read_passphrase(passphrase_file, confirm=False) if backend == KeyringBackend.file else None
     return worker.WorkerConfig(
-        home=home, node=node, private_key=keyring.get_private_key(home, backend.value, info.name, passphrase),
+        home=home, node=node, private_key=cli.load_private_key(home, backend, passphrase_file, key),
         offer=worker.Offer(models=tuple(m for m in models.split(",") if m), slots_per_block=slots,
                            ask_price=parse_amount(ask), zone=zone, stake=parse_amount(stake)),
         circuits_dir=circuits_dir, heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),

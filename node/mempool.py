@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chain.encoding import encode_uvarint
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from ibc.tendermint import compute_tx_hash
 
@@ -49,12 +50,7 @@ class MempoolTx:
 
 def compute_proto_tx_size(tx: bytes) -> int:
     """Bytes one tx adds to a marshalled tendermint.types.Data (tag, length varint, payload)."""
-    length = len(tx)
-    varint = 1
-    while length >= 0x80:
-        length >>= 7
-        varint += 1
-    return 1 + varint + len(tx)
+    return 1 + len(encode_uvarint(len(tx))) + len(tx)
 
 
 class Mempool:

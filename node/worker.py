@@ -29,13 +29,13 @@ from typing import Callable
 
 import aiohttp
 
-from chain import crypto, heat, market
-from chain.errors import InvalidSequenceError, NotFoundError
-from chain.proto.cosmos.auth.v1beta1 import auth_pb2
+from chain import heat, market
+from chain.errors import NotFoundError
+from chain.inference import MalformedTaskRef, parse_task_ref
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
-from chain.tx import TxParams, compute_required_fee, compute_tx_hash, sign_tx
-from node import client, sensors
+from chain.tx import compute_tx_hash
+from node import client, sensors, txclient
 from zk.artifacts import ArtifactError, Manifest, load_manifest
 from zk.instances import compute_dequantized
 from zk.prove import ProvingError, prove_circuit
@@ -45,18 +45,11 @@ log = logging.getLogger("maxwell.worker")
 STATE_DIR = "worker"
 STATE_FILE = "state.json"
 PK_DIR = "pk"
-DEFAULT_GAS = 200_000
 SUBMIT_GAS = 600_000
 HEAT_INTERVAL_BLOCKS = 5
 POLL_INTERVAL_SECONDS = 1.0
-TX_TIMEOUT_SECONDS = 30.0
 RECONNECT_SECONDS = 2.0
 NEW_BLOCK_QUERY = "tm.event='NewBlock'"
-PROVIDER_QUERY_PATH = "/maxwell.market.v1.Query/Provider"
-ASSIGNMENT_QUERY_PATH = "/maxwell.market.v1.Query/Assignment"
-MODEL_QUERY_PATH = "/maxwell.inference.v1.Query/Model"
-REQUEST_QUERY_PATH = "/maxwell.inference.v1.Query/Request"
-RESULT_QUERY_PATH = "/maxwell.inference.v1.Query/Result"
 TASK_ASSIGNED_EVENT = "task_assigned"
 NOT_FOUND_ERRORS = {(e.codespace, e.code) for e in (
     NotFoundError, market.ProviderNotFoundError, market.AssignmentNotFoundError)}
@@ -66,18 +59,6 @@ DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
 
 class WorkerError(Exception):
     pass
-
-
-class AccountNotFound(WorkerError):
-    pass
-
-
-class TxRejected(WorkerError):
-    """The chain refused a transaction, in CheckTx or in its block; the message is the chain's reason."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
 
 
 class MalformedState(WorkerError):
@@ -94,82 +75,9 @@ class ModelMismatch(WorkerError):
 
 # --- chain access ------------------------------------------------------------------------------
 
-def query(rpc: client.Client, path: str, request, response_class, height: int = 0):
-    return rpc.query_grpc(path, request, response_class, height)[0]
-
-
-def query_optional(rpc: client.Client, path: str, request, response_class, height: int = 0):
+def query_optional(rpc: client.Client, request, response_class, height: int = 0):
     """The answer, or None when the chain says the record does not exist."""
-    return rpc.query_grpc_optional(path, request, response_class, NOT_FOUND_ERRORS, height)
-
-
-def get_account(rpc: client.Client, address: str) -> auth_pb2.BaseAccount:
-    account = rpc.get_account(address)
-    if account is None:
-        raise AccountNotFound(f"account {address} not found: it has never received tokens")
-    return account
-
-
-@dataclass
-class Signer:
-    """One key signing sequential transactions; the sequence is re-read when the chain disagrees."""
-
-    rpc: client.Client
-    private_key: bytes
-    address: str
-    chain_id: str
-    account_number: int = 0
-    sequence: int = 0
-
-
-def load_signer(rpc: client.Client, private_key: bytes) -> Signer:
-    address = crypto.encode_address(crypto.compute_address(crypto.compute_public_key(private_key)))
-    signer = Signer(rpc, private_key, address, rpc.status().chain_id)
-    process_account_refresh(signer)
-    return signer
-
-
-def process_account_refresh(signer: Signer) -> None:
-    account = get_account(signer.rpc, signer.address)
-    signer.account_number, signer.sequence = account.account_number, account.sequence
-
-
-def compute_signed_tx(signer: Signer, messages: list, gas: int, fee: int | None = None, memo: str = "") -> bytes:
-    return sign_tx(signer.private_key, messages, chain_id=signer.chain_id, account_number=signer.account_number,
-                   sequence=signer.sequence, fee=compute_required_fee(gas, TxParams()) if fee is None else fee,
-                   gas_limit=gas, memo=memo)
-
-
-def process_broadcast(signer: Signer, tx: bytes) -> client.BroadcastResult:
-    """CheckTx the signed bytes; a pass consumes the signer's sequence."""
-    checked = signer.rpc.broadcast_tx_sync(tx)
-    if checked.code:
-        raise TxRejected(f"tx rejected: code {checked.code} ({checked.codespace}): {checked.log}", checked.code)
-    signer.sequence += 1
-    return checked
-
-
-def process_tx_result(signer: Signer, tx_hash: bytes, timeout: float = TX_TIMEOUT_SECONDS) -> client.TxResult:
-    result = signer.rpc.wait_for_tx(tx_hash, timeout)
-    if result.code:
-        raise TxRejected(f"tx {tx_hash.hex().upper()} failed in block {result.height}: code {result.code} "
-                         f"({result.codespace}): {result.log}", result.code)
-    return result
-
-
-def execute_messages(signer: Signer, messages: list, gas: int = DEFAULT_GAS, fee: int | None = None,
-                     memo: str = "", wait: bool = True) -> tuple[bytes, client.TxResult | None]:
-    """Sign, broadcast and (with `wait`) wait for inclusion; one retry after a sequence mismatch."""
-    tx = compute_signed_tx(signer, messages, gas, fee, memo)
-    try:
-        checked = process_broadcast(signer, tx)
-    except TxRejected as error:
-        if error.code != InvalidSequenceError.code:
-            raise
-        process_account_refresh(signer)
-        tx = compute_signed_tx(signer, messages, gas, fee, memo)
-        checked = process_broadcast(signer, tx)
-    return checked.hash, process_tx_result(signer, checked.hash) if wait else None
+    return rpc.query_optional(request, response_class, NOT_FOUND_ERRORS, height)
 
 
 def get_block_events(rpc: client.Client, height: int) -> tuple[client.Event, ...]:
@@ -195,7 +103,7 @@ class Offer:
 
 
 def get_provider_view(rpc: client.Client, address: str) -> market_query_pb2.ProviderView | None:
-    reply = query_optional(rpc, PROVIDER_QUERY_PATH, market_query_pb2.QueryProviderRequest(address=address),
+    reply = query_optional(rpc, market_query_pb2.QueryProviderRequest(address=address),
                            market_query_pb2.QueryProviderResponse)
     return None if reply is None else reply.provider
 
@@ -205,14 +113,14 @@ def is_offer_current(provider, offer: Offer) -> bool:
             and provider.ask_price == str(offer.ask_price) and provider.zone == offer.zone)
 
 
-def process_registration(signer: Signer, offer: Offer) -> market_query_pb2.ProviderView:
+def process_registration(signer: txclient.Signer, offer: Offer) -> market_query_pb2.ProviderView:
     """Register as a provider, or bring a registered provider's offer up to date."""
     view = get_provider_view(signer.rpc, signer.address)
     if view is None:
         message = market_tx_pb2.MsgRegisterProvider(
             provider=signer.address, models=list(offer.models), slots_per_block=offer.slots_per_block,
             ask_price=str(offer.ask_price), zone=offer.zone, stake=str(offer.stake))
-        execute_messages(signer, [message])
+        txclient.execute_messages(signer, [message])
         log.info("registered provider %s: %s, %d slots/block at %d ujoule, zone %s, stake %d ujoule", signer.address,
                  ",".join(offer.models), offer.slots_per_block, offer.ask_price, offer.zone, offer.stake)
     elif view.provider.unbonding_height:
@@ -221,16 +129,16 @@ def process_registration(signer: Signer, offer: Offer) -> market_query_pb2.Provi
         message = market_tx_pb2.MsgUpdateProvider(
             provider=signer.address, models=list(offer.models), slots_per_block=offer.slots_per_block,
             ask_price=str(offer.ask_price), zone=offer.zone)
-        execute_messages(signer, [message])
+        txclient.execute_messages(signer, [message])
         log.info("updated provider %s: %s, %d slots/block at %d ujoule, zone %s", signer.address,
                  ",".join(offer.models), offer.slots_per_block, offer.ask_price, offer.zone)
     return get_provider_view(signer.rpc, signer.address)
 
 
-def process_heat_report(signer: Signer, reading: heat.HeatReading) -> market_query_pb2.ProviderView:
+def process_heat_report(signer: txclient.Signer, reading: heat.HeatReading) -> market_query_pb2.ProviderView:
     message = market_tx_pb2.MsgReportHeat(provider=signer.address, temperature_millicelsius=reading.temperature_millicelsius,
                                           power_milliwatts=reading.power_milliwatts)
-    execute_messages(signer, [message])
+    txclient.execute_messages(signer, [message])
     view = get_provider_view(signer.rpc, signer.address)
     log.info("heat %.1f °C (zone %.1f °C): effective ask %s ujoule for a stated ask of %s",
              view.temperature_millicelsius / 1000, view.zone_temperature_millicelsius / 1000,
@@ -359,19 +267,12 @@ class WorkerConfig:
 @dataclass
 class Worker:
     config: WorkerConfig
-    signer: Signer
+    signer: txclient.Signer
     manifests: dict[str, Manifest]
     state_path: Path
     state: WorkerState
     checked_models: set[str] = field(default_factory=set)
     last_heat_height: int = 0
-
-
-def parse_task_ref(task_ref: str) -> tuple[int, int]:
-    request_id, _, layer = task_ref.partition("/")
-    if not (request_id.isdigit() and layer.isdigit()):
-        raise MalformedTask(f"task {task_ref!r} is not <request id>/<layer>")
-    return int(request_id), int(layer)
 
 
 def load_manifests(circuits_dir: Path, models: tuple[str, ...]) -> dict[str, Manifest]:
@@ -391,8 +292,7 @@ def check_model(model, manifest: Manifest) -> None:
 
 
 def get_model(rpc: client.Client, name: str):
-    reply = query_optional(rpc, MODEL_QUERY_PATH, inference_query_pb2.QueryModelRequest(name=name),
-                           inference_query_pb2.QueryModelResponse)
+    reply = query_optional(rpc, inference_query_pb2.QueryModelRequest(name=name), inference_query_pb2.QueryModelResponse)
     if reply is None:
         raise ModelMismatch(f"model {name!r} is not registered on this chain")
     return reply.model
@@ -402,8 +302,8 @@ def compute_layer_input(rpc: client.Client, request, layer: int, manifest: Manif
     """Layer 0 reads the request input, layer i the outputs layer i-1 was proven with."""
     if layer == 0:
         return compute_dequantized(request.input, manifest.circuits[manifest.layers[0]].input_scale)
-    result = query(rpc, RESULT_QUERY_PATH, inference_query_pb2.QueryResultRequest(request_id=request.id),
-                   inference_query_pb2.QueryResultResponse).result
+    result = rpc.query(inference_query_pb2.QueryResultRequest(request_id=request.id),
+                       inference_query_pb2.QueryResultResponse).result
     previous = next((r for r in result.layers if r.layer == layer - 1), None)
     if previous is None:
         raise MalformedTask(f"request {request.id}: layer {layer - 1} is not proven yet")
@@ -423,7 +323,7 @@ def process_new_heights(w: Worker, latest: int) -> None:
 def process_task(w: Worker, task_ref: str) -> None:
     """Prove and submit one assigned layer, unless it is gone, ours no more, or already submitted."""
     rpc = w.signer.rpc
-    reply = query_optional(rpc, ASSIGNMENT_QUERY_PATH, market_query_pb2.QueryAssignmentRequest(task_ref=task_ref),
+    reply = query_optional(rpc, market_query_pb2.QueryAssignmentRequest(task_ref=task_ref),
                            market_query_pb2.QueryAssignmentResponse)
     if reply is None or reply.assignment.provider != w.signer.address:
         log.info("task %s is no longer assigned to us; skipping it", task_ref)
@@ -433,8 +333,8 @@ def process_task(w: Worker, task_ref: str) -> None:
     if key in w.state.submitted:
         return
     request_id, layer = parse_task_ref(task_ref)
-    request = query(rpc, REQUEST_QUERY_PATH, inference_query_pb2.QueryRequestRequest(request_id=request_id),
-                    inference_query_pb2.QueryRequestResponse).request
+    request = rpc.query(inference_query_pb2.QueryRequestRequest(request_id=request_id),
+                        inference_query_pb2.QueryRequestResponse).request
     manifest = w.manifests.get(request.model)
     if manifest is None:
         raise ModelMismatch(f"task {task_ref} is for model {request.model!r}, which this worker does not serve")
@@ -456,34 +356,30 @@ def process_task(w: Worker, task_ref: str) -> None:
 
 
 def process_submission(w: Worker, key: str, message) -> None:
-    """Record the signed tx, then broadcast it; a CheckTx sequence mismatch (never included) is re-signed."""
-    for attempt in range(2):
-        tx = compute_signed_tx(w.signer, [message], SUBMIT_GAS)
+    """Record each signed tx, then broadcast it; a CheckTx sequence mismatch (never included) is re-signed."""
+
+    def record(tx: bytes) -> None:
         w.state.submitted[key] = {"hash": compute_tx_hash(tx).hex().upper(), "tx": encode_tx(tx)}
         write_state(w.state_path, w.state)
-        try:
-            process_broadcast(w.signer, tx)
-            break
-        except TxRejected as error:
-            if error.code == InvalidSequenceError.code and attempt == 0:
-                process_account_refresh(w.signer)
-                continue
-            process_outcome(w, key, None, error)
-            return
-    process_confirmation(w, key)
 
-
-def process_confirmation(w: Worker, key: str) -> None:
-    record = w.state.submitted[key]
     try:
-        result = process_tx_result(w.signer, bytes.fromhex(record["hash"]))
-    except TxRejected as error:
+        _, result = txclient.execute_messages(w.signer, [message], SUBMIT_GAS, on_signed=record)
+    except txclient.TxRejected as error:
         process_outcome(w, key, None, error)
         return
     process_outcome(w, key, result, None)
 
 
-def process_outcome(w: Worker, key: str, result: client.TxResult | None, error: TxRejected | None) -> None:
+def process_confirmation(w: Worker, key: str) -> None:
+    try:
+        result = txclient.wait_for_inclusion(w.signer.rpc, bytes.fromhex(w.state.submitted[key]["hash"]))
+    except txclient.TxRejected as error:
+        process_outcome(w, key, None, error)
+        return
+    process_outcome(w, key, result, None)
+
+
+def process_outcome(w: Worker, key: str, result: client.TxResult | None, error: txclient.TxRejected | None) -> None:
     record = w.state.submitted[key]
     record.pop("tx", None)
     if error is not None:
@@ -509,16 +405,14 @@ def process_unconfirmed(w: Worker) -> None:
             log.info("task %s: re-sending the submission recorded before the restart", key)
             checked = w.signer.rpc.broadcast_tx_sync(decode_tx(record["tx"]))
             if checked.code and "already" not in checked.log:
-                process_outcome(w, key, None, TxRejected(f"tx rejected: code {checked.code} ({checked.codespace}): "
-                                                         f"{checked.log}", checked.code))
+                process_outcome(w, key, None, txclient.compute_check_tx_error(checked))
                 continue
             process_confirmation(w, key)
         elif result.code:
-            process_outcome(w, key, None, TxRejected(f"tx failed in block {result.height}: code {result.code} "
-                                                     f"({result.codespace}): {result.log}", result.code))
+            process_outcome(w, key, None, txclient.compute_block_error(result))
         else:
             process_outcome(w, key, result, None)
-    process_account_refresh(w.signer)
+    txclient.process_account_refresh(w.signer)
 
 
 def process_heat_if_due(w: Worker, height: int) -> None:
@@ -533,7 +427,7 @@ def process_pending(w: Worker) -> None:
         task_ref = w.state.pending[0]
         try:
             process_task(w, task_ref)
-        except (ProvingError, ArtifactError, ModelMismatch, MalformedTask, client.QueryFailed) as error:
+        except (ProvingError, ArtifactError, ModelMismatch, MalformedTask, MalformedTaskRef, client.QueryFailed) as error:
             log.error("task %s: cannot prove it: %s", task_ref, error)
         w.state.pending.remove(task_ref)
         write_state(w.state_path, w.state)
@@ -545,7 +439,7 @@ def get_pk_dir(home: Path) -> Path:
 
 def start_worker(config: WorkerConfig) -> Worker:
     rpc = client.Client(config.node)
-    signer = load_signer(rpc, config.private_key)
+    signer = txclient.load_signer(rpc, config.private_key)
     manifests = load_manifests(config.circuits_dir, config.offer.models)
     state_path = get_state_path(config.home)
     w = Worker(config, signer, manifests, state_path, read_state(state_path))
@@ -574,7 +468,7 @@ def run(config: WorkerConfig, stopping: threading.Event | None = None) -> None:
                 process_new_heights(w, latest)
                 process_heat_if_due(w, latest)
                 process_pending(w)
-            except (client.ClientError, TxRejected, AccountNotFound) as error:
+            except client.ClientError as error:
                 log.warning("%s; retrying", error)
                 stopping.wait(POLL_INTERVAL_SECONDS)
             new_block.wait(POLL_INTERVAL_SECONDS)

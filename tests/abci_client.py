@@ -12,8 +12,8 @@ each synchronous call) and returns the typed Response* message.
 import socket
 from urllib.parse import urlparse
 
+from chain.encoding import encode_uvarint
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
-from node.abci_server import encode_uvarint
 
 REQUEST_TYPES = {
     field.name: getattr(abci_pb2, field.message_type.name)

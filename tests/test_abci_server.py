@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.abci_client import ABCIClient, ABCIExceptionResponse, ConnectionClosedError
+from chain.encoding import encode_uvarint
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from node import abci_server
 
@@ -274,7 +275,7 @@ def test_messages_larger_than_one_mebibyte(server):
 
 
 def _oversized_frame() -> bytes:
-    return abci_server.encode_uvarint(5 * 1024 * 1024) + b"\x00" * 16
+    return encode_uvarint(5 * 1024 * 1024) + b"\x00" * 16
 
 
 @pytest.mark.parametrize("garbage", [

@@ -7,7 +7,7 @@ ten providers (the cheapest six, which carried z2's load) start reporting 95 °C
 stay at 40 °C; every other provider stays at 40 °C. Demand is 60 slots a block out of 100 offered.
 """
 
-from chain import heat, market
+from chain import heat
 from chain.proto.maxwell.market.v1 import tx_pb2
 from tests.conftest import make_account
 from tests.test_market import Chain, events

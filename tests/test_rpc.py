@@ -19,7 +19,7 @@ from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import types_pb2, validator_pb2
 from chain.proto.tendermint.version import types_pb2 as version_pb2
 from ibc.tendermint import compute_header_hash, compute_tx_hash, compute_validator_set_hash, compute_vote_sign_bytes
-from node import privval, rpc, txindex
+from node import cometbft_json, privval, rpc, txindex
 from node.devchain import DevChain
 from tests.test_devchain import CHAIN_ID, KVStoreApp, close_chain, make_home, open_chain, wait_for
 
@@ -109,7 +109,7 @@ def decode_header_json(header: dict) -> types_pb2.Header:
     return types_pb2.Header(
         version=version_pb2.Consensus(block=int(header["version"]["block"]), app=int(header["version"].get("app", 0))),
         chain_id=header["chain_id"], height=int(header["height"]),
-        time=rpc.compute_timestamp(rpc.parse_time_ns(header["time"])),
+        time=cometbft_json.compute_timestamp(cometbft_json.parse_time_ns(header["time"])),
         last_block_id=decode_block_id_json(header["last_block_id"]),
         **{name: bytes.fromhex(header[name]) for name in (
             "last_commit_hash", "data_hash", "validators_hash", "next_validators_hash", "consensus_hash",
@@ -123,10 +123,10 @@ def test_header_json_matches_a_real_cometbft_header():
     header = json.loads(vector.read_text())
     # The vector spells the part set header as in protobuf JSON; CometBFT's RPC calls it "parts".
     header["last_block_id"]["parts"] = header["last_block_id"].pop("part_set_header")
-    encoded = rpc.encode_header(decode_header_json(header))
+    encoded = cometbft_json.encode_header(decode_header_json(header))
     assert encoded == header and list(encoded) == list(header)
-    assert rpc.format_time_ns(rpc.parse_time_ns("2020-09-14T16:33:54.21191421Z")) == "2020-09-14T16:33:54.21191421Z"
-    assert rpc.format_time_ns(rpc.parse_time_ns("2020-09-14T18:33:54+02:00")) == "2020-09-14T16:33:54Z"
+    assert cometbft_json.format_time_ns(cometbft_json.parse_time_ns("2020-09-14T16:33:54.21191421Z")) == "2020-09-14T16:33:54.21191421Z"
+    assert cometbft_json.format_time_ns(cometbft_json.parse_time_ns("2020-09-14T18:33:54+02:00")) == "2020-09-14T16:33:54Z"
 
 
 def test_status_reports_a_cometbft_038_node(node):
@@ -174,7 +174,7 @@ def test_block_header_commit_and_validators_verify_like_a_light_client(node):
     vote = types_pb2.Vote(
         type=types_pb2.SIGNED_MSG_TYPE_PRECOMMIT, height=int(commit["height"]), round=commit["round"],
         block_id=decode_block_id_json(commit["block_id"]),
-        timestamp=rpc.compute_timestamp(rpc.parse_time_ns(sig["timestamp"])))
+        timestamp=cometbft_json.compute_timestamp(cometbft_json.parse_time_ns(sig["timestamp"])))
     assert privval.is_valid_signature(pub_key, compute_vote_sign_bytes(CHAIN_ID, vote),
                                       base64.b64decode(sig["signature"]))
     following = result(node, "block", height=str(height + 1))["block"]

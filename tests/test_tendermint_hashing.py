@@ -9,6 +9,7 @@ import pytest
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from chain import merkle
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import params_pb2, types_pb2, validator_pb2
@@ -95,7 +96,7 @@ def test_merkle_root_matches_go_vectors():
          "f326493eceab4f2d9ffbc78c59432a0a005d6ea98392045c74df5d14a113be18"),
     ]
     for items, expected in cases:
-        assert tendermint.compute_merkle_root(items).hex() == expected
+        assert merkle.compute_root(items).hex() == expected
 
 
 def test_known_header_hash():
@@ -243,7 +244,7 @@ def test_data_and_results_hash_of_empty_block():
 def test_data_hash_leaves_are_tx_hashes():
     txs = [b"a", b"bb"]
     assert tendermint.compute_tx_hash(b"a") == hashlib.sha256(b"a").digest()
-    assert tendermint.compute_data_hash(txs) == tendermint.compute_merkle_root(
+    assert tendermint.compute_data_hash(txs) == merkle.compute_root(
         [hashlib.sha256(tx).digest() for tx in txs])
 
 
@@ -252,7 +253,7 @@ def test_results_hash_ignores_nondeterministic_fields():
     noisy = abci_pb2.ExecTxResult(code=14, data=b"foo", gas_wanted=10, gas_used=7, log="x", info="y",
                                   codespace="bank", events=[abci_pb2.Event(type="transfer")])
     assert tendermint.compute_results_hash([plain]) == tendermint.compute_results_hash([noisy])
-    assert tendermint.compute_results_hash([plain]) == tendermint.compute_merkle_root(
+    assert tendermint.compute_results_hash([plain]) == merkle.compute_root(
         [b"\x08\x0e\x12\x03foo\x28\x0a\x30\x07"])
     changed = abci_pb2.ExecTxResult(code=0, data=b"foo", gas_wanted=10, gas_used=7)
     assert tendermint.compute_results_hash([changed]) != tendermint.compute_results_hash([plain])
@@ -265,7 +266,7 @@ def test_commit_hash_encodes_absent_signature_timestamps():
                             signature=b"\x02" * 64),
     ])
     commit.signatures[1].timestamp.seconds = 7
-    assert tendermint.compute_commit_hash(commit) == tendermint.compute_merkle_root([
+    assert tendermint.compute_commit_hash(commit) == merkle.compute_root([
         b"\x08\x01\x1a\x00",
         b"\x08\x02\x12\x14" + b"\x01" * 20 + b"\x1a\x02\x08\x07" + b"\x22\x40" + b"\x02" * 64,
     ])
@@ -278,6 +279,6 @@ def test_part_set_header():
     data = bytes(range(256)) * 600  # 153600 bytes: 3 parts of 64 KiB
     header = tendermint.compute_part_set_header(data)
     assert header.total == 3
-    assert header.hash == tendermint.compute_merkle_root([data[:65536], data[65536:131072], data[131072:]])
+    assert header.hash == merkle.compute_root([data[:65536], data[65536:131072], data[131072:]])
     with pytest.raises(tendermint.EmptyBlockError):
         tendermint.compute_part_set_header(b"")

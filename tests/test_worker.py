@@ -12,6 +12,7 @@ import pytest
 
 import node.main  # noqa: F401 - mounts the market, inference and worker commands on node.cli's app
 from chain import heat
+from chain.tx import TxParams, compute_required_fee
 from node import keyring, worker
 from tests.test_cli import MNEMONIC, assert_one_line_error, invoke, start_dev_chain, stop_dev_chain
 
@@ -257,7 +258,7 @@ def test_request_goes_to_a_verified_class_and_survives_a_worker_restart(chain, t
         running.stop()
     assert done["predicted_class"] == str(label)
     assert [layer["prover"] for layer in done["layers"]] == [worker_address] * 3
-    assert get_balance(chain, worker_address) > before - 3 * worker.compute_required_fee(worker.SUBMIT_GAS, worker.TxParams())
+    assert get_balance(chain, worker_address) > before - 3 * compute_required_fee(worker.SUBMIT_GAS, TxParams())
 
     state = json.loads((chain["home"] / "carol" / "worker" / "state.json").read_text())
     submitted = [key for key in state["submitted"] if key.startswith(f"{request_id}/")]

@@ -1,0 +1,134 @@
+"""Sending transactions: the signer's account, the fee at the chain's own minimum gas price, signing
+(SIGN_MODE_DIRECT), broadcast (CheckTx) and waiting for the block that includes the tx.
+
+`maxwell tx send`, the `maxwell tx market|process` and `maxwell infer request` commands, and the
+worker all send through here.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from chain import crypto
+from chain.errors import InvalidSequenceError
+from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
+from chain.tx import TxParams, compute_required_fee, sign_tx
+from node import client
+
+DEFAULT_GAS = 200_000
+TX_TIMEOUT_SECONDS = 60.0
+
+
+class TxClientError(client.ClientError):
+    pass
+
+
+class AccountNotFound(TxClientError):
+    pass
+
+
+class InvalidGasPrice(TxClientError):
+    """The chain's auth params answer no usable min_gas_price."""
+
+
+class TxRejected(TxClientError):
+    """The chain refused a transaction, in CheckTx or in its block; the message is the chain's reason."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Signer:
+    """One key signing sequential transactions; the sequence is re-read when the chain disagrees."""
+
+    rpc: client.Client
+    private_key: bytes
+    address: str
+    chain_id: str
+    fee_params: TxParams
+    account_number: int = 0
+    sequence: int = 0
+
+
+def get_fee_params(rpc: client.Client) -> TxParams:
+    """TxParams at the chain's minimum gas price (auth Params' min_gas_price, a decimal such as "0.025")."""
+    params = rpc.query(auth_query_pb2.QueryParamsRequest(), auth_query_pb2.QueryParamsResponse).params
+    try:
+        price = Fraction(params.min_gas_price)
+    except (ValueError, ZeroDivisionError):
+        raise InvalidGasPrice(f"the chain's min_gas_price {params.min_gas_price!r} is not a decimal") from None
+    if price < 0:
+        raise InvalidGasPrice(f"the chain's min_gas_price {params.min_gas_price!r} is negative")
+    return TxParams(min_gas_price_numerator=price.numerator, min_gas_price_denominator=price.denominator)
+
+
+def load_signer(rpc: client.Client, private_key: bytes) -> Signer:
+    """The signer of `private_key` on the node's chain, at its account's current sequence."""
+    address = crypto.encode_address(crypto.compute_address(crypto.compute_public_key(private_key)))
+    signer = Signer(rpc, private_key, address, rpc.status().chain_id, get_fee_params(rpc))
+    process_account_refresh(signer)
+    return signer
+
+
+def process_account_refresh(signer: Signer) -> None:
+    account = signer.rpc.get_account(signer.address)
+    if account is None:
+        raise AccountNotFound(f"account {signer.address} not found on chain {signer.chain_id}: "
+                              "it has never received tokens")
+    signer.account_number, signer.sequence = account.account_number, account.sequence
+
+
+def compute_signed_tx(signer: Signer, messages: list, gas: int, fee: int | None = None, memo: str = "") -> bytes:
+    """The tx at the signer's sequence; without a fee, it pays the chain's minimum for `gas`."""
+    return sign_tx(signer.private_key, messages, chain_id=signer.chain_id, account_number=signer.account_number,
+                   sequence=signer.sequence, fee=compute_required_fee(gas, signer.fee_params) if fee is None else fee,
+                   gas_limit=gas, memo=memo)
+
+
+def compute_check_tx_error(checked: client.BroadcastResult) -> TxRejected:
+    return TxRejected(f"tx rejected: code {checked.code} ({checked.codespace}): {checked.log}", checked.code)
+
+
+def compute_block_error(result: client.TxResult) -> TxRejected:
+    return TxRejected(f"tx {result.hash.hex().upper()} failed in block {result.height}: code {result.code} "
+                      f"({result.codespace}): {result.log}", result.code)
+
+
+def process_broadcast(signer: Signer, tx: bytes) -> client.BroadcastResult:
+    """CheckTx the signed bytes; a pass consumes the signer's sequence."""
+    checked = signer.rpc.broadcast_tx_sync(tx)
+    if checked.code:
+        raise compute_check_tx_error(checked)
+    signer.sequence += 1
+    return checked
+
+
+def wait_for_inclusion(rpc: client.Client, tx_hash: bytes) -> client.TxResult:
+    """The result of the tx once a block includes it (polling /tx); TxRejected if it failed there."""
+    result = rpc.wait_for_tx(tx_hash, TX_TIMEOUT_SECONDS)
+    if result.code:
+        raise compute_block_error(result)
+    return result
+
+
+def execute_messages(signer: Signer, messages: list, gas: int = DEFAULT_GAS, fee: int | None = None,
+                     memo: str = "", wait: bool = True,
+                     on_signed: Callable[[bytes], None] | None = None) -> tuple[bytes, client.TxResult | None]:
+    """Sign, broadcast and (with `wait`) wait for inclusion; one retry, re-signed, after a sequence mismatch.
+
+    `on_signed(tx)` sees each signed tx before it is broadcast (the worker records it first).
+    """
+    for attempt in range(2):
+        tx = compute_signed_tx(signer, messages, gas, fee, memo)
+        if on_signed is not None:
+            on_signed(tx)
+        try:
+            checked = process_broadcast(signer, tx)
+            break
+        except TxRejected as error:
+            if error.code != InvalidSequenceError.code or attempt:
+                raise
+            process_account_refresh(signer)
+    return checked.hash, wait_for_inclusion(signer.rpc, checked.hash) if wait else None
