@@ -6,7 +6,8 @@ from chain import crypto
 from chain.errors import GenesisError, InvalidAddressError, NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2
 from chain.state import (
-    GasParams, decode_key as decode_key_of, encode_key, get_message, get_messages, process_next_number, public, set_message,
+    GasParams, decode_key as decode_key_of, encode_key, get_message, get_messages, process_next_number, public,
+    set_message,
 )
 from chain.tx import SECP256K1_PUBKEY_URL, TxParams, pack_any
 from chain.proto.cosmos.crypto.secp256k1 import keys_pb2

@@ -13,8 +13,8 @@ from chain.errors import (
 )
 from chain.proto.cosmos.bank.v1beta1 import bank_pb2, query_pb2, tx_pb2
 from chain.state import (
-    MessageHandler, decode_key as decode_key_of, decode_number, encode_key, get_number, iterate_prefix, public, set_message,
-    set_number,
+    MessageHandler, decode_key as decode_key_of, decode_number, encode_key, get_number, iterate_prefix, public,
+    set_message, set_number,
 )
 from chain.tx import parse_address
 

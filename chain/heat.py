@@ -23,21 +23,20 @@ The curves, all parametrised by HeatParams (temperatures in millicelsius, weight
 """
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import nacl.exceptions
 import nacl.signing
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from chain import crypto
 from chain.errors import GenesisError, TxError
+from chain.genesis import decode_genesis, encode_json
 from chain.proto.maxwell.market.v1 import market_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.types import types_pb2, validator_pb2
 from chain.state import (
-    MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, iterate_prefix, public,
-    set_message,
+    MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, get_shared_message,
+    iterate_prefix, public, set_message,
 )
 from chain.tx import compute_type_url, parse_address
 from ibc import tendermint
@@ -302,15 +301,10 @@ def decode_key(key: bytes) -> tuple:
     return decode_key_of(key, KEYS)
 
 
-@lru_cache(maxsize=16)
-def _decode_params(raw: bytes) -> market_pb2.HeatParams:
-    return market_pb2.HeatParams.FromString(raw)
-
-
 @public(STORE)
 def get_params(state) -> market_pb2.HeatParams:
     """The params (a shared, read-only message)."""
-    return _decode_params(state.get(state_key(PARAMS)))
+    return get_shared_message(state, market_pb2.HeatParams, state_key(PARAMS))
 
 
 def check_params(params: market_pb2.HeatParams) -> None:
@@ -519,19 +513,9 @@ def begin_block(state, ctx) -> None:
 
 # --- genesis -------------------------------------------------------------------------------
 
-def _to_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def init_chain(state, section: dict, ctx) -> None:
     """Params, readings, zones, members and links (from an export); the validators' keys of InitChain."""
-    if not isinstance(section, dict) or not isinstance(section.get("params", {}), dict):
-        raise GenesisError("heat genesis must be an object with an object of params")
-    params = {**_to_dict(DEFAULT_PARAMS), **section.get("params", {})}
-    try:
-        genesis = json_format.ParseDict({**section, "params": params}, market_pb2.HeatGenesisState())
-    except json_format.ParseError as error:
-        raise GenesisError(f"heat genesis: {error}") from None
+    genesis = decode_genesis(section, market_pb2.HeatGenesisState, DEFAULT_PARAMS, STORE)
     check_params(genesis.params)
     set_message(state, state_key(PARAMS), genesis.params)
     try:
@@ -560,4 +544,4 @@ def export_genesis(state) -> dict:
         links=[market_pb2.ValidatorLink(consensus_address=decode_key(key)[0], provider=crypto.encode_address(raw))
                for key, raw in iterate_prefix(state, state_key(LINK))],
     )
-    return _to_dict(genesis)
+    return encode_json(genesis)

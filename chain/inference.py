@@ -51,15 +51,15 @@ import re
 from functools import lru_cache
 from typing import Protocol
 
-from google.protobuf import json_format
 
 from chain import bank, crypto, market
 from chain.coins import DENOM, parse_uint
 from chain.errors import GenesisError, NotFoundError, TxError, UnauthorizedError
+from chain.genesis import decode_genesis, encode_json
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
 from chain.state import (
-    MessageHandler, compute_sub_state, decode_key as decode_key_of, encode_key, get_message, get_messages, get_number,
-    iterate_prefix, process_next_number, public, set_message, set_number,
+    MessageHandler, compute_sub_state, decode_key as decode_key_of, encode_key, get_message, get_messages,
+    get_shared_message, get_number, iterate_prefix, process_next_number, public, set_message, set_number,
 )
 from chain.tx import compute_type_url, parse_address
 from zk.instances import InstanceError, compute_output_hash, compute_output_size, decode_instances, is_ezkl_failure
@@ -212,14 +212,9 @@ def decode_key(key: bytes) -> tuple:
     return decode_key_of(key, KEYS)
 
 
-@lru_cache(maxsize=16)
-def _decode_params(raw: bytes) -> inference_pb2.Params:
-    return inference_pb2.Params.FromString(raw)
-
-
 @public(STORE)
 def get_params(state) -> inference_pb2.Params:
-    return _decode_params(state.get(state_key(PARAMS)))
+    return get_shared_message(state, inference_pb2.Params, state_key(PARAMS))
 
 
 @public(STORE)
@@ -589,24 +584,14 @@ MESSAGES = {
 
 # --- genesis ---------------------------------------------------------------------------------
 
-def _to_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def compute_default_genesis(authority: str = "", models: list[dict] | None = None) -> dict:
-    return {"params": {**_to_dict(DEFAULT_PARAMS), "authority": authority}, "models": models or []}
+    return {"params": {**encode_json(DEFAULT_PARAMS), "authority": authority}, "models": models or []}
 
 
 def init_chain(state, section: dict, ctx) -> None:
     """Params, models and (from an export) requests; run after bank and market, since the module
     account's balance must equal what pending requests hold and their orders live in the market."""
-    if not isinstance(section, dict) or not isinstance(section.get("params", {}), dict):
-        raise GenesisError("inference genesis must be an object with an object of params")
-    params = {**_to_dict(DEFAULT_PARAMS), **section.get("params", {})}
-    try:
-        genesis = json_format.ParseDict({**section, "params": params}, inference_pb2.GenesisState())
-    except json_format.ParseError as error:
-        raise GenesisError(f"inference genesis: {error}") from None
+    genesis = decode_genesis(section, inference_pb2.GenesisState, DEFAULT_PARAMS, STORE)
     try:
         if genesis.params.authority:
             crypto.decode_address(genesis.params.authority)
@@ -650,7 +635,7 @@ def export_genesis(state) -> dict:
         results=get_messages(state, inference_pb2.LayerResult, state_key(LAYER_RESULT)),
         used_proofs=[decode_key(key)[0] for key, _ in iterate_prefix(state, state_key(USED_PROOF))],
     )
-    return json_format.MessageToDict(genesis, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return encode_json(genesis, all_fields=True)
 
 
 # --- queries ---------------------------------------------------------------------------------

@@ -56,17 +56,16 @@ Store layout (`encode_key`; ints are 32-byte big-endian so they sort numerically
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
-from google.protobuf import json_format
 
 from chain import bank, crypto, heat
 from chain.coins import DENOM, UINT256_MAX, parse_uint
 from chain.errors import GenesisError, NotFoundError, TxError
+from chain.genesis import decode_genesis, encode_json
 from chain.proto.maxwell.market.v1 import market_pb2, query_pb2, tx_pb2
 from chain.state import (
-    MessageHandler, compute_prefix_end, decode_key as decode_key_of, encode_key, get_message, get_messages, get_number,
-    iterate_prefix, process_next_number, public, set_message, set_number,
+    MessageHandler, compute_prefix_end, decode_key as decode_key_of, encode_key, get_message, get_messages,
+    get_shared_message, get_number, iterate_prefix, process_next_number, public, set_message, set_number,
 )
 from chain.tx import compute_type_url, parse_address
 
@@ -211,15 +210,10 @@ def decode_key(key: bytes) -> tuple:
     return decode_key_of(key, KEYS)
 
 
-@lru_cache(maxsize=16)
-def _decode_params(raw: bytes) -> market_pb2.Params:
-    return market_pb2.Params.FromString(raw)
-
-
 @public(STORE)
 def get_params(state) -> market_pb2.Params:
     """The params (a shared, read-only message)."""
-    return _decode_params(state.get(state_key(PARAMS)))
+    return get_shared_message(state, market_pb2.Params, state_key(PARAMS))
 
 
 def check_params(params: market_pb2.Params) -> None:
@@ -790,21 +784,11 @@ MESSAGES = {
 
 # --- genesis ---------------------------------------------------------------------------------
 
-def _to_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def init_chain(state, section: dict, ctx) -> None:
     """Params and (from an export) the market's records; run after bank, whose module-account
     balances must equal what the records hold in escrow and stake, and after heat, which keeps the
     providers' readings."""
-    if not isinstance(section, dict) or not isinstance(section.get("params", {}), dict):
-        raise GenesisError("market genesis must be an object with an object of params")
-    params = {**_to_dict(DEFAULT_PARAMS), **section.get("params", {})}
-    try:
-        genesis = json_format.ParseDict({**section, "params": params}, market_pb2.GenesisState())
-    except json_format.ParseError as error:
-        raise GenesisError(f"market genesis: {error}") from None
+    genesis = decode_genesis(section, market_pb2.GenesisState, DEFAULT_PARAMS, STORE)
     check_params(genesis.params)
     set_message(state, state_key(PARAMS), genesis.params)
     try:
@@ -850,7 +834,7 @@ def export_genesis(state) -> dict:
         assignments=get_messages(state, market_pb2.Assignment, state_key(ASSIGNMENT)),
         clearings=get_messages(state, market_pb2.Clearing, state_key(CLEARING)),
     )
-    return _to_dict(genesis)
+    return encode_json(genesis)
 
 
 # --- queries (gRPC over ABCI) ----------------------------------------------------------------

@@ -24,17 +24,16 @@ Store layout (`encode_key`; ints are 32-byte big-endian so they sort numerically
     0x12 | height | process id  -> memory rent exhausts the escrow at height
 """
 
-from functools import lru_cache
 
-from google.protobuf import json_format
 
 from chain import auth, bank, crypto, market
 from chain.coins import DENOM, parse_uint
 from chain.errors import GenesisError, TxError
+from chain.genesis import decode_genesis, encode_json
 from chain.proto.maxwell.market.v1 import market_pb2, query_pb2, tx_pb2
 from chain.state import (
-    MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, get_number, iterate_prefix,
-    process_next_number, public, set_message, set_number,
+    MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, get_shared_message,
+    get_number, iterate_prefix, process_next_number, public, set_message, set_number,
 )
 from chain.tx import compute_type_url, parse_address
 
@@ -139,14 +138,9 @@ def decode_key(key: bytes) -> tuple:
     return decode_key_of(key, KEYS)
 
 
-@lru_cache(maxsize=16)
-def _decode_params(raw: bytes) -> market_pb2.ProcessParams:
-    return market_pb2.ProcessParams.FromString(raw)
-
-
 @public(STORE)
 def get_params(state) -> market_pb2.ProcessParams:
-    return _decode_params(state.get(state_key(PARAMS)))
+    return get_shared_message(state, market_pb2.ProcessParams, state_key(PARAMS))
 
 
 def check_params(params: market_pb2.ProcessParams) -> None:
@@ -385,20 +379,10 @@ def end_block(state, ctx) -> None:
 
 # --- genesis -------------------------------------------------------------------------------
 
-def _to_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def init_chain(state, section: dict, ctx) -> None:
     """Params and (from an export) processes and their memory; run after bank and market (whose book
     holds the processes' standing orders)."""
-    if not isinstance(section, dict) or not isinstance(section.get("params", {}), dict):
-        raise GenesisError("process genesis must be an object with an object of params")
-    params = {**_to_dict(DEFAULT_PARAMS), **section.get("params", {})}
-    try:
-        genesis = json_format.ParseDict({**section, "params": params}, market_pb2.ProcessGenesisState())
-    except json_format.ParseError as error:
-        raise GenesisError(f"process genesis: {error}") from None
+    genesis = decode_genesis(section, market_pb2.ProcessGenesisState, DEFAULT_PARAMS, STORE)
     check_params(genesis.params)
     set_message(state, state_key(PARAMS), genesis.params)
     held = 0
@@ -431,7 +415,7 @@ def export_genesis(state) -> dict:
         processes=get_messages(state, market_pb2.Process, state_key(PROCESS)),
         memory=memory,
     )
-    return _to_dict(genesis)
+    return encode_json(genesis)
 
 
 # --- queries -------------------------------------------------------------------------------

@@ -242,6 +242,17 @@ def get_message(state: State, message_class, key: bytes):
     return None if raw is None else message_class.FromString(raw)
 
 
+@lru_cache(maxsize=64)
+def _decode_shared(message_class, raw: bytes):
+    return message_class.FromString(raw)
+
+
+def get_shared_message(state: State, message_class, key: bytes):
+    """The message under `key`, decoded once per distinct value and shared: callers must not change it
+    (params, read by every tx)."""
+    return _decode_shared(message_class, state.get(key))
+
+
 def get_messages(state: State, message_class, prefix: bytes) -> list:
     """Every protobuf message stored under `prefix`, in key order."""
     return [message_class.FromString(raw) for _, raw in iterate_prefix(state, prefix)]

@@ -10,6 +10,7 @@ import pytest
 from chain import inference, market
 from chain.app import App
 from chain.errors import TxTooLargeError
+from chain.genesis import encode_json
 from chain.state import GasMeter, GasParams, State, get_messages
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
@@ -111,7 +112,7 @@ def accounts():
 def chain(tmp_path, accounts, digits_model, proofs):
     built = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": accounts[0].bech32},
-        "models": [inference._to_dict(digits_model), inference._to_dict(compute_panic_model(digits_model, len(proofs[0][1].outputs)))],
+        "models": [encode_json(digits_model), encode_json(compute_panic_model(digits_model, len(proofs[0][1].outputs)))],
     })
     yield built
     built.app.close()
@@ -261,7 +262,7 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
 def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, samples, proofs, digits_model, tmp_path):
     alice, bob, *_ = accounts
     chain = InferenceChain(tmp_path / "data", accounts, {
-        "params": {"authority": alice.bech32}, "models": [inference._to_dict(digits_model)]}, task_deadline_blocks=5)
+        "params": {"authority": alice.bech32}, "models": [encode_json(digits_model)]}, task_deadline_blocks=5)
     for account, ask in ((bob, 100),):
         chain.ok(account, register(account, models=("digits",), slots=1, ask=ask, zone="z1"), gas=GAS)
     before = chain.balance(alice)
@@ -307,7 +308,7 @@ def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, 
     alice, bob, *_ = accounts
     chain = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": alice.bech32, "max_proofs_per_block": "1"},
-        "models": [inference._to_dict(digits_model)],
+        "models": [encode_json(digits_model)],
     })
     try:
         first = start(chain, accounts, samples, providers=((1, 100),))

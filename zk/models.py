@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 import onnx
-from google.protobuf import json_format
 
+from chain.genesis import encode_json
 from chain.inference import check_model
 from chain.proto.maxwell.inference.v1 import inference_pb2
 from zk.artifacts import load_manifest
@@ -34,4 +34,4 @@ def compute_model(manifest_path) -> inference_pb2.Model:
 
 def compute_genesis_models(manifest_path) -> list[dict]:
     """Genesis `models` entries (vk base64, settings JSON text) for `maxwell init`."""
-    return [json_format.MessageToDict(compute_model(manifest_path), preserving_proto_field_name=True)]
+    return [encode_json(compute_model(manifest_path))]

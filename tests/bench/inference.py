@@ -7,7 +7,7 @@ from pathlib import Path
 
 import ezkl
 
-from chain import inference
+from chain.genesis import encode_json
 from chain.proto.tendermint.abci import types_pb2 as abci
 from tests.conftest import make_account
 from tests.test_inference import DIGITS, GAS, InferenceChain, request, submit_msg
@@ -51,7 +51,7 @@ def run() -> list[tuple[str, str, str, str]]:
 def _measure_block(scratch, accounts, circuit, samples, proofs) -> float:
     alice, bob = accounts
     chain = InferenceChain(scratch / "data", accounts, {
-        "params": {"authority": alice.bech32}, "models": [inference._to_dict(compute_model(DIGITS))]})
+        "params": {"authority": alice.bech32}, "models": [encode_json(compute_model(DIGITS))]})
     try:
         chain.ok(bob, register(bob, models=("digits",), slots=PROOFS, ask=1, zone="z"), gas=GAS)
         ids = [request(chain, alice, values) for values in samples[:PROOFS]]
