@@ -25,7 +25,7 @@ from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.crypto import proof_pb2
-from chain.state import Context, GasMeter, GasParams, State, write_events
+from chain.state import Budget, Context, GasMeter, GasParams, State, write_events
 from chain.store import Branch, Store, StoreError
 from chain.tx import DecodedTx, MAX_GAS_LIMIT, decode_tx, pack_any
 
@@ -70,6 +70,7 @@ class App:
         self.genesis: Branch | None = None
         self.finalized: Branch | None = None
         self.check_state = Branch(self.store)
+        self.check_budget = Budget()
         self.load_parameters(self.store)
 
     def load_parameters(self, view) -> None:
@@ -138,21 +139,33 @@ class App:
     # --- consensus: a block ----------------------------------------------------------------
 
     def prepare_proposal(self, request: abci.RequestPrepareProposal) -> abci.ResponsePrepareProposal:
-        """The heat of the last commit's votes goes first, as a heat tx; then mempool txs that fit."""
+        """The heat of the last commit's votes goes first, as a heat tx; then mempool txs that fit, in
+        bytes and in the block's proof budget (a tx whose proofs would exceed it waits for a later block)."""
         heat_tx = heat.compute_heat_tx(request.local_last_commit)
         txs = [heat_tx] if heat_tx else []
         size = sum(map(len, txs))
+        proofs, budget = 0, inference.get_params(self.store).max_proofs_per_block
         for tx in request.txs:
             size += len(tx)
             if size > request.max_tx_bytes:
                 break
+            tx_proofs = self.compute_proof_count(tx)
+            if proofs + tx_proofs > budget:
+                size -= len(tx)
+                continue
+            proofs += tx_proofs
             txs.append(tx)
         return abci.ResponsePrepareProposal(txs=txs)
 
     def process_proposal(self, request: abci.RequestProcessProposal) -> abci.ResponseProcessProposal:
-        """Rejects a heat tx out of place, or one that is not the signed extended form of the last commit."""
+        """Rejects a heat tx out of place, or one that is not the signed extended form of the last commit;
+        and a block carrying more proofs than the per-block budget, so that a proposer that skips
+        CheckTx cannot make validators run unbounded EZKL verifications."""
+        reject = abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.REJECT)
+        proofs = 0
         for index, tx in enumerate(request.txs):
             if not heat.is_heat_tx(tx):
+                proofs += self.compute_proof_count(tx)
                 continue
             try:
                 if index:
@@ -160,8 +173,17 @@ class App:
                 heat.check_heat_tx(tx, request.proposed_last_commit, chain_id=self.chain_id, height=request.height - 1,
                                    validator_keys=self.validator_keys)
             except heat.HeatError:
-                return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.REJECT)
+                return reject
+        if proofs > inference.get_params(self.store).max_proofs_per_block:
+            return reject
         return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
+
+    def compute_proof_count(self, tx: bytes) -> int:
+        """The proofs a tx asks the block to verify (none for a tx that does not decode: it fails cheaply)."""
+        try:
+            return inference.compute_proof_count(self.decode(tx).type_urls)
+        except TxError:
+            return 0
 
     def extend_vote(self, request: abci.RequestExtendVote) -> abci.ResponseExtendVote:
         reading = self.heat_sensor() if self.heat_sensor else None
@@ -179,13 +201,14 @@ class App:
         response = abci.ResponseFinalizeBlock()
         time_ns = request.time.seconds * 1_000_000_000 + request.time.nanos
         self.prefetch_signatures(block, request.txs)
-        hooks = self.context(request.height, time_ns, txs=tuple(request.txs))
+        budget = Budget(in_block=True)
+        hooks = self.context(request.height, time_ns, txs=tuple(request.txs), budget=budget)
         run_hooks(BEGIN_BLOCK, self, block, hooks)
         for index, tx in enumerate(request.txs):
             result = response.tx_results.add()
             if index == 0 and heat.is_heat_tx(tx):
                 continue  # its readings were applied by heat's begin_block; its events are the block's
-            self.execute_tx(block, self.context(request.height, time_ns), tx, result)
+            self.execute_tx(block, self.context(request.height, time_ns, budget=budget), tx, result)
         run_hooks(END_BLOCK, self, block, hooks)
         write_events(response, hooks.events)
         response.app_hash = self.store.stage(request.height, block.changes())
@@ -228,6 +251,7 @@ class App:
         self.genesis = None
         self.finalized = None
         self.check_state = Branch(self.store)
+        self.check_budget = Budget()
         return abci.ResponseCommit()
 
     # --- transactions ----------------------------------------------------------------------
@@ -288,6 +312,10 @@ class App:
             result.gas_used = meter.consumed
             write_events(result, ctx.events)
             return
+        except inference.VerifierFault:
+            parent.rollback(before_ante)
+            parent.release(before_ante)
+            raise
         except Exception as error:  # a bug must fail the tx, never the node; same input fails the same way
             parent.rollback(before_ante)
             parent.release(before_ante)
@@ -300,8 +328,8 @@ class App:
 
     def check_tx(self, request: abci.RequestCheckTx) -> abci.ResponseCheckTx:
         response = abci.ResponseCheckTx()
-        self.execute_tx(self.check_state, self.context(self.store.height + 1, 0), request.tx, response,
-                        keep_fee_on_failure=False)
+        self.execute_tx(self.check_state, self.context(self.store.height + 1, 0, budget=self.check_budget), request.tx,
+                        response, keep_fee_on_failure=False)
         return response
 
     # --- queries ---------------------------------------------------------------------------

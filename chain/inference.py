@@ -36,7 +36,6 @@ A node missing the SRS a model pins fails the same way.
 Store layout (`encode_key`; ints are 32-byte big-endian):
     0x01                   -> Params
     0x02                   -> next request id
-    0x03                   -> proofs verified in the current block (removed at its end)
     0x10 | model name      -> Model
     0x20 | request id      -> Request
     0x21 | height | id     -> the request expires at the end of height
@@ -76,17 +75,17 @@ MAX_VK_BYTES = 1 << 20
 MAX_SETTINGS_BYTES = 1 << 16
 MAX_PROOF_BYTES = 16 * 1024
 INT64_MAX = 2**63 - 1
+MAX_LOGROWS = 20  # bounds a circuit's size, so verifying one of its proofs takes bounded time
 
 PARAMS = 0x01
 NEXT_REQUEST_ID = 0x02
-BLOCK_PROOFS = 0x03
 MODEL = 0x10
 REQUEST = 0x20
 EXPIRY = 0x21
 LAYER_RESULT = 0x22
 USED_PROOF = 0x23
 KEYS = {
-    PARAMS: (), NEXT_REQUEST_ID: (), BLOCK_PROOFS: (), MODEL: (str,), REQUEST: (int,), EXPIRY: (int, int),
+    PARAMS: (), NEXT_REQUEST_ID: (), MODEL: (str,), REQUEST: (int,), EXPIRY: (int, int),
     LAYER_RESULT: (int, int), USED_PROOF: (bytes,),
 }
 
@@ -185,6 +184,15 @@ class ProofReplayedError(InferenceError):
     code = 21
 
 
+class UnservableRequestError(InferenceError):
+    code = 22
+
+
+class VerifierFault(Exception):
+    """This node could not verify a proof in a block while its peers could: not a tx outcome (that
+    could differ between nodes) but a fault that stops the node, loudly, before it commits."""
+
+
 class AccountingMismatch(GenesisError):
     pass
 
@@ -276,12 +284,13 @@ def load_settings(text: str) -> dict:
         params_fixed = run_args["param_visibility"] == "Fixed"
         output_public = output_visibility == "Public"
         output_size = compute_output_size(settings) if output_public else 0
+        input_bound = run_args["decomp_base"] ** run_args["decomp_legs"] // 2
     except (ValueError, KeyError, TypeError, InstanceError) as error:
         raise InvalidModelError(f"invalid circuit settings: {error!r}") from None
     if not (input_hashed and params_fixed):
         raise InvalidModelError("circuits must hash their input and fix their parameters")
-    if not (isinstance(logrows, int) and 1 <= logrows <= 26):
-        raise InvalidModelError(f"invalid logrows {logrows!r}")
+    if not (isinstance(logrows, int) and 1 <= logrows <= MAX_LOGROWS):
+        raise InvalidModelError(f"invalid logrows {logrows!r}: circuits have 2^1 to 2^{MAX_LOGROWS} rows")
     if not 0 <= output_size <= MAX_VALUES:
         raise InvalidModelError(f"invalid output size {output_size}")
     return {
@@ -291,6 +300,7 @@ def load_settings(text: str) -> dict:
         "output_hashed": _is_hashed(output_visibility),
         "output_public": output_public,
         "output_size": output_size,
+        "input_bound": input_bound,  # inputs are range-checked by EZKL's decomposition: |q| < bound
         "settings": settings,
     }
 
@@ -405,6 +415,8 @@ def check_and_execute_request(state, ctx, msg: tx_pb2.MsgRequestInference) -> tx
         raise InvalidRewardError(f"a reward of {reward}{DENOM} cannot pay {layers} layers")
     if msg.deadline_height <= ctx.height:
         raise InvalidDeadlineError(f"deadline height {msg.deadline_height} is not after height {ctx.height}")
+    check_input(model, msg.input)
+    check_servable(state, ctx, model, reward)
     requester = parse_address(msg.requester)
     request_id = process_next_number(state, state_key(NEXT_REQUEST_ID))
     first = compute_layer_share(reward, layers, 0)
@@ -422,6 +434,47 @@ def check_and_execute_request(state, ctx, msg: tx_pb2.MsgRequestInference) -> tx
              ("requester", msg.requester), ("reward", str(reward)), ("input_hash", request.input_hash),
              ("deadline_height", str(msg.deadline_height)))
     return tx_pb2.MsgRequestInferenceResponse(request_id=request_id)
+
+
+def check_input(model: inference_pb2.Model, values) -> None:
+    """Inputs within the range layer 0's circuit checks (in its fixed point: q = v · 2^scale)."""
+    info = load_settings(model.layers[0].settings)
+    bound = info["input_bound"]
+    for index, value in enumerate(values):
+        if not -bound < value < bound:
+            raise InvalidInputError(
+                f"input {index} is {value} (fixed point at scale {info['input_scale']}); model {model.name} takes "
+                f"values in ({-bound}, {bound}), i.e. |v| < {bound / 2 ** info['input_scale']:g}")
+
+
+def check_servable(state, ctx, model: inference_pb2.Model, reward: int) -> None:
+    """Every layer's share of the reward meets the lowest ask of the providers serving the model now,
+    so a request is not accepted that the market cannot carry to the end."""
+    work = market.INFERENCE_PREFIX + model.name
+    ask = market.get_lowest_ask(state, work, ctx.height)
+    layers = len(model.layers)
+    share = min(compute_layer_share(reward, layers, layer) for layer in range(layers))
+    if ask is None:
+        raise UnservableRequestError(f"no provider serves {work} now")
+    if share < ask:
+        raise UnservableRequestError(
+            f"a reward of {reward}{DENOM} pays {share}{DENOM} per layer; the lowest ask for {work} is "
+            f"{ask}{DENOM}, so {layers} layers need a reward of at least {ask * layers}{DENOM}")
+
+
+def process_end(state, ctx, request: inference_pb2.Request, status: int, reason: str, *attributes) -> None:
+    """The request ends: what the module still holds goes back to the requester, and why is recorded.
+
+    Of the reward, what was not paid to provers returns to the requester: the unplaced shares here, an
+    open layer's share by the market when its order or assignment ends."""
+    bank.process_payment(state, ctx, ESCROW, parse_address(request.requester), int(request.unplaced))
+    request.unplaced, request.status, request.ended_height, request.end_reason = "0", status, ctx.height, reason
+    _save_request(state, request)
+    kind = {inference_pb2.STATUS_COMPLETE: "inference_completed", inference_pb2.STATUS_EXPIRED: "inference_expired",
+            inference_pb2.STATUS_FAILED: "inference_failed"}[status]
+    ctx.emit(kind, ("request_id", str(request.id)), ("model", request.model), ("requester", request.requester),
+             ("paid", request.paid or "0"), ("refund", str(int(request.reward) - int(request.paid or "0"))),
+             ("reason", reason), *attributes)
 
 
 def _save_request(state, request: inference_pb2.Request) -> None:
@@ -469,9 +522,6 @@ def check_and_execute_submit(state, ctx, msg: tx_pb2.MsgSubmitInference) -> tx_p
     if assignment is None or assignment.provider != msg.prover:
         raise NotAssignedError(f"task {task_ref} is not assigned to {msg.prover}")
     params = get_params(state)
-    proofs = get_number(state, state_key(BLOCK_PROOFS))
-    if proofs >= params.max_proofs_per_block:
-        raise ProofBudgetExceededError(f"this block already verified {proofs} proofs, the limit")
 
     proof_hash = hashlib.sha256(msg.proof).digest()
     if state.get(state_key(USED_PROOF, proof_hash)) is not None:
@@ -495,32 +545,51 @@ def check_and_execute_submit(state, ctx, msg: tx_pb2.MsgSubmitInference) -> tx_p
     if not info["output_hashed"] and instances.outputs != outputs:
         raise OutputMismatchError("the outputs are not the proof's public outputs")
 
-    state.meter.consume(compute_verify_gas(params, layer), "VerifyProof")
-    if ctx.verifier is None:
-        raise VerifierUnavailableError("this node runs no proof verifier")
-    result = ctx.verifier.verify(model.name, layer, bytes(msg.proof))
-    if not result.is_valid:
-        raise InvalidProofError(f"invalid proof: {result.reason}")
+    process_verify(state, ctx, params, model, layer, bytes(msg.proof))
 
-    set_number(state, state_key(BLOCK_PROOFS), proofs + 1)
     state.set(state_key(USED_PROOF, proof_hash), b"\x01")
+    assignment = market.process_task_proven(state, ctx, task_ref, parse_address(msg.prover))
     record = inference_pb2.LayerResult(
         request_id=request.id, layer=msg.layer, input_hash=expected_input, output_hash=format_felt(output_hash),
-        outputs=list(outputs), prover=msg.prover, height=ctx.height,
+        outputs=list(outputs), prover=msg.prover, height=ctx.height, price=assignment.price,
     )
     set_message(state, state_key(LAYER_RESULT, request.id, msg.layer), record)
-    market.process_task_proven(state, ctx, task_ref, parse_address(msg.prover))
     ctx.emit("inference_verified", ("request_id", str(request.id)), ("model", model.name), ("layer", str(msg.layer)),
              ("input_hash", record.input_hash), ("output_hash", record.output_hash), ("prover", msg.prover))
     request.proven_layers += 1
+    request.paid = str(int(request.paid or "0") + int(assignment.price))
     if request.proven_layers == len(model.layers):
-        request.status = inference_pb2.STATUS_COMPLETE
-        ctx.emit("inference_completed", ("request_id", str(request.id)), ("model", model.name),
-                 ("predicted_class", str(compute_predicted_class(outputs))))
+        predicted = str(compute_predicted_class(outputs))
+        process_end(state, ctx, request, inference_pb2.STATUS_COMPLETE, f"complete: class {predicted}",
+                    ("predicted_class", predicted))
     else:
         _process_next_layer(state, ctx, request, model)
-    _save_request(state, request)
     return tx_pb2.MsgSubmitInferenceResponse(complete=request.status == inference_pb2.STATUS_COMPLETE)
+
+
+def compute_proof_count(type_urls) -> int:
+    """How many proofs a tx's messages ask to verify."""
+    return sum(url == SUBMIT_URL for url in type_urls)
+
+
+def process_verify(state, ctx, params, model: inference_pb2.Model, layer: inference_pb2.Layer, proof: bytes) -> None:
+    """Spend one of the block's proof verifications and its gas, then verify: a proof that fails still
+    spent both, so no block verifies more than `max_proofs_per_block` proofs, valid or not."""
+    if ctx.budget.proofs >= params.max_proofs_per_block:
+        raise ProofBudgetExceededError(f"this block already verified {ctx.budget.proofs} proofs, the limit")
+    ctx.budget.proofs += 1
+    state.meter.consume(compute_verify_gas(params, layer), "VerifyProof")
+    if ctx.verifier is None:
+        raise VerifierUnavailableError("this node runs no proof verifier")
+    try:
+        result = ctx.verifier.verify(model.name, layer, proof)
+    except VerifierUnavailableError as error:
+        if ctx.budget.in_block:
+            raise VerifierFault(f"this node cannot verify a proof of {model.name}/{layer.circuit} in a block: "
+                                f"{error}; stopping rather than deciding the tx differently from its peers") from None
+        raise
+    if not result.is_valid:
+        raise InvalidProofError(f"invalid proof: {result.reason}")
 
 
 def _process_next_layer(state, ctx, request: inference_pb2.Request, model: inference_pb2.Model) -> None:
@@ -539,13 +608,12 @@ def _process_next_layer(state, ctx, request: inference_pb2.Request, model: infer
                                  request.deadline_height, compute_task_ref(request.id, layer))
     except market.MarketError as error:
         del ctx.events[events:]
-        bank.process_payment(state, ctx, ESCROW, requester, int(request.unplaced))
-        request.unplaced = "0"
-        request.status = inference_pb2.STATUS_FAILED
-        ctx.emit("inference_failed", ("request_id", str(request.id)), ("layer", str(layer)), ("reason", str(error)))
+        process_end(state, ctx, request, inference_pb2.STATUS_FAILED, f"layer {layer} could not be placed: {error}",
+                    ("layer", str(layer)))
         return
     branch.write()
     request.unplaced = str(int(request.unplaced) - share)
+    _save_request(state, request)
 
 
 def compute_predicted_class(outputs) -> int:
@@ -556,28 +624,23 @@ def compute_predicted_class(outputs) -> int:
 # --- end block -------------------------------------------------------------------------------
 
 def end_block(state, ctx) -> None:
-    """Requests whose deadline is this height expire: the module refunds what it still holds. The
-    block's proof count is cleared, so the next block (and CheckTx after it) starts from zero."""
-    state.delete(state_key(BLOCK_PROOFS))
+    """Requests whose deadline is this height expire: the module refunds what it still holds."""
     for key, _ in list(iterate_prefix(state, state_key(EXPIRY, ctx.height))):
         state.delete(key)
         request = get_request(state, decode_key(key)[1])
-        if request.status != PENDING:
-            continue
-        refund = int(request.unplaced)
-        bank.process_payment(state, ctx, ESCROW, parse_address(request.requester), refund)
-        request.unplaced, request.status = "0", inference_pb2.STATUS_EXPIRED
-        _save_request(state, request)
-        ctx.emit("inference_expired", ("request_id", str(request.id)), ("requester", request.requester),
-                 ("refund", str(refund)))
+        if request.status == PENDING:
+            model = get_model(state, request.model)
+            process_end(state, ctx, request, inference_pb2.STATUS_EXPIRED,
+                        f"expired at height {ctx.height} with {request.proven_layers} of {len(model.layers)} layers proven")
 
 
+SUBMIT_URL = compute_type_url(tx_pb2.MsgSubmitInference)
 MESSAGES = {
     compute_type_url(tx_pb2.MsgRegisterModel): MessageHandler(
         tx_pb2.MsgRegisterModel, signer_register, check_stateless_register, check_and_execute_register),
     compute_type_url(tx_pb2.MsgRequestInference): MessageHandler(
         tx_pb2.MsgRequestInference, signer_request, check_stateless_request, check_and_execute_request),
-    compute_type_url(tx_pb2.MsgSubmitInference): MessageHandler(
+    SUBMIT_URL: MessageHandler(
         tx_pb2.MsgSubmitInference, signer_submit, check_stateless_submit, check_and_execute_submit),
 }
 

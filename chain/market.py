@@ -192,6 +192,10 @@ class InvalidAmountError(MarketError):
     code = 29
 
 
+class InferenceBidError(MarketError):
+    code = 30
+
+
 class InvalidParams(GenesisError):
     pass
 
@@ -525,7 +529,12 @@ def signer_owner(msg) -> bytes:
 
 
 def check_stateless_bid(msg: tx_pb2.MsgBid) -> None:
+    """A bid buys process slots; inference tasks are placed only by the inference module, for real
+    requests whose reward it escrowed (a bid naming any task would get providers slashed to it)."""
     parse_address(msg.owner)
+    if is_inference(msg.work):
+        raise InferenceBidError(f"work {msg.work!r} is bought with MsgRequestInference, not a bid: "
+                                "inference tasks are placed by the inference module")
     _parse_price(msg.max_price, "max price")
     if msg.slots == 0:
         raise InvalidSlotsError("an order buys at least one slot")
@@ -685,6 +694,21 @@ def get_effective_ask(state, params, provider: market_pb2.Provider, address: byt
     if not is_serving(params, provider):
         return None
     return heat.get_effective_ask(state, address, provider.zone, int(provider.ask_price), height, zones)
+
+
+@public(STORE)
+def get_lowest_ask(state, work: str, height: int) -> int | None:
+    """The lowest effective ask of the serving providers offering `work`; None when none does."""
+    params = get_params(state)
+    asks = []
+    zones: dict[str, int] = {}
+    for key, raw in iterate_prefix(state, state_key(PROVIDER)):
+        provider = market_pb2.Provider.FromString(raw)
+        if work in compute_works(provider.models):
+            ask = get_effective_ask(state, params, provider, decode_key(key)[0], height, zones)
+            if ask is not None:
+                asks.append(ask)
+    return min(asks, default=None)
 
 
 def compute_supply(state, params, height: int) -> tuple[dict[str, list[tuple[int, bytes]]], dict[bytes, int]]:

@@ -96,11 +96,21 @@ def write_events(message, events: list[bytes]) -> None:
 
 
 @dataclass
+class Budget:
+    """What a block (or the mempool, between commits) has spent of its per-block limits. Not state: it
+    counts what txs spent whether they succeed or fail, which a rolled-back write would not."""
+
+    in_block: bool = False
+    proofs: int = 0
+
+
+@dataclass
 class Context:
     """Block facts a handler may use (never the wall clock), and the events emitted so far, encoded.
 
     `txs` are the block's (for begin_block), `validators` InitChain's ed25519 keys (for init_chain);
-    `verifier` is the node's proof verifier (chain.inference.ProofVerifier), None where it runs none.
+    `verifier` is the node's proof verifier (chain.inference.ProofVerifier), None where it runs none;
+    `budget` is shared by the txs of one block.
     """
 
     chain_id: str
@@ -108,6 +118,7 @@ class Context:
     time_ns: int
     events: list[bytes] = field(default_factory=list)
     verifier: object = None
+    budget: Budget = field(default_factory=Budget)
     txs: tuple = ()
     validators: tuple = ()
 

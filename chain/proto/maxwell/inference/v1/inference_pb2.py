@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0chain/proto/maxwell/inference/v1/inference.proto\x12\x14maxwell.inference.v1\"n\n\x06Params\x12\x11\n\tauthority\x18\x01 \x01(\t\x12\x1c\n\x14max_proofs_per_block\x18\x02 \x01(\x04\x12\x17\n\x0fverify_gas_base\x18\x03 \x01(\x04\x12\x1a\n\x12verify_gas_per_row\x18\x04 \x01(\x04\"^\n\x05Layer\x12\x0f\n\x07\x63ircuit\x18\x01 \x01(\t\x12\n\n\x02vk\x18\x02 \x01(\x0c\x12\x10\n\x08settings\x18\x03 \x01(\t\x12\x12\n\nsrs_sha256\x18\x04 \x01(\t\x12\x12\n\nproof_size\x18\x05 \x01(\r\"V\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06layers\x18\x02 \x03(\x0b\x32\x1b.maxwell.inference.v1.Layer\x12\x12\n\ninput_size\x18\x03 \x01(\r\"\xf2\x01\n\x07Request\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\trequester\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05input\x18\x04 \x03(\x12\x12\x12\n\ninput_hash\x18\x05 \x01(\t\x12\x0e\n\x06reward\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65\x61\x64line_height\x18\x07 \x01(\x03\x12\x16\n\x0e\x63reated_height\x18\x08 \x01(\x03\x12\x15\n\rproven_layers\x18\t \x01(\r\x12\x10\n\x08unplaced\x18\n \x01(\t\x12,\n\x06status\x18\x0b \x01(\x0e\x32\x1c.maxwell.inference.v1.Status\"\x8a\x01\n\x0bLayerResult\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05layer\x18\x02 \x01(\r\x12\x12\n\ninput_hash\x18\x03 \x01(\t\x12\x13\n\x0boutput_hash\x18\x04 \x01(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\x12\x12\x0e\n\x06prover\x18\x06 \x01(\t\x12\x0e\n\x06height\x18\x07 \x01(\x03\"\xb6\x01\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.maxwell.inference.v1.Status\x12\x31\n\x06layers\x18\x04 \x03(\x0b\x32!.maxwell.inference.v1.LayerResult\x12\x0f\n\x07outputs\x18\x05 \x03(\x12\x12\x17\n\x0fpredicted_class\x18\x06 \x01(\x03\"\xfc\x01\n\x0cGenesisState\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.maxwell.inference.v1.Params\x12+\n\x06models\x18\x02 \x03(\x0b\x32\x1b.maxwell.inference.v1.Model\x12\x17\n\x0fnext_request_id\x18\x03 \x01(\x04\x12/\n\x08requests\x18\x04 \x03(\x0b\x32\x1d.maxwell.inference.v1.Request\x12\x32\n\x07results\x18\x05 \x03(\x0b\x32!.maxwell.inference.v1.LayerResult\x12\x13\n\x0bused_proofs\x18\x06 \x03(\x0c*p\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATUS_PENDING\x10\x01\x12\x13\n\x0fSTATUS_COMPLETE\x10\x02\x12\x12\n\x0eSTATUS_EXPIRED\x10\x03\x12\x11\n\rSTATUS_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0chain/proto/maxwell/inference/v1/inference.proto\x12\x14maxwell.inference.v1\"n\n\x06Params\x12\x11\n\tauthority\x18\x01 \x01(\t\x12\x1c\n\x14max_proofs_per_block\x18\x02 \x01(\x04\x12\x17\n\x0fverify_gas_base\x18\x03 \x01(\x04\x12\x1a\n\x12verify_gas_per_row\x18\x04 \x01(\x04\"^\n\x05Layer\x12\x0f\n\x07\x63ircuit\x18\x01 \x01(\t\x12\n\n\x02vk\x18\x02 \x01(\x0c\x12\x10\n\x08settings\x18\x03 \x01(\t\x12\x12\n\nsrs_sha256\x18\x04 \x01(\t\x12\x12\n\nproof_size\x18\x05 \x01(\r\"V\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06layers\x18\x02 \x03(\x0b\x32\x1b.maxwell.inference.v1.Layer\x12\x12\n\ninput_size\x18\x03 \x01(\r\"\xaa\x02\n\x07Request\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\trequester\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05input\x18\x04 \x03(\x12\x12\x12\n\ninput_hash\x18\x05 \x01(\t\x12\x0e\n\x06reward\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65\x61\x64line_height\x18\x07 \x01(\x03\x12\x16\n\x0e\x63reated_height\x18\x08 \x01(\x03\x12\x15\n\rproven_layers\x18\t \x01(\r\x12\x10\n\x08unplaced\x18\n \x01(\t\x12,\n\x06status\x18\x0b \x01(\x0e\x32\x1c.maxwell.inference.v1.Status\x12\x0c\n\x04paid\x18\x0c \x01(\t\x12\x14\n\x0c\x65nded_height\x18\r \x01(\x03\x12\x12\n\nend_reason\x18\x0e \x01(\t\"\x99\x01\n\x0bLayerResult\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05layer\x18\x02 \x01(\r\x12\x12\n\ninput_hash\x18\x03 \x01(\t\x12\x13\n\x0boutput_hash\x18\x04 \x01(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\x12\x12\x0e\n\x06prover\x18\x06 \x01(\t\x12\x0e\n\x06height\x18\x07 \x01(\x03\x12\r\n\x05price\x18\x08 \x01(\t\"\xb6\x01\n\x06Result\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\r\n\x05model\x18\x02 \x01(\t\x12,\n\x06status\x18\x03 \x01(\x0e\x32\x1c.maxwell.inference.v1.Status\x12\x31\n\x06layers\x18\x04 \x03(\x0b\x32!.maxwell.inference.v1.LayerResult\x12\x0f\n\x07outputs\x18\x05 \x03(\x12\x12\x17\n\x0fpredicted_class\x18\x06 \x01(\x03\"\xfc\x01\n\x0cGenesisState\x12,\n\x06params\x18\x01 \x01(\x0b\x32\x1c.maxwell.inference.v1.Params\x12+\n\x06models\x18\x02 \x03(\x0b\x32\x1b.maxwell.inference.v1.Model\x12\x17\n\x0fnext_request_id\x18\x03 \x01(\x04\x12/\n\x08requests\x18\x04 \x03(\x0b\x32\x1d.maxwell.inference.v1.Request\x12\x32\n\x07results\x18\x05 \x03(\x0b\x32!.maxwell.inference.v1.LayerResult\x12\x13\n\x0bused_proofs\x18\x06 \x03(\x0c*p\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n\x0eSTATUS_PENDING\x10\x01\x12\x13\n\x0fSTATUS_COMPLETE\x10\x02\x12\x12\n\x0eSTATUS_EXPIRED\x10\x03\x12\x11\n\rSTATUS_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chain.proto.maxwell.inference.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STATUS']._serialized_start=1196
-  _globals['_STATUS']._serialized_end=1308
+  _globals['_STATUS']._serialized_start=1267
+  _globals['_STATUS']._serialized_end=1379
   _globals['_PARAMS']._serialized_start=74
   _globals['_PARAMS']._serialized_end=184
   _globals['_LAYER']._serialized_start=186
@@ -40,11 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODEL']._serialized_start=282
   _globals['_MODEL']._serialized_end=368
   _globals['_REQUEST']._serialized_start=371
-  _globals['_REQUEST']._serialized_end=613
-  _globals['_LAYERRESULT']._serialized_start=616
-  _globals['_LAYERRESULT']._serialized_end=754
-  _globals['_RESULT']._serialized_start=757
-  _globals['_RESULT']._serialized_end=939
-  _globals['_GENESISSTATE']._serialized_start=942
-  _globals['_GENESISSTATE']._serialized_end=1194
+  _globals['_REQUEST']._serialized_end=669
+  _globals['_LAYERRESULT']._serialized_start=672
+  _globals['_LAYERRESULT']._serialized_end=825
+  _globals['_RESULT']._serialized_start=828
+  _globals['_RESULT']._serialized_end=1010
+  _globals['_GENESISSTATE']._serialized_start=1013
+  _globals['_GENESISSTATE']._serialized_end=1265
 # @@protoc_insertion_point(module_scope)
