@@ -12,7 +12,7 @@ DEV_CHAIN_ID ?= maxwell-dev-1
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[zk,dev]'
+	$(PY) -m pip install -q -e '.[train,dev]'
 	touch $(STAMP)
 
 $(NODE_STAMP): tests/cosmjs/package.json tests/cosmjs/package-lock.json
