@@ -144,7 +144,7 @@ class App:
         heat_tx = heat.compute_heat_tx(request.local_last_commit)
         txs = [heat_tx] if heat_tx else []
         size = sum(map(len, txs))
-        proofs, budget = 0, inference.get_params(self.store).max_proofs_per_block
+        proofs, budget = 0, inference.get_params(self.genesis or self.store).max_proofs_per_block
         for tx in request.txs:
             size += len(tx)
             if size > request.max_tx_bytes:
@@ -174,7 +174,7 @@ class App:
                                    validator_keys=self.validator_keys)
             except heat.HeatError:
                 return reject
-        if proofs > inference.get_params(self.store).max_proofs_per_block:
+        if proofs > inference.get_params(self.genesis or self.store).max_proofs_per_block:
             return reject
         return abci.ResponseProcessProposal(status=abci.ResponseProcessProposal.ACCEPT)
 

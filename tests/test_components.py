@@ -103,3 +103,16 @@ def test_tx_errors_of_every_module_carry_its_codespace():
                   if isinstance(value, type) and issubclass(value, TxError) and value.__module__ == module.__name__]
         assert all(error.codespace == getattr(module, "CODESPACE", "sdk") for error in errors), module.__name__
     assert Context(CHAIN_ID, 1, 0).verifier is None
+
+
+def test_the_first_blocks_proposal_is_prepared_and_checked_from_the_genesis_state(tmp_path, accounts):
+    """CometBFT asks for the first block's proposal after InitChain, before anything is committed."""
+    application = registry.App(str(tmp_path / "data"))
+    application.init_chain(abci.RequestInitChain(chain_id=CHAIN_ID, initial_height=1,
+                                                 app_state_bytes=json.dumps(make_app_state(accounts)).encode()))
+    tx = send(accounts[0], accounts[1].address, 5)
+    prepared = application.prepare_proposal(abci.RequestPrepareProposal(txs=[tx], max_tx_bytes=1 << 20, height=1))
+    assert list(prepared.txs) == [tx]
+    checked = application.process_proposal(abci.RequestProcessProposal(txs=[tx], height=1))
+    assert checked.status == abci.ResponseProcessProposal.ACCEPT
+    application.close()
