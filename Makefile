@@ -6,8 +6,12 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := tests/cosmjs/node_modules/.installed
 DEV_HOME ?= .dev-home
 DEV_CHAIN_ID ?= maxwell-dev-1
+# Real peers, built from their Go modules and cached per version (a new pin builds anew)
+TOOLS := .tools
+COMETBFT_VERSION := v0.38.26
+COMETBFT := $(TOOLS)/cometbft-$(COMETBFT_VERSION)/cometbft
 
-.PHONY: dev dev-init test bench proto
+.PHONY: dev dev-init test bench proto tools
 
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +40,11 @@ test: $(STAMP) $(NODE_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
+
+$(COMETBFT):
+	GOBIN=$(abspath $(dir $@)) go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
+
+tools: $(COMETBFT)
 
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I. --python_out=. $$(find chain/proto -name '*.proto' | sort)
