@@ -344,11 +344,14 @@ def start(
     heat_millicelsius: HeatOption = sensors.DEFAULT_MILLICELSIUS,
     power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
     keep_recent: KeepRecentOption = 100,
+    snapshot_interval: Annotated[int, typer.Option(
+        "--snapshot-interval", min=0, help="Keep a state-sync snapshot every N heights (0: none).")] = 0,
 ):
     """Run the application as an ABCI server for CometBFT."""
     configure_logging(output)
     application = open_app(str(home / "data"), keep_recent=keep_recent,
-                           heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))
+                           heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
+                           snapshot_interval=snapshot_interval)
     try:
         abci_server.run(application, abci)
     finally:
