@@ -11,7 +11,7 @@ TOOLS := .tools
 COMETBFT_VERSION := v0.38.26
 COMETBFT := $(TOOLS)/cometbft-$(COMETBFT_VERSION)/cometbft
 
-.PHONY: dev dev-init test bench proto tools
+.PHONY: dev dev-init test bench proto tools localnet
 
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ $(COMETBFT):
 	GOBIN=$(abspath $(dir $@)) go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
 
 tools: $(COMETBFT)
+
+# 4 validators under CometBFT on loopback until Ctrl-C (localnet/README.md)
+localnet: $(STAMP) tools
+	localnet/run
 
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I. --python_out=. $$(find chain/proto -name '*.proto' | sort)

@@ -22,15 +22,15 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from chain import auth, bank, crypto, inference
-from chain.app import HANDLERS, compute_default_genesis
+from chain import auth, bank, crypto
+from chain.app import HANDLERS
 from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
 from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
-from node import abci_server, circuits_cmd, client, devchain, keyring, privval, sensors, txclient
-from node.application import open_app
+from node import abci_server, circuits_cmd, client, devchain, keyring, privval, sensors, testnet, txclient
+from node.application import compute_app_state, open_app
 from node.client import DEFAULT_NODE, Client
 
 DEFAULT_HOME = Path.home() / ".maxwell"
@@ -42,7 +42,6 @@ DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)")
 TX_HASH_PATTERN = re.compile(r"(?:0x)?([0-9A-Fa-f]{64})")
 WAIT_TIMEOUT_SECONDS = 60.0
 UNWRAPPED_WIDTH = 10_000
-DIGITS_MANIFEST = Path(__file__).resolve().parents[1] / "circuits" / "digits" / "manifest.json"
 HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperature reported when the host has no sensor.")]
 PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
 KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="State heights kept for queries and proofs; older ones are pruned.")]
@@ -95,10 +94,12 @@ keys_app = typer.Typer(no_args_is_help=True, help="Manage the wallet's keys.")
 genesis_app = typer.Typer(no_args_is_help=True, help="Edit the genesis file.")
 query_app = typer.Typer(no_args_is_help=True, help="Query a running node.")
 tx_app = typer.Typer(no_args_is_help=True, help="Sign and broadcast transactions.")
+testnet_app = typer.Typer(no_args_is_help=True, help="Local networks of validators.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(genesis_app, name="genesis")
 app.add_typer(query_app, name="query")
 app.add_typer(tx_app, name="tx")
+app.add_typer(testnet_app, name="testnet")
 app.add_typer(circuits_cmd.app, name="circuits")
 
 Home = Annotated[Path, typer.Option("--home", help="Node and wallet directory.")]
@@ -283,12 +284,7 @@ def init(
         raise CliError(f"genesis file {genesis_path} already exists: refusing to overwrite it")
     key_path = home / "config" / PRIV_VALIDATOR_KEY_FILE
     validator = privval.load(key_path) if key_path.exists() else privval.generate(key_path)
-    from zk.models import compute_genesis_models
-
-    models = compute_genesis_models(DIGITS_MANIFEST)
-    app_state = compute_default_genesis(auth=auth.compute_default_genesis(), bank=bank.compute_default_genesis(),
-                                        inference=inference.compute_default_genesis("", models))
-    genesis = devchain.create_genesis_doc(chain_id, validator, app_state, moniker=moniker)
+    genesis = devchain.create_genesis_doc(chain_id, validator, compute_app_state(), moniker=moniker)
     (home / "data").mkdir(parents=True, exist_ok=True)
     with open(genesis_path, "x") as f:
         f.write(json.dumps(genesis, indent=2) + "\n")
@@ -319,6 +315,28 @@ def genesis_add_account(
     write_file_atomically(get_genesis_path(home), json.dumps(genesis, indent=2) + "\n")
     record = {"address": address, "coins": compute_coin_list(coins)}
     show(output, record, [f"added {address} with {format_coins(coins)} to genesis"])
+
+
+@testnet_app.command("init-files")
+def testnet_init_files(
+    validators: Annotated[int, typer.Option("--validators", min=1, help="Validator nodes.")] = 4,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where the node homes go.")] = Path("localnet-homes"),
+    chain_id: Annotated[str, typer.Option("--chain-id", help="The network's chain id.")] = "maxwell-local-1",
+    timeout_commit: Annotated[str, typer.Option("--timeout-commit", help="CometBFT's pause after each block.")] = "500ms",
+    output: Output = OutputFormat.text,
+):
+    """Write the homes of a local network: per node a CometBFT config, keys and the shared genesis."""
+    if not CHAIN_ID_PATTERN.fullmatch(chain_id):
+        raise CliError(f"invalid chain id {chain_id!r}: use 1-50 letters, digits, '.', '_' or '-'")
+    try:
+        nodes = testnet.process_init_files(output_dir, validators, chain_id, timeout_commit)
+    except testnet.TestnetError as error:
+        raise CliError(str(error)) from None
+    records = [{"home": str(n.home), "node_id": n.node_id, "rpc": n.rpc, "abci": n.abci, "key": n.key_name,
+                "address": n.address} for n in nodes]
+    show(output, {"chain_id": chain_id, "nodes": records},
+         [f"{r['home']}: node {r['node_id']}, RPC {r['rpc']}, ABCI {r['abci']}, key {r['key']} {r['address']}"
+          for r in records] + [f"mnemonics (dev only): {output_dir / testnet.KEYS_FILE}"])
 
 
 # --- processes -------------------------------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""`maxwell testnet init-files`: the homes of a local network of validators, as simd's testnet does.
+
+Each home `<dir>/node<i>` holds the app's data and one CometBFT node's config: config.toml (its
+ports, its peers, the proxy app address of its `maxwell start`), genesis.json (the same in every
+home), node_key.json, priv_validator_key.json and data/priv_validator_state.json, and a test-backend
+keyring with the node's funded key `validator<i>`. Node i listens on the base ports plus 100·i:
+P2P 26656, RPC 26657, ABCI 26658 (loopback only).
+"""
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.signing import SigningKey
+
+from chain import crypto
+from chain.coins import DENOM
+from node import devchain, keyring, privval
+from node.application import compute_app_state
+
+P2P_PORT, RPC_PORT, ABCI_PORT = 26656, 26657, 26658
+PORT_STEP = 100
+HOST = "127.0.0.1"
+FUNDS = 10**15
+VALIDATOR_POWER = 10
+KEYRING_BACKEND = "test"
+KEYS_FILE = "keys.json"
+PRIV_VALIDATOR_STATE = {"height": "0", "round": 0, "step": 0}
+
+
+class TestnetError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeHome:
+    index: int
+    home: Path
+    node_id: str
+    validator: privval.PrivValidatorKey
+    key_name: str
+    address: str
+    mnemonic: str
+
+    @property
+    def rpc(self) -> str:
+        return f"http://{HOST}:{compute_port(RPC_PORT, self.index)}"
+
+    @property
+    def abci(self) -> str:
+        return f"tcp://{HOST}:{compute_port(ABCI_PORT, self.index)}"
+
+
+def compute_port(base: int, index: int) -> int:
+    return base + PORT_STEP * index
+
+
+def compute_node_key() -> tuple[dict, str]:
+    """A node_key.json document and its node id (hex of the first 20 bytes of sha256(public key))."""
+    signing = SigningKey.generate()
+    public = bytes(signing.verify_key)
+    document = {"priv_key": {"type": privval.PRIV_KEY_TYPE,
+                             "value": base64.b64encode(bytes(signing) + public).decode()}}
+    return document, hashlib.sha256(public).digest()[:20].hex()
+
+
+def compute_config_toml(node: NodeHome, peers: list[str], timeout_commit: str) -> str:
+    """What differs from CometBFT's defaults; it fills in the rest."""
+    return f"""# A maxwell localnet node (maxwell testnet init-files); CometBFT's defaults fill the rest.
+proxy_app = "{node.abci}"
+moniker = "node{node.index}"
+
+[rpc]
+laddr = "tcp://{HOST}:{compute_port(RPC_PORT, node.index)}"
+cors_allowed_origins = []
+
+[p2p]
+laddr = "tcp://{HOST}:{compute_port(P2P_PORT, node.index)}"
+persistent_peers = "{','.join(peers)}"
+addr_book_strict = false
+allow_duplicate_ip = true
+
+[consensus]
+timeout_commit = "{timeout_commit}"
+
+[tx_index]
+indexer = "kv"
+"""
+
+
+def process_init_files(output_dir: Path, validators: int, chain_id: str, timeout_commit: str = "500ms",
+                       app_state: dict | None = None) -> list[NodeHome]:
+    """Write the homes; refuses an output directory that is not empty."""
+    if validators < 1:
+        raise TestnetError("a network needs at least one validator")
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise TestnetError(f"{output_dir} is not empty: refusing to overwrite it")
+    nodes, node_keys = [], []
+    for index in range(validators):
+        home = output_dir / f"node{index}"
+        (home / "data").mkdir(parents=True)
+        validator = privval.generate(home / "config" / "priv_validator_key.json")
+        (home / "data" / "priv_validator_state.json").write_text(json.dumps(PRIV_VALIDATOR_STATE) + "\n")
+        node_key, node_id = compute_node_key()
+        node_keys.append(node_key)
+        mnemonic = crypto.generate_mnemonic()
+        info = keyring.add_key(home, KEYRING_BACKEND, f"validator{index}", mnemonic)
+        nodes.append(NodeHome(index, home, node_id, validator, info.name, info.address, mnemonic))
+    genesis = compute_genesis(chain_id, nodes, app_state)
+    for node, node_key in zip(nodes, node_keys):
+        config = node.home / "config"
+        (config / "node_key.json").write_text(json.dumps(node_key, indent=2) + "\n")
+        (config / "node_key.json").chmod(0o600)
+        (node.home / devchain.GENESIS_FILE).write_text(json.dumps(genesis, indent=2) + "\n")
+        peers = [f"{other.node_id}@{HOST}:{compute_port(P2P_PORT, other.index)}" for other in nodes if other is not node]
+        (config / "config.toml").write_text(compute_config_toml(node, peers, timeout_commit))
+    keys = [{"name": n.key_name, "address": n.address, "mnemonic": n.mnemonic, "home": str(n.home)} for n in nodes]
+    (output_dir / KEYS_FILE).write_text(json.dumps(keys, indent=2) + "\n")
+    return nodes
+
+
+def compute_genesis(chain_id: str, nodes: list[NodeHome], app_state: dict | None) -> dict:
+    """The shared genesis: every validator key funded, every node a validator of equal power."""
+    state = app_state or compute_app_state()
+    balances = state.setdefault("bank", {}).setdefault("balances", [])
+    balances.extend({"address": n.address, "coins": [{"denom": DENOM, "amount": str(FUNDS)}]} for n in nodes)
+    document = devchain.create_genesis_doc(chain_id, nodes[0].validator, state, moniker="node0")
+    document["validators"] = [
+        {"address": n.validator.address.hex().upper(),
+         "pub_key": {"type": privval.PUB_KEY_TYPE, "value": base64.b64encode(n.validator.pub_key).decode()},
+         "power": str(VALIDATOR_POWER), "name": f"node{n.index}"}
+        for n in nodes
+    ]
+    return document
