@@ -19,7 +19,7 @@ from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.state import encode_event, write_events
 from chain.tx import pack_any, sign_tx
 from ibc import ics23
-from tests.conftest import (
+from tests.helpers import (
     CHAIN_ID,
     INITIAL_BALANCE,
     Account,

@@ -10,21 +10,26 @@ import pytest
 from chain import inference, market
 from chain.app import App
 from chain.errors import TxTooLargeError
-from chain.state import get_messages
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
-from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx
 from chain.proto.tendermint.abci import types_pb2 as abci
-import nacl.signing
-
-from chain.proto.tendermint.crypto import keys_pb2 as crypto_keys
-from tests.conftest import CHAIN_ID, DIGITS, GENESIS_TIME, make_account, make_app_state
-from tests.test_market import TEST_PARAMS, VALIDATOR_SEED, Chain, events, register
-from zk.instances import compute_dequantized, compute_quantized, decode_proof, encode_proof
+from tests.helpers import (
+    CHAIN_ID,
+    DIGITS,
+    GENESIS_TIME,
+    INFERENCE_GAS as GAS,
+    REWARD,
+    TEST_PARAMS,
+    InferenceChain,
+    events,
+    make_account,
+    register,
+    request,
+    request_msg,
+    submit_msg,
+)
+from zk.instances import compute_dequantized, decode_proof, encode_proof
 from zk.prove import prove_circuit, prove_layers
-
-REWARD = 3000
-GAS = 600_000
 
 
 # --- proofs, once per module ----------------------------------------------------------------------
@@ -57,48 +62,6 @@ def compute_panic_model(digits: inference_pb2.Model, input_size: int) -> inferen
 
 # --- a chain to drive ---------------------------------------------------------------------------
 
-def inference_accounting(store) -> int:
-    requests = get_messages(store, inference.STORE, inference_pb2.Request, inference.state_key(inference.REQUEST))
-    return sum(int(r.unplaced) for r in requests
-               if r.status == inference_pb2.STATUS_PENDING)
-
-
-class InferenceChain(Chain):
-    """The market's test chain; every block also checks the inference module's escrow."""
-
-    def __init__(self, path, accounts, inference_genesis: dict, task_deadline_blocks: int = 40):
-        self.app = App(str(path))
-        self.accounts = accounts
-        genesis = make_app_state(accounts)
-        genesis["market"] = {"params": {**TEST_PARAMS, "models": ["digits", "panic", "whole"], "unbonding_blocks": "50",
-                                        "task_deadline_blocks": str(task_deadline_blocks)}}
-        genesis["inference"] = inference_genesis
-        self.validator = nacl.signing.SigningKey(VALIDATOR_SEED)
-        self.app.init_chain(abci.RequestInitChain(
-            time=GENESIS_TIME, chain_id=CHAIN_ID, initial_height=1, app_state_bytes=json.dumps(genesis).encode(),
-            validators=[abci.ValidatorUpdate(pub_key=crypto_keys.PublicKey(ed25519=bytes(self.validator.verify_key)),
-                                             power=10)],
-        ))
-        self.block([])
-
-    def block(self, txs, **fields):
-        response = super().block(txs, **fields)
-        assert self.balance(inference.ESCROW) == inference_accounting(self.app.store)
-        return response
-
-    def iquery(self, path: str, request):
-        response = self.app.query(abci.RequestQuery(path=f"/maxwell.inference.v1.Query/{path}",
-                                                    data=request.SerializeToString()))
-        assert response.code == 0, response.log
-        return getattr(query_pb2, type(request).__name__.removesuffix("Request") + "Response").FromString(response.value)
-
-    def snapshot(self) -> tuple:
-        market_rows = tuple(row for row in self.app.store.iterate(market.STORE) if row[0][0] != market.CLEARING)
-        return (market_rows, tuple(self.app.store.iterate(inference.STORE)),
-                self.balance(market.ESCROW), self.balance(market.STAKE), self.balance(inference.ESCROW),
-                tuple(self.balance(a) for a in self.accounts))
-
-
 @pytest.fixture
 def accounts():
     return [make_account(name, number) for number, name in enumerate(["alice", "bob", "carol", "dave"])]
@@ -114,16 +77,6 @@ def chain(tmp_path, accounts, digits_model, proofs):
     built.app.close()
 
 
-def request_msg(account, values, model="digits", reward=REWARD, deadline=None, chain=None) -> tx_pb2.MsgRequestInference:
-    return tx_pb2.MsgRequestInference(requester=account.bech32, model=model, input=list(compute_quantized(values, 13)),
-                                      reward=str(reward), deadline_height=deadline or chain.height + 30)
-
-
-def submit_msg(account, request_id: int, layer: int, proof) -> tx_pb2.MsgSubmitInference:
-    return tx_pb2.MsgSubmitInference(prover=account.bech32, request_id=request_id, layer=layer,
-                                     outputs=list(proof.outputs), proof=proof.proof)
-
-
 def fee(gas: int = GAS) -> int:
     return -(-gas // 40)
 
@@ -134,12 +87,6 @@ def start(chain, accounts, samples, sample=0, providers=((1, 100), (2, 200))) ->
     for index, ask in providers:
         chain.ok(accounts[index], register(accounts[index], models=("digits",), slots=2, ask=ask, zone=f"z{index}"), gas=GAS)
     return request(chain, alice, samples["inputs"][sample])
-
-
-def request(chain, account, values, **fields) -> int:
-    response = chain.ok(account, request_msg(account, values, chain=chain, **fields), gas=GAS)
-    data = sdk_abci.TxMsgData.FromString(response.tx_results[0].data)
-    return tx_pb2.MsgRequestInferenceResponse.FromString(data.msg_responses[0].value).request_id
 
 
 # --- the whole flow ------------------------------------------------------------------------------

@@ -21,7 +21,17 @@ from chain.proto.tendermint.version import types_pb2 as version_pb2
 from ibc.tendermint import compute_header_hash, compute_tx_hash, compute_validator_set_hash, compute_vote_sign_bytes
 from node import privval, rpc, txindex
 from node.devchain import DevChain
-from tests.test_devchain import CHAIN_ID, KVStoreApp, close_chain, make_home, open_chain, wait_for
+from tests.helpers import (
+    CHAIN_ID,
+    KVStoreApp,
+    close_chain,
+    make_account,
+    make_app_state,
+    make_home,
+    open_chain,
+    send,
+    wait_for,
+)
 
 VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 HEX = re.compile(r"[0-9A-F]*")
@@ -193,7 +203,8 @@ def test_first_block_has_the_empty_last_commit_shape(node):
 def test_broadcast_then_find_by_tx_and_tx_search(node):
     sync = result(node, "broadcast_tx_sync", tx=b64(b"fruit=apple"))
     tx_hash = compute_tx_hash(b"fruit=apple").hex().upper()
-    assert sync == {"code": 0, "data": "", "log": "", "codespace": "", "hash": tx_hash}
+    data = len(b"fruit=apple").to_bytes(8, "big").hex().upper()  # what the app's CheckTx answers, in hex
+    assert sync == {"code": 0, "data": data, "log": "", "codespace": "", "hash": tx_hash}
     rejected = result(node, "broadcast_tx_sync", tx=b64(b"no equals sign"))
     assert (rejected["code"], rejected["log"], rejected["codespace"]) == (1, "tx must be key=value", "kv")
 
@@ -429,8 +440,6 @@ def test_batches_notifications_and_get_conventions(node):
 
 def test_real_app_transfer_through_rpc(tmp_path):
     """The lead's App behind the dev chain: a signed MsgSend found by its transfer event."""
-    from tests.conftest import make_account, make_app_state, send
-
     accounts = [make_account(name, number) for number, name in enumerate(["alice", "bob"])]
     make_home(tmp_path, app_state=make_app_state(accounts))
     chain = DevChain(tmp_path, block_time_ms=100)

@@ -13,10 +13,8 @@ import pytest
 import node.main  # noqa: F401 - mounts the market, inference and worker commands on node.cli's app
 from chain import heat
 from node import keyring, worker
-from tests.test_cli import MNEMONIC, assert_one_line_error, invoke, start_dev_chain, stop_dev_chain
+from tests.helpers import CIRCUITS, MNEMONIC, assert_one_line_error, invoke, start_dev_chain, stop_dev_chain
 
-REPO = Path(__file__).resolve().parents[1]
-CIRCUITS = REPO / "circuits"
 GENESIS_AMOUNT = 10**12
 ASK = 100
 WAIT_SECONDS = 90

@@ -22,7 +22,7 @@ from chain.app import App
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.store import Store
 from ibc import ics23
-from tests.conftest import CHAIN_ID, finalize, make_account, make_app_state, send
+from tests.helpers import CHAIN_ID, finalize, make_account, make_app_state, send
 
 ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", 100_000))
 BLOCK_SIZES = (1_000, 10_000)
