@@ -1,12 +1,21 @@
 """Shared fixtures: funded test accounts, a fresh App on real LevelDB, the digits circuits and samples."""
 
 import json
+import os
 
 import pytest
 
 from chain.app import App
-from tests.helpers import DIGITS, finalize, init_app, make_account
+from tests.helpers import DIGITS, REPO, finalize, init_app, make_account
 from zk.artifacts import load_manifest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def subprocesses_run_this_checkout():
+    """A `maxwell` or Python subprocess imports this checkout's code, not the one its venv was installed from."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        yield
 
 
 @pytest.fixture(scope="module")
