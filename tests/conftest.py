@@ -1,4 +1,4 @@
-"""Shared fixtures: funded test accounts, a fresh App on real LevelDB, the digits circuits and samples."""
+"""Shared fixtures: funded test accounts, a fresh App on real LevelDB, the digits circuits and their proofs."""
 
 import json
 import os
@@ -8,6 +8,7 @@ import pytest
 from chain.app import App
 from tests.helpers import DIGITS, REPO, finalize, init_app, make_account
 from zk.artifacts import load_manifest
+from zk.prove import prove_circuit, prove_layers
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,15 +19,31 @@ def subprocesses_run_this_checkout():
         yield
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def manifest():
     return load_manifest(DIGITS)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def samples():
     """The digits circuits' held-out samples: inputs and labels."""
     return json.loads((DIGITS / "test.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def pk_dir(tmp_path_factory):
+    """Where proving keys are regenerated, once per session."""
+    return tmp_path_factory.mktemp("pk")
+
+
+@pytest.fixture(scope="session")
+def digits_proofs(manifest, samples, pk_dir):
+    """Real EZKL proofs, made once: the layers of samples 0 and 1, and the whole model on sample 0."""
+    return {
+        0: prove_layers(manifest, samples["inputs"][0], pk_dir),
+        1: prove_layers(manifest, samples["inputs"][1], pk_dir),
+        "whole": prove_circuit(manifest.circuits["model"], samples["inputs"][0], pk_dir),
+    }
 
 
 @pytest.fixture

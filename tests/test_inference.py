@@ -29,20 +29,6 @@ from tests.helpers import (
     submit_msg,
 )
 from zk.instances import compute_dequantized, decode_proof, encode_proof
-from zk.prove import prove_circuit, prove_layers
-
-
-# --- proofs, once per module ----------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def proofs(manifest, samples, tmp_path_factory):
-    """Layer proofs of samples 0 and 1, and a whole-model proof of sample 0."""
-    pk_dir = tmp_path_factory.mktemp("pk")
-    return {
-        0: prove_layers(manifest, samples["inputs"][0], pk_dir),
-        1: prove_layers(manifest, samples["inputs"][1], pk_dir),
-        "whole": prove_circuit(manifest.circuits["model"], samples["inputs"][0], pk_dir),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +54,10 @@ def accounts():
 
 
 @pytest.fixture
-def chain(tmp_path, accounts, digits_model, proofs):
+def chain(tmp_path, accounts, digits_model, digits_proofs):
     built = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": accounts[0].bech32},
-        "models": [inference._to_dict(digits_model), inference._to_dict(compute_panic_model(digits_model, len(proofs[0][1].outputs)))],
+        "models": [inference._to_dict(digits_model), inference._to_dict(compute_panic_model(digits_model, len(digits_proofs[0][1].outputs)))],
     })
     yield built
     built.app.close()
@@ -91,7 +77,7 @@ def start(chain, accounts, samples, sample=0, providers=((1, 100), (2, 200))) ->
 
 # --- the whole flow ------------------------------------------------------------------------------
 
-def test_layers_proven_by_different_workers_complete_and_pay(chain, accounts, samples, proofs):
+def test_layers_proven_by_different_workers_complete_and_pay(chain, accounts, samples, digits_proofs):
     alice, bob, carol, _ = accounts
     request_id = start(chain, accounts, samples)
     alice_after_request = chain.balance(alice)
@@ -99,25 +85,25 @@ def test_layers_proven_by_different_workers_complete_and_pay(chain, accounts, sa
     assert chain.balance(inference.ESCROW) == 2000
 
     bob_before = chain.balance(bob)
-    response = chain.block([chain.sign(bob, submit_msg(bob, request_id, 0, proofs[0][0]), gas=GAS),
+    response = chain.block([chain.sign(bob, submit_msg(bob, request_id, 0, digits_proofs[0][0]), gas=GAS),
                             chain.sign(bob, market_tx.MsgUpdateProvider(
                                 provider=bob.bech32, models=["digits"], slots_per_block=2, ask_price="5000", zone="z1"),
                                 gas=GAS)])
     assert [r.code for r in response.tx_results] == [0, 0], [r.log for r in response.tx_results]
     verified, = events(response, "inference_verified")
     assert verified["layer"] == "0" and verified["prover"] == bob.bech32
-    assert int(verified["input_hash"], 16) == proofs[0][0].input_hash
-    assert int(verified["output_hash"], 16) == proofs[0][0].output_hash
+    assert int(verified["input_hash"], 16) == digits_proofs[0][0].input_hash
+    assert int(verified["output_hash"], 16) == digits_proofs[0][0].output_hash
     assert [t["provider"] for t in events(response, "task_assigned")] == [carol.bech32]
     price = int(events(response, "task_proven")[0]["price"])
     assert chain.balance(bob) == bob_before - 2 * fee() + price - price * 200 // 10_000
     layer0 = inference.get_model(chain.app.store, "digits").layers[0]
     assert response.tx_results[0].gas_used > inference.compute_verify_gas(inference.get_params(chain.app.store), layer0)
 
-    chain.ok(carol, submit_msg(carol, request_id, 1, proofs[0][1]), gas=GAS)
-    response = chain.ok(carol, submit_msg(carol, request_id, 2, proofs[0][2]), gas=GAS)
+    chain.ok(carol, submit_msg(carol, request_id, 1, digits_proofs[0][1]), gas=GAS)
+    response = chain.ok(carol, submit_msg(carol, request_id, 2, digits_proofs[0][2]), gas=GAS)
     completed, = events(response, "inference_completed")
-    outputs = list(proofs[0][2].outputs)
+    outputs = list(digits_proofs[0][2].outputs)
     assert int(completed["predicted_class"]) == outputs.index(max(outputs)) == samples["labels"][0]
 
     result = chain.iquery("Result", query_pb2.QueryResultRequest(request_id=request_id)).result
@@ -140,13 +126,13 @@ def with_instance(proof: bytes, index: int, value: int) -> bytes:
     return encode_proof(instances, parts.transcript)
 
 
-def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accounts, samples, proofs, digits_model):
+def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accounts, samples, digits_proofs, digits_model):
     alice, bob, _, dave = accounts
     request_id = start(chain, accounts, samples, providers=((1, 100),))
     twin = request(chain, alice, samples["inputs"][0])  # same input: a replay target
     chain.ok(dave, register(dave, models=("panic",), slots=1, ask=1, zone="zp"), gas=GAS)
-    panic_id = request(chain, alice, compute_dequantized(proofs[0][1].outputs, 13), model="panic", reward=10)
-    good, other, whole = proofs[0][0], proofs[1][0], proofs["whole"]
+    panic_id = request(chain, alice, compute_dequantized(digits_proofs[0][1].outputs, 13), model="panic", reward=10)
+    good, other, whole = digits_proofs[0][0], digits_proofs[1][0], digits_proofs["whole"]
     transcript_start = 3 + 2 * 32
     tampered_outputs = list(good.outputs)
     tampered_outputs[0] += 1
@@ -168,11 +154,11 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
         "tampered input instance": (sub(with_instance(good.proof, 0, other.input_hash)),
                                     inference.InputHashMismatchError),
         "outputs not hashing to the instance": (sub(outputs=tampered_outputs), inference.OutputMismatchError),
-        "layer 2 proof as layer 0": (sub(proofs[0][2].proof, proofs[0][2].outputs), inference.MalformedProofError),
-        "layer not yet open": (sub(proofs[0][1].proof, proofs[0][1].outputs, layer=1), inference.LayerNotReadyError),
+        "layer 2 proof as layer 0": (sub(digits_proofs[0][2].proof, digits_proofs[0][2].outputs), inference.MalformedProofError),
+        "layer not yet open": (sub(digits_proofs[0][1].proof, digits_proofs[0][1].outputs, layer=1), inference.LayerNotReadyError),
         "not the assigned provider": (sub(prover=dave), inference.NotAssignedError),
         "unknown request": (sub(rid=999), inference.RequestNotFoundError),
-        "panic-triggering settings": (sub(proofs[0][2].proof, proofs[0][2].outputs, rid=panic_id, prover=dave),
+        "panic-triggering settings": (sub(digits_proofs[0][2].proof, digits_proofs[0][2].outputs, rid=panic_id, prover=dave),
                                       inference.InvalidProofError),
         "unregistered model": ((alice, request_msg(alice, samples["inputs"][0], model="gpt", chain=chain)),
                                inference.UnregisteredModelError),
@@ -202,7 +188,7 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
     assert result.code == inference.LayerAlreadyProvenError.code, result.log
 
 
-def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, samples, proofs, digits_model, tmp_path):
+def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, samples, digits_proofs, digits_model, tmp_path):
     alice, bob, *_ = accounts
     chain = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": alice.bech32}, "models": [inference._to_dict(digits_model)]}, task_deadline_blocks=5)
@@ -215,7 +201,7 @@ def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, s
         chain.block([])
     status = chain.iquery("Request", query_pb2.QueryRequestRequest(request_id=request_id)).request.status
     assert status == inference_pb2.STATUS_EXPIRED
-    result, _ = chain.run(bob, submit_msg(bob, request_id, 0, proofs[0][0]), gas=GAS)
+    result, _ = chain.run(bob, submit_msg(bob, request_id, 0, digits_proofs[0][0]), gas=GAS)
     assert result.code == inference.DeadlinePassedError.code, result.log
     for _ in range(6):  # the market slashes bob's missed task and refunds its escrow
         chain.block([])
@@ -247,7 +233,7 @@ def test_only_the_authority_registers_models_and_queries_list_them(chain, accoun
     assert missing.code != 0
 
 
-def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, proofs, digits_model, tmp_path):
+def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, digits_proofs, digits_model, tmp_path):
     alice, bob, *_ = accounts
     chain = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": alice.bech32, "max_proofs_per_block": "1"},
@@ -256,10 +242,10 @@ def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, 
     try:
         first = start(chain, accounts, samples, providers=((1, 100),))
         second = request(chain, alice, samples["inputs"][1])
-        response = chain.block([chain.sign(bob, submit_msg(bob, first, 0, proofs[0][0]), gas=GAS),
-                                chain.sign(bob, submit_msg(bob, second, 0, proofs[1][0]), gas=GAS)])
+        response = chain.block([chain.sign(bob, submit_msg(bob, first, 0, digits_proofs[0][0]), gas=GAS),
+                                chain.sign(bob, submit_msg(bob, second, 0, digits_proofs[1][0]), gas=GAS)])
         assert [r.code for r in response.tx_results] == [0, inference.ProofBudgetExceededError.code]
-        chain.ok(bob, submit_msg(bob, second, 0, proofs[1][0]), gas=GAS)
+        chain.ok(bob, submit_msg(bob, second, 0, digits_proofs[1][0]), gas=GAS)
         exported = chain.app.export_genesis()
     finally:
         chain.app.close()
