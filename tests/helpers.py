@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nacl.signing
 import plyvel
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from typer.testing import CliRunner
 
@@ -37,6 +38,7 @@ from node.main import app as cli_app
 from zk.instances import compute_quantized
 
 REPO = Path(__file__).resolve().parents[1]
+VECTORS = REPO.parent / "shared" / "vectors"
 CIRCUITS = REPO / "circuits"
 DIGITS = CIRCUITS / "digits"
 CHAIN_ID = "maxwell-test-1"
@@ -105,6 +107,20 @@ def total_balances(app: App) -> int:
 
 def supply(app: App) -> int:
     return bank.get_supply(app.store, "ujoule")
+
+
+# --- reference vectors ------------------------------------------------------------------------------
+
+def require_vectors(relative: str) -> Path:
+    """A file or folder of ../shared/vectors/. Without it the test is skipped, or fails when CI is set."""
+    path = VECTORS / relative
+    if not path.exists():
+        message = (f"reference vectors not found at {path}: they come from the project's shared folder, "
+                   f"checked out as ../shared/vectors/ beside the repo")
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+    return path
 
 
 # --- the `maxwell` CLI and dev chain ---------------------------------------------------------------

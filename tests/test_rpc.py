@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -29,11 +28,11 @@ from tests.helpers import (
     make_app_state,
     make_home,
     open_chain,
+    require_vectors,
     send,
     wait_for,
 )
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 HEX = re.compile(r"[0-9A-F]*")
 INT_STRING = re.compile(r"-?[0-9]+")
 RFC3339_NANO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
@@ -127,10 +126,7 @@ def decode_header_json(header: dict) -> types_pb2.Header:
 
 
 def test_header_json_matches_a_real_cometbft_header():
-    vector = VECTORS / "cometbft" / "header_with_known_hash.json"
-    if not vector.exists():
-        pytest.skip(f"reference vectors not found at {vector.parent}")
-    header = json.loads(vector.read_text())
+    header = json.loads(require_vectors("cometbft/header_with_known_hash.json").read_text())
     # The vector spells the part set header as in protobuf JSON; CometBFT's RPC calls it "parts".
     header["last_block_id"]["parts"] = header["last_block_id"].pop("part_set_header")
     encoded = rpc.encode_header(decode_header_json(header))
