@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from chain import auth, bank, crypto, heat, inference, market
 from chain.app import App
+from chain.errors import TxError
 from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.maxwell.inference.v1 import inference_pb2
@@ -107,6 +108,18 @@ def total_balances(app: App) -> int:
 
 def supply(app: App) -> int:
     return bank.get_supply(app.store, "ujoule")
+
+
+def get_error_codes() -> set[tuple[int, str]]:
+    """(code, codespace) of every error a tx can fail with: each TxError subclass in the chain's modules that
+    sets its own code, found by walking the subclasses, so it holds wherever the modules put them."""
+    codes, pending = set(), TxError.__subclasses__()
+    while pending:
+        error = pending.pop()
+        pending += error.__subclasses__()
+        if error.__module__.startswith("chain.") and "code" in vars(error):
+            codes.add((error.code, error.codespace))
+    return codes
 
 
 # --- reference vectors ------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from chain import inference, market
+from chain.errors import InsufficientFundsError, TxError
 from tests import helpers
 
 
@@ -30,3 +32,10 @@ def test_present_vectors_are_given_in_ci_too(tmp_path, monkeypatch):
     monkeypatch.setattr(helpers, "VECTORS", tmp_path)
     monkeypatch.setenv("CI", "true")
     assert helpers.require_vectors("ics23") == tmp_path / "ics23"
+
+
+def test_error_codes_are_those_the_modules_define():
+    codes = helpers.get_error_codes()
+    for error in (InsufficientFundsError, market.OrderNotFoundError, inference.RequestNotFoundError):
+        assert (error.code, error.codespace) in codes
+    assert (TxError.code, TxError.codespace) not in codes  # the base class, no error of its own
