@@ -185,6 +185,7 @@ def test_bad_tx_is_rejected_with_code_and_changes_nothing(app, accounts, name):
         assert balance(app, accounts[0]) == INITIAL_BALANCE - 5000
         return
     assert delivered.code == result.code
+    assert app.store.app_hash == before[0]
     assert [balance(app, a) for a in accounts] == before[1]
     assert auth.get_account(app.store, accounts[0].address).sequence == 0
 
