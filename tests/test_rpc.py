@@ -11,7 +11,7 @@ import urllib.request
 
 import aiohttp
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chain.proto.tendermint.crypto import keys_pb2
@@ -466,6 +466,17 @@ JSON_VALUES = st.recursive(
     max_leaves=10)
 
 
+PARAM_TYPES = {"int": int, "bool": bool, "string": str, "bytes": bytes, "hexbytes": bytes}
+
+
+def assert_params_of_their_kind(spec, args: dict) -> None:
+    """What a handler gets: each param absent (None) or of its kind's type, an int within int64."""
+    for param in spec:
+        value = args.get(param.name)
+        assert value is None or type(value) is PARAM_TYPES[param.kind], (param, value)
+        assert param.kind != "int" or value is None or rpc.INT64_MIN <= value <= rpc.INT64_MAX
+
+
 @settings(max_examples=300, deadline=None)
 @given(method=st.sampled_from(sorted(rpc.ROUTES)), params=JSON_VALUES)
 def test_any_json_params_decode_or_give_invalid_params(method, params):
@@ -474,16 +485,29 @@ def test_any_json_params_decode_or_give_invalid_params(method, params):
     except rpc.InvalidParams:
         return
     assert set(args) <= {p.name for p in rpc.ROUTES[method]}
+    assert_params_of_their_kind(rpc.ROUTES[method], args)
 
 
 @settings(max_examples=300, deadline=None)
-@given(method=st.sampled_from(sorted(rpc.ROUTES)), value=st.text(max_size=30))
+@given(method=st.sampled_from(sorted(rpc.ROUTES)), value=st.text(max_size=30) | st.integers().map(str))
+@example(method="block", value="5")
+@example(method="block", value=str(2**63))
+@example(method="tx", value="0x0AFF")
+@example(method="abci_query", value='"quoted"')
 def test_any_uri_arg_decodes_or_gives_invalid_params(method, value):
     spec = rpc.ROUTES[method]
     try:
-        rpc.decode_uri_params(spec, {p.name: value for p in spec})
-    except rpc.InvalidParams:
-        pass
+        args = rpc.decode_uri_params(spec, {p.name: value for p in spec})
+    except rpc.InvalidParams as error:
+        assert str(error).split(":")[0] in {p.name for p in spec}, str(error)  # the error names the bad param
+        return
+    assert list(args) == [p.name for p in spec]
+    assert_params_of_their_kind(spec, args)
+    for param in spec:
+        if value == "":
+            assert args[param.name] is None
+        elif param.kind == "int" and INT_STRING.fullmatch(value):
+            assert args[param.name] == int(value)  # GET /block?height=5
 
 
 @settings(max_examples=500, deadline=None)
