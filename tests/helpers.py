@@ -110,6 +110,11 @@ def supply(app: App) -> int:
     return bank.get_supply(app.store, "ujoule")
 
 
+def code_of(outcome) -> tuple[int, str]:
+    """(code, codespace) of an ABCI answer, or of the TxError class it should fail with."""
+    return outcome.code, outcome.codespace
+
+
 def get_error_codes() -> set[tuple[int, str]]:
     """(code, codespace) of every error a tx can fail with: each TxError subclass in the chain's modules that
     sets its own code, found by walking the subclasses, so it holds wherever the modules put them."""
@@ -118,7 +123,7 @@ def get_error_codes() -> set[tuple[int, str]]:
         error = pending.pop()
         pending += error.__subclasses__()
         if error.__module__.startswith("chain.") and "code" in vars(error):
-            codes.add((error.code, error.codespace))
+            codes.add(code_of(error))
     return codes
 
 

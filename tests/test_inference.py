@@ -9,7 +9,7 @@ import pytest
 
 from chain import inference, market
 from chain.app import App
-from chain.errors import TxTooLargeError
+from chain.errors import NotFoundError, TxTooLargeError, UnauthorizedError
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
 from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx
 from chain.proto.tendermint.abci import types_pb2 as abci
@@ -21,6 +21,7 @@ from tests.helpers import (
     REWARD,
     TEST_PARAMS,
     InferenceChain,
+    code_of,
     events,
     make_account,
     register,
@@ -171,9 +172,9 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
         payer = accounts.index(signer)
         check = chain.app.check_tx(abci.RequestCheckTx(tx=chain.sign(signer, message, gas=GAS)))
         signer.sequence -= 1
-        assert (check.code, check.codespace) == (error.code, error.codespace), (name, check.log)
+        assert code_of(check) == code_of(error), (name, check.log)
         result, _ = chain.run(signer, message, gas=GAS)
-        assert (result.code, result.codespace) == (error.code, error.codespace), (name, result.log)
+        assert code_of(result) == code_of(error), (name, result.log)
         after = chain.snapshot()
         balances = list(before[5])
         balances[payer] -= 0 if name in ("oversized", "larger than a tx") else fee()  # refused before the ante
@@ -183,9 +184,9 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
     chain.ok(bob, submit_msg(bob, request_id, 0, good), gas=GAS)
     prover, replay = sub(rid=twin)
     result, _ = chain.run(prover, replay, gas=GAS)
-    assert (result.code, result.codespace) == (inference.ProofReplayedError.code, "inference"), result.log
+    assert code_of(result) == code_of(inference.ProofReplayedError), result.log
     result, _ = chain.run(bob, submit_msg(bob, request_id, 0, good), gas=GAS)
-    assert result.code == inference.LayerAlreadyProvenError.code, result.log
+    assert code_of(result) == code_of(inference.LayerAlreadyProvenError), result.log
 
 
 def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, samples, digits_proofs, digits_model, tmp_path):
@@ -202,7 +203,7 @@ def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, s
     status = chain.iquery("Request", query_pb2.QueryRequestRequest(request_id=request_id)).request.status
     assert status == inference_pb2.STATUS_EXPIRED
     result, _ = chain.run(bob, submit_msg(bob, request_id, 0, digits_proofs[0][0]), gas=GAS)
-    assert result.code == inference.DeadlinePassedError.code, result.log
+    assert code_of(result) == code_of(inference.DeadlinePassedError), result.log
     for _ in range(6):  # the market slashes bob's missed task and refunds its escrow
         chain.block([])
     assert chain.balance(inference.ESCROW) == 0 and chain.balance(market.ESCROW) == 0
@@ -216,21 +217,21 @@ def test_only_the_authority_registers_models_and_queries_list_them(chain, accoun
     whole.CopyFrom(digits_model)
     whole.name = "whole"
     result, _ = chain.run(bob, tx_pb2.MsgRegisterModel(authority=bob.bech32, model=whole), gas=3_000_000)
-    assert result.code == 4 and result.codespace == "sdk"
+    assert code_of(result) == code_of(UnauthorizedError)
     result, _ = chain.run(alice, tx_pb2.MsgRegisterModel(authority=alice.bech32, model=digits_model), gas=3_000_000)
-    assert result.code == inference.ModelExistsError.code
+    assert code_of(result) == code_of(inference.ModelExistsError)
     broken = inference_pb2.Model()
     broken.CopyFrom(whole)
     broken.layers[0].settings = "{}"
     result, _ = chain.run(alice, tx_pb2.MsgRegisterModel(authority=alice.bech32, model=broken), gas=3_000_000)
-    assert result.code == inference.InvalidModelError.code
+    assert code_of(result) == code_of(inference.InvalidModelError)
     chain.ok(alice, tx_pb2.MsgRegisterModel(authority=alice.bech32, model=whole), gas=3_000_000)
     names = [m.name for m in chain.iquery("Models", query_pb2.QueryModelsRequest()).models]
     assert sorted(names) == ["digits", "panic", "whole"]
     assert chain.iquery("Model", query_pb2.QueryModelRequest(name="whole")).model == whole
     missing = chain.app.query(abci.RequestQuery(path="/maxwell.inference.v1.Query/Model",
                                                 data=query_pb2.QueryModelRequest(name="gpt").SerializeToString()))
-    assert missing.code != 0
+    assert code_of(missing) == code_of(NotFoundError)
 
 
 def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, digits_proofs, digits_model, tmp_path):
@@ -244,7 +245,7 @@ def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, 
         second = request(chain, alice, samples["inputs"][1])
         response = chain.block([chain.sign(bob, submit_msg(bob, first, 0, digits_proofs[0][0]), gas=GAS),
                                 chain.sign(bob, submit_msg(bob, second, 0, digits_proofs[1][0]), gas=GAS)])
-        assert [r.code for r in response.tx_results] == [0, inference.ProofBudgetExceededError.code]
+        assert [code_of(r) for r in response.tx_results] == [(0, ""), code_of(inference.ProofBudgetExceededError)]
         chain.ok(bob, submit_msg(bob, second, 0, digits_proofs[1][0]), gas=GAS)
         exported = chain.app.export_genesis()
     finally:

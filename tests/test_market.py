@@ -11,6 +11,7 @@ import pytest
 
 from chain import bank, heat, market
 from chain.app import App, GenesisError
+from chain.errors import NotFoundError, TxDecodeError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.maxwell.market.v1 import query_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
@@ -22,6 +23,7 @@ from tests.helpers import (
     DENOM,
     INITIAL_BALANCE,
     Chain,
+    code_of,
     compute_market_accounting,
     events,
     make_account,
@@ -330,7 +332,7 @@ def test_heat_raises_effective_ask_and_critical_withdraws(chain, people):
     view = provider_view(chain, alice)
     assert (view.withdrawn, view.effective_ask) == (True, "")
     result, _ = chain.run(alice, report(alice, 40_000), report(alice, 40_000))
-    assert (result.code, result.codespace) == (market.HeatAlreadyReportedError.code, "market")
+    assert code_of(result) == code_of(market.HeatAlreadyReportedError)
 
 
 def test_stale_heat_decays_to_ambient(chain, people):
@@ -426,7 +428,8 @@ def test_validator_heat_reaches_its_linked_provider_through_the_heat_tx(chain, p
     txs, status = propose(chain, info, commit, [chain.sign(alice, report(alice, 80_000, power=250_000))])
     assert status == abci.ResponseProcessProposal.ACCEPT
     assert heat.is_heat_tx(txs[0]) and len(txs) == 2
-    assert chain.app.check_tx(abci.RequestCheckTx(tx=txs[0])).code != 0
+    checked = chain.app.check_tx(abci.RequestCheckTx(tx=txs[0]))  # a heat tx is no signed tx: only a proposer adds it
+    assert code_of(checked) == code_of(TxDecodeError)
     response = chain.block(txs)
     assert [r.code for r in response.tx_results] == [0, 0], [r.log for r in response.tx_results]
     sources = [e["source"] for e in events(response, "heat_reported")]
@@ -462,10 +465,10 @@ def test_validator_link_needs_the_validators_signature(chain, people):
     wrong = register(alice, link=chain.validator)
     wrong.validator_signature = chain.validator.sign(market.compute_link_sign_bytes(CHAIN_ID, bob.address)).signature
     result, _ = chain.run(alice, wrong)
-    assert (result.code, result.codespace) == (market.ValidatorLinkError.code, "market")
+    assert code_of(result) == code_of(market.ValidatorLinkError)
     chain.ok(alice, register(alice, link=chain.validator))
     result, _ = chain.run(bob, register(bob, link=chain.validator))
-    assert (result.code, result.codespace) == (market.ValidatorLinkedError.code, "market")
+    assert code_of(result) == code_of(market.ValidatorLinkedError)
 
 
 # --- bad input: a clear error, nothing changes ---------------------------------------------------
@@ -530,7 +533,7 @@ def test_bad_input_is_rejected_and_changes_nothing(chain, people, name):
     account, message, error = bad_messages(chain, people)[name]
     before = chain.snapshot()
     result, _ = chain.run(account, message)
-    assert (result.code, result.codespace) == (error.code, "market"), result.log
+    assert code_of(result) == code_of(error), result.log
     assert result.log
     assert chain.snapshot() == before
 
@@ -590,10 +593,11 @@ def test_queries(chain, people):
     assert params.task_deadline_blocks == 3 and list(params.models) == ["digits"]
     missing = chain.app.query(abci.RequestQuery(path="/maxwell.market.v1.Query/Clearing",
                                                 data=query_pb2.QueryClearingRequest(work="process").SerializeToString()))
-    assert missing.code != 0 and "not cleared" in missing.log
+    assert code_of(missing) == code_of(NotFoundError)
+    assert "not cleared" in missing.log
     unknown = chain.app.query(abci.RequestQuery(path="/maxwell.market.v1.Query/Book",
                                                 data=query_pb2.QueryBookRequest(work="mining").SerializeToString()))
-    assert (unknown.code, unknown.codespace) == (market.UnknownWorkError.code, "market")
+    assert code_of(unknown) == code_of(market.UnknownWorkError)
 
 
 # --- the pure parts -------------------------------------------------------------------------------
