@@ -4,9 +4,7 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import pytest
@@ -14,22 +12,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from chain.proto.tendermint.abci import types_pb2 as abci
 from tests.abci_client import ABCIClient
-from tests.conftest import CHAIN_ID, GENESIS_TIME, make_account, make_app_state, send
+from tests.helpers import CHAIN_ID, GENESIS_TIME, MAXWELL, compute_free_port, make_account, make_app_state, send
 
 HEIGHTS = 12
-MAXWELL = os.path.join(os.path.dirname(sys.executable), "maxwell")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_app(home) -> tuple[subprocess.Popen, str]:
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = f"tcp://127.0.0.1:{compute_free_port()}"
     process = subprocess.Popen(
-        [MAXWELL, "start", "--home", str(home), "--abci", address],
+        [str(MAXWELL), "start", "--home", str(home), "--abci", address],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30

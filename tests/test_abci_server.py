@@ -1,7 +1,6 @@
 """The ABCI socket server, driven over real sockets the way CometBFT drives it."""
 
 import asyncio
-import hashlib
 import logging
 import os
 import signal
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -18,125 +16,7 @@ from tests.abci_client import ABCIClient, ABCIExceptionResponse, ConnectionClose
 from chain.encoding import encode_uvarint
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from node import abci_server
-
-REPO = Path(__file__).resolve().parents[1]
-CODE_BAD_TX = 1
-
-
-class KVStoreApp:
-    """A small real application: txs are b"key=value", state is committed on Commit."""
-
-    def __init__(self):
-        self.committed: dict[bytes, bytes] = {}
-        self.pending: dict[bytes, bytes] = {}
-        self.height = 0
-        self.app_hash = b""
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.threads: set[str] = set()
-        self._guard = threading.Lock()
-
-    def _enter(self):
-        with self._guard:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.threads.add(threading.current_thread().name)
-        time.sleep(0.0005)
-        with self._guard:
-            self.in_flight -= 1
-
-    @staticmethod
-    def _parse(tx: bytes) -> tuple[bytes, bytes] | None:
-        key, sep, value = tx.partition(b"=")
-        return (key, value) if sep and key else None
-
-    def _compute_app_hash(self, state: dict[bytes, bytes]) -> bytes:
-        h = hashlib.sha256()
-        for key in sorted(state):
-            h.update(len(key).to_bytes(4, "big") + key + len(state[key]).to_bytes(4, "big") + state[key])
-        return h.digest()
-
-    def info(self, req):
-        self._enter()
-        return abci_pb2.ResponseInfo(data="kvstore", version=req.version, last_block_height=self.height,
-                                     last_block_app_hash=self.app_hash)
-
-    def init_chain(self, req):
-        self._enter()
-        self.committed = {b"chain_id": req.chain_id.encode()}
-        return abci_pb2.ResponseInitChain(app_hash=self._compute_app_hash(self.committed))
-
-    def query(self, req):
-        self._enter()
-        if req.path == "/panic":
-            raise RuntimeError("query handler bug")
-        if req.path == "/big":
-            return abci_pb2.ResponseQuery(value=b"v" * int(req.data), height=self.height)
-        if req.data not in self.committed:
-            return abci_pb2.ResponseQuery(code=1, log="not found", height=self.height)
-        return abci_pb2.ResponseQuery(key=req.data, value=self.committed[req.data], height=self.height)
-
-    def check_tx(self, req):
-        self._enter()
-        if self._parse(req.tx) is None:
-            return abci_pb2.ResponseCheckTx(code=CODE_BAD_TX, log="tx is not key=value")
-        return abci_pb2.ResponseCheckTx(data=len(req.tx).to_bytes(8, "big"), gas_wanted=1)
-
-    def prepare_proposal(self, req):
-        self._enter()
-        return abci_pb2.ResponsePrepareProposal(txs=[tx for tx in req.txs if self._parse(tx)])
-
-    def process_proposal(self, req):
-        self._enter()
-        ok = all(self._parse(tx) for tx in req.txs)
-        status = abci_pb2.ResponseProcessProposal.ACCEPT if ok else abci_pb2.ResponseProcessProposal.REJECT
-        return abci_pb2.ResponseProcessProposal(status=status)
-
-    def extend_vote(self, req):
-        self._enter()
-        return abci_pb2.ResponseExtendVote(vote_extension=b"height=%d" % req.height)
-
-    def verify_vote_extension(self, req):
-        self._enter()
-        ok = req.vote_extension == b"height=%d" % req.height
-        status = abci_pb2.ResponseVerifyVoteExtension.ACCEPT if ok else abci_pb2.ResponseVerifyVoteExtension.REJECT
-        return abci_pb2.ResponseVerifyVoteExtension(status=status)
-
-    def finalize_block(self, req):
-        self._enter()
-        self.pending = dict(self.committed)
-        results = []
-        for tx in req.txs:
-            parsed = self._parse(tx)
-            if parsed is None:
-                results.append(abci_pb2.ExecTxResult(code=CODE_BAD_TX))
-                continue
-            self.pending[parsed[0]] = parsed[1]
-            results.append(abci_pb2.ExecTxResult(events=[abci_pb2.Event(
-                type="set", attributes=[abci_pb2.EventAttribute(key="key", value=parsed[0].decode(), index=True)])]))
-        return abci_pb2.ResponseFinalizeBlock(tx_results=results, app_hash=self._compute_app_hash(self.pending))
-
-    def commit(self, req):
-        self._enter()
-        self.committed, self.height = self.pending, self.height + 1
-        self.app_hash = self._compute_app_hash(self.committed)
-        return abci_pb2.ResponseCommit()
-
-    def list_snapshots(self, req):
-        self._enter()
-        return abci_pb2.ResponseListSnapshots()
-
-    def offer_snapshot(self, req):
-        self._enter()
-        return abci_pb2.ResponseOfferSnapshot(result=abci_pb2.ResponseOfferSnapshot.REJECT)
-
-    def load_snapshot_chunk(self, req):
-        self._enter()
-        return abci_pb2.ResponseLoadSnapshotChunk()
-
-    def apply_snapshot_chunk(self, req):
-        self._enter()
-        return abci_pb2.ResponseApplySnapshotChunk(result=abci_pb2.ResponseApplySnapshotChunk.ABORT)
+from tests.helpers import CODE_BAD_TX, REPO, KVStoreApp
 
 
 class ServerThread:
@@ -160,8 +40,10 @@ class ServerThread:
 
 
 @pytest.fixture
-def app():
-    return KVStoreApp()
+def app(tmp_path):
+    application = KVStoreApp(str(tmp_path / "app"))
+    yield application
+    application.close()
 
 
 @pytest.fixture(params=["tcp", "unix"])
@@ -328,24 +210,24 @@ def test_empty_request_is_an_exception(server):
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:26658", "http://x:1", "tcp://host", "unix://"])
-def test_invalid_address(address):
+def test_invalid_address(app, address):
     with pytest.raises(abci_server.InvalidAddressError):
-        asyncio.run(abci_server.serve(KVStoreApp(), address))
+        asyncio.run(abci_server.serve(app, address))
 
 
-def test_address_in_use_is_a_clear_error(server):
+def test_address_in_use_is_a_clear_error(server, app):
     with pytest.raises(abci_server.ListenError, match="cannot listen"):
-        asyncio.run(abci_server.serve(KVStoreApp(), server.address))
+        asyncio.run(abci_server.serve(app, server.address))
     with ABCIClient(server.address) as client:
         assert client.echo(message="still mine").message == "still mine"
 
 
-def test_stale_unix_socket_file_is_replaced(tmp_path):
+def test_stale_unix_socket_file_is_replaced(app, tmp_path):
     path = tmp_path / "abci.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dead:  # what a killed server leaves behind
         dead.bind(str(path))
     assert path.exists()
-    second = ServerThread(KVStoreApp(), f"unix://{path}")
+    second = ServerThread(app, f"unix://{path}")
     try:
         with ABCIClient(second.address) as client:
             assert client.echo(message="replaced").message == "replaced"
@@ -357,9 +239,9 @@ def test_run_stops_cleanly_on_sigterm(tmp_path):
     sock = tmp_path / "abci.sock"
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from tests.test_abci_server import KVStoreApp\n"
+        "from tests.helpers import KVStoreApp\n"
         "from node.abci_server import run\n"
-        f"run(KVStoreApp(), 'unix://{sock}')\n"
+        f"run(KVStoreApp({str(tmp_path / 'app')!r}), 'unix://{sock}')\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
     try:

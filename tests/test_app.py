@@ -9,6 +9,15 @@ from hypothesis import strategies as st
 
 from chain import auth, bank, crypto
 from chain.app import App, GenesisError
+from chain.errors import (
+    InsufficientFundsError,
+    InvalidRequestError,
+    InvalidSequenceError,
+    NotFoundError,
+    OutOfGasError,
+    UnauthorizedError,
+    UnknownRequestError,
+)
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query
@@ -20,11 +29,13 @@ from chain.state import encode_event, write_events
 from chain.tx import pack_any, sign_tx
 from ibc import ics23
 from node import sighelper
-from tests.conftest import (
+from tests.helpers import (
     CHAIN_ID,
     INITIAL_BALANCE,
     Account,
+    code_of,
     finalize,
+    get_error_codes,
     init_app,
     make_account,
     send,
@@ -177,14 +188,15 @@ def test_bad_tx_is_rejected_with_code_and_changes_nothing(app, accounts, name):
     tx, code = bad_txs(accounts)[name]
     before = (app.store.app_hash, [balance(app, a) for a in accounts])
     result = check(app, tx)
-    assert (result.code, result.codespace) == (code, "sdk"), result.log
+    assert code_of(result) == (code, "sdk"), result.log
     assert result.log
     delivered = run_block(app, [tx]).tx_results[0]
     if name == "insufficient funds":  # passed the ante handler in the block: the fee is spent, as in the SDK
-        assert delivered.code == 5
+        assert code_of(delivered) == code_of(InsufficientFundsError)
         assert balance(app, accounts[0]) == INITIAL_BALANCE - 5000
         return
-    assert delivered.code == result.code
+    assert code_of(delivered) == code_of(result)
+    assert app.store.app_hash == before[0]
     assert [balance(app, a) for a in accounts] == before[1]
     assert auth.get_account(app.store, accounts[0].address).sequence == 0
 
@@ -194,8 +206,8 @@ def test_replayed_tx_is_rejected(app, accounts):
     assert run_block(app, [tx]).tx_results[0].code == 0
     app_hash = app.store.app_hash
     result = check(app, tx)
-    assert result.code == 32 and "sequence" in result.log
-    assert run_block(app, [tx]).tx_results[0].code == 32
+    assert code_of(result) == code_of(InvalidSequenceError) and "sequence" in result.log
+    assert code_of(run_block(app, [tx]).tx_results[0]) == code_of(InvalidSequenceError)
     assert balance(app, accounts[1]) == INITIAL_BALANCE + 3
     assert app.store.app_hash == app_hash  # a block of one rejected tx changes nothing
 
@@ -220,7 +232,7 @@ def test_check_state_tracks_sequences_and_resets_on_commit(app, accounts):
     second = send(alice, bob.address, 1)
     assert check(app, first).code == 0
     assert check(app, second).code == 0
-    assert check(app, first).code == 32
+    assert code_of(check(app, first)) == code_of(InvalidSequenceError)
     run_block(app, [first])
     recheck = app.check_tx(abci.RequestCheckTx(tx=second, type=abci.RECHECK))
     assert recheck.code == 0
@@ -264,29 +276,31 @@ def test_entropy_tax_per_byte_exceeds_write_cost(tmp_path):
     from chain.store import Branch, Store
 
     store = Store(str(tmp_path / "db"), ["bank"])
-    costs = {}
-    for label, value in (("write", b"v" * 100), ("shrink", b"v" * 10)):
+
+    def gas(old: bytes | None, new: bytes | None) -> int:
+        """The gas of turning key k from `old` into `new` (None: absent)."""
         state = State(Branch(store), GasMeter(), GasParams(), "bank")
-        state.branch.set("bank", b"k", b"v" * 100)
+        if old is not None:
+            state.branch.set("bank", b"k", old)
         before = state.meter.consumed
-        state.set(b"k", value)
-        costs[label] = state.meter.consumed - before
-    state = State(Branch(store), GasMeter(), GasParams(), "bank")
-    state.branch.set("bank", b"k", b"v" * 100)
-    state.delete(b"k")
-    costs["delete"] = state.meter.consumed
-    state = State(Branch(store), GasMeter(), GasParams(), "bank")
-    state.set(b"k", b"v" * 100)
-    costs["create"] = state.meter.consumed
-    assert costs["shrink"] > costs["write"] - 90 * GasParams().write_cost_per_byte
-    assert costs["delete"] > costs["create"]
+        if new is None:
+            state.delete(b"k")
+        else:
+            state.set(b"k", new)
+        return state.meter.consumed - before
+
+    big, small = b"v" * 100, b"v" * 10
+    assert gas(big, None) > gas(None, big)  # erasing the entry costs more than writing it
+    # the same write of `small`, over 90 more bytes or over 90 fewer: erasing 90 bytes costs more than writing them
+    erased, written = gas(big, small) - gas(small, small), gas(small, big) - gas(small, small)
+    assert erased > written > 0
     store.close()
 
 
 def test_out_of_gas_keeps_fee_and_reverts_messages(app, accounts):
     alice, bob, _ = accounts
     result = run_block(app, [send(alice, bob.address, 10, gas=24_000, fee=1000)]).tx_results[0]
-    assert result.code == 11, result.log
+    assert code_of(result) == code_of(OutOfGasError), result.log
     assert balance(app, bob) == INITIAL_BALANCE
     assert balance(app, alice) == INITIAL_BALANCE - 1000
     # the ante's events stay with the fee it kept; the message's are gone with its writes
@@ -325,9 +339,12 @@ def test_grpc_queries(app, accounts):
     assert auth_pb2.BaseAccount.FromString(any_account.value).address == alice.bech32
     missing = app.query(abci.RequestQuery(path="/cosmos.auth.v1beta1.Query/Account",
                                           data=auth_query.QueryAccountRequest(address=make_account("x", 9).bech32).SerializeToString()))
-    assert missing.code != 0 and "NotFound" in missing.log
-    assert app.query(abci.RequestQuery(path="/nope")).code == 6
-    assert app.query(abci.RequestQuery(path="/cosmos.bank.v1beta1.Query/Balance", data=b"\xff\xff")).code == 18
+    assert code_of(missing) == code_of(NotFoundError)
+    assert "NotFound" in missing.log
+    unknown = app.query(abci.RequestQuery(path="/nope"))
+    assert code_of(unknown) == code_of(UnknownRequestError)
+    garbled = app.query(abci.RequestQuery(path="/cosmos.bank.v1beta1.Query/Balance", data=b"\xff\xff"))
+    assert code_of(garbled) == code_of(InvalidRequestError)
 
 
 def test_query_at_past_height(app, accounts):
@@ -378,7 +395,8 @@ def test_store_query_proofs_verify_against_next_app_hash(app, accounts):
     assert response.value == b""
     proofs = [ics23.decode_commitment_proof(op.data) for op in response.proof_ops.ops]
     ics23.verify_chained_non_membership([ics23.SMT_SPEC, ics23.TENDERMINT_SPEC], root, proofs, [b"bank", absent])
-    assert app.query(abci.RequestQuery(path="store/nope/key", data=key)).code == 6
+    unknown = app.query(abci.RequestQuery(path="store/nope/key", data=key))
+    assert code_of(unknown) == code_of(UnknownRequestError)
 
 
 def test_genesis_export_round_trips(app, accounts, tmp_path):
@@ -395,6 +413,16 @@ def test_genesis_export_round_trips(app, accounts, tmp_path):
 
 # --- fuzz -----------------------------------------------------------------------------------------
 
+ERROR_CODES = get_error_codes()
+
+
+def assert_known_outcome(result) -> None:
+    """Success, or an error the chain defines; never the internal error (1, "undefined") that a bug gives."""
+    outcome = code_of(result)
+    assert outcome != (1, "undefined"), result.log
+    assert outcome == (0, "") or outcome in ERROR_CODES, (outcome, result.log)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_tx_bytes_never_escape(app, accounts, data):
@@ -405,10 +433,10 @@ def test_fuzzed_tx_bytes_never_escape(app, accounts, data):
         st.builds(lambda i: valid[:i], st.integers(0, len(valid))),
     ))
     app_hash = app.store.app_hash
-    result = check(app, raw)
-    assert isinstance(result.code, int)
+    assert_known_outcome(check(app, raw))
     block = finalize(app, app.store.height + 1, [raw])
     assert len(block.tx_results) == 1
+    assert_known_outcome(block.tx_results[0])
     app.store.discard()
     app.finalized = None
     assert app.store.app_hash == app_hash
@@ -444,11 +472,12 @@ def test_a_large_unseen_block_gives_the_same_results_with_and_without_the_signat
         chain.commit()
         response = finalize(chain, 2, txs)
         chain.commit()
-        outcomes.append(([(r.code, r.log) for r in response.tx_results], response.app_hash, helper and chain.signatures.helper.process is not None))
+        outcomes.append(([(r.code, r.codespace, r.log) for r in response.tx_results], response.app_hash,
+                         helper and chain.signatures.helper.process is not None))
         chain.close()
     (with_helper, hash_with, helper_ran), (inline, hash_inline, _) = outcomes
     assert helper_ran
-    assert [code for code, _ in with_helper].count(4) == 4  # unauthorized
+    assert [(code, space) for code, space, _ in with_helper].count(code_of(UnauthorizedError)) == 4
     assert with_helper == inline and hash_with == hash_inline
 
 

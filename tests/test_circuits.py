@@ -11,13 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from node.circuits_cmd import app
+from tests.helpers import CIRCUITS, DIGITS
 from zk import build, digits
 from zk.artifacts import ArtifactMismatch, MalformedManifest, compute_sha256, load_manifest
 from zk.prove import prove_circuit, run_onnx
 from zk.verify import Verifier
 
-CIRCUITS = Path(__file__).resolve().parents[1] / "circuits"
-DIGITS = CIRCUITS / "digits"
 MAX_COMMITTED_BYTES = 5 * 2**20
 
 

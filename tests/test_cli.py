@@ -3,98 +3,34 @@
 
 import base64
 import json
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from chain import bank, crypto
 from chain.proto.tendermint.abci import types_pb2 as abci
 from node import client, keyring, privval
 from node.cli import compute_duration_ms
-from node.main import app
-from tests.conftest import finalize, send
-
-MAXWELL = Path(sys.executable).with_name("maxwell")
-MNEMONIC = "tongue item average girl you travel orphan habit produce diagram oblige lumber"
-ALICE = "mxw16sh2wgmwtstq6xn883a684z45vhg4kkxq3hdxp"
-PASSPHRASE = "a long enough passphrase"
-GENESIS_AMOUNT = 1_000_000_000
-STARTUP_TIMEOUT_SECONDS = 60
-
-
-def invoke(*args: str, input: str | None = None):
-    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+from tests.helpers import (
+    ALICE,
+    GENESIS_AMOUNT,
+    MAXWELL,
+    MNEMONIC,
+    PASSPHRASE,
+    assert_one_line_error,
+    compute_free_port,
+    finalize,
+    init_funded_home,
+    invoke,
+    send,
+    start_dev_chain,
+    stop_dev_chain,
+)
 
 
 def run_maxwell(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(MAXWELL), *map(str, args)], input=input, capture_output=True, text=True, timeout=120)
-
-
-def assert_one_line_error(result, *fragments: str) -> None:
-    stderr = result.stderr
-    code = result.exit_code if hasattr(result, "exit_code") else result.returncode
-    assert code == 1, stderr
-    assert "Traceback" not in stderr and "Traceback" not in result.stdout
-    prompts, _, message = stderr.partition("Error: ")
-    assert message.endswith("\n") and "\n" not in message[:-1], stderr
-    assert not prompts or prompts.rstrip().endswith(":"), stderr
-    for fragment in fragments:
-        assert fragment in message, stderr
-
-
-def compute_free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def init_funded_home(home: Path, chain_id: str = "maxwell-cli-1") -> None:
-    """A node home with alice (test keyring, funded in genesis) and bob (file keyring, unfunded)."""
-    assert invoke("keys", "add", "alice", "--recover", "--keyring-backend", "test", "--home", home,
-                  input=MNEMONIC + "\n").exit_code == 0
-    (home / "passphrase").write_text(PASSPHRASE + "\n")
-    assert invoke("keys", "add", "bob", "--keyring-passphrase-file", home / "passphrase", "--home", home).exit_code == 0
-    assert invoke("init", "--chain-id", chain_id, "--home", home).exit_code == 0
-    assert invoke("genesis", "add-account", "alice", f"{GENESIS_AMOUNT}ujoule", "--keyring-backend", "test",
-                  "--home", home).exit_code == 0
-
-
-def start_dev_chain(home: Path) -> tuple[subprocess.Popen, str]:
-    port = compute_free_port()
-    log = open(home / "dev.log", "w")
-    process = subprocess.Popen(
-        [str(MAXWELL), "dev", "--home", str(home), "--rpc", f"tcp://127.0.0.1:{port}", "--block-time", "200ms"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    rpc = client.Client(url, timeout=2)
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while True:
-        if process.poll() is not None:
-            raise AssertionError(f"maxwell dev exited with {process.returncode}: {(home / 'dev.log').read_text()}")
-        try:
-            if rpc.status().latest_block_height >= 1:
-                return process, url
-        except client.ClientError:
-            pass
-        if time.monotonic() > deadline:
-            stop_dev_chain(process)
-            raise AssertionError(f"maxwell dev did not produce a block: {(home / 'dev.log').read_text()}")
-        time.sleep(0.2)
-
-
-def stop_dev_chain(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # --- keys ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from chain.proto.maxwell.market.v1 import market_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.state import Context, GasMeter, GasParams, MessageHandler, State, StoreAccessError
 from chain.store import Branch, Store
-from tests.conftest import CHAIN_ID, finalize, make_app_state, send
+from tests.helpers import CHAIN_ID, finalize, make_app_state, send
 
 def test_every_module_exposes_the_component_names():
     assert [module.STORE for module in registry.MODULES] == ["auth", "bank", "heat", "market", "process", "inference"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from node import keyring
-from tests.test_cli import ALICE, GENESIS_AMOUNT, MNEMONIC, init_funded_home, invoke, start_dev_chain, stop_dev_chain
+from tests.helpers import ALICE, GENESIS_AMOUNT, MNEMONIC, init_funded_home, invoke, start_dev_chain, stop_dev_chain
 
 COSMJS_DIR = Path(__file__).resolve().parent / "cosmjs"
 AMOUNT = 4321

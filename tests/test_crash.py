@@ -9,8 +9,7 @@ from chain import bank
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2, query_pb2 as auth_query
 from node import client
-from tests.conftest import make_account
-from tests.test_cli import MAXWELL, compute_free_port, invoke
+from tests.helpers import invoke, make_account, send, start_dev_chain
 
 ROUNDS = 4
 LOAD_SECONDS = 2.5
@@ -20,22 +19,8 @@ CHAIN = "maxwell-crash-1"
 
 
 def start(home) -> tuple[subprocess.Popen, client.Client]:
-    port = compute_free_port()
-    log = open(home / "dev.log", "a")
-    process = subprocess.Popen([str(MAXWELL), "dev", "--home", str(home), "--rpc", f"tcp://127.0.0.1:{port}",
-                                "--block-time", BLOCK_TIME], stdout=log, stderr=subprocess.STDOUT)
-    rpc = client.Client(f"http://127.0.0.1:{port}", timeout=5)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (home / "dev.log").read_text()[-3000:]
-        try:
-            if rpc.status().latest_block_height >= 1:
-                return process, rpc
-        except client.ClientError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("maxwell dev did not come back: " + (home / "dev.log").read_text()[-3000:])
+    process, url = start_dev_chain(home, block_time=BLOCK_TIME)
+    return process, client.Client(url, timeout=5)
 
 
 def query(rpc: client.Client, path: str, request, response_class):
@@ -58,7 +43,6 @@ def balance_of(rpc: client.Client, address: str) -> int:
 
 def test_kill_9_under_load_loses_no_committed_tx(tmp_path):
     from chain import crypto
-    from tests.conftest import send
 
     accounts = [make_account(f"load{i}", i) for i in range(6)]
     assert invoke("init", "--chain-id", CHAIN, "--home", tmp_path).exit_code == 0

@@ -39,169 +39,13 @@ from node.devchain import (
 )
 from node.mempool import Mempool, MempoolFull, TxInCache
 from node.txindex import InvalidQuery, parse_query
-
-REPO = Path(__file__).resolve().parents[1]
-CHAIN_ID = "maxwell-test"
-
-
-# ---------------------------------------------------------------------------------------------
-# A small real ABCI app: tx "k=v" sets k; the app hash is sha256 of the sorted state.
-
-
-class KVStoreApp:
-    """Persists on Commit only (one synced LevelDB batch), so a crash rolls back to the last Commit."""
-
-    def __init__(self, data_dir: str, delay_s: float = 0.0, vote_extensions_from: int = 0, crash_at: str = ""):
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        self.db = plyvel.DB(str(Path(data_dir) / "application.db"), create_if_missing=True)
-        self.delay_s = delay_s
-        self.vote_extensions_from = vote_extensions_from
-        self.height = int(self.db.get(b"meta:height", b"0"))
-        self.app_hash = self.db.get(b"meta:app_hash", b"")
-        self.staged: dict[bytes, bytes] = {}
-        self.calls: list[str] = []
-        self.seen_extensions: list[tuple[int, bytes, bytes]] = []
-        self.reject_next_proposals = 0
-        self.crash_at = crash_at
-
-    def _maybe_crash(self, point: str):
-        """SIGKILL this process at `point` (finalize_block, commit_before, commit_after) of the first block with txs."""
-        if self.crash_at == point and self.pending_txs:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def close(self):
-        self.db.close()
-
-    def _state(self) -> dict[bytes, bytes]:
-        state = {k[len(b"kv:"):]: v for k, v in self.db.iterator(prefix=b"kv:")}
-        state.update(self.staged)
-        return state
-
-    @staticmethod
-    def _parse(tx: bytes):
-        key, sep, value = tx.partition(b"=")
-        return (key, value) if sep and key and b"=" not in value else None
-
-    def info(self, request):
-        self.calls.append("info")
-        return abci_pb2.ResponseInfo(data="kvstore", version="1.0", app_version=1,
-                                     last_block_height=self.height, last_block_app_hash=self.app_hash)
-
-    def init_chain(self, request):
-        self.calls.append("init_chain")
-        self.init_request = request
-        response = abci_pb2.ResponseInitChain(app_hash=hashlib.sha256(request.app_state_bytes).digest())
-        if self.vote_extensions_from:
-            response.consensus_params.abci.vote_extensions_enable_height = self.vote_extensions_from
-        self.app_hash = response.app_hash
-        return response
-
-    def check_tx(self, request):
-        if self._parse(request.tx) is None:
-            return abci_pb2.ResponseCheckTx(code=1, log="tx must be key=value", codespace="kv")
-        if request.type == abci_pb2.RECHECK and self._parse(request.tx)[0] == b"stale":
-            return abci_pb2.ResponseCheckTx(code=3, log="stale")
-        return abci_pb2.ResponseCheckTx(code=0, gas_wanted=1)
-
-    def prepare_proposal(self, request):
-        self.calls.append("prepare_proposal")
-        for vote in request.local_last_commit.votes:
-            self.seen_extensions.append((request.height, vote.vote_extension, vote.extension_signature))
-        return abci_pb2.ResponsePrepareProposal(txs=request.txs)
-
-    def process_proposal(self, request):
-        self.calls.append("process_proposal")
-        if self.reject_next_proposals:
-            self.reject_next_proposals -= 1
-            return abci_pb2.ResponseProcessProposal(status=abci_pb2.ResponseProcessProposal.REJECT)
-        return abci_pb2.ResponseProcessProposal(status=abci_pb2.ResponseProcessProposal.ACCEPT)
-
-    def extend_vote(self, request):
-        self.calls.append("extend_vote")
-        return abci_pb2.ResponseExtendVote(vote_extension=b"heat:%d" % request.height)
-
-    def verify_vote_extension(self, request):
-        return abci_pb2.ResponseVerifyVoteExtension(status=abci_pb2.ResponseVerifyVoteExtension.ACCEPT)
-
-    def finalize_block(self, request):
-        self.calls.append("finalize_block")
-        self.staged = {}
-        results = []
-        for tx in request.txs:
-            key, value = self._parse(tx)
-            if key == b"fail":
-                results.append(abci_pb2.ExecTxResult(code=2, log="refused", codespace="kv"))
-                continue
-            self.staged[key] = value
-            results.append(abci_pb2.ExecTxResult(code=0, data=value, gas_wanted=1, gas_used=1, events=[
-                abci_pb2.Event(type="app", attributes=[
-                    abci_pb2.EventAttribute(key="key", value=key.decode(), index=True),
-                    abci_pb2.EventAttribute(key="size", value=str(len(value)), index=True),
-                    abci_pb2.EventAttribute(key="secret", value=value.decode(), index=False),
-                ])]))
-        time.sleep(self.delay_s)
-        self.pending_txs = len(request.txs)
-        self._maybe_crash("finalize_block")
-        self.pending_height = request.height
-        self.pending_hash = hashlib.sha256(b"".join(
-            k + b"=" + v + b";" for k, v in sorted(self._state().items()))).digest()
-        return abci_pb2.ResponseFinalizeBlock(
-            tx_results=results, app_hash=self.pending_hash,
-            events=[abci_pb2.Event(type="kvblock", attributes=[
-                abci_pb2.EventAttribute(key="height", value=str(request.height), index=True)])])
-
-    def commit(self, request):
-        self.calls.append("commit")
-        time.sleep(self.delay_s)
-        self._maybe_crash("commit_before")
-        with self.db.write_batch(transaction=True, sync=True) as batch:
-            for key, value in self.staged.items():
-                batch.put(b"kv:" + key, value)
-            batch.put(b"meta:height", str(self.pending_height).encode())
-            batch.put(b"meta:app_hash", self.pending_hash)
-        self._maybe_crash("commit_after")
-        self.height, self.app_hash, self.staged = self.pending_height, self.pending_hash, {}
-        return abci_pb2.ResponseCommit()
-
-    def query(self, request):
-        value = self.db.get(b"kv:" + request.data)
-        return abci_pb2.ResponseQuery(code=0 if value is not None else 1, key=request.data, value=value or b"",
-                                      height=self.height, log="" if value is not None else "does not exist")
-
-
-def make_home(home, app_state=None, genesis_time_ns=None, **genesis_args) -> privval.PrivValidatorKey:
-    home = Path(home)
-    key = privval.generate(home / "config" / "priv_validator_key.json")
-    doc = create_genesis_doc(CHAIN_ID, key, {"greeting": "hello"} if app_state is None else app_state,
-                             genesis_time_ns=genesis_time_ns, **genesis_args)
-    (home / "config" / "genesis.json").write_text(json.dumps(doc, indent=2))
-    return key
-
-
-def wait_for(predicate, timeout=10.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
+from tests.helpers import CHAIN_ID, REPO, KVStoreApp, close_chain, compute_free_port, make_home, open_chain, wait_for
 
 
 @pytest.fixture
 def home(tmp_path):
     make_home(tmp_path)
     return tmp_path
-
-
-def open_chain(home, **app_args):
-    app = KVStoreApp(str(Path(home) / "data"), **app_args)
-    return DevChain(home, app=app, block_time_ms=50), app
-
-
-def close_chain(chain, app):
-    chain.stop()
-    app.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,9 +321,7 @@ def test_query_language_parses_cometbft_syntax():
 # kill -9 of a dev chain subprocess while it commits; the next start repairs by replay.
 
 SUBPROCESS = """
-import sys
-sys.path.insert(0, {tests!r})
-from test_devchain import KVStoreApp
+from tests.helpers import KVStoreApp
 from node.devchain import run
 run({home!r}, "tcp://127.0.0.1:{port}", 40, app=KVStoreApp({data!r}, delay_s=0.01, crash_at={crash_at!r}))
 """
@@ -493,16 +335,8 @@ def _rpc(port, method, **params):
         return json.loads(response.read())
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_subprocess(home: Path, port: int, crash_at: str = "") -> subprocess.Popen:
-    code = SUBPROCESS.format(tests=str(REPO / "tests"), home=str(home), port=port, data=str(home / "data"),
-                             crash_at=crash_at)
+    code = SUBPROCESS.format(home=str(home), port=port, data=str(home / "data"), crash_at=crash_at)
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
 
@@ -535,7 +369,7 @@ def _read_heights(home: Path) -> tuple[int, int, bool, int]:
 
 @pytest.mark.parametrize("crash_at", ["finalize_block", "commit_before", "commit_after", "external"])
 def test_kill_9_while_committing_then_restart_replays(home, crash_at):
-    port = _free_port()
+    port = compute_free_port()
     process = _start_subprocess(home, port, crash_at)
     try:
         for i in range(3):
@@ -584,7 +418,7 @@ def test_kill_9_while_committing_then_restart_replays(home, crash_at):
 
 
 def test_sigterm_stops_cleanly_and_restart_continues(home):
-    port = _free_port()
+    port = compute_free_port()
     process = _start_subprocess(home, port)
     height = int(_rpc(port, "status")["result"]["sync_info"]["latest_block_height"])
     process.send_signal(signal.SIGTERM)

@@ -1,7 +1,6 @@
 import base64
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
@@ -79,10 +78,9 @@ from ibc.ics23 import (
     verify_non_existence,
     verify_non_membership,
 )
+from tests.helpers import require_vectors
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "ics23"
-if not VECTORS.is_dir():
-    pytest.skip(f"ics23 reference vectors not found at {VECTORS}", allow_module_level=True)
+VECTORS = require_vectors("ics23")  # the cases below are parametrized from its files
 
 SPECS = {"iavl": IAVL_SPEC, "tendermint": TENDERMINT_SPEC, "smt": SMT_SPEC}
 CASES = [

@@ -9,38 +9,30 @@ import pytest
 
 from chain import inference, market
 from chain.app import App
-from chain.errors import TxTooLargeError
+from chain.errors import NotFoundError, TxTooLargeError, UnauthorizedError
 from chain.genesis import encode_json
-from chain.state import GasMeter, GasParams, State, get_messages
 from chain.proto.maxwell.inference.v1 import inference_pb2, query_pb2, tx_pb2
-from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx
 from chain.proto.tendermint.abci import types_pb2 as abci
-import nacl.signing
-
-from chain.proto.tendermint.crypto import keys_pb2 as crypto_keys
-from tests.conftest import CHAIN_ID, DIGITS, GENESIS_TIME, make_account, make_app_state
-from tests.test_market import TEST_PARAMS, VALIDATOR_SEED, Chain, events, register
-from zk.instances import compute_dequantized, compute_quantized, decode_proof, encode_proof
+from tests.helpers import (
+    CHAIN_ID,
+    DIGITS,
+    GENESIS_TIME,
+    INFERENCE_GAS as GAS,
+    REWARD,
+    TEST_PARAMS,
+    InferenceChain,
+    code_of,
+    events,
+    make_account,
+    register,
+    request,
+    request_msg,
+    submit_msg,
+)
+from zk.instances import compute_dequantized, decode_proof, encode_proof
 from zk.models import compute_model
-from zk.prove import prove_circuit, prove_layers
 from zk.verify import ModelVerifier
-
-REWARD = 3000
-GAS = 600_000
-
-
-# --- proofs, once per module ----------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def proofs(manifest, samples, tmp_path_factory):
-    """Layer proofs of samples 0 and 1, and a whole-model proof of sample 0."""
-    pk_dir = tmp_path_factory.mktemp("pk")
-    return {
-        0: prove_layers(manifest, samples["inputs"][0], pk_dir),
-        1: prove_layers(manifest, samples["inputs"][1], pk_dir),
-        "whole": prove_circuit(manifest.circuits["model"], samples["inputs"][0], pk_dir),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -60,72 +52,19 @@ def compute_panic_model(digits: inference_pb2.Model, input_size: int) -> inferen
 
 # --- a chain to drive ---------------------------------------------------------------------------
 
-def inference_accounting(store) -> int:
-    requests = get_messages(State(store, GasMeter(), GasParams(), inference.STORE), inference_pb2.Request,
-                            inference.state_key(inference.REQUEST))
-    return sum(int(r.unplaced) for r in requests
-               if r.status == inference_pb2.STATUS_PENDING)
-
-
-class InferenceChain(Chain):
-    """The market's test chain; every block also checks the inference module's escrow."""
-
-    def __init__(self, path, accounts, inference_genesis: dict, task_deadline_blocks: int = 40):
-        self.app = App(str(path), verifier=ModelVerifier(str(path)))
-        self.accounts = accounts
-        genesis = make_app_state(accounts)
-        genesis["market"] = {"params": {**TEST_PARAMS, "models": ["digits", "panic", "whole"], "unbonding_blocks": "50",
-                                        "task_deadline_blocks": str(task_deadline_blocks)}}
-        genesis["inference"] = inference_genesis
-        self.validator = nacl.signing.SigningKey(VALIDATOR_SEED)
-        self.app.init_chain(abci.RequestInitChain(
-            time=GENESIS_TIME, chain_id=CHAIN_ID, initial_height=1, app_state_bytes=json.dumps(genesis).encode(),
-            validators=[abci.ValidatorUpdate(pub_key=crypto_keys.PublicKey(ed25519=bytes(self.validator.verify_key)),
-                                             power=10)],
-        ))
-        self.block([])
-
-    def block(self, txs, **fields):
-        response = super().block(txs, **fields)
-        assert self.balance(inference.ESCROW) == inference_accounting(self.app.store)
-        return response
-
-    def iquery(self, path: str, request):
-        response = self.app.query(abci.RequestQuery(path=f"/maxwell.inference.v1.Query/{path}",
-                                                    data=request.SerializeToString()))
-        assert response.code == 0, response.log
-        return getattr(query_pb2, type(request).__name__.removesuffix("Request") + "Response").FromString(response.value)
-
-    def snapshot(self) -> tuple:
-        market_rows = tuple(row for row in self.app.store.iterate(market.STORE) if row[0][0] != market.CLEARING)
-        return (market_rows, tuple(self.app.store.iterate(inference.STORE)),
-                self.balance(market.ESCROW), self.balance(market.STAKE), self.balance(inference.ESCROW),
-                tuple(self.balance(a) for a in self.accounts))
-
-
 @pytest.fixture
 def accounts():
     return [make_account(name, number) for number, name in enumerate(["alice", "bob", "carol", "dave"])]
 
 
 @pytest.fixture
-def chain(tmp_path, accounts, digits_model, proofs):
+def chain(tmp_path, accounts, digits_model, digits_proofs):
     built = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": accounts[0].bech32},
-        "models": [encode_json(digits_model), encode_json(compute_panic_model(digits_model, len(proofs[0][1].outputs)))],
+        "models": [encode_json(digits_model), encode_json(compute_panic_model(digits_model, len(digits_proofs[0][1].outputs)))],
     })
     yield built
     built.app.close()
-
-
-def request_msg(account, values, model="digits", reward=REWARD, deadline=None, chain=None) -> tx_pb2.MsgRequestInference:
-    return tx_pb2.MsgRequestInference(requester=account.bech32, model=model, input=list(compute_quantized(values, 13)),
-                                      reward=str(reward), deadline_height=deadline or chain.height + 30)
-
-
-def submit_msg(account, request_id: int, layer: int, proof) -> tx_pb2.MsgSubmitInference:
-    return tx_pb2.MsgSubmitInference(prover=account.bech32, request_id=request_id, layer=layer,
-                                     outputs=list(proof.outputs), proof=proof.proof)
 
 
 def fee(gas: int = GAS) -> int:
@@ -140,15 +79,9 @@ def start(chain, accounts, samples, sample=0, providers=((1, 100), (2, 200))) ->
     return request(chain, alice, samples["inputs"][sample])
 
 
-def request(chain, account, values, **fields) -> int:
-    response = chain.ok(account, request_msg(account, values, chain=chain, **fields), gas=GAS)
-    data = sdk_abci.TxMsgData.FromString(response.tx_results[0].data)
-    return tx_pb2.MsgRequestInferenceResponse.FromString(data.msg_responses[0].value).request_id
-
-
 # --- the whole flow ------------------------------------------------------------------------------
 
-def test_layers_proven_by_different_workers_complete_and_pay(chain, accounts, samples, proofs):
+def test_layers_proven_by_different_workers_complete_and_pay(chain, accounts, samples, digits_proofs):
     alice, bob, carol, _ = accounts
     request_id = start(chain, accounts, samples)
     alice_after_request = chain.balance(alice)
@@ -156,25 +89,25 @@ def test_layers_proven_by_different_workers_complete_and_pay(chain, accounts, sa
     assert chain.balance(inference.ESCROW) == 2000
 
     bob_before = chain.balance(bob)
-    response = chain.block([chain.sign(bob, submit_msg(bob, request_id, 0, proofs[0][0]), gas=GAS),
+    response = chain.block([chain.sign(bob, submit_msg(bob, request_id, 0, digits_proofs[0][0]), gas=GAS),
                             chain.sign(bob, market_tx.MsgUpdateProvider(
                                 provider=bob.bech32, models=["digits"], slots_per_block=2, ask_price="5000", zone="z1"),
                                 gas=GAS)])
     assert [r.code for r in response.tx_results] == [0, 0], [r.log for r in response.tx_results]
     verified, = events(response, "inference_verified")
     assert verified["layer"] == "0" and verified["prover"] == bob.bech32
-    assert int(verified["input_hash"], 16) == proofs[0][0].input_hash
-    assert int(verified["output_hash"], 16) == proofs[0][0].output_hash
+    assert int(verified["input_hash"], 16) == digits_proofs[0][0].input_hash
+    assert int(verified["output_hash"], 16) == digits_proofs[0][0].output_hash
     assert [t["provider"] for t in events(response, "task_assigned")] == [carol.bech32]
     price = int(events(response, "task_proven")[0]["price"])
     assert chain.balance(bob) == bob_before - 2 * fee() + price - price * 200 // 10_000
     layer0 = inference.get_model(chain.app.store, "digits").layers[0]
     assert response.tx_results[0].gas_used > inference.compute_verify_gas(inference.get_params(chain.app.store), layer0)
 
-    chain.ok(carol, submit_msg(carol, request_id, 1, proofs[0][1]), gas=GAS)
-    response = chain.ok(carol, submit_msg(carol, request_id, 2, proofs[0][2]), gas=GAS)
+    chain.ok(carol, submit_msg(carol, request_id, 1, digits_proofs[0][1]), gas=GAS)
+    response = chain.ok(carol, submit_msg(carol, request_id, 2, digits_proofs[0][2]), gas=GAS)
     completed, = events(response, "inference_completed")
-    outputs = list(proofs[0][2].outputs)
+    outputs = list(digits_proofs[0][2].outputs)
     assert int(completed["predicted_class"]) == outputs.index(max(outputs)) == samples["labels"][0]
 
     result = chain.iquery("Result", query_pb2.QueryResultRequest(request_id=request_id)).result
@@ -197,13 +130,13 @@ def with_instance(proof: bytes, index: int, value: int) -> bytes:
     return encode_proof(instances, parts.transcript)
 
 
-def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accounts, samples, proofs, digits_model):
+def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accounts, samples, digits_proofs, digits_model):
     alice, bob, _, dave = accounts
     request_id = start(chain, accounts, samples, providers=((1, 100),))
     twin = request(chain, alice, samples["inputs"][0])  # same input: a replay target
     chain.ok(dave, register(dave, models=("panic",), slots=1, ask=1, zone="zp"), gas=GAS)
-    panic_id = request(chain, alice, compute_dequantized(proofs[0][1].outputs, 13), model="panic", reward=10)
-    good, other, whole = proofs[0][0], proofs[1][0], proofs["whole"]
+    panic_id = request(chain, alice, compute_dequantized(digits_proofs[0][1].outputs, 13), model="panic", reward=10)
+    good, other, whole = digits_proofs[0][0], digits_proofs[1][0], digits_proofs["whole"]
     transcript_start = 3 + 2 * 32
     tampered_outputs = list(good.outputs)
     tampered_outputs[0] += 1
@@ -225,11 +158,11 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
         "tampered input instance": (sub(with_instance(good.proof, 0, other.input_hash)),
                                     inference.InputHashMismatchError),
         "outputs not hashing to the instance": (sub(outputs=tampered_outputs), inference.OutputMismatchError),
-        "layer 2 proof as layer 0": (sub(proofs[0][2].proof, proofs[0][2].outputs), inference.MalformedProofError),
-        "layer not yet open": (sub(proofs[0][1].proof, proofs[0][1].outputs, layer=1), inference.LayerNotReadyError),
+        "layer 2 proof as layer 0": (sub(digits_proofs[0][2].proof, digits_proofs[0][2].outputs), inference.MalformedProofError),
+        "layer not yet open": (sub(digits_proofs[0][1].proof, digits_proofs[0][1].outputs, layer=1), inference.LayerNotReadyError),
         "not the assigned provider": (sub(prover=dave), inference.NotAssignedError),
         "unknown request": (sub(rid=999), inference.RequestNotFoundError),
-        "panic-triggering settings": (sub(proofs[0][2].proof, proofs[0][2].outputs, rid=panic_id, prover=dave),
+        "panic-triggering settings": (sub(digits_proofs[0][2].proof, digits_proofs[0][2].outputs, rid=panic_id, prover=dave),
                                       inference.InvalidProofError),
         "unregistered model": ((alice, request_msg(alice, samples["inputs"][0], model="gpt", chain=chain)),
                                inference.UnregisteredModelError),
@@ -242,9 +175,9 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
         payer = accounts.index(signer)
         check = chain.app.check_tx(abci.RequestCheckTx(tx=chain.sign(signer, message, gas=GAS)))
         signer.sequence -= 1
-        assert (check.code, check.codespace) == (error.code, error.codespace), (name, check.log)
+        assert code_of(check) == code_of(error), (name, check.log)
         result, _ = chain.run(signer, message, gas=GAS)
-        assert (result.code, result.codespace) == (error.code, error.codespace), (name, result.log)
+        assert code_of(result) == code_of(error), (name, result.log)
         after = chain.snapshot()
         balances = list(before[5])
         balances[payer] -= 0 if name in ("oversized", "larger than a tx") else fee()  # refused before the ante
@@ -254,12 +187,12 @@ def test_bad_submissions_change_nothing_and_the_node_keeps_running(chain, accoun
     chain.ok(bob, submit_msg(bob, request_id, 0, good), gas=GAS)
     prover, replay = sub(rid=twin)
     result, _ = chain.run(prover, replay, gas=GAS)
-    assert (result.code, result.codespace) == (inference.ProofReplayedError.code, "inference"), result.log
+    assert code_of(result) == code_of(inference.ProofReplayedError), result.log
     result, _ = chain.run(bob, submit_msg(bob, request_id, 0, good), gas=GAS)
-    assert result.code == inference.LayerAlreadyProvenError.code, result.log
+    assert code_of(result) == code_of(inference.LayerAlreadyProvenError), result.log
 
 
-def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, samples, proofs, digits_model, tmp_path):
+def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, samples, digits_proofs, digits_model, tmp_path):
     alice, bob, *_ = accounts
     chain = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": alice.bech32}, "models": [encode_json(digits_model)]}, task_deadline_blocks=5)
@@ -272,8 +205,8 @@ def test_late_submission_is_refused_and_expiry_refunds_the_requester(accounts, s
         chain.block([])
     status = chain.iquery("Request", query_pb2.QueryRequestRequest(request_id=request_id)).request.status
     assert status == inference_pb2.STATUS_EXPIRED
-    result, _ = chain.run(bob, submit_msg(bob, request_id, 0, proofs[0][0]), gas=GAS)
-    assert result.code == inference.DeadlinePassedError.code, result.log
+    result, _ = chain.run(bob, submit_msg(bob, request_id, 0, digits_proofs[0][0]), gas=GAS)
+    assert code_of(result) == code_of(inference.DeadlinePassedError), result.log
     for _ in range(6):  # the market slashes bob's missed task and refunds its escrow
         chain.block([])
     assert chain.balance(inference.ESCROW) == 0 and chain.balance(market.ESCROW) == 0
@@ -287,24 +220,24 @@ def test_only_the_authority_registers_models_and_queries_list_them(chain, accoun
     whole.CopyFrom(digits_model)
     whole.name = "whole"
     result, _ = chain.run(bob, tx_pb2.MsgRegisterModel(authority=bob.bech32, model=whole), gas=3_000_000)
-    assert result.code == 4 and result.codespace == "sdk"
+    assert code_of(result) == code_of(UnauthorizedError)
     result, _ = chain.run(alice, tx_pb2.MsgRegisterModel(authority=alice.bech32, model=digits_model), gas=3_000_000)
-    assert result.code == inference.ModelExistsError.code
+    assert code_of(result) == code_of(inference.ModelExistsError)
     broken = inference_pb2.Model()
     broken.CopyFrom(whole)
     broken.layers[0].settings = "{}"
     result, _ = chain.run(alice, tx_pb2.MsgRegisterModel(authority=alice.bech32, model=broken), gas=3_000_000)
-    assert result.code == inference.InvalidModelError.code
+    assert code_of(result) == code_of(inference.InvalidModelError)
     chain.ok(alice, tx_pb2.MsgRegisterModel(authority=alice.bech32, model=whole), gas=3_000_000)
     names = [m.name for m in chain.iquery("Models", query_pb2.QueryModelsRequest()).models]
     assert sorted(names) == ["digits", "panic", "whole"]
     assert chain.iquery("Model", query_pb2.QueryModelRequest(name="whole")).model == whole
     missing = chain.app.query(abci.RequestQuery(path="/maxwell.inference.v1.Query/Model",
                                                 data=query_pb2.QueryModelRequest(name="gpt").SerializeToString()))
-    assert missing.code != 0
+    assert code_of(missing) == code_of(NotFoundError)
 
 
-def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, proofs, digits_model, tmp_path):
+def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, digits_proofs, digits_model, tmp_path):
     alice, bob, *_ = accounts
     chain = InferenceChain(tmp_path / "data", accounts, {
         "params": {"authority": alice.bech32, "max_proofs_per_block": "1"},
@@ -313,10 +246,10 @@ def test_proof_budget_bounds_a_block_and_genesis_round_trips(accounts, samples, 
     try:
         first = start(chain, accounts, samples, providers=((1, 100),))
         second = request(chain, alice, samples["inputs"][1])
-        response = chain.block([chain.sign(bob, submit_msg(bob, first, 0, proofs[0][0]), gas=GAS),
-                                chain.sign(bob, submit_msg(bob, second, 0, proofs[1][0]), gas=GAS)])
-        assert [r.code for r in response.tx_results] == [0, inference.ProofBudgetExceededError.code]
-        chain.ok(bob, submit_msg(bob, second, 0, proofs[1][0]), gas=GAS)
+        response = chain.block([chain.sign(bob, submit_msg(bob, first, 0, digits_proofs[0][0]), gas=GAS),
+                                chain.sign(bob, submit_msg(bob, second, 0, digits_proofs[1][0]), gas=GAS)])
+        assert [code_of(r) for r in response.tx_results] == [(0, ""), code_of(inference.ProofBudgetExceededError)]
+        chain.ok(bob, submit_msg(bob, second, 0, digits_proofs[1][0]), gas=GAS)
         exported = chain.app.export_genesis()
     finally:
         chain.app.close()

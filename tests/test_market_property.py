@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from chain import market
 from chain.proto.maxwell.market.v1 import tx_pb2
-from tests.conftest import make_account
-from tests.test_market import Chain, events, order_id
+from tests.helpers import Chain, events, make_account, order_id
 
 MODELS = ["digits", "tiny"]
 WORKS = ["process", "inference/digits", "inference/tiny"]

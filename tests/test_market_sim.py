@@ -9,8 +9,7 @@ stay at 40 °C; every other provider stays at 40 °C. Demand is 60 slots a block
 
 from chain import heat
 from chain.proto.maxwell.market.v1 import tx_pb2
-from tests.conftest import make_account
-from tests.test_market import Chain, events
+from tests.helpers import Chain, events, make_account
 
 ZONES = 5
 PER_ZONE = 10

@@ -8,11 +8,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import aiohttp
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chain.proto.tendermint.crypto import keys_pb2
@@ -21,9 +20,19 @@ from chain.proto.tendermint.version import types_pb2 as version_pb2
 from ibc.tendermint import compute_header_hash, compute_tx_hash, compute_validator_set_hash, compute_vote_sign_bytes
 from node import cometbft_json, privval, rpc, txindex
 from node.devchain import DevChain
-from tests.test_devchain import CHAIN_ID, KVStoreApp, close_chain, make_home, open_chain, wait_for
+from tests.helpers import (
+    CHAIN_ID,
+    KVStoreApp,
+    close_chain,
+    make_account,
+    make_app_state,
+    make_home,
+    open_chain,
+    require_vectors,
+    send,
+    wait_for,
+)
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
 HEX = re.compile(r"[0-9A-F]*")
 INT_STRING = re.compile(r"-?[0-9]+")
 RFC3339_NANO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
@@ -117,10 +126,7 @@ def decode_header_json(header: dict) -> types_pb2.Header:
 
 
 def test_header_json_matches_a_real_cometbft_header():
-    vector = VECTORS / "cometbft" / "header_with_known_hash.json"
-    if not vector.exists():
-        pytest.skip(f"reference vectors not found at {vector.parent}")
-    header = json.loads(vector.read_text())
+    header = json.loads(require_vectors("cometbft/header_with_known_hash.json").read_text())
     # The vector spells the part set header as in protobuf JSON; CometBFT's RPC calls it "parts".
     header["last_block_id"]["parts"] = header["last_block_id"].pop("part_set_header")
     encoded = cometbft_json.encode_header(decode_header_json(header))
@@ -193,7 +199,8 @@ def test_first_block_has_the_empty_last_commit_shape(node):
 def test_broadcast_then_find_by_tx_and_tx_search(node):
     sync = result(node, "broadcast_tx_sync", tx=b64(b"fruit=apple"))
     tx_hash = compute_tx_hash(b"fruit=apple").hex().upper()
-    assert sync == {"code": 0, "data": "", "log": "", "codespace": "", "hash": tx_hash}
+    data = len(b"fruit=apple").to_bytes(8, "big").hex().upper()  # what the app's CheckTx answers, in hex
+    assert sync == {"code": 0, "data": data, "log": "", "codespace": "", "hash": tx_hash}
     rejected = result(node, "broadcast_tx_sync", tx=b64(b"no equals sign"))
     assert (rejected["code"], rejected["log"], rejected["codespace"]) == (1, "tx must be key=value", "kv")
 
@@ -429,8 +436,6 @@ def test_batches_notifications_and_get_conventions(node):
 
 def test_real_app_transfer_through_rpc(tmp_path):
     """The lead's App behind the dev chain: a signed MsgSend found by its transfer event."""
-    from tests.conftest import make_account, make_app_state, send
-
     accounts = [make_account(name, number) for number, name in enumerate(["alice", "bob"])]
     make_home(tmp_path, app_state=make_app_state(accounts))
     chain = DevChain(tmp_path, block_time_ms=100)
@@ -461,6 +466,17 @@ JSON_VALUES = st.recursive(
     max_leaves=10)
 
 
+PARAM_TYPES = {"int": int, "bool": bool, "string": str, "bytes": bytes, "hexbytes": bytes}
+
+
+def assert_params_of_their_kind(spec, args: dict) -> None:
+    """What a handler gets: each param absent (None) or of its kind's type, an int within int64."""
+    for param in spec:
+        value = args.get(param.name)
+        assert value is None or type(value) is PARAM_TYPES[param.kind], (param, value)
+        assert param.kind != "int" or value is None or rpc.INT64_MIN <= value <= rpc.INT64_MAX
+
+
 @settings(max_examples=300, deadline=None)
 @given(method=st.sampled_from(sorted(rpc.ROUTES)), params=JSON_VALUES)
 def test_any_json_params_decode_or_give_invalid_params(method, params):
@@ -469,16 +485,29 @@ def test_any_json_params_decode_or_give_invalid_params(method, params):
     except rpc.InvalidParams:
         return
     assert set(args) <= {p.name for p in rpc.ROUTES[method]}
+    assert_params_of_their_kind(rpc.ROUTES[method], args)
 
 
 @settings(max_examples=300, deadline=None)
-@given(method=st.sampled_from(sorted(rpc.ROUTES)), value=st.text(max_size=30))
+@given(method=st.sampled_from(sorted(rpc.ROUTES)), value=st.text(max_size=30) | st.integers().map(str))
+@example(method="block", value="5")
+@example(method="block", value=str(2**63))
+@example(method="tx", value="0x0AFF")
+@example(method="abci_query", value='"quoted"')
 def test_any_uri_arg_decodes_or_gives_invalid_params(method, value):
     spec = rpc.ROUTES[method]
     try:
-        rpc.decode_uri_params(spec, {p.name: value for p in spec})
-    except rpc.InvalidParams:
-        pass
+        args = rpc.decode_uri_params(spec, {p.name: value for p in spec})
+    except rpc.InvalidParams as error:
+        assert str(error).split(":")[0] in {p.name for p in spec}, str(error)  # the error names the bad param
+        return
+    assert list(args) == [p.name for p in spec]
+    assert_params_of_their_kind(spec, args)
+    for param in spec:
+        if value == "":
+            assert args[param.name] is None
+        elif param.kind == "int" and INT_STRING.fullmatch(value):
+            assert args[param.name] == int(value)  # GET /block?height=5
 
 
 @settings(max_examples=500, deadline=None)

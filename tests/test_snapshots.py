@@ -10,7 +10,7 @@ from chain.app import App
 from chain.proto.tendermint.abci import types_pb2 as abci
 from node import snapshots as snapshot_module
 from node.snapshots import Snapshots, encode_record
-from tests.conftest import finalize, init_app, make_account, send
+from tests.helpers import finalize, init_app, make_account, send
 
 OFFER = abci.ResponseOfferSnapshot
 APPLY = abci.ResponseApplySnapshotChunk

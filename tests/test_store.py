@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import plyvel
 import pytest
@@ -34,9 +33,8 @@ from chain.store import (
     state_key,
 )
 from ibc import ics23
+from tests.helpers import REPO, require_vectors
 
-REPO = Path(__file__).resolve().parents[1]
-VECTORS = REPO.parent / "shared" / "vectors" / "ics23" / "smt"
 STORES = ("bank", "market", "ibc")
 CHAINED_SPECS = [ics23.SMT_SPEC, ics23.TENDERMINT_SPEC]
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -375,10 +373,7 @@ def test_proofs_survive_deep_shared_prefixes(store):
 
 @pytest.mark.parametrize("name", ["exist_left", "exist_middle", "exist_right"])
 def test_leaf_and_inner_hashing_match_the_ics23_smt_vectors(name):
-    path = VECTORS / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"reference vector {path} is absent")
-    vector = json.loads(path.read_text())
+    vector = json.loads(require_vectors(f"ics23/smt/{name}.json").read_text())
     proof = ics23.decode_commitment_proof(bytes.fromhex(vector["proof"])).exist
     assert proof.leaf == smt.LEAF_OP
     key, value = bytes.fromhex(vector["key"]), bytes.fromhex(vector["value"])

@@ -3,7 +3,6 @@
 import base64
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from nacl.exceptions import BadSignatureError
@@ -14,18 +13,11 @@ from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import params_pb2, types_pb2, validator_pb2
 from ibc import tendermint
+from tests.helpers import require_vectors
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors"
-LIGHTCLIENT_FILES = sorted((VECTORS / "lightclient").glob("*.json"))
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 # Go's zero time.Time (0001-01-01T00:00:00Z) as Unix seconds.
 GO_ZERO_TIME_SECONDS = -62135596800
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference vectors not found at {path}")
-    return path
 
 
 def _header_from_json(d: dict) -> types_pb2.Header:
@@ -76,10 +68,10 @@ def _validators_from_json(d: dict) -> list[validator_pb2.Validator]:
 
 def _light_blocks() -> list[dict]:
     """Every (signed_header, validator_set, next_validator_set) in the light-client vectors."""
-    if not LIGHTCLIENT_FILES:
-        pytest.skip(f"light-client vectors not found in {VECTORS / 'lightclient'}")
+    files = sorted(require_vectors("lightclient").glob("*.json"))
+    assert files, "the light-client vectors folder has no vectors"
     blocks = []
-    for path in LIGHTCLIENT_FILES:
+    for path in files:
         data = json.loads(path.read_text())
         blocks.extend(step["block"] for step in data["input"])
     return blocks
@@ -101,7 +93,7 @@ def test_merkle_root_matches_go_vectors():
 
 def test_known_header_hash():
     # tendermint-rs block/header.rs header_hashing: a real CometBFT header and its block hash.
-    d = json.loads(_require(VECTORS / "cometbft" / "header_with_known_hash.json").read_text())
+    d = json.loads(require_vectors("cometbft/header_with_known_hash.json").read_text())
     header = _header_from_json(d)
     assert tendermint.compute_header_hash(header).hex().upper() == (
         "F30A71F2409FB15AACAEDB6CC122DFA2525BEE9CAE521721B06BFDCA291B8D56")
@@ -231,7 +223,7 @@ def test_vote_extension_sign_bytes():
 
 def test_default_consensus_params_hash_matches_real_header():
     # The known header's chain ran CometBFT's defaults: block max_bytes 22020096, max_gas -1.
-    d = json.loads(_require(VECTORS / "cometbft" / "header_with_known_hash.json").read_text())
+    d = json.loads(require_vectors("cometbft/header_with_known_hash.json").read_text())
     params = params_pb2.ConsensusParams(block=params_pb2.BlockParams(max_bytes=22020096, max_gas=-1))
     assert tendermint.compute_consensus_params_hash(params).hex().upper() == d["consensus_hash"]
 

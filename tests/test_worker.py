@@ -14,10 +14,8 @@ import node.main  # noqa: F401 - mounts the market, inference and worker command
 from chain import heat
 from chain.tx import TxParams, compute_required_fee
 from node import keyring, worker
-from tests.test_cli import MNEMONIC, assert_one_line_error, invoke, start_dev_chain, stop_dev_chain
+from tests.helpers import CIRCUITS, MNEMONIC, assert_one_line_error, invoke, start_dev_chain, stop_dev_chain
 
-REPO = Path(__file__).resolve().parents[1]
-CIRCUITS = REPO / "circuits"
 GENESIS_AMOUNT = 10**12
 ASK = 100
 WAIT_SECONDS = 90
@@ -63,6 +61,15 @@ def chain(tmp_path_factory):
     process, url = start_dev_chain(home)
     yield {"home": home, "url": url, "addresses": addresses}
     stop_dev_chain(process)
+
+
+@pytest.fixture(scope="module")
+def dave(chain):
+    """dave offers process slots in carol's zone, registered with the CLI: what the market tests trade against."""
+    registered = cli_tx(chain, "tx", "market", "register-provider", "dave",
+                        "--ask", f"{ASK}ujoule", "--zone", "rack1", "--stake", "1000000ujoule")
+    assert registered.exit_code == 0, registered.stderr
+    return chain["addresses"]["dave"]
 
 
 def cli(chain, *args):
@@ -125,7 +132,7 @@ def get_provider(chain, address: str) -> dict | None:
 
 # --- provider, heat and the market CLI -------------------------------------------------------------
 
-def test_worker_registers_and_its_heat_moves_its_effective_ask(chain):
+def test_worker_registers_and_its_heat_moves_its_effective_ask(chain, dave):
     carol = chain["addresses"]["carol"]
     sensor = Thermometer(80_000)
     running = RunningWorker(make_config(chain, "carol", sensor))
@@ -137,10 +144,6 @@ def test_worker_registers_and_its_heat_moves_its_effective_ask(chain):
 
         # carol cools down while dave, in the same zone, runs hot: carol gets the zone discount
         sensor.millicelsius = 30_000
-        dave = chain["addresses"]["dave"]
-        registered = cli_tx(chain, "tx", "market", "register-provider", "dave",
-                            "--ask", f"{ASK}ujoule", "--zone", "rack1", "--stake", "1000000ujoule")
-        assert registered.exit_code == 0, registered.stderr
         for _ in range(3):
             reported = cli_tx(chain, "tx", "market", "report-heat", "dave", "--celsius", "85")
             assert reported.exit_code == 0, reported.stderr
@@ -157,7 +160,7 @@ def test_worker_registers_and_its_heat_moves_its_effective_ask(chain):
     assert state["height"] > 0
 
 
-def test_market_book_bid_cancel_and_clearing(chain):
+def test_market_book_bid_cancel_and_clearing(chain, dave):
     bid = cli_tx(chain, "tx", "market", "bid", "alice", "process", "1ujoule", "--slots", "2", "-o", "json")
     assert bid.exit_code == 0, bid.stderr
     order = json.loads(bid.stdout)["order"]
@@ -174,20 +177,19 @@ def test_market_book_bid_cancel_and_clearing(chain):
     again = cli_tx(chain, "tx", "market", "cancel", "alice", order)
     assert_one_line_error(again, f"order {order} does not exist")
 
-    # a bid at the ask clears against the registered providers
+    # a bid at the ask clears against the registered providers, at its block or later
     filled = cli_tx(chain, "tx", "market", "bid", "alice", "process", "1000ujoule", "-o", "json")
     assert filled.exit_code == 0, filled.stderr
     height = int(json.loads(filled.stdout)["height"])
-    clearing = wait_until(lambda: [c for c in cli_json(chain, "market", "clearing") if c["work"] == "process"],
-                          "a process clearing")
+    clearing = wait_until(lambda: [c for c in cli_json(chain, "market", "clearing")
+                                   if c["work"] == "process" and int(c["height"]) >= height], "the bid's clearing")
     assert int(clearing[0]["price"]) >= 1 and clearing[0]["matched_slots"] == "1"
-    assert int(clearing[0]["height"]) >= height
     history = cli_json(chain, "market", "clearing", str(height - 1), "--work", "process")
     assert all(int(c["height"]) < height for c in history)
     assert "matched slots" in cli(chain, "market", "clearing").stdout
 
 
-def test_process_start_write_delete_top_up(chain):
+def test_process_start_write_delete_top_up(chain, dave):
     started = cli_tx(chain, "tx", "process", "start", "alice", "1000ujoule", "100000ujoule", "-o", "json")
     assert started.exit_code == 0, started.stderr
     process_id = json.loads(started.stdout)["process"]
@@ -224,17 +226,12 @@ def test_bad_market_input_is_one_line(chain, args, fragments):
 
 # --- inference end to end ------------------------------------------------------------------------
 
-def get_digits_sample() -> tuple[list[float], int]:
-    test = json.loads((CIRCUITS / "digits" / "test.json").read_text())
-    return test["inputs"][0], test["labels"][0]
-
-
 def get_balance(chain, address: str) -> int:
     return int(cli_json(chain, "query", "balance", address)["amount"])
 
 
-def test_request_goes_to_a_verified_class_and_survives_a_worker_restart(chain, tmp_path):
-    values, label = get_digits_sample()
+def test_request_goes_to_a_verified_class_and_survives_a_worker_restart(chain, samples, tmp_path):
+    values, label = samples["inputs"][0], samples["labels"][0]
     sample = tmp_path / "sample.json"
     sample.write_text(json.dumps({"input": values}))
     worker_address = chain["addresses"]["carol"]

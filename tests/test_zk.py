@@ -33,26 +33,21 @@ from zk.prove import (
     ToleranceExceeded,
     get_proving_key,
     prove_circuit,
-    prove_layers,
     run_onnx,
 )
 from zk.verify import MAX_PROOF_BYTES, Verifier
 
 
-
 @pytest.fixture(scope="module")
-def pk_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("pk")
-
-
-@pytest.fixture(scope="module")
-def layer_proofs(manifest, samples, pk_dir):
-    return prove_layers(manifest, samples["inputs"][0], pk_dir)
+def layer_proofs(digits_proofs):
+    """The layer proofs of sample 0."""
+    return digits_proofs[0]
 
 
 @pytest.fixture(scope="module")
-def whole_proof(manifest, samples, pk_dir):
-    return prove_circuit(manifest.circuits["model"], samples["inputs"][0], pk_dir)
+def whole_proof(digits_proofs):
+    """The whole-model proof of sample 0."""
+    return digits_proofs["whole"]
 
 
 @pytest.fixture(scope="module")

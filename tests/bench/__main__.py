@@ -23,7 +23,7 @@ from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.store import Store
 from ibc import ics23
 from node.sighelper import SignatureHelper
-from tests.conftest import CHAIN_ID, finalize, make_account, make_app_state, send
+from tests.helpers import CHAIN_ID, finalize, make_account, make_app_state, send
 
 ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", 100_000))
 BLOCK_SIZES = (1_000, 10_000)

@@ -9,9 +9,7 @@ import ezkl
 
 from chain.genesis import encode_json
 from chain.proto.tendermint.abci import types_pb2 as abci
-from tests.conftest import make_account
-from tests.test_inference import DIGITS, GAS, InferenceChain, request, submit_msg
-from tests.test_market import register
+from tests.helpers import DIGITS, INFERENCE_GAS as GAS, InferenceChain, make_account, register, request, submit_msg
 from zk.artifacts import load_manifest
 from zk.instances import decode_proof, felt_to_hex
 from zk.models import compute_model

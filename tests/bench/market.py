@@ -15,7 +15,7 @@ from chain.app import GENESIS, STORES
 from chain.proto.maxwell.market.v1 import tx_pb2
 from chain.state import Context, GasMeter, GasParams, State
 from chain.store import Branch, Store
-from tests.conftest import CHAIN_ID, make_account
+from tests.helpers import CHAIN_ID, make_account
 
 BOOK_SIZES = (1_000, 10_000, 100_000)
 PROVIDERS = 10
