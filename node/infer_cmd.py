@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 from google.protobuf import json_format
 
-from chain import heat, market
+from chain import heat, inference, market
 from chain.coins import DENOM, parse_coin_string
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
@@ -397,8 +397,13 @@ def infer_request(
     try:
         scale = int(json.loads(layer0.settings)["model_input_scales"][0])
         quantized = compute_quantized(values, scale)
-    except (ValueError, KeyError, IndexError, TypeError, InstanceError) as error:
+        bound = inference.load_settings(layer0.settings)["input_bound"]
+    except (ValueError, KeyError, IndexError, TypeError, InstanceError, inference.InvalidModelError) as error:
         raise CliError(f"cannot quantize the input for model {model!r}: {error}") from None
+    for index, (value, q) in enumerate(zip(values, quantized)):
+        if not -bound < q < bound:
+            raise CliError(f"input {index} is {value:g}: model {model!r} takes values of magnitude below "
+                           f"{bound / 2 ** scale:g} (its circuit's range at input scale {scale})")
     deadline = signer.rpc.status().latest_block_height + 1 + deadline_blocks
     message = inference_tx_pb2.MsgRequestInference(requester=signer.address, model=model, input=quantized,
                                                     reward=str(amount), deadline_height=deadline)

@@ -27,6 +27,7 @@ from tests.helpers import (
     code_of,
     compute_market_accounting,
     events,
+    inference_task_bids,
     make_account,
     order_id,
     register,
@@ -48,6 +49,13 @@ def process_id(result: abci.ExecTxResult) -> int:
 @pytest.fixture
 def people():
     return [make_account(name, number) for number, name in enumerate(["alice", "bob", "carol", "dave", "erin"])]
+
+
+@pytest.fixture(autouse=True)
+def task_bids():
+    """This file tests the market's task rules: its bids place inference tasks as the inference module would."""
+    with inference_task_bids():
+        yield
 
 
 @pytest.fixture

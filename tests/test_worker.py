@@ -224,6 +224,14 @@ def test_bad_market_input_is_one_line(chain, args, fragments):
     assert_one_line_error(cli_tx(chain, *args) if args[0] == "tx" else cli(chain, *args), *fragments)
 
 
+def test_an_input_outside_the_circuits_range_is_one_line(chain, tmp_path):
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"input": [1e30] + [0.0] * 63}))
+    result = cli_tx(chain, "infer", "request", "--from", "alice", "--model", "digits", "--input", huge,
+                    "--reward", "3000ujoule")
+    assert_one_line_error(result, "input 0 is 1e+30", "magnitude below 16384")
+
+
 # --- inference end to end ------------------------------------------------------------------------
 
 def get_balance(chain, address: str) -> int:
