@@ -429,15 +429,18 @@ def query_inference(
         "proven_layers": f"{len(result.layers)}/{len(model.layers)}",
         "predicted_class": str(result.predicted_class) if result.outputs else None,
         "outputs": [round(v, 4) for v in compute_dequantized(result.outputs, scale)],
-        "layers": [{"layer": r.layer, "prover": r.prover, "height": str(r.height), "output_hash": r.output_hash}
-                   for r in result.layers],
+        "paid": f"{request.paid or 0}{DENOM}",
+        "refunded": f"{int(request.reward) - int(request.paid or 0)}{DENOM}" if request.ended_height else None,
+        "ended": f"at height {request.ended_height}: {request.end_reason}" if request.ended_height else None,
+        "layers": [{"layer": r.layer, "prover": r.prover, "height": str(r.height), "price": f"{r.price}{DENOM}",
+                    "output_hash": r.output_hash} for r in result.layers],
     }
     if output == OutputFormat.json:
         cli.show(output, record)
         return
     cli.show(output, {k: v for k, v in record.items() if k != "layers"})
-    cli.show_table("proven layers", ["layer", "prover", "height"],
-                   [[str(r["layer"]), r["prover"], r["height"]] for r in record["layers"]])
+    cli.show_table("proven layers", ["layer", "prover", "height", "paid"],
+                   [[str(r["layer"]), r["prover"], r["height"], r["price"]] for r in record["layers"]])
 
 
 # --- worker ------------------------------------------------------------------------------------

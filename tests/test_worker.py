@@ -263,6 +263,8 @@ def test_request_goes_to_a_verified_class_and_survives_a_worker_restart(chain, s
         running.stop()
     assert done["predicted_class"] == str(label)
     assert [layer["prover"] for layer in done["layers"]] == [worker_address] * 3
+    paid = sum(int(layer["price"].removesuffix("ujoule")) for layer in done["layers"])
+    assert done["paid"] == f"{paid}ujoule" and done["ended"].endswith(f"complete: class {label}")
     assert get_balance(chain, worker_address) > before - 3 * compute_required_fee(worker.SUBMIT_GAS, TxParams())
 
     state = json.loads((chain["home"] / "carol" / "worker" / "state.json").read_text())
