@@ -11,7 +11,7 @@ TOOLS := .tools
 COMETBFT_VERSION := v0.38.26
 COMETBFT := $(TOOLS)/cometbft-$(COMETBFT_VERSION)/cometbft
 
-.PHONY: dev dev-init test bench proto tools localnet
+.PHONY: dev dev-init test test-network bench proto tools localnet
 
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,7 +36,11 @@ dev-init: $(STAMP)
 	$(MAXWELL) genesis add-account worker 1000000000000ujoule --keyring-backend test --home $(DEV_HOME)
 
 test: $(STAMP) $(NODE_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/network
+
+# the CometBFT localnet: crashes, halts, state sync (a few minutes)
+test-network: $(STAMP) $(NODE_STAMP) tools
+	$(PY) -m pytest -q tests/network
 
 bench: $(STAMP)
 	$(PY) -m tests.bench

@@ -5,6 +5,8 @@ Used by `localnet/run` (which runs one until Ctrl-C) and by the network tests (w
 restart its processes).
 """
 
+import base64
+import hashlib
 import json
 import os
 import signal
@@ -15,6 +17,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from node.testnet import process_full_node_home
 
 REPO = Path(__file__).resolve().parents[1]
 MAXWELL = Path(sys.executable).with_name("maxwell")
@@ -53,6 +57,12 @@ class Node:
         return int(self.get("/status")["sync_info"]["latest_block_height"])
 
 
+def get_node_id(home: Path) -> str:
+    """CometBFT's id of a node: hex of the first 20 bytes of sha256 of its node key's public half."""
+    key = json.loads((home / "config" / "node_key.json").read_text())["priv_key"]["value"]
+    return hashlib.sha256(base64.b64decode(key)[32:]).digest()[:20].hex()
+
+
 def is_listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
@@ -75,15 +85,17 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
 
 class Localnet:
     def __init__(self, directory: Path, validators: int = 4, chain_id: str = "maxwell-local-1",
-                 timeout_commit: str = "500ms", extra_init: tuple[str, ...] = ()):
+                 timeout_commit: str = "500ms", app_args: tuple[str, ...] = ()):
+        """`app_args` go to every node's `maxwell start` (e.g. --snapshot-interval 10)."""
         self.directory = Path(directory)
         self.chain_id = chain_id
+        self.timeout_commit = timeout_commit
         if not COMETBFT.is_file():
             raise LocalnetError(f"{COMETBFT} is missing: run `make tools`")
         subprocess.run([str(MAXWELL), "testnet", "init-files", "--validators", str(validators), "--output-dir",
-                        str(self.directory), "--chain-id", chain_id, "--timeout-commit", timeout_commit, *extra_init],
+                        str(self.directory), "--chain-id", chain_id, "--timeout-commit", timeout_commit],
                        check=True, capture_output=True, text=True)
-        self.nodes = [Node(i, self.directory / f"node{i}") for i in range(validators)]
+        self.nodes = [Node(i, self.directory / f"node{i}", app_args=list(app_args)) for i in range(validators)]
         self.keys = json.loads((self.directory / "keys.json").read_text())
 
     def start(self) -> None:
@@ -93,6 +105,22 @@ class Localnet:
             self.start_cometbft(node)
         for node in self.nodes:
             wait_until(lambda node=node: node.get_height() >= 1, START_TIMEOUT_SECONDS, f"node {node.index}'s first block")
+
+    def add_full_node(self, statesync: bool = False) -> Node:
+        """A new node that follows the network without validating; with `statesync` it starts from a
+        snapshot the validators serve (trusting the latest block of node 0) instead of replaying the chain."""
+        index = len(self.nodes)
+        peers = [f"{get_node_id(n.home)}@127.0.0.1:{P2P_PORT + PORT_STEP * n.index}" for n in self.nodes]
+        trust = None
+        if statesync:
+            block = self.nodes[0].get("/block")
+            trust = {"rpc_servers": f"{self.nodes[0].rpc},{self.nodes[1].rpc}",
+                     "trust_height": block["block"]["header"]["height"], "trust_hash": block["block_id"]["hash"]}
+        process_full_node_home(self.directory, index, self.nodes[0].home / "config" / "genesis.json", peers,
+                               self.timeout_commit, trust)
+        node = Node(index, self.directory / f"node{index}")
+        self.nodes.append(node)
+        return node
 
     def start_app(self, node: Node) -> None:
         log = open(node.home / "app.log", "ab")

@@ -66,8 +66,8 @@ def compute_node_key() -> tuple[dict, str]:
     return document, hashlib.sha256(public).digest()[:20].hex()
 
 
-def compute_config_toml(node: NodeHome, peers: list[str], timeout_commit: str) -> str:
-    """What differs from CometBFT's defaults; it fills in the rest."""
+def compute_config_toml(node: NodeHome, peers: list[str], timeout_commit: str, statesync: str = "") -> str:
+    """What differs from CometBFT's defaults; it fills in the rest. `statesync` is a [statesync] section."""
     return f"""# A maxwell localnet node (maxwell testnet init-files); CometBFT's defaults fill the rest.
 proxy_app = "{node.abci}"
 moniker = "node{node.index}"
@@ -87,7 +87,7 @@ timeout_commit = "{timeout_commit}"
 
 [tx_index]
 indexer = "kv"
-"""
+{statesync}"""
 
 
 def process_init_files(output_dir: Path, validators: int, chain_id: str, timeout_commit: str = "500ms",
@@ -134,3 +134,24 @@ def compute_genesis(chain_id: str, nodes: list[NodeHome], app_state: dict | None
         for n in nodes
     ]
     return document
+
+
+def process_full_node_home(output_dir: Path, index: int, genesis: Path, peers: list[str], timeout_commit: str = "500ms",
+                           statesync: dict | None = None) -> NodeHome:
+    """The home of node `index`, not a validator, that joins the network of `genesis` through `peers`;
+    with `statesync` ({"rpc_servers", "trust_height", "trust_hash"}) it starts from a snapshot."""
+    home = output_dir / f"node{index}"
+    (home / "data").mkdir(parents=True)
+    validator = privval.generate(home / "config" / "priv_validator_key.json")
+    (home / "data" / "priv_validator_state.json").write_text(json.dumps(PRIV_VALIDATOR_STATE) + "\n")
+    node_key, node_id = compute_node_key()
+    (home / "config" / "node_key.json").write_text(json.dumps(node_key, indent=2) + "\n")
+    (home / devchain.GENESIS_FILE).write_text(genesis.read_text())
+    node = NodeHome(index, home, node_id, validator, "", "", "")
+    section = ""
+    if statesync:
+        section = (f'\n[statesync]\nenable = true\nrpc_servers = "{statesync["rpc_servers"]}"\n'
+                   f'trust_height = {statesync["trust_height"]}\ntrust_hash = "{statesync["trust_hash"]}"\n'
+                   f'trust_period = "168h0m0s"\ndiscovery_time = "5s"\n')
+    (home / "config" / "config.toml").write_text(compute_config_toml(node, peers, timeout_commit, section))
+    return node
