@@ -33,6 +33,11 @@ DEFAULT_STAKE = 1_000_000
 PAGE_LIMIT = 1000
 MILLI = 1000
 
+
+class RequestInterrupted(CliError):
+    """Ctrl-C while an inference request waits for its block: the request id is not known yet."""
+
+
 market_app = typer.Typer(no_args_is_help=True, help="Look at the compute market: providers, order books, clearings.")
 tx_market_app = typer.Typer(no_args_is_help=True, help="Market transactions: bid, cancel, register a provider, report heat.")
 tx_process_app = typer.Typer(no_args_is_help=True, help="Processes: lease slots and keep memory on chain.")
@@ -77,17 +82,7 @@ def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | Non
 
 def execute(signer: txclient.Signer, messages: list, gas: int, fees: str | None, wait: bool, output: OutputFormat,
             extra: dict | None = None, describe=None) -> None:
-    """Broadcast and report; `describe(result)` adds fields read from the tx's events."""
-    tx_hash, result = txclient.execute_messages(signer, messages, gas, cli.parse_fee(fees), wait=wait)
-    record = {"hash": tx_hash.hex().upper(), **(extra or {})}
-    lines = [f"txhash: {record['hash']}"]
-    if result is not None:
-        record.update({"height": str(result.height), "code": result.code, "gas_used": str(result.gas_used)})
-        lines.append(f"included in block {result.height}: code 0, gas used {result.gas_used} of {result.gas_wanted}")
-        for key, value in (describe(result) if describe else {}).items():
-            record[key] = value
-            lines.append(f"{key}: {value}")
-    cli.show(output, record, lines)
+    cli.execute_tx(signer, messages, gas, cli.parse_fee(fees), wait, output, extra=extra, describe=describe)
 
 
 def get_event_attribute(result, event_type: str, key: str) -> str:
@@ -217,7 +212,8 @@ def tx_market_cancel(
 ):
     """Cancel one of your orders; what is left of its escrow is refunded."""
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
-    execute(signer, [market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)], gas, fees, wait, output,
+    message = market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)
+    execute(signer, [message], gas, fees, wait, output,
             describe=lambda result: {"refund": get_event_attribute(result, "order_ended", "refund")})
 
 
@@ -344,7 +340,8 @@ def tx_process_stop(
 ):
     """Stop a process; its memory is erased and what is left of its escrow refunded."""
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
-    execute(signer, [market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)], gas, fees, wait, output)
+    message = market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)
+    execute(signer, [message], gas, fees, wait, output)
 
 
 def query_process(
@@ -402,8 +399,12 @@ def infer_request(
     deadline = signer.rpc.status().latest_block_height + 1 + deadline_blocks
     message = inference_tx_pb2.MsgRequestInference(requester=signer.address, model=model, input=quantized,
                                                     reward=str(amount), deadline_height=deadline)
-    execute(signer, [message], gas, fees, wait, output, extra={"deadline_height": str(deadline)},
-            describe=lambda result: {"request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
+    try:
+        execute(signer, [message], gas, fees, wait, output, extra={"deadline_height": str(deadline)},
+                describe=lambda result: {"request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
+    except txclient.TxInterrupted as error:
+        raise RequestInterrupted(f"{error}, whose {worker.REQUEST_EVENT} event names the request id for "
+                                 "`maxwell query inference <id>`") from None
 
 
 def query_inference(

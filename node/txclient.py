@@ -31,6 +31,10 @@ class InvalidGasPrice(TxClientError):
     """The chain's auth params answer no usable min_gas_price."""
 
 
+class TxInterrupted(TxClientError):
+    """Interrupted (Ctrl-C) after the node accepted the tx: it may still land in a block."""
+
+
 class TxRejected(TxClientError):
     """The chain refused a transaction, in CheckTx or in its block; the message is the chain's reason."""
 
@@ -114,11 +118,12 @@ def wait_for_inclusion(rpc: client.Client, tx_hash: bytes) -> client.TxResult:
 
 
 def execute_messages(signer: Signer, messages: list, gas: int = DEFAULT_GAS, fee: int | None = None,
-                     memo: str = "", wait: bool = True,
-                     on_signed: Callable[[bytes], None] | None = None) -> tuple[bytes, client.TxResult | None]:
+                     memo: str = "", wait: bool = True, on_signed: Callable[[bytes], None] | None = None,
+                     on_accepted: Callable[[bytes], None] | None = None) -> tuple[bytes, client.TxResult | None]:
     """Sign, broadcast and (with `wait`) wait for inclusion; one retry, re-signed, after a sequence mismatch.
 
-    `on_signed(tx)` sees each signed tx before it is broadcast (the worker records it first).
+    `on_signed(tx)` sees each signed tx before it is broadcast (the worker records it first), `on_accepted(hash)`
+    the hash as soon as CheckTx passed. Ctrl-C from then on raises TxInterrupted naming the hash.
     """
     for attempt in range(2):
         tx = compute_signed_tx(signer, messages, gas, fee, memo)
@@ -131,4 +136,11 @@ def execute_messages(signer: Signer, messages: list, gas: int = DEFAULT_GAS, fee
             if error.code != InvalidSequenceError.code or attempt:
                 raise
             process_account_refresh(signer)
-    return checked.hash, wait_for_inclusion(signer.rpc, checked.hash) if wait else None
+    try:
+        if on_accepted is not None:
+            on_accepted(checked.hash)
+        return checked.hash, wait_for_inclusion(signer.rpc, checked.hash) if wait else None
+    except KeyboardInterrupt:
+        tx_hash = checked.hash.hex().upper()
+        raise TxInterrupted(f"interrupted: tx {tx_hash} was accepted by the node and may still land; "
+                            f"look it up with `maxwell query tx {tx_hash}`") from None
