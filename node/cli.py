@@ -604,10 +604,12 @@ def status(
 
 # --- transactions ----------------------------------------------------------------------------------
 
-def execute_tx(signer: txclient.Signer, messages: list, gas: int, fee: int | None, wait: bool, output: OutputFormat,
-               memo: str = "", extra: dict | None = None, describe=None) -> None:
-    """Sign, broadcast and report: the hash once the node accepts the tx, then its block; `describe(result)`
-    adds fields read from its events."""
+def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: int, fee: int | None, wait: bool,
+               output: OutputFormat, memo: str = "", extra: dict | None = None, describe=None) -> None:
+    """Check the funds (`spend` is what the messages move out of the account), sign, broadcast and report:
+    the hash once the node accepts the tx, then its block; `describe(result)` adds fields read from its events."""
+    fee = txclient.compute_fee(signer, gas, fee)
+    txclient.check_funds(signer, spend, fee)
     tx_hash, result = txclient.execute_messages(signer, messages, gas, fee, memo, wait,
                                                 on_accepted=lambda accepted: show_accepted(output, accepted, wait))
     record = {"hash": tx_hash.hex().upper(), **(extra or {})}
@@ -644,4 +646,4 @@ def tx_send(
     private_key = load_private_key(home, keyring_backend, keyring_passphrase_file, sender)
     signer = txclient.load_signer(Client(node), private_key)
     message = bank_tx_pb2.MsgSend(from_address=signer.address, to_address=to_address, amount=compute_coin_list(coins))
-    execute_tx(signer, [message], gas, fee, wait, output, memo)
+    execute_tx(signer, [message], coins, gas, fee, wait, output, memo)
