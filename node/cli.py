@@ -1,7 +1,8 @@
 """`maxwell`: set up a node home, run the app, manage keys, send tokens and query the chain.
 
 Every command takes `--home` and `--output text|json`. Expected failures (bad input, unknown key,
-wrong passphrase, unreachable node, rejected tx) are one line on stderr and exit status 1.
+wrong passphrase, unreachable node, rejected tx, Ctrl-C while a tx waits for its block) are one line
+on stderr and exit status 1.
 """
 
 import base64
@@ -131,6 +132,14 @@ def compute_text(value) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"))
     return "" if value is None else str(value)
+
+
+def show_accepted(output: OutputFormat, tx_hash: bytes, wait: bool) -> None:
+    """The hash as soon as the node accepted the tx; in JSON on stderr, so stdout stays one document."""
+    if output == OutputFormat.text:
+        typer.echo(f"txhash: {tx_hash.hex().upper()}")
+    elif wait:
+        typer.echo(f"txhash: {tx_hash.hex().upper()} (accepted, waiting for a block)", err=True)
 
 
 def show_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -616,6 +625,26 @@ def status(
 
 # --- transactions ----------------------------------------------------------------------------------
 
+def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: int, fee: int | None, wait: bool,
+               output: OutputFormat, memo: str = "", extra: dict | None = None, describe=None) -> None:
+    """Check the funds (`spend` is what the messages move out of the account), sign, broadcast and report:
+    the hash once the node accepts the tx, then its block; `describe(result)` adds fields read from its events."""
+    fee = txclient.compute_fee(signer, gas, fee)
+    txclient.check_funds(signer, spend, fee)
+    tx_hash, result = txclient.execute_messages(signer, messages, gas, fee, memo, wait,
+                                                on_accepted=lambda accepted: show_accepted(output, accepted, wait))
+    record = {"hash": tx_hash.hex().upper(), **(extra or {})}
+    lines = []
+    if result is not None:
+        record.update(height=str(result.height), code=result.code, gas_wanted=str(result.gas_wanted),
+                      gas_used=str(result.gas_used))
+        lines.append(f"included in block {result.height}: code 0, gas used {result.gas_used} of {result.gas_wanted}")
+        for key, value in (describe(result) if describe else {}).items():
+            record[key] = value
+            lines.append(f"{key}: {value}")
+    show(output, record, lines)
+
+
 @tx_app.command("send")
 def tx_send(
     sender: Annotated[str, typer.Argument(metavar="FROM", help="Name (or address) of a key in the keyring.")],
@@ -638,12 +667,4 @@ def tx_send(
     private_key = load_private_key(home, keyring_backend, keyring_passphrase_file, sender)
     signer = txclient.load_signer(Client(node), private_key)
     message = bank_tx_pb2.MsgSend(from_address=signer.address, to_address=to_address, amount=compute_coin_list(coins))
-    tx_hash, result = txclient.execute_messages(signer, [message], gas, fee, memo, wait)
-    record = {"hash": tx_hash.hex().upper()}
-    if result is None:
-        show(output, record, [f"txhash: {record['hash']}"])
-        return
-    record.update(height=str(result.height), code=result.code, gas_wanted=str(result.gas_wanted),
-                  gas_used=str(result.gas_used))
-    show(output, record, [f"txhash: {record['hash']}",
-                          f"included in block {result.height}: code 0, gas used {result.gas_used} of {result.gas_wanted}"])
+    execute_tx(signer, [message], coins, gas, fee, wait, output, memo)

@@ -33,6 +33,11 @@ DEFAULT_STAKE = 1_000_000
 PAGE_LIMIT = 1000
 MILLI = 1000
 
+
+class RequestInterrupted(CliError):
+    """Ctrl-C while an inference request waits for its block: the request id is not known yet."""
+
+
 market_app = typer.Typer(no_args_is_help=True, help="Look at the compute market: providers, order books, clearings.")
 tx_market_app = typer.Typer(no_args_is_help=True, help="Market transactions: bid, cancel, register a provider, report heat.")
 tx_process_app = typer.Typer(no_args_is_help=True, help="Processes: lease slots and keep memory on chain.")
@@ -75,19 +80,9 @@ def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | Non
     return txclient.load_signer(Client(node), private_key)
 
 
-def execute(signer: txclient.Signer, messages: list, gas: int, fees: str | None, wait: bool, output: OutputFormat,
-            extra: dict | None = None, describe=None) -> None:
-    """Broadcast and report; `describe(result)` adds fields read from the tx's events."""
-    tx_hash, result = txclient.execute_messages(signer, messages, gas, cli.parse_fee(fees), wait=wait)
-    record = {"hash": tx_hash.hex().upper(), **(extra or {})}
-    lines = [f"txhash: {record['hash']}"]
-    if result is not None:
-        record.update({"height": str(result.height), "code": result.code, "gas_used": str(result.gas_used)})
-        lines.append(f"included in block {result.height}: code 0, gas used {result.gas_used} of {result.gas_wanted}")
-        for key, value in (describe(result) if describe else {}).items():
-            record[key] = value
-            lines.append(f"{key}: {value}")
-    cli.show(output, record, lines)
+def execute(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: int, fees: str | None, wait: bool,
+            output: OutputFormat, extra: dict | None = None, describe=None) -> None:
+    cli.execute_tx(signer, messages, spend, gas, cli.parse_fee(fees), wait, output, extra=extra, describe=describe)
 
 
 def get_event_attribute(result, event_type: str, key: str) -> str:
@@ -204,7 +199,7 @@ def tx_market_bid(
     expiry = signer.rpc.status().latest_block_height + 1 + expiry_blocks
     message = market_tx_pb2.MsgBid(owner=signer.address, work=work, slots=slots, max_price=str(price),
                                    expiry_height=expiry, task_ref=task_ref)
-    execute(signer, [message], gas, fees, wait, output,
+    execute(signer, [message], {DENOM: slots * price}, gas, fees, wait, output,
             describe=lambda result: {"order": get_event_attribute(result, "order_placed", "order")})
 
 
@@ -217,7 +212,8 @@ def tx_market_cancel(
 ):
     """Cancel one of your orders; what is left of its escrow is refunded."""
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
-    execute(signer, [market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)], gas, fees, wait, output,
+    message = market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)
+    execute(signer, [message], {}, gas, fees, wait, output,
             describe=lambda result: {"refund": get_event_attribute(result, "order_ended", "refund")})
 
 
@@ -239,7 +235,7 @@ def tx_market_register_provider(
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgRegisterProvider(provider=signer.address, models=message_models, slots_per_block=slots,
                                                 ask_price=str(ask_price), zone=zone, stake=str(stake_amount))
-    execute(signer, [message], gas, fees, wait, output, extra={"provider": signer.address})
+    execute(signer, [message], {DENOM: stake_amount}, gas, fees, wait, output, extra={"provider": signer.address})
 
 
 @tx_market_app.command("report-heat")
@@ -265,7 +261,7 @@ def tx_market_report_heat(
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgReportHeat(provider=signer.address, temperature_millicelsius=millicelsius,
                                           power_milliwatts=power_milliwatts)
-    execute(signer, [message], gas, fees, wait, output,
+    execute(signer, [message], {}, gas, fees, wait, output,
             extra={"temperature_millicelsius": str(millicelsius), "power_milliwatts": str(power_milliwatts)})
 
 
@@ -285,7 +281,7 @@ def tx_process_start(
     rent, amount = parse_amount(max_rent), parse_amount(escrow)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgStartProcess(owner=signer.address, slots=slots, max_rent=str(rent), escrow=str(amount))
-    execute(signer, [message], gas, fees, wait, output,
+    execute(signer, [message], {DENOM: amount}, gas, fees, wait, output,
             describe=lambda result: {"process": get_event_attribute(result, "process_started", "process")})
 
 
@@ -302,7 +298,7 @@ def tx_process_write(
                                             value=parse_memory_bytes(value, hex_input))
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message.owner = signer.address
-    execute(signer, [message], gas, fees, wait, output)
+    execute(signer, [message], {}, gas, fees, wait, output)
 
 
 @tx_process_app.command("delete")
@@ -317,7 +313,7 @@ def tx_process_delete(
     message = market_tx_pb2.MsgProcessDelete(process_id=process_id, key=parse_memory_bytes(key, hex_input))
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message.owner = signer.address
-    execute(signer, [message], gas, fees, wait, output)
+    execute(signer, [message], {}, gas, fees, wait, output)
 
 
 @tx_process_app.command("top-up")
@@ -331,7 +327,7 @@ def tx_process_top_up(
     value = parse_amount(amount)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgTopUp(owner=signer.address, process_id=process_id, amount=str(value))
-    execute(signer, [message], gas, fees, wait, output,
+    execute(signer, [message], {DENOM: value}, gas, fees, wait, output,
             describe=lambda result: {"escrow": get_event_attribute(result, "process_topped_up", "escrow")})
 
 
@@ -344,7 +340,8 @@ def tx_process_stop(
 ):
     """Stop a process; its memory is erased and what is left of its escrow refunded."""
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
-    execute(signer, [market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)], gas, fees, wait, output)
+    message = market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)
+    execute(signer, [message], {}, gas, fees, wait, output)
 
 
 def query_process(
@@ -407,8 +404,12 @@ def infer_request(
     deadline = signer.rpc.status().latest_block_height + 1 + deadline_blocks
     message = inference_tx_pb2.MsgRequestInference(requester=signer.address, model=model, input=quantized,
                                                     reward=str(amount), deadline_height=deadline)
-    execute(signer, [message], gas, fees, wait, output, extra={"deadline_height": str(deadline)},
-            describe=lambda result: {"request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
+    try:
+        execute(signer, [message], {DENOM: amount}, gas, fees, wait, output, extra={"deadline_height": str(deadline)},
+                describe=lambda result: {"request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
+    except txclient.TxInterrupted as error:
+        raise RequestInterrupted(f"{error}, whose {worker.REQUEST_EVENT} event names the request id for "
+                                 "`maxwell query inference <id>`") from None
 
 
 def query_inference(

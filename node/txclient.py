@@ -1,5 +1,6 @@
-"""Sending transactions: the signer's account, the fee at the chain's own minimum gas price, signing
-(SIGN_MODE_DIRECT), broadcast (CheckTx) and waiting for the block that includes the tx.
+"""Sending transactions: the signer's account, the fee at the chain's own minimum gas price, a check of
+the signer's funds, signing (SIGN_MODE_DIRECT), broadcast (CheckTx) and waiting for the block that
+includes the tx.
 
 `maxwell tx send`, the `maxwell tx market|process` and `maxwell infer request` commands, and the
 worker all send through here.
@@ -10,8 +11,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from chain import crypto
+from chain.coins import DENOM
 from chain.errors import InvalidSequenceError
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
+from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2
 from chain.tx import TxParams, compute_required_fee, sign_tx
 from node import client
 
@@ -29,6 +32,18 @@ class AccountNotFound(TxClientError):
 
 class InvalidGasPrice(TxClientError):
     """The chain's auth params answer no usable min_gas_price."""
+
+
+class UnknownDenom(TxClientError):
+    """A tx would move a denom the chain has no supply of (a typo such as ujoul)."""
+
+
+class InsufficientFunds(TxClientError):
+    """The signer's balance does not cover what a tx moves plus its fee."""
+
+
+class TxInterrupted(TxClientError):
+    """Interrupted (Ctrl-C) after the node accepted the tx: it may still land in a block."""
 
 
 class TxRejected(TxClientError):
@@ -80,11 +95,51 @@ def process_account_refresh(signer: Signer) -> None:
     signer.account_number, signer.sequence = account.account_number, account.sequence
 
 
+def compute_fee(signer: Signer, gas: int, fee: int | None) -> int:
+    """The fee given, or the chain's minimum for `gas`."""
+    return compute_required_fee(gas, signer.fee_params) if fee is None else fee
+
+
 def compute_signed_tx(signer: Signer, messages: list, gas: int, fee: int | None = None, memo: str = "") -> bytes:
     """The tx at the signer's sequence; without a fee, it pays the chain's minimum for `gas`."""
     return sign_tx(signer.private_key, messages, chain_id=signer.chain_id, account_number=signer.account_number,
-                   sequence=signer.sequence, fee=compute_required_fee(gas, signer.fee_params) if fee is None else fee,
-                   gas_limit=gas, memo=memo)
+                   sequence=signer.sequence, fee=compute_fee(signer, gas, fee), gas_limit=gas, memo=memo)
+
+
+def get_balances(rpc: client.Client, address: str) -> dict[str, int]:
+    request = bank_query_pb2.QueryAllBalancesRequest(address=address)
+    reply = rpc.query(request, bank_query_pb2.QueryAllBalancesResponse)
+    return {coin.denom: int(coin.amount) for coin in reply.balances}
+
+
+def get_denoms(rpc: client.Client) -> set[str]:
+    """The denoms the chain has a supply of."""
+    reply = rpc.query(bank_query_pb2.QueryTotalSupplyRequest(), bank_query_pb2.QueryTotalSupplyResponse)
+    return {coin.denom for coin in reply.supply}
+
+
+def compute_cost_text(denom: str, amount: int, fee: int) -> str:
+    if not amount:
+        return f"the fee of {fee}{DENOM}"
+    if denom == DENOM and fee:
+        return f"{amount}{denom} asked plus a fee of {fee}{DENOM}"
+    return f"{amount}{denom} asked"
+
+
+def check_funds(signer: Signer, spend: dict[str, int], fee: int) -> None:
+    """Before signing: every denom of `spend` (what the tx moves out of the account) exists on the chain,
+    and the signer's balances cover it plus the fee."""
+    balances = get_balances(signer.rpc, signer.address)
+    if set(spend) - set(balances):
+        denoms = get_denoms(signer.rpc)
+        unknown = sorted(set(spend) - denoms)
+        if unknown:
+            raise UnknownDenom(f"unknown denom {unknown[0]}: the chain's denoms are {', '.join(sorted(denoms))}")
+    for denom, amount in sorted({DENOM: 0, **spend}.items()):
+        balance = balances.get(denom, 0)
+        if balance < amount + (fee if denom == DENOM else 0):
+            raise InsufficientFunds(f"insufficient funds: balance {balance}{denom} is smaller than "
+                                    f"{compute_cost_text(denom, amount, fee)}")
 
 
 def compute_check_tx_error(checked: client.BroadcastResult) -> TxRejected:
@@ -114,11 +169,12 @@ def wait_for_inclusion(rpc: client.Client, tx_hash: bytes) -> client.TxResult:
 
 
 def execute_messages(signer: Signer, messages: list, gas: int = DEFAULT_GAS, fee: int | None = None,
-                     memo: str = "", wait: bool = True,
-                     on_signed: Callable[[bytes], None] | None = None) -> tuple[bytes, client.TxResult | None]:
+                     memo: str = "", wait: bool = True, on_signed: Callable[[bytes], None] | None = None,
+                     on_accepted: Callable[[bytes], None] | None = None) -> tuple[bytes, client.TxResult | None]:
     """Sign, broadcast and (with `wait`) wait for inclusion; one retry, re-signed, after a sequence mismatch.
 
-    `on_signed(tx)` sees each signed tx before it is broadcast (the worker records it first).
+    `on_signed(tx)` sees each signed tx before it is broadcast (the worker records it first), `on_accepted(hash)`
+    the hash as soon as CheckTx passed. Ctrl-C from then on raises TxInterrupted naming the hash.
     """
     for attempt in range(2):
         tx = compute_signed_tx(signer, messages, gas, fee, memo)
@@ -131,4 +187,11 @@ def execute_messages(signer: Signer, messages: list, gas: int = DEFAULT_GAS, fee
             if error.code != InvalidSequenceError.code or attempt:
                 raise
             process_account_refresh(signer)
-    return checked.hash, wait_for_inclusion(signer.rpc, checked.hash) if wait else None
+    try:
+        if on_accepted is not None:
+            on_accepted(checked.hash)
+        return checked.hash, wait_for_inclusion(signer.rpc, checked.hash) if wait else None
+    except KeyboardInterrupt:
+        tx_hash = checked.hash.hex().upper()
+        raise TxInterrupted(f"interrupted: tx {tx_hash} was accepted by the node and may still land; "
+                            f"look it up with `maxwell query tx {tx_hash}`") from None

@@ -3,6 +3,7 @@
 
 import base64
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.helpers import (
     MAXWELL,
     MNEMONIC,
     PASSPHRASE,
+    STARTUP_TIMEOUT_SECONDS,
     assert_one_line_error,
     compute_free_port,
     finalize,
@@ -27,6 +29,10 @@ from tests.helpers import (
     start_dev_chain,
     stop_dev_chain,
 )
+
+SLOW_BLOCK_TIME = "3s"
+DEFAULT_FEE = 5000
+DIGITS_SAMPLE = Path(__file__).resolve().parents[1] / "circuits" / "digits" / "sample.json"
 
 
 def run_maxwell(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
@@ -325,8 +331,6 @@ def test_rejected_transactions_are_one_line(devnet):
     common = ["--node", url, "--keyring-backend", "test", "--home", home]
     low_fee = invoke("tx", "send", "alice", ALICE, "1ujoule", "--fees", "1ujoule", *common)
     assert_one_line_error(low_fee, "tx rejected: code 13 (sdk)", "insufficient fee")
-    too_much = invoke("tx", "send", "alice", ALICE, f"{10 * GENESIS_AMOUNT}ujoule", *common)
-    assert_one_line_error(too_much, "tx rejected: code 5 (sdk)", "insufficient funds")
 
     invoke("keys", "add", "unfunded", "--keyring-backend", "test", "--home", home)
     unfunded = invoke("tx", "send", "unfunded", ALICE, "1ujoule", *common)
@@ -347,3 +351,102 @@ def test_no_wait_prints_the_hash_and_the_tx_lands(devnet):
     assert result.exit_code == 0, result.stderr
     tx_hash = json.loads(result.stdout)["hash"]
     assert client.Client(url).wait_for_tx(bytes.fromhex(tx_hash), 30).code == 0
+
+
+def test_a_mistyped_denom_is_reported_as_unknown(devnet):
+    home, url = devnet
+    common = ["--node", url, "--keyring-backend", "test", "--home", home]
+    typo = invoke("tx", "send", "alice", ALICE, "1000ujoul", *common)
+    assert_one_line_error(typo, "unknown denom ujoul: the chain's denoms are ujoule")
+    assert "insufficient" not in typo.stderr
+    second = invoke("tx", "send", "alice", ALICE, "1000ujoule,5ujoul", *common)
+    assert_one_line_error(second, "unknown denom ujoul")
+
+
+def test_insufficient_funds_names_the_amount_asked_and_the_fee(devnet):
+    home, url = devnet
+    common = ["--node", url, "--keyring-backend", "test", "--home", home]
+    invoke("keys", "add", "poor", "--keyring-backend", "test", "--home", home)
+    poor = keyring.get_key(home, "test", "poor").address
+    assert invoke("tx", "send", "alice", poor, "5ujoule", *common).exit_code == 0
+
+    send = invoke("tx", "send", "poor", ALICE, "1000ujoule", *common)
+    assert_one_line_error(send, f"insufficient funds: balance 5ujoule is smaller than 1000ujoule asked plus a fee of {DEFAULT_FEE}ujoule")
+    alice = get_balance(home, url, "alice")
+    too_much = invoke("tx", "send", "alice", ALICE, f"{10 * GENESIS_AMOUNT}ujoule", "--fees", "6000ujoule", *common)
+    assert_one_line_error(too_much, f"insufficient funds: balance {alice}ujoule is smaller than "
+                                    f"{10 * GENESIS_AMOUNT}ujoule asked plus a fee of 6000ujoule")
+    request = invoke("infer", "request", "--from", "poor", "--input", DIGITS_SAMPLE, "--reward", "3000ujoule", *common)
+    assert_one_line_error(request, "insufficient funds: balance 5ujoule is smaller than 3000ujoule asked plus a fee")
+    cancel = invoke("tx", "market", "cancel", "poor", "1", *common)
+    assert_one_line_error(cancel, f"insufficient funds: balance 5ujoule is smaller than the fee of {DEFAULT_FEE}ujoule")
+    assert get_balance(home, url, poor) == 5
+
+
+def test_json_output_is_one_document_and_the_hash_comes_first_on_stderr(devnet):
+    home, url = devnet
+    sent = run_maxwell("tx", "send", "alice", ALICE, "1ujoule", "--node", url, "--keyring-backend", "test",
+                       "--home", home, "-o", "json")
+    assert sent.returncode == 0, sent.stderr
+    record = json.loads(sent.stdout)
+    assert record["code"] == 0 and sent.stderr == f"txhash: {record['hash']} (accepted, waiting for a block)\n"
+
+
+# --- a slow chain: what a tx command shows while it waits for its block ----------------------------
+
+@pytest.fixture(scope="module")
+def slow_devnet(tmp_path_factory):
+    home = tmp_path_factory.mktemp("slow-devnet")
+    init_funded_home(home)
+    process, url = start_dev_chain(home, SLOW_BLOCK_TIME)
+    provider = invoke("tx", "market", "register-provider", "alice", "--models", "digits", "--node", url,
+                      "--keyring-backend", "test", "--home", home)
+    assert provider.exit_code == 0, provider.stderr  # an inference request needs a provider's slots
+    yield home, url
+    stop_dev_chain(process)
+
+
+def interrupt_once_accepted(url: str, *args: str, output: str = "text") -> tuple[subprocess.CompletedProcess, str]:
+    """Runs `maxwell ARGS` just after a block and sends it SIGINT as soon as it printed the accepted tx's hash."""
+    rpc = client.Client(url)
+    rpc.wait_for_height(rpc.status().latest_block_height + 1, STARTUP_TIMEOUT_SECONDS)
+    command = [str(MAXWELL), *map(str, args), "--node", url, "-o", output]
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = (running.stdout if output == "text" else running.stderr).readline()
+    running.send_signal(signal.SIGINT)
+    stdout, stderr = running.communicate(timeout=60)
+    assert line.startswith("txhash: "), (line, stdout, stderr)
+    if output == "text":
+        return subprocess.CompletedProcess(command, running.returncode, line + stdout, stderr), line.split()[1]
+    return subprocess.CompletedProcess(command, running.returncode, stdout, stderr), line.split()[1]
+
+
+def test_an_interrupted_send_names_its_hash_and_the_tx_lands(slow_devnet):
+    home, url = slow_devnet
+    bob = keyring.get_key(home, "file", "bob").address
+    interrupted, tx_hash = interrupt_once_accepted(url, "tx", "send", "alice", bob, "1234ujoule",
+                                                   "--keyring-backend", "test", "--home", home)
+    assert_one_line_error(interrupted, f"interrupted: tx {tx_hash} was accepted by the node and may still land",
+                          f"`maxwell query tx {tx_hash}`")
+    assert "included in block" not in interrupted.stdout
+
+    assert client.Client(url).wait_for_tx(bytes.fromhex(tx_hash), 30).code == 0
+    shown = json.loads(invoke("query", "tx", tx_hash, "--node", url, "--home", home, "-o", "json").stdout)
+    assert shown["code"] == 0 and shown["messages"][0]["to_address"] == bob
+    assert get_balance(home, url, bob) == 1234
+
+
+def test_an_interrupted_inference_request_says_how_to_find_the_request(slow_devnet):
+    home, url = slow_devnet
+    interrupted, tx_hash = interrupt_once_accepted(url, "infer", "request", "--input", DIGITS_SAMPLE,
+                                                   "--reward", "3000ujoule", "--home", home, output="json")
+    assert_one_line_error(interrupted, f"tx {tx_hash} was accepted by the node and may still land",
+                          f"`maxwell query tx {tx_hash}`", "inference_requested", "`maxwell query inference <id>`")
+    assert interrupted.stdout == ""
+
+    assert client.Client(url).wait_for_tx(bytes.fromhex(tx_hash), 30).code == 0
+    shown = json.loads(invoke("query", "tx", tx_hash, "--node", url, "--home", home, "-o", "json").stdout)
+    request_id, = [a["value"] for e in shown["events"] if e["type"] == "inference_requested"
+                   for a in e["attributes"] if a["key"] == "request_id"]
+    request = json.loads(invoke("query", "inference", request_id, "--node", url, "--home", home, "-o", "json").stdout)
+    assert request["requester"] == ALICE and request["reward"] == "3000"
