@@ -42,7 +42,7 @@ test: $(STAMP) $(NODE_STAMP)
 test-network: $(STAMP) $(NODE_STAMP) tools
 	$(PY) -m pytest -q tests/network
 
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP) tools
 	$(PY) -m tests.bench
 
 $(COMETBFT):

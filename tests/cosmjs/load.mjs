@@ -6,7 +6,6 @@ import { readFileSync } from "node:fs";
 import { DirectSecp256k1HdWallet } from "@cosmjs/proto-signing";
 import { SigningStargateClient } from "@cosmjs/stargate";
 import { TxRaw } from "cosmjs-types/cosmos/tx/v1beta1/tx";
-import { toHex } from "@cosmjs/encoding";
 
 const DENOM = "ujoule";
 const FEE = { amount: [{ denom: DENOM, amount: "5000" }], gas: "200000" };
@@ -25,7 +24,7 @@ async function load(sender, count, recipient) {
   }
   const hashes = [];
   for (const tx of signed) {
-    hashes.push(toHex(await client.broadcastTxSync(tx)).toUpperCase());
+    hashes.push(await client.broadcastTxSync(tx));  // the tx hash, hex
   }
   client.disconnect();
   return hashes;
