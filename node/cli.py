@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -24,7 +25,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from chain import auth, bank, crypto
-from chain.app import HANDLERS
+from chain.app import HANDLERS, App, GenesisError
 from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
 from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
@@ -301,6 +302,35 @@ def init(
               "validator_address": validator.address.hex().upper()}
     show(output, record, [f"initialized chain {chain_id} in {home}", f"genesis: {genesis_path}",
                           f"validator: {record['validator_address']} (power {devchain.DEFAULT_VOTING_POWER})"])
+
+
+@genesis_app.command("validate")
+def genesis_validate(
+    path: Annotated[Optional[Path], typer.Argument(help="A genesis.json (default: the home's).")] = None,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Check a genesis file as a node would start from it: CometBFT's fields, then every module's section
+    through the app's InitChain (on a scratch store)."""
+    path = path or get_genesis_path(home)
+    try:
+        genesis = devchain.decode_genesis(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise CliError(f"no genesis file at {path}") from None
+    except (ValueError, UnicodeDecodeError, devchain.InvalidGenesis) as error:
+        raise CliError(f"genesis file {path} is invalid: {error}") from None
+    with tempfile.TemporaryDirectory() as scratch:
+        application = App(scratch)
+        try:
+            app_hash = application.init_chain(devchain.compute_init_chain_request(genesis)).app_hash
+        except GenesisError as error:
+            raise CliError(f"genesis file {path} is invalid: {error}") from None
+        finally:
+            application.close()
+    record = {"genesis": str(path), "chain_id": genesis.chain_id, "validators": len(genesis.validators),
+              "app_hash": app_hash.hex().upper()}
+    show(output, record, [f"{path} is a valid genesis for {genesis.chain_id}: {len(genesis.validators)} validators, "
+                          f"initial app hash {record['app_hash']}"])
 
 
 @genesis_app.command("add-account")

@@ -224,6 +224,14 @@ def create_genesis_doc(chain_id: str, key: privval.PrivValidatorKey, app_state=N
                               initial_height, params, [validator], b"", app_state, names={0: moniker})
 
 
+def compute_init_chain_request(genesis: Genesis) -> abci_pb2.RequestInitChain:
+    """What CometBFT sends the app for this genesis."""
+    return abci_pb2.RequestInitChain(
+        time=cometbft_json.compute_timestamp(genesis.genesis_time_ns), chain_id=genesis.chain_id,
+        consensus_params=genesis.params, app_state_bytes=genesis.app_state_bytes, initial_height=genesis.initial_height,
+        validators=[abci_pb2.ValidatorUpdate(pub_key=v.pub_key, power=v.voting_power) for v in genesis.validators])
+
+
 def decode_genesis(doc) -> Genesis:
     if not isinstance(doc, dict):
         raise InvalidGenesis("genesis must be a JSON object")
@@ -423,12 +431,8 @@ class DevChain:
 
     def _process_init_chain(self, stored: GenesisState | None) -> GenesisState:
         g = self.genesis
-        request = abci_pb2.RequestInitChain(
-            time=cometbft_json.compute_timestamp(g.genesis_time_ns), chain_id=g.chain_id, consensus_params=g.params,
-            validators=[abci_pb2.ValidatorUpdate(pub_key=v.pub_key, power=v.voting_power) for v in g.validators],
-            app_state_bytes=g.app_state_bytes, initial_height=g.initial_height)
         try:
-            response = self.app.init_chain(request)
+            response = self.app.init_chain(compute_init_chain_request(g))
         except Exception as e:  # noqa: BLE001 - the app's own error type for a genesis it cannot use
             raise InvalidGenesis(f"the app refused the genesis: {e}") from e
         validators = [validator_pb2.Validator(address=compute_validator_address(u.pub_key), pub_key=u.pub_key,

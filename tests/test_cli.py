@@ -450,3 +450,18 @@ def test_an_interrupted_inference_request_says_how_to_find_the_request(slow_devn
                    for a in e["attributes"] if a["key"] == "request_id"]
     request = json.loads(invoke("query", "inference", request_id, "--node", url, "--home", home, "-o", "json").stdout)
     assert request["requester"] == ALICE and request["reward"] == "3000"
+
+
+def test_genesis_validate_checks_the_file_as_a_node_starts_from_it(tmp_path):
+    assert invoke("init", "--chain-id", "maxwell-9", "--home", tmp_path).exit_code == 0
+    valid = invoke("genesis", "validate", "--home", tmp_path, "-o", "json")
+    assert valid.exit_code == 0, valid.stderr
+    assert json.loads(valid.stdout)["chain_id"] == "maxwell-9" and json.loads(valid.stdout)["validators"] == 1
+    path = tmp_path / "config" / "genesis.json"
+    genesis = json.loads(path.read_text())
+    genesis["app_state"]["market"] = {"params": {"protocol_fee_bps": "99999"}}
+    path.write_text(json.dumps(genesis))
+    assert_one_line_error(invoke("genesis", "validate", "--home", tmp_path), "protocol_fee_bps must be at most 10000")
+    genesis["genesis_time"] = "yesterday"
+    path.write_text(json.dumps(genesis))
+    assert_one_line_error(invoke("genesis", "validate", "--home", tmp_path), "is invalid")

@@ -4,12 +4,14 @@ crashes and restarts, a halt without a quorum, and a new node joining by state s
 The tests share one network and run in file order; a test that stops nodes starts them again.
 """
 
+import base64
 import json
 import subprocess
 import time
 
 import pytest
 
+from chain import heat
 from localnet.network import Localnet, wait_until
 from tests.helpers import invoke
 
@@ -117,3 +119,14 @@ def test_a_new_node_joins_by_state_sync_without_replaying_the_chain(network):
     assert int(status["earliest_block_height"]) > 1, "the node replayed the chain instead of restoring a snapshot"
     height = int(status["latest_block_height"])
     assert get_app_hashes(joining, [height]) == get_app_hashes(network.nodes[0], [height])
+
+
+def test_the_heat_tx_carries_every_validators_signed_reading(network):
+    """Each block starts with the last commit's extended votes; ProcessProposal checked every signature."""
+    node = network.nodes[0]
+    height = node.get_height()
+    txs = node.get(f"/block?height={height}")["block"]["data"]["txs"]
+    assert txs and heat.is_heat_tx(base64.b64decode(txs[0]))
+    info = heat.decode_heat_tx(base64.b64decode(txs[0]))
+    signed = [vote for vote in info.votes if vote.vote_extension and vote.extension_signature]
+    assert len(signed) >= 3 and {len(vote.extension_signature) for vote in signed} == {64}
