@@ -7,12 +7,14 @@ import asyncio
 import base64
 import json
 import logging
+import math
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.types import types_pb2
@@ -47,6 +49,7 @@ from node.cometbft_json import (
 from node.mempool import MempoolError
 
 log = logging.getLogger("maxwell.rpc")
+http_log = logging.getLogger("maxwell.rpc.http")
 
 CMT_VERSION = "0.38.17"
 P2P_PROTOCOL = 8
@@ -83,8 +86,47 @@ class InvalidParams(Exception):
     pass
 
 
+class InvalidJSON(ValueError):
+    pass
+
+
 class InvalidListenAddress(ValueError):
     pass
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+def _reject_constant(name: str):
+    raise InvalidJSON(f"invalid character {name!r} looking for beginning of value")
+
+
+def _decode_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidJSON(f"number {text} overflows float64")
+    return value
+
+
+def decode_json(data: bytes | str):
+    """JSON as Go's encoding/json reads it: no NaN or Infinity, no number beyond float64, and
+    nesting no deeper than Python's recursion limit allows."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_decode_float)
+    except RecursionError:
+        raise InvalidJSON("nested too deeply") from None
+    except ValueError as e:
+        raise InvalidJSON(str(e)) from None
+
+
+def _describe(value) -> str:
+    """A JSON value for an error message; arrays and objects by kind, as they may be too deep to print."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return json.dumps(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +174,14 @@ WS_ROUTES: dict[str, tuple[Param, ...]] = {
 }
 
 
+def _check_utf8(param: Param, value: str) -> str:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidParams(f"{param.name}: not valid UTF-8 (a lone surrogate)") from None
+    return value
+
+
 def _decode_json_param(param: Param, value):
     """One JSON-RPC param as libs/json decodes it (int64 as strings; plain integers accepted too)."""
     if value is None:
@@ -140,7 +190,7 @@ def _decode_json_param(param: Param, value):
         if isinstance(value, str) and INT_STRING_PATTERN.fullmatch(value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidParams(f"{param.name}: invalid 64-bit integer encoding {json.dumps(value)}, expected string")
+            raise InvalidParams(f"{param.name}: invalid 64-bit integer encoding {_describe(value)}, expected string")
         if not INT64_MIN <= value <= INT64_MAX:
             raise InvalidParams(f"{param.name}: {value} overflows int64")
         return value
@@ -151,7 +201,7 @@ def _decode_json_param(param: Param, value):
     if not isinstance(value, str):
         raise InvalidParams(f"{param.name}: expected a string")
     if param.kind == "string":
-        return value
+        return _check_utf8(param, value)
     if param.kind == "hexbytes":
         try:
             return bytes.fromhex(value)
@@ -195,11 +245,11 @@ def _decode_uri_param(param: Param, arg: str):
                 raise InvalidParams(f"{param.name}: hex value is not UTF-8") from None
         return raw
     try:
-        value = json.loads(arg)
-    except ValueError:
+        value = decode_json(arg)
+    except InvalidJSON:
         raise InvalidParams(f"{param.name}: {arg!r} is not valid (quote strings, 0x-prefix hex)") from None
     if param.kind in ("bytes", "hexbytes") and isinstance(value, str) and arg.startswith('"'):
-        return value.encode()
+        return _check_utf8(param, value).encode()
     return _decode_json_param(param, value)
 
 
@@ -261,8 +311,11 @@ def _request_id(request: dict):
     if request_id is None or isinstance(request_id, str):
         return request_id
     if isinstance(request_id, bool) or not isinstance(request_id, (int, float)):
-        raise _BadRequestId(f"json-rpc ID ({json.dumps(request_id)}) is of unknown type")
-    return int(request_id)
+        raise _BadRequestId(f"json-rpc ID ({_describe(request_id)}) is of unknown type")
+    request_id = int(request_id)
+    if not INT64_MIN <= request_id <= INT64_MAX:
+        raise _BadRequestId("json-rpc ID overflows int64")
+    return request_id
 
 
 def _discard_outcome(future: asyncio.Future) -> None:
@@ -285,6 +338,14 @@ def _page_window(page: int | None, per_page: int | None, total: int) -> tuple[in
 
 # ---------------------------------------------------------------------------------------------
 # Server
+
+
+def _is_server_fault(record: logging.LogRecord) -> bool:
+    """aiohttp logs a client's malformed HTTP with a traceback; it is answered 400 and, as in Go, not logged."""
+    return not (record.exc_info and isinstance(record.exc_info[1], HttpProcessingError))
+
+
+http_log.addFilter(_is_server_fault)
 
 
 @dataclass
@@ -375,7 +436,7 @@ class RPCServer:
             app.router.add_get("/websocket", self._handle_websocket)
             app.router.add_get("/{method}", self._handle_uri)
             app.router.add_post("/{method}", self._handle_uri)
-            self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+            self._runner = web.AppRunner(app, handle_signals=False, logger=http_log, access_log=None,
                                          shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -417,8 +478,8 @@ class RPCServer:
         if not body:
             return await self._handle_index(request)
         try:
-            decoded = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
+            decoded = decode_json(body)
+        except InvalidJSON as e:
             return _json_response(make_error_code(None, PARSE_ERROR, f"error unmarshaling request: {e}"), 500)
         batch = isinstance(decoded, list)
         requests = decoded if batch else [decoded]
@@ -520,11 +581,11 @@ class RPCServer:
 
     async def _handle_ws_message(self, client: _WSClient, text: str) -> dict | None:
         try:
-            req = json.loads(text)
+            req = decode_json(text)
             if not isinstance(req, dict):
-                raise ValueError("not an object")
+                raise InvalidJSON("not an object")
             request_id = _request_id(req)
-        except (ValueError, _BadRequestId) as e:
+        except (InvalidJSON, _BadRequestId) as e:
             return make_error_code(None, PARSE_ERROR, f"error unmarshaling request: {e}")
         if request_id is None:
             return None
