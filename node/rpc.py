@@ -56,16 +56,12 @@ P2P_PROTOCOL = 8
 BLOCK_PROTOCOL = 11
 NODE_CHANNELS = "40202122233038606100"
 
-MAX_BODY_BYTES = 1_000_000
 MAX_BATCH_REQUESTS = 10
 MAX_QUERY_LENGTH = 512
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 BLOCKCHAIN_LIMIT = 20
-MAX_SUBSCRIPTIONS_PER_CLIENT = 5
-MAX_SUBSCRIPTION_CLIENTS = 100
 SUBSCRIPTION_BUFFER = 200
-BROADCAST_TX_COMMIT_TIMEOUT_S = 10.0
 WS_PING_PERIOD_S = 27.0
 SHUTDOWN_TIMEOUT_S = 2.0
 URI_REQUEST_ID = -1
@@ -92,6 +88,26 @@ class InvalidJSON(ValueError):
 
 class InvalidListenAddress(ValueError):
     pass
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyReadTimeout(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RPCConfig:
+    """CometBFT's [rpc] settings, with its config.toml names and defaults (durations in seconds), and
+    its HTTP server's read timeout: a client must send a request's headers and body within it."""
+    max_open_connections: int = 900
+    max_subscription_clients: int = 100
+    max_subscriptions_per_client: int = 5
+    timeout_broadcast_tx_commit: float = 10.0
+    max_body_bytes: int = 1_000_000
+    read_timeout: float = 10.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,11 +381,11 @@ class _WSClient:
 class RPCServer:
     """Serves a DevChain's RPC on its own thread and asyncio loop."""
 
-    def __init__(self, chain, laddr: str):
+    def __init__(self, chain, laddr: str, config: RPCConfig = RPCConfig()):
         self.chain = chain
         self.host, self.port = parse_listen_address(laddr)
         self.laddr = laddr
-        self.broadcast_tx_commit_timeout_s = BROADCAST_TX_COMMIT_TIMEOUT_S
+        self.config = config
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rpc")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -430,13 +446,19 @@ class RPCServer:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
-            app = web.Application(client_max_size=MAX_BODY_BYTES)
+            app = web.Application()
             app.router.add_post("/", self._handle_post)
             app.router.add_get("/", self._handle_index)
             app.router.add_get("/websocket", self._handle_websocket)
             app.router.add_get("/{method}", self._handle_uri)
             app.router.add_post("/{method}", self._handle_uri)
-            self._runner = web.AppRunner(app, handle_signals=False, logger=http_log, access_log=None,
+            # An unfinished request's headers, or an idle keep-alive connection, are dropped after the
+            # read timeout (as Go's ReadHeaderTimeout and IdleTimeout); the body has its own (_read_body),
+            # and the rest of a refused one is drained for at most that long. aiohttp's parser bounds the
+            # headers (8190 bytes a line, 128 lines), about CometBFT's max_header_bytes of 1 MiB.
+            timeout = self.config.read_timeout
+            self._runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=timeout,
+                                         lingering_time=timeout, logger=http_log, access_log=None,
                                          shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -456,6 +478,11 @@ class RPCServer:
         for client in list(self._clients):
             await client.ws.close()
         await self._runner.cleanup()
+        # aiohttp leaves a closed connection's handler draining a refused body until its lingering time.
+        handlers = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
         self._loop.call_soon(self._loop.stop)
 
     @property
@@ -464,6 +491,24 @@ class RPCServer:
 
     # -- HTTP -------------------------------------------------------------------------------
 
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body, within max_body_bytes (one declared larger is refused before reading) and the read timeout."""
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise BodyTooLarge(f"http: request body too large (Content-Length {request.content_length}, "
+                               f"max_body_bytes {limit})")
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.config.read_timeout):
+                while len(body) <= limit and (chunk := await request.content.read(limit + 1 - len(body))):
+                    body += chunk
+        except TimeoutError:
+            raise BodyReadTimeout(f"i/o timeout: the body did not arrive within {self.config.read_timeout:g} s") \
+                from None
+        if len(body) > limit:
+            raise BodyTooLarge(f"http: request body too large (max_body_bytes {limit})")
+        return bytes(body)
+
     async def _handle_index(self, request: web.Request) -> web.Response:
         links = "".join(f"<a href=\"/{m}\">/{m}</a><br>" for m in sorted(ROUTES))
         return web.Response(text=f"<html><body>Available endpoints:<br>{links}</body></html>",
@@ -471,10 +516,11 @@ class RPCServer:
 
     async def _handle_post(self, request: web.Request) -> web.Response:
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge as e:
-            return _json_response(make_error_code(None, INVALID_REQUEST, f"error reading request body: {e.text}"),
-                                  400)
+            body = await self._read_body(request)
+        except (BodyTooLarge, BodyReadTimeout) as e:
+            response = _json_response(make_error_code(None, INVALID_REQUEST, f"error reading request body: {e}"), 400)
+            response.force_close()
+            return response
         if not body:
             return await self._handle_index(request)
         try:
@@ -543,7 +589,7 @@ class RPCServer:
     # -- websocket ----------------------------------------------------------------------------
 
     async def _handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=WS_PING_PERIOD_S,
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_body_bytes, heartbeat=WS_PING_PERIOD_S,
                                    timeout=SHUTDOWN_TIMEOUT_S)
         await ws.prepare(request)
         client = _WSClient(ws=ws)
@@ -623,14 +669,21 @@ class RPCServer:
             if client.subscriptions.pop(query, None) is None:
                 raise RPCError("subscription not found")
             return {}
-        if sum(1 for c in self._clients if c.subscriptions) >= MAX_SUBSCRIPTION_CLIENTS and not client.subscriptions:
-            raise RPCError(f"max_subscription_clients {MAX_SUBSCRIPTION_CLIENTS} reached")
-        if len(client.subscriptions) >= MAX_SUBSCRIPTIONS_PER_CLIENT:
-            raise RPCError(f"max_subscriptions_per_client {MAX_SUBSCRIPTIONS_PER_CLIENT} reached")
+        if not client.subscriptions:
+            self._check_subscription_clients()
+        if len(client.subscriptions) >= self.config.max_subscriptions_per_client:
+            raise RPCError(f"max_subscriptions_per_client {self.config.max_subscriptions_per_client} reached")
         if query in client.subscriptions:
             raise RPCError("already subscribed")
         client.subscriptions[query] = _Subscription(query=query, conditions=conditions, request_id=request_id)
         return {}
+
+    def _check_subscription_clients(self) -> None:
+        """As CometBFT's event bus, each broadcast_tx_commit waiting for its tx is a subscription client too."""
+        clients = sum(1 for c in self._clients if c.subscriptions)
+        clients += sum(len(waiters) for waiters in self._tx_waiters.values())
+        if clients >= self.config.max_subscription_clients:
+            raise RPCError(f"max_subscription_clients {self.config.max_subscription_clients} reached")
 
     # -- events -------------------------------------------------------------------------------
 
@@ -912,6 +965,7 @@ class RPCServer:
     async def _async_broadcast_tx_commit(self, tx) -> dict:
         tx = tx or b""
         tx_hash = compute_tx_hash(tx)
+        self._check_subscription_clients()
         waiter = self._loop.create_future()
         self._tx_waiters.setdefault(tx_hash, []).append(waiter)
         try:
@@ -924,7 +978,7 @@ class RPCServer:
             if check.code != 0:
                 return result
             try:
-                height, exec_result = await asyncio.wait_for(waiter, self.broadcast_tx_commit_timeout_s)
+                height, exec_result = await asyncio.wait_for(waiter, self.config.timeout_broadcast_tx_commit)
             except asyncio.TimeoutError:
                 raise RPCError("timed out waiting for tx to be included in a block") from None
             result.update(tx_result=encode_exec_tx_result(exec_result), height=str(height))

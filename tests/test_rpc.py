@@ -35,8 +35,7 @@ def node(tmp_path_factory):
     make_home(home)
     app = KVStoreApp(str(home / "data"))
     chain = DevChain(home, app=app, block_time_ms=100)
-    chain.start("tcp://127.0.0.1:0")
-    chain.rpc_server.broadcast_tx_commit_timeout_s = 5
+    chain.start("tcp://127.0.0.1:0", rpc.RPCConfig(timeout_broadcast_tx_commit=5))
     wait_for(lambda: chain.blockstore.get_height() >= 2)
     yield chain
     chain.stop()

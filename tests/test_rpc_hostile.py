@@ -1,16 +1,23 @@
-"""The dev chain's RPC under hostile clients, over real sockets: malformed JSON-RPC."""
+"""The dev chain's RPC under hostile clients, over real sockets: subscription caps, read timeouts,
+malformed JSON-RPC."""
 
 import asyncio
 import http.client
 import json
 import logging
+import socket
+import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import pytest
 
 from node import rpc
-from tests.test_rpc import node  # noqa: F401 - the module's fixture
+from tests.test_devchain import close_chain, make_home, open_chain, wait_for
+from tests.test_rpc import b64, call, node, result  # noqa: F401 - node is the module's fixture
+
+SLOW_CLIENT_TIMEOUT_S = 0.5
 
 
 def assert_json_rpc(response, request_id=...) -> None:
@@ -44,6 +51,19 @@ def assert_serves_health(connection: http.client.HTTPConnection) -> None:
 def assert_no_traceback(caplog) -> None:
     assert "Traceback" not in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def read_until_closed(sock: socket.socket, timeout_s: float) -> tuple[bytes, float]:
+    """What the server sends until it closes the connection, and how long that took."""
+    start = time.monotonic()
+    sock.settimeout(timeout_s)
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received, time.monotonic() - start
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,3 +146,105 @@ def test_hostile_websocket_messages_get_json_rpc_errors_and_the_socket_stays_ope
         # CometBFT's websocket reports bad params as an internal error.
         assert reply["error"]["code"] == (rpc.INTERNAL_ERROR if code == rpc.INVALID_PARAMS else code)
     assert_no_traceback(caplog)
+
+
+def test_an_oversized_declared_body_is_refused_at_once(node, caplog):
+    caplog.set_level(logging.INFO)
+    with socket.create_connection(("127.0.0.1", node.rpc_server.port)) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 10000000\r\n\r\n12345678")
+        start = time.monotonic()
+        sock.settimeout(5)
+        received = b""
+        while b"}}" not in received:
+            received += sock.recv(65536)
+        elapsed = time.monotonic() - start
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and elapsed < 1, (head, elapsed)
+    response = json.loads(body)
+    assert_json_rpc(response)
+    assert response["error"]["code"] == -32600 and "request body too large" in response["error"]["data"]
+    assert result(node, "health") == {}
+    assert_no_traceback(caplog)
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow and idle clients, and the subscription caps.
+
+
+def test_slow_and_idle_clients_are_dropped_after_the_read_timeout(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    make_home(tmp_path)
+    chain, app = open_chain(tmp_path)
+    chain.start("tcp://127.0.0.1:0", rpc.RPCConfig(read_timeout=SLOW_CLIENT_TIMEOUT_S))
+    try:
+        address = ("127.0.0.1", chain.rpc_server.port)
+        idle, partial_headers, partial_body = (socket.create_connection(address) for _ in range(3))
+        partial_headers.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        partial_body.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"")
+        for sock in (idle, partial_headers):
+            received, elapsed = read_until_closed(sock, 5)
+            assert received == b"" and elapsed < SLOW_CLIENT_TIMEOUT_S + 1.5, elapsed
+        received, elapsed = read_until_closed(partial_body, 5)
+        assert elapsed < SLOW_CLIENT_TIMEOUT_S + 1.5, elapsed
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ")
+        response = json.loads(body)
+        assert response["error"]["code"] == -32600 and "error reading request body" in response["error"]["data"]
+
+        # A client that keeps its requests coming keeps its connection.
+        connection = http.client.HTTPConnection(*address, timeout=5)
+        connection.connect()
+        sock = connection.sock
+        for _ in range(4):
+            assert_serves_health(connection)
+            time.sleep(SLOW_CLIENT_TIMEOUT_S / 2)
+        assert connection.sock is sock
+        connection.close()
+        for sock in (idle, partial_headers, partial_body):
+            sock.close()
+    finally:
+        close_chain(chain, app)
+    assert_no_traceback(caplog)
+
+
+async def _subscribe(url: str, queries: list[str]) -> list[dict]:
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url + "/websocket") as ws:
+            replies = []
+            for i, query in enumerate(queries):
+                await ws.send_json({"jsonrpc": "2.0", "id": i, "method": "subscribe", "params": {"query": query}})
+                replies.append(await ws.receive_json(timeout=5))
+            return replies
+
+
+def test_broadcast_tx_commit_waiters_and_subscribers_share_max_subscription_clients(tmp_path):
+    make_home(tmp_path)
+    chain, app = open_chain(tmp_path)
+    chain.block_time_ms = 60_000  # block 1 at start, then none while the waiters wait
+    chain.start("tcp://127.0.0.1:0", rpc.RPCConfig(max_subscription_clients=3, max_subscriptions_per_client=2,
+                                                   timeout_broadcast_tx_commit=1.0))
+    try:
+        wait_for(lambda: chain.state.last_block_height >= 1)
+        with ThreadPoolExecutor(3) as pool:
+            start = time.monotonic()
+            waiting = [pool.submit(call, chain, "broadcast_tx_commit", tx=b64(b"wait%d=x" % i)) for i in range(3)]
+            wait_for(lambda: result(chain, "num_unconfirmed_txs")["n_txs"] == "3")
+            refused_at = time.monotonic()
+            refused = call(chain, "broadcast_tx_commit", tx=b64(b"extra=x"))
+            assert time.monotonic() - refused_at < 0.5
+            assert refused["error"]["code"] == -32603
+            assert refused["error"]["data"] == "max_subscription_clients 3 reached"
+            assert result(chain, "num_unconfirmed_txs")["n_txs"] == "3"
+            [subscribe_refused] = asyncio.run(_subscribe(chain.rpc_server.url, ["tm.event='NewBlock'"]))
+            assert subscribe_refused["error"]["data"] == "max_subscription_clients 3 reached"
+            for future in waiting:
+                error = future.result()["error"]
+                assert (error["code"], error["data"]) == (-32603, "timed out waiting for tx to be included in a block")
+            assert 1.0 <= time.monotonic() - start < 3
+        replies = asyncio.run(_subscribe(chain.rpc_server.url, ["tm.event='NewBlock'", "tm.event='Tx'",
+                                                                "tm.event='NewBlockHeader'"]))
+        assert [r.get("result") for r in replies[:2]] == [{}, {}]
+        assert replies[2]["error"]["data"] == "max_subscriptions_per_client 2 reached"
+    finally:
+        close_chain(chain, app)
