@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import re
+import resource
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +64,10 @@ MAX_PER_PAGE = 100
 BLOCKCHAIN_LIMIT = 20
 SUBSCRIPTION_BUFFER = 200
 WS_PING_PERIOD_S = 27.0
+# Descriptors kept for the node's own files (LevelDB tables, the signature helper's pipe, the proof
+# verifier), out of reach of RPC connections.
+FD_RESERVE = 200
+REFUSED_LOG_INTERVAL_S = 10.0
 SHUTDOWN_TIMEOUT_S = 2.0
 URI_REQUEST_ID = -1
 
@@ -88,6 +93,10 @@ class InvalidJSON(ValueError):
 
 class InvalidListenAddress(ValueError):
     pass
+
+
+class TooFewFileDescriptors(OSError):
+    """The open-file limit leaves nothing for RPC connections once the node's own files are reserved."""
 
 
 class BodyTooLarge(Exception):
@@ -356,12 +365,55 @@ def _page_window(page: int | None, per_page: int | None, total: int) -> tuple[in
 # Server
 
 
+def compute_connection_cap(max_open_connections: int) -> int:
+    """How many RPC connections may be open: max_open_connections (0 is no cap of its own), within the
+    open-file limit less FD_RESERVE, so that block production never runs out of descriptors.
+
+    The soft limit is raised to the hard one first, as Go programs (CometBFT among them) do at start.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return max_open_connections
+    allowed = soft - FD_RESERVE
+    if allowed < 1:
+        raise TooFewFileDescriptors(f"the open-file limit ({soft}) leaves no descriptors for RPC connections: "
+                                    f"the node keeps {FD_RESERVE} for its own files; raise it with ulimit -n")
+    if max_open_connections == 0 or max_open_connections > allowed:
+        log.warning("RPC max_open_connections lowered from %d to %d, so %d of the %d file descriptors "
+                    "stay for the node's own files", max_open_connections, allowed, FD_RESERVE, soft)
+        return allowed
+    return max_open_connections
+
+
 def _is_server_fault(record: logging.LogRecord) -> bool:
     """aiohttp logs a client's malformed HTTP with a traceback; it is answered 400 and, as in Go, not logged."""
     return not (record.exc_info and isinstance(record.exc_info[1], HttpProcessingError))
 
 
 http_log.addFilter(_is_server_fault)
+
+
+class _CappedServer(web.Server):
+    """aiohttp's low-level server closing at once each connection beyond the cap."""
+
+    def __init__(self, handler, max_connections: int, on_refused, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.max_connections = max_connections
+        self.on_refused = on_refused
+
+    def connection_made(self, handler, transport) -> None:
+        if len(self.connections) >= self.max_connections:
+            # On the next turn of the loop, once the handler's task has started, as aiohttp closes an idle one.
+            self._loop.call_soon(handler.force_close)
+            self.on_refused()
+            return
+        super().connection_made(handler, transport)
 
 
 @dataclass
@@ -386,9 +438,11 @@ class RPCServer:
         self.host, self.port = parse_listen_address(laddr)
         self.laddr = laddr
         self.config = config
+        self.max_open_connections = 0
+        self._refused: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rpc")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -426,6 +480,7 @@ class RPCServer:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.max_open_connections = compute_connection_cap(self.config.max_open_connections)
         self._thread = threading.Thread(target=self._serve, name="rpc-server", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -446,20 +501,15 @@ class RPCServer:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
-            app = web.Application()
-            app.router.add_post("/", self._handle_post)
-            app.router.add_get("/", self._handle_index)
-            app.router.add_get("/websocket", self._handle_websocket)
-            app.router.add_get("/{method}", self._handle_uri)
-            app.router.add_post("/{method}", self._handle_uri)
             # An unfinished request's headers, or an idle keep-alive connection, are dropped after the
             # read timeout (as Go's ReadHeaderTimeout and IdleTimeout); the body has its own (_read_body),
             # and the rest of a refused one is drained for at most that long. aiohttp's parser bounds the
             # headers (8190 bytes a line, 128 lines), about CometBFT's max_header_bytes of 1 MiB.
             timeout = self.config.read_timeout
-            self._runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=timeout,
-                                         lingering_time=timeout, logger=http_log, access_log=None,
-                                         shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            server = _CappedServer(self._handle, self.max_open_connections, self._count_refused, loop=loop,
+                                   keepalive_timeout=timeout, lingering_time=timeout, logger=http_log,
+                                   access_log=None)
+            self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
             loop.run_until_complete(site.start())
@@ -489,9 +539,37 @@ class RPCServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def _count_refused(self) -> None:
+        """Log a refused connection at once, then the count of those refused every interval while any are."""
+        if self._refused is None:
+            log.warning("max_open_connections %d reached: new RPC connections are closed at once",
+                        self.max_open_connections)
+            self._refused = 0
+            self._loop.call_later(REFUSED_LOG_INTERVAL_S, self._report_refused)
+        else:
+            self._refused += 1
+
+    def _report_refused(self) -> None:
+        if not self._refused:
+            self._refused = None
+            return
+        log.warning("closed %d RPC connections over max_open_connections %d in the last %.0f s",
+                    self._refused, self.max_open_connections, REFUSED_LOG_INTERVAL_S)
+        self._refused = 0
+        self._loop.call_later(REFUSED_LOG_INTERVAL_S, self._report_refused)
+
     # -- HTTP -------------------------------------------------------------------------------
 
-    async def _read_body(self, request: web.Request) -> bytes:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Routes as CometBFT's mux, whatever the HTTP method: JSON-RPC at /, the websocket, /<method>."""
+        name = request.path.removeprefix("/")
+        if name == "":
+            return await self._handle_post(request)
+        if name == "websocket":
+            return await self._handle_websocket(request)
+        return await self._handle_uri(request, name)
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
         """The body, within max_body_bytes (one declared larger is refused before reading) and the read timeout."""
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
@@ -509,12 +587,12 @@ class RPCServer:
             raise BodyTooLarge(f"http: request body too large (max_body_bytes {limit})")
         return bytes(body)
 
-    async def _handle_index(self, request: web.Request) -> web.Response:
+    async def _handle_index(self, request: web.BaseRequest) -> web.Response:
         links = "".join(f"<a href=\"/{m}\">/{m}</a><br>" for m in sorted(ROUTES))
         return web.Response(text=f"<html><body>Available endpoints:<br>{links}</body></html>",
                             content_type="text/html")
 
-    async def _handle_post(self, request: web.Request) -> web.Response:
+    async def _handle_post(self, request: web.BaseRequest) -> web.Response:
         try:
             body = await self._read_body(request)
         except (BodyTooLarge, BodyReadTimeout) as e:
@@ -558,8 +636,7 @@ class RPCServer:
             return web.Response(status=200)
         return _json_response(responses if batch else responses[0])
 
-    async def _handle_uri(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
+    async def _handle_uri(self, request: web.BaseRequest, method: str) -> web.Response:
         if method in WS_ROUTES:
             return _json_response(make_error_code(URI_REQUEST_ID, METHOD_NOT_FOUND), 404)
         if method not in ROUTES:
@@ -588,7 +665,7 @@ class RPCServer:
 
     # -- websocket ----------------------------------------------------------------------------
 
-    async def _handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _handle_websocket(self, request: web.BaseRequest) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=self.config.max_body_bytes, heartbeat=WS_PING_PERIOD_S,
                                    timeout=SHUTDOWN_TIMEOUT_S)
         await ws.prepare(request)

@@ -1,11 +1,14 @@
-"""The dev chain's RPC under hostile clients, over real sockets: subscription caps, read timeouts,
-malformed JSON-RPC."""
+"""The dev chain's RPC under hostile clients, over real sockets: connection and subscription caps, read
+timeouts, malformed JSON-RPC."""
 
 import asyncio
 import http.client
 import json
 import logging
+import selectors
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -14,10 +17,28 @@ import aiohttp
 import pytest
 
 from node import rpc
-from tests.test_devchain import close_chain, make_home, open_chain, wait_for
+from tests.test_devchain import REPO, _free_port, _rpc, close_chain, make_home, open_chain, wait_for
 from tests.test_rpc import b64, call, node, result  # noqa: F401 - node is the module's fixture
 
 SLOW_CLIENT_TIMEOUT_S = 0.5
+
+# A dev chain with a small open-file limit whose app opens a file in every block, as LevelDB's
+# compactions, the signature helper and the proof verifier do.
+LIMITED_NODE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
+sys.path.insert(0, {tests!r})
+from test_devchain import KVStoreApp
+from node.devchain import run
+
+class FileOpeningApp(KVStoreApp):
+    def finalize_block(self, request):
+        with open({marker!r}, "w") as file:
+            file.write(str(request.height))
+        return super().finalize_block(request)
+
+run({home!r}, "tcp://127.0.0.1:{port}", 100, app=FileOpeningApp({data!r}))
+"""
 
 
 def assert_json_rpc(response, request_id=...) -> None:
@@ -169,7 +190,7 @@ def test_an_oversized_declared_body_is_refused_at_once(node, caplog):
 
 
 # ---------------------------------------------------------------------------------------------
-# Slow and idle clients, and the subscription caps.
+# Slow and idle clients, and the caps.
 
 
 def test_slow_and_idle_clients_are_dropped_after_the_read_timeout(tmp_path, caplog):
@@ -248,3 +269,72 @@ def test_broadcast_tx_commit_waiters_and_subscribers_share_max_subscription_clie
         assert replies[2]["error"]["data"] == "max_subscriptions_per_client 2 reached"
     finally:
         close_chain(chain, app)
+
+
+def _open_sockets(port: int, count: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+
+
+def _count_closed(sockets: list[socket.socket], settle_s: float) -> int:
+    """How many of the sockets the server has closed, once none has closed for `settle_s`."""
+    closed = set()
+    with selectors.DefaultSelector() as selector:
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ)
+        while ready := selector.select(settle_s):
+            for key, _ in ready:
+                selector.unregister(key.fileobj)
+                closed.add(key.fileobj)
+    return len(closed)
+
+
+def test_connections_beyond_the_cap_are_closed_and_blocks_keep_coming(tmp_path):
+    """The soft open-file limit (300) is raised to the hard one (400), and the connection cap keeps
+    FD_RESERVE of those for the node: with the cap's worth of connections open, the app can still
+    open files, blocks keep coming and a tx is included."""
+    soft, hard = 300, 400
+    cap = hard - rpc.FD_RESERVE
+    make_home(tmp_path)
+    port = _free_port()
+    code = LIMITED_NODE.format(soft=soft, hard=hard, tests=str(REPO / "tests"), marker=str(tmp_path / "marker"),
+                               home=str(tmp_path), port=port, data=str(tmp_path / "data"))
+    log_path = tmp_path / "node.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT)
+    idle = []
+    try:
+        def is_up():
+            assert process.poll() is None, log_path.read_text()
+            try:
+                return _rpc(port, "status")["result"]["sync_info"]["latest_block_height"] != "0"
+            except OSError:
+                return False
+
+        wait_for(is_up, timeout=20)
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+        def height() -> int:
+            status, response = exchange(kept, "POST", "/", b'{"jsonrpc":"2.0","id":1,"method":"status"}')
+            return int(response["result"]["sync_info"]["latest_block_height"])
+
+        first = height()
+        idle = _open_sockets(port, cap + 100)
+        assert _count_closed(idle, settle_s=1.0) == len(idle) - (cap - 1)
+        wait_for(lambda: height() >= first + 5)
+        status, committed = exchange(kept, "POST", "/", json.dumps({
+            "jsonrpc": "2.0", "id": 2, "method": "broadcast_tx_commit", "params": {"tx": b64(b"full=yes")}}).encode())
+        assert committed["result"]["tx_result"]["code"] == 0 and int(committed["result"]["height"]) > first
+        assert int((tmp_path / "marker").read_text()) >= int(committed["result"]["height"])
+        log = log_path.read_text()
+        assert f"max_open_connections lowered from 900 to {cap}" in log
+        assert log.count("max_open_connections") == 2, log
+        assert "halted" not in log and "Traceback" not in log and "Too many open files" not in log
+        for sock in idle:
+            sock.close()
+        kept.close()
+        wait_for(is_up)
+    finally:
+        for sock in idle:
+            sock.close()
+        process.terminate()
+        process.wait(timeout=20)
