@@ -240,7 +240,7 @@ def _decode_json_param(param: Param, value):
 
 def decode_json_params(spec: tuple[Param, ...], params) -> dict:
     if params is None:
-        return {}
+        return {p.name: None for p in spec}
     if isinstance(params, dict):
         return {p.name: _decode_json_param(p, params.get(p.name)) for p in spec}
     if isinstance(params, list):

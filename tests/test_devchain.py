@@ -79,6 +79,11 @@ class KVStoreApp:
 
     @staticmethod
     def _parse(tx: bytes):
+        """(key, value) of a UTF-8 "key=value" tx (its events carry both as text), else None."""
+        try:
+            tx.decode()
+        except UnicodeDecodeError:
+            return None
         key, sep, value = tx.partition(b"=")
         return (key, value) if sep and key and b"=" not in value else None
 

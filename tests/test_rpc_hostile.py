@@ -1,5 +1,5 @@
 """The dev chain's RPC under hostile clients, over real sockets: connection and subscription caps, read
-timeouts, malformed JSON-RPC."""
+timeouts, malformed JSON-RPC, and random input to every method."""
 
 import asyncio
 import http.client
@@ -15,12 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from node import rpc
 from tests.test_devchain import REPO, _free_port, _rpc, close_chain, make_home, open_chain, wait_for
-from tests.test_rpc import b64, call, node, result  # noqa: F401 - node is the module's fixture
+from tests.test_rpc import JSON_VALUES, b64, call, node, result  # noqa: F401 - node is the module's fixture
 
 SLOW_CLIENT_TIMEOUT_S = 0.5
+MAX_QUERY_STRING = 8000  # aiohttp answers a longer request line 400 in plain text, as Go's server does
 
 # A dev chain with a small open-file limit whose app opens a file in every block, as LevelDB's
 # compactions, the signature helper and the proof verifier do.
@@ -338,3 +341,93 @@ def test_connections_beyond_the_cap_are_closed_and_blocks_keep_coming(tmp_path):
             sock.close()
         process.terminate()
         process.wait(timeout=20)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random input to every method: always a well-formed JSON-RPC response.
+
+METHODS = sorted(rpc.ROUTES) + sorted(rpc.WS_ROUTES)
+IDS = st.none() | st.integers() | st.text(max_size=8) | JSON_VALUES
+TEXT = st.text(st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=()),
+               max_size=20)
+
+
+@st.composite
+def json_rpc_requests(draw) -> dict:
+    method = draw(st.sampled_from(METHODS) | st.text(max_size=8))
+    names = [p.name for p in rpc.ROUTES.get(method, rpc.WS_ROUTES.get(method, ()))]
+    params = draw(st.fixed_dictionaries({}, optional={name: JSON_VALUES | TEXT for name in names})
+                  | st.lists(JSON_VALUES, max_size=4) | JSON_VALUES)
+    request = {"jsonrpc": "2.0", "id": draw(IDS), "method": method, "params": params}
+    return {k: v for k, v in request.items() if draw(st.booleans()) or k in ("id", "method")}
+
+
+POST_BODIES = (json_rpc_requests().map(json.dumps).map(str.encode)
+               | st.lists(json_rpc_requests(), min_size=1, max_size=3).map(json.dumps).map(str.encode)
+               | st.binary(min_size=1, max_size=64))
+
+
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@settings(FUZZ, max_examples=150)
+@given(body=POST_BODIES)
+def test_any_post_gets_a_json_rpc_response(node, caplog, body):
+    connection = http.client.HTTPConnection("127.0.0.1", node.rpc_server.port, timeout=10)
+    status, response = exchange(connection, "POST", "/", body)
+    connection.close()
+    assert_no_traceback(caplog)
+    if response is None:
+        assert status == 200  # notifications only
+        return
+    for one in response if isinstance(response, list) else [response]:
+        assert_json_rpc(one)
+    # CometBFT answers a body that is not JSON-RPC 500 -32700, one it cannot read 400 -32600.
+    if status != 200:
+        assert (status, response["error"]["code"]) in ((500, -32700), (400, -32600)), (status, response)
+
+
+URI_ARGS = (JSON_VALUES.map(json.dumps) | TEXT | TEXT.map(json.dumps) | st.integers(2500, 3000).map(lambda n: "[" * n)
+            | st.binary(max_size=16).map(lambda b: "0x" + b.hex()) | st.binary(max_size=16))
+
+
+@settings(FUZZ, max_examples=150)
+@given(method=st.sampled_from(METHODS), data=st.data())
+def test_any_uri_call_gets_a_json_rpc_response(node, caplog, method, data):
+    names = [p.name for p in rpc.ROUTES.get(method, rpc.WS_ROUTES.get(method, ()))]
+    args = data.draw(st.fixed_dictionaries({}, optional={name: URI_ARGS for name in names}))
+    query = "&".join(f"{name}={urllib.parse.quote(arg.encode('utf-8', 'surrogatepass') if isinstance(arg, str) else arg, safe='[')}"
+                     for name, arg in args.items())
+    assume(len(query) < MAX_QUERY_STRING)
+    connection = http.client.HTTPConnection("127.0.0.1", node.rpc_server.port, timeout=10)
+    status, response = exchange(connection, "GET", f"/{method}?{query}")
+    connection.close()
+    assert_no_traceback(caplog)
+    assert_json_rpc(response, -1)
+    if method in rpc.WS_ROUTES:
+        assert (status, response["error"]["code"]) == (404, -32601)
+    elif status != 200:  # CometBFT answers a failed URI call 500, with the JSON-RPC error
+        assert status == 500 and response["error"]["code"] in (-32602, -32603), (status, response)
+
+
+async def _send_raw_on_websocket(url: str, message: str | bytes) -> list[dict]:
+    """Everything the server sends up to the reply to a following health request."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url + "/websocket") as ws:
+            await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
+            await ws.send_str('{"jsonrpc":"2.0","id":"after-the-message-under-test-1","method":"health"}')
+            received = []
+            while not received or received[-1].get("id") != "after-the-message-under-test-1":
+                received.append(await ws.receive_json(timeout=10))
+            assert not ws.closed
+            return received
+
+
+@settings(FUZZ, max_examples=100)
+@given(message=json_rpc_requests().map(json.dumps) | st.text(max_size=64) | st.binary(max_size=64))
+def test_any_websocket_message_gets_a_json_rpc_response(node, caplog, message):
+    received = asyncio.run(_send_raw_on_websocket(node.rpc_server.url, message))
+    assert_no_traceback(caplog)
+    for response in received:
+        assert_json_rpc(response)
+    assert received[-1] == {"jsonrpc": "2.0", "id": "after-the-message-under-test-1", "result": {}}
