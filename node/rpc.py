@@ -5,11 +5,13 @@ Responses use CometBFT's JSON exactly (node.cometbft_json).
 
 import asyncio
 import base64
+import errno
 import json
 import logging
 import math
 import re
 import resource
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +70,9 @@ WS_PING_PERIOD_S = 27.0
 # verifier), out of reach of RPC connections.
 FD_RESERVE = 200
 REFUSED_LOG_INTERVAL_S = 10.0
+LISTEN_BACKLOG = 128
+ACCEPT_RETRY_S = 1.0
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 SHUTDOWN_TIMEOUT_S = 2.0
 URI_REQUEST_ID = -1
 
@@ -399,21 +404,11 @@ def _is_server_fault(record: logging.LogRecord) -> bool:
 http_log.addFilter(_is_server_fault)
 
 
-class _CappedServer(web.Server):
-    """aiohttp's low-level server closing at once each connection beyond the cap."""
-
-    def __init__(self, handler, max_connections: int, on_refused, **kwargs):
-        super().__init__(handler, **kwargs)
-        self.max_connections = max_connections
-        self.on_refused = on_refused
-
-    def connection_made(self, handler, transport) -> None:
-        if len(self.connections) >= self.max_connections:
-            # On the next turn of the loop, once the handler's task has started, as aiohttp closes an idle one.
-            self._loop.call_soon(handler.force_close)
-            self.on_refused()
-            return
-        super().connection_made(handler, transport)
+def _listen(host: str, port: int) -> socket.socket:
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=LISTEN_BACKLOG)
+    listener.setblocking(False)
+    return listener
 
 
 @dataclass
@@ -442,7 +437,9 @@ class RPCServer:
         self._refused: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rpc")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.ServerRunner | None = None
+        self._server: web.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accept_failing = False
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -506,15 +503,12 @@ class RPCServer:
             # and the rest of a refused one is drained for at most that long. aiohttp's parser bounds the
             # headers (8190 bytes a line, 128 lines), about CometBFT's max_header_bytes of 1 MiB.
             timeout = self.config.read_timeout
-            server = _CappedServer(self._handle, self.max_open_connections, self._count_refused, loop=loop,
-                                   keepalive_timeout=timeout, lingering_time=timeout, logger=http_log,
-                                   access_log=None)
-            self._runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]
+            self._server = web.Server(self._handle, loop=loop, keepalive_timeout=timeout, lingering_time=timeout,
+                                      logger=http_log, access_log=None)
+            self._listener = _listen(self.host, self.port)
+            self.port = self._listener.getsockname()[1]
             self.laddr = f"tcp://{self.host}:{self.port}"
+            loop.create_task(self._accept())
         except BaseException as e:  # noqa: BLE001 - reported to the thread that called start()
             self._start_error = e
             self._ready.set()
@@ -527,13 +521,36 @@ class RPCServer:
     async def _shutdown(self) -> None:
         for client in list(self._clients):
             await client.ws.close()
-        await self._runner.cleanup()
-        # aiohttp leaves a closed connection's handler draining a refused body until its lingering time.
-        handlers = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in handlers:
+        self._server.pre_shutdown()
+        await self._server.shutdown(SHUTDOWN_TIMEOUT_S)
+        # The accept loop, and what aiohttp leaves draining a refused body until its lingering time.
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listener.close()
         self._loop.call_soon(self._loop.stop)
+
+    async def _accept(self) -> None:
+        """Serve each connection accepted; one over max_open_connections is closed at once, so a flood of
+        them holds no more than one descriptor at a time."""
+        while True:
+            try:
+                conn, _ = await self._loop.sock_accept(self._listener)
+            except OSError as e:
+                if e.errno not in OUT_OF_DESCRIPTORS:
+                    continue
+                if not self._accept_failing:
+                    log.warning("cannot accept RPC connections: %s; retrying every %g s", e, ACCEPT_RETRY_S)
+                    self._accept_failing = True
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            self._accept_failing = False
+            if len(self._server.connections) >= self.max_open_connections:
+                conn.close()
+                self._count_refused()
+                continue
+            await self._loop.connect_accepted_socket(self._server, conn)
 
     @property
     def url(self) -> str:

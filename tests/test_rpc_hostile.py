@@ -5,6 +5,8 @@ import asyncio
 import http.client
 import json
 import logging
+import os
+import resource
 import selectors
 import socket
 import subprocess
@@ -341,6 +343,35 @@ def test_connections_beyond_the_cap_are_closed_and_blocks_keep_coming(tmp_path):
             sock.close()
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_out_of_descriptors_accepting_waits_and_then_serves(tmp_path, caplog):
+    """When something else in the process takes every descriptor, a connection waits to be accepted."""
+    caplog.set_level(logging.INFO)
+    make_home(tmp_path)
+    chain, app = open_chain(tmp_path)
+    chain.block_time_ms = 60_000  # no block (and no LevelDB file) while descriptors are out
+    chain.start("tcp://127.0.0.1:0")
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    client = socket.socket()
+    try:
+        lowest_free = os.open(os.devnull, os.O_RDONLY)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, limits[1]))
+        try:
+            client.connect(("127.0.0.1", chain.rpc_server.port))
+            time.sleep(rpc.ACCEPT_RETRY_S / 2)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+        client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 43\r\n\r\n"
+                       b'{"jsonrpc":"2.0","id":1,"method":"health"}\n')
+        received, elapsed = read_until_closed(client, 5)
+        assert received.startswith(b"HTTP/1.1 200 ") and elapsed < rpc.ACCEPT_RETRY_S + 1, (received, elapsed)
+    finally:
+        client.close()
+        close_chain(chain, app)
+    assert caplog.text.count("cannot accept RPC connections: [Errno 24] Too many open files") == 1, caplog.text
+    assert_no_traceback(caplog)
 
 
 # ---------------------------------------------------------------------------------------------
