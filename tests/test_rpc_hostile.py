@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from node import rpc
+from tests.test_cli import MAXWELL, assert_one_line_error, invoke
 from tests.test_devchain import REPO, _free_port, _rpc, close_chain, make_home, open_chain, wait_for
 from tests.test_rpc import JSON_VALUES, b64, call, node, result  # noqa: F401 - node is the module's fixture
 
@@ -343,6 +344,16 @@ def test_connections_beyond_the_cap_are_closed_and_blocks_keep_coming(tmp_path):
             sock.close()
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_a_descriptor_limit_leaving_nothing_for_connections_is_a_one_line_error(tmp_path):
+    assert invoke("init", "--chain-id", "maxwell-fd-1", "--home", tmp_path).exit_code == 0
+    limit = rpc.FD_RESERVE - 50
+    result = subprocess.run(
+        [str(MAXWELL), "dev", "--home", str(tmp_path), "--rpc", f"tcp://127.0.0.1:{_free_port()}"],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
+        capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, f"the open-file limit ({limit}) leaves no descriptors for RPC connections")
 
 
 def test_out_of_descriptors_accepting_waits_and_then_serves(tmp_path, caplog):
