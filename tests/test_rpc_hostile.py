@@ -26,6 +26,10 @@ from tests.test_devchain import REPO, _free_port, _rpc, close_chain, make_home, 
 from tests.test_rpc import JSON_VALUES, b64, call, node, result  # noqa: F401 - node is the module's fixture
 
 SLOW_CLIENT_TIMEOUT_S = 0.5
+# What follows the input under test on the same connection; an id no strategy below draws.
+FOLLOWING_ID = "following-the-input-under-test"
+FOLLOWING_REQUEST = json.dumps({"jsonrpc": "2.0", "id": FOLLOWING_ID, "method": "health"})
+FOLLOWING_RESPONSE = {"jsonrpc": "2.0", "id": FOLLOWING_ID, "result": {}}
 MAX_QUERY_STRING = 8000  # aiohttp answers a longer request line 400 in plain text, as Go's server does
 
 # A dev chain with a small open-file limit whose app opens a file in every block, as LevelDB's
@@ -71,8 +75,7 @@ def exchange(connection: http.client.HTTPConnection, method: str, path: str, bod
 
 
 def assert_serves_health(connection: http.client.HTTPConnection) -> None:
-    status, response = exchange(connection, "POST", "/", b'{"jsonrpc":"2.0","id":"after-the-message-under-test-1","method":"health"}')
-    assert (status, response) == (200, {"jsonrpc": "2.0", "id": "after-the-message-under-test-1", "result": {}})
+    assert exchange(connection, "POST", "/", FOLLOWING_REQUEST.encode()) == (200, FOLLOWING_RESPONSE)
 
 
 def assert_no_traceback(caplog) -> None:
@@ -108,22 +111,21 @@ HOSTILE_POSTS = [
     (b'{"jsonrpc":"2.0","id":1,"method":"tx_search","params":{"query":"a.b=\'\\ud800\'"}}', 200, -32602),
     (b'{"jsonrpc":"2.0","id":1,"method":"abci_query","params":{"path":"\\ud800"}}', 200, -32602),
 ]
+# CometBFT answers a failed URI call 500, with the JSON-RPC error (id -1).
 HOSTILE_GETS = [
-    ('/tx?hash="\\ud800"', -32602),
-    ('/abci_query?path="\\ud800"', -32602),
-    ('/tx_search?query="\\ud800"', -32602),
-    ("/block?height=" + "[" * 2000, -32602),
-    ("/block?height=1e400", -32602),
+    (urllib.parse.quote(path, safe="/?="), None, 500, -32602)
+    for path in ('/tx?hash="\\ud800"', '/abci_query?path="\\ud800"', '/tx_search?query="\\ud800"',
+                 "/block?height=" + "[" * 2000, "/block?height=1e400")
 ]
 
 
-@pytest.mark.parametrize("body,http_status,code", HOSTILE_POSTS)
-def test_hostile_posts_get_json_rpc_errors_and_keep_alive(node, caplog, body, http_status, code):
+@pytest.mark.parametrize("path,body,http_status,code", [("/", *post) for post in HOSTILE_POSTS] + HOSTILE_GETS)
+def test_hostile_requests_get_json_rpc_errors_and_keep_alive(node, caplog, path, body, http_status, code):
     caplog.set_level(logging.INFO)
     connection = http.client.HTTPConnection("127.0.0.1", node.rpc_server.port, timeout=5)
     connection.connect()
     sock = connection.sock
-    status, response = exchange(connection, "POST", "/", body)
+    status, response = exchange(connection, "POST" if body else "GET", path, body)
     assert status == http_status
     assert_json_rpc(response)
     assert response["error"]["code"] == code
@@ -133,45 +135,31 @@ def test_hostile_posts_get_json_rpc_errors_and_keep_alive(node, caplog, body, ht
     assert_no_traceback(caplog)
 
 
-@pytest.mark.parametrize("path,code", HOSTILE_GETS)
-def test_hostile_uri_args_get_json_rpc_errors_and_keep_alive(node, caplog, path, code):
-    caplog.set_level(logging.INFO)
-    connection = http.client.HTTPConnection("127.0.0.1", node.rpc_server.port, timeout=5)
-    connection.connect()
-    sock = connection.sock
-    status, response = exchange(connection, "GET", urllib.parse.quote(path, safe="/?="))
-    assert status == 500
-    assert_json_rpc(response, -1)
-    assert response["error"]["code"] == code
-    assert_serves_health(connection)
-    assert connection.sock is sock
-    connection.close()
-    assert_no_traceback(caplog)
-
-
-async def _send_on_one_websocket(url: str, messages: list[str]) -> list[dict]:
-    """Each message's reply; the connection must stay open through all of them."""
-    replies = []
+async def _send_on_one_websocket(url: str, messages: list[str | bytes]) -> list[list[dict]]:
+    """For each message, all the server sends up to its reply to a following request; the socket stays open."""
+    received = []
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(url + "/websocket") as ws:
             for message in messages:
-                await ws.send_str(message)
-                await ws.send_str('{"jsonrpc":"2.0","id":"after-the-message-under-test-1","method":"health"}')
-                reply = await ws.receive_json(timeout=5)
-                assert await ws.receive_json(timeout=5) == {"jsonrpc": "2.0", "id": "after-the-message-under-test-1", "result": {}}
-                replies.append(reply)
+                await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
+                await ws.send_str(FOLLOWING_REQUEST)
+                replies = []
+                while not replies or replies[-1].get("id") != FOLLOWING_ID:
+                    replies.append(await ws.receive_json(timeout=10))
+                received.append(replies)
             assert not ws.closed
-    return replies
+    return received
 
 
 def test_hostile_websocket_messages_get_json_rpc_errors_and_the_socket_stays_open(node, caplog):
     caplog.set_level(logging.INFO)
     messages = [body.decode() for body, _, _ in HOSTILE_POSTS]
-    replies = asyncio.run(_send_on_one_websocket(node.rpc_server.url, messages))
-    for reply, (_, _, code) in zip(replies, HOSTILE_POSTS):
+    received = asyncio.run(_send_on_one_websocket(node.rpc_server.url, messages))
+    for (reply, following), (_, _, code) in zip(received, HOSTILE_POSTS):
         assert_json_rpc(reply)
         # CometBFT's websocket reports bad params as an internal error.
         assert reply["error"]["code"] == (rpc.INTERNAL_ERROR if code == rpc.INVALID_PARAMS else code)
+        assert following == FOLLOWING_RESPONSE
     assert_no_traceback(caplog)
 
 
@@ -433,13 +421,17 @@ URI_ARGS = (JSON_VALUES.map(json.dumps) | TEXT | TEXT.map(json.dumps) | st.integ
             | st.binary(max_size=16).map(lambda b: "0x" + b.hex()) | st.binary(max_size=16))
 
 
+def _quote(arg: str | bytes) -> str:
+    """Percent-encoded, lone surrogates as their (invalid) UTF-8 bytes; brackets kept, so deep nesting fits a line."""
+    return urllib.parse.quote(arg.encode("utf-8", "surrogatepass") if isinstance(arg, str) else arg, safe="[")
+
+
 @settings(FUZZ, max_examples=150)
 @given(method=st.sampled_from(METHODS), data=st.data())
 def test_any_uri_call_gets_a_json_rpc_response(node, caplog, method, data):
     names = [p.name for p in rpc.ROUTES.get(method, rpc.WS_ROUTES.get(method, ()))]
     args = data.draw(st.fixed_dictionaries({}, optional={name: URI_ARGS for name in names}))
-    query = "&".join(f"{name}={urllib.parse.quote(arg.encode('utf-8', 'surrogatepass') if isinstance(arg, str) else arg, safe='[')}"
-                     for name, arg in args.items())
+    query = "&".join(f"{name}={_quote(arg)}" for name, arg in args.items())
     assume(len(query) < MAX_QUERY_STRING)
     connection = http.client.HTTPConnection("127.0.0.1", node.rpc_server.port, timeout=10)
     status, response = exchange(connection, "GET", f"/{method}?{query}")
@@ -452,24 +444,11 @@ def test_any_uri_call_gets_a_json_rpc_response(node, caplog, method, data):
         assert status == 500 and response["error"]["code"] in (-32602, -32603), (status, response)
 
 
-async def _send_raw_on_websocket(url: str, message: str | bytes) -> list[dict]:
-    """Everything the server sends up to the reply to a following health request."""
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url + "/websocket") as ws:
-            await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
-            await ws.send_str('{"jsonrpc":"2.0","id":"after-the-message-under-test-1","method":"health"}')
-            received = []
-            while not received or received[-1].get("id") != "after-the-message-under-test-1":
-                received.append(await ws.receive_json(timeout=10))
-            assert not ws.closed
-            return received
-
-
 @settings(FUZZ, max_examples=100)
 @given(message=json_rpc_requests().map(json.dumps) | st.text(max_size=64) | st.binary(max_size=64))
 def test_any_websocket_message_gets_a_json_rpc_response(node, caplog, message):
-    received = asyncio.run(_send_raw_on_websocket(node.rpc_server.url, message))
+    [received] = asyncio.run(_send_on_one_websocket(node.rpc_server.url, [message]))
     assert_no_traceback(caplog)
     for response in received:
         assert_json_rpc(response)
-    assert received[-1] == {"jsonrpc": "2.0", "id": "after-the-message-under-test-1", "result": {}}
+    assert received[-1] == FOLLOWING_RESPONSE
