@@ -531,6 +531,10 @@ class RPCServer:
         self._listener.close()
         self._loop.call_soon(self._loop.stop)
 
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
     async def _accept(self) -> None:
         """Serve each connection accepted; one over max_open_connections is closed at once, so a flood of
         them holds no more than one descriptor at a time."""
@@ -551,10 +555,6 @@ class RPCServer:
                 self._count_refused()
                 continue
             await self._loop.connect_accepted_socket(self._server, conn)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def _count_refused(self) -> None:
         """Log a refused connection at once, then the count of those refused every interval while any are."""
