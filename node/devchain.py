@@ -362,11 +362,11 @@ class DevChain:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, rpc_laddr: str | None = None) -> None:
+    def start(self, rpc_laddr: str | None = None, rpc_config: rpc.RPCConfig = rpc.RPCConfig()) -> None:
         """Handshake with the app, serve RPC (when an address is given) and produce blocks."""
         self.process_handshake()
         if rpc_laddr is not None:
-            server = rpc.RPCServer(self, rpc_laddr)
+            server = rpc.RPCServer(self, rpc_laddr, rpc_config)
             server.start()
             self.rpc_server = server
         self._producer = threading.Thread(target=self._run_producer, name="block-producer", daemon=True)

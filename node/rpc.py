@@ -5,14 +5,19 @@ Responses use CometBFT's JSON exactly (node.cometbft_json).
 
 import asyncio
 import base64
+import errno
 import json
 import logging
+import math
 import re
+import resource
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.types import types_pb2
@@ -47,23 +52,27 @@ from node.cometbft_json import (
 from node.mempool import MempoolError
 
 log = logging.getLogger("maxwell.rpc")
+http_log = logging.getLogger("maxwell.rpc.http")
 
 CMT_VERSION = "0.38.17"
 P2P_PROTOCOL = 8
 BLOCK_PROTOCOL = 11
 NODE_CHANNELS = "40202122233038606100"
 
-MAX_BODY_BYTES = 1_000_000
 MAX_BATCH_REQUESTS = 10
 MAX_QUERY_LENGTH = 512
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 100
 BLOCKCHAIN_LIMIT = 20
-MAX_SUBSCRIPTIONS_PER_CLIENT = 5
-MAX_SUBSCRIPTION_CLIENTS = 100
 SUBSCRIPTION_BUFFER = 200
-BROADCAST_TX_COMMIT_TIMEOUT_S = 10.0
 WS_PING_PERIOD_S = 27.0
+# Descriptors kept for the node's own files (LevelDB tables, the signature helper's pipe, the proof
+# verifier), out of reach of RPC connections.
+FD_RESERVE = 200
+REFUSED_LOG_INTERVAL_S = 10.0
+LISTEN_BACKLOG = 128
+ACCEPT_RETRY_S = 1.0
+OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 SHUTDOWN_TIMEOUT_S = 2.0
 URI_REQUEST_ID = -1
 
@@ -83,8 +92,71 @@ class InvalidParams(Exception):
     pass
 
 
+class InvalidJSON(ValueError):
+    pass
+
+
 class InvalidListenAddress(ValueError):
     pass
+
+
+class TooFewFileDescriptors(OSError):
+    """The open-file limit leaves nothing for RPC connections once the node's own files are reserved."""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyReadTimeout(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RPCConfig:
+    """CometBFT's [rpc] settings, with its config.toml names and defaults (durations in seconds), and
+    its HTTP server's read timeout: a client must send a request's headers and body within it."""
+    max_open_connections: int = 900
+    max_subscription_clients: int = 100
+    max_subscriptions_per_client: int = 5
+    timeout_broadcast_tx_commit: float = 10.0
+    max_body_bytes: int = 1_000_000
+    read_timeout: float = 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+
+def _reject_constant(name: str):
+    raise InvalidJSON(f"invalid character {name!r} looking for beginning of value")
+
+
+def _decode_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidJSON(f"number {text} overflows float64")
+    return value
+
+
+def decode_json(data: bytes | str):
+    """JSON as Go's encoding/json reads it: no NaN or Infinity, no number beyond float64, and
+    nesting no deeper than Python's recursion limit allows."""
+    try:
+        return json.loads(data, parse_constant=_reject_constant, parse_float=_decode_float)
+    except RecursionError:
+        raise InvalidJSON("nested too deeply") from None
+    except ValueError as e:
+        raise InvalidJSON(str(e)) from None
+
+
+def _describe(value) -> str:
+    """A JSON value for an error message; arrays and objects by kind, as they may be too deep to print."""
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return json.dumps(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,6 +204,14 @@ WS_ROUTES: dict[str, tuple[Param, ...]] = {
 }
 
 
+def _check_utf8(param: Param, value: str) -> str:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidParams(f"{param.name}: not valid UTF-8 (a lone surrogate)") from None
+    return value
+
+
 def _decode_json_param(param: Param, value):
     """One JSON-RPC param as libs/json decodes it (int64 as strings; plain integers accepted too)."""
     if value is None:
@@ -140,7 +220,7 @@ def _decode_json_param(param: Param, value):
         if isinstance(value, str) and INT_STRING_PATTERN.fullmatch(value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidParams(f"{param.name}: invalid 64-bit integer encoding {json.dumps(value)}, expected string")
+            raise InvalidParams(f"{param.name}: invalid 64-bit integer encoding {_describe(value)}, expected string")
         if not INT64_MIN <= value <= INT64_MAX:
             raise InvalidParams(f"{param.name}: {value} overflows int64")
         return value
@@ -151,7 +231,7 @@ def _decode_json_param(param: Param, value):
     if not isinstance(value, str):
         raise InvalidParams(f"{param.name}: expected a string")
     if param.kind == "string":
-        return value
+        return _check_utf8(param, value)
     if param.kind == "hexbytes":
         try:
             return bytes.fromhex(value)
@@ -165,7 +245,7 @@ def _decode_json_param(param: Param, value):
 
 def decode_json_params(spec: tuple[Param, ...], params) -> dict:
     if params is None:
-        return {}
+        return {p.name: None for p in spec}
     if isinstance(params, dict):
         return {p.name: _decode_json_param(p, params.get(p.name)) for p in spec}
     if isinstance(params, list):
@@ -195,11 +275,11 @@ def _decode_uri_param(param: Param, arg: str):
                 raise InvalidParams(f"{param.name}: hex value is not UTF-8") from None
         return raw
     try:
-        value = json.loads(arg)
-    except ValueError:
+        value = decode_json(arg)
+    except InvalidJSON:
         raise InvalidParams(f"{param.name}: {arg!r} is not valid (quote strings, 0x-prefix hex)") from None
     if param.kind in ("bytes", "hexbytes") and isinstance(value, str) and arg.startswith('"'):
-        return value.encode()
+        return _check_utf8(param, value).encode()
     return _decode_json_param(param, value)
 
 
@@ -261,8 +341,11 @@ def _request_id(request: dict):
     if request_id is None or isinstance(request_id, str):
         return request_id
     if isinstance(request_id, bool) or not isinstance(request_id, (int, float)):
-        raise _BadRequestId(f"json-rpc ID ({json.dumps(request_id)}) is of unknown type")
-    return int(request_id)
+        raise _BadRequestId(f"json-rpc ID ({_describe(request_id)}) is of unknown type")
+    request_id = int(request_id)
+    if not INT64_MIN <= request_id <= INT64_MAX:
+        raise _BadRequestId("json-rpc ID overflows int64")
+    return request_id
 
 
 def _discard_outcome(future: asyncio.Future) -> None:
@@ -287,6 +370,47 @@ def _page_window(page: int | None, per_page: int | None, total: int) -> tuple[in
 # Server
 
 
+def compute_connection_cap(max_open_connections: int) -> int:
+    """How many RPC connections may be open: max_open_connections (0 is no cap of its own), within the
+    open-file limit less FD_RESERVE, so that block production never runs out of descriptors.
+
+    The soft limit is raised to the hard one first, as Go programs (CometBFT among them) do at start.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return max_open_connections
+    allowed = soft - FD_RESERVE
+    if allowed < 1:
+        raise TooFewFileDescriptors(f"the open-file limit ({soft}) leaves no descriptors for RPC connections: "
+                                    f"the node keeps {FD_RESERVE} for its own files; raise it with ulimit -n")
+    if max_open_connections == 0 or max_open_connections > allowed:
+        log.warning("RPC max_open_connections lowered from %d to %d, so %d of the %d file descriptors "
+                    "stay for the node's own files", max_open_connections, allowed, FD_RESERVE, soft)
+        return allowed
+    return max_open_connections
+
+
+def _is_server_fault(record: logging.LogRecord) -> bool:
+    """aiohttp logs a client's malformed HTTP with a traceback; it is answered 400 and, as in Go, not logged."""
+    return not (record.exc_info and isinstance(record.exc_info[1], HttpProcessingError))
+
+
+http_log.addFilter(_is_server_fault)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=LISTEN_BACKLOG)
+    listener.setblocking(False)
+    return listener
+
+
 @dataclass
 class _Subscription:
     query: str
@@ -304,14 +428,18 @@ class _WSClient:
 class RPCServer:
     """Serves a DevChain's RPC on its own thread and asyncio loop."""
 
-    def __init__(self, chain, laddr: str):
+    def __init__(self, chain, laddr: str, config: RPCConfig = RPCConfig()):
         self.chain = chain
         self.host, self.port = parse_listen_address(laddr)
         self.laddr = laddr
-        self.broadcast_tx_commit_timeout_s = BROADCAST_TX_COMMIT_TIMEOUT_S
+        self.config = config
+        self.max_open_connections = 0
+        self._refused: int | None = None
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rpc")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: web.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accept_failing = False
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
@@ -349,6 +477,7 @@ class RPCServer:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.max_open_connections = compute_connection_cap(self.config.max_open_connections)
         self._thread = threading.Thread(target=self._serve, name="rpc-server", daemon=True)
         self._thread.start()
         self._ready.wait()
@@ -369,19 +498,17 @@ class RPCServer:
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
-            app = web.Application(client_max_size=MAX_BODY_BYTES)
-            app.router.add_post("/", self._handle_post)
-            app.router.add_get("/", self._handle_index)
-            app.router.add_get("/websocket", self._handle_websocket)
-            app.router.add_get("/{method}", self._handle_uri)
-            app.router.add_post("/{method}", self._handle_uri)
-            self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                                         shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-            loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-            loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]
+            # An unfinished request's headers, or an idle keep-alive connection, are dropped after the
+            # read timeout (as Go's ReadHeaderTimeout and IdleTimeout); the body has its own (_read_body),
+            # and the rest of a refused one is drained for at most that long. aiohttp's parser bounds the
+            # headers (8190 bytes a line, 128 lines), about CometBFT's max_header_bytes of 1 MiB.
+            timeout = self.config.read_timeout
+            self._server = web.Server(self._handle, loop=loop, keepalive_timeout=timeout, lingering_time=timeout,
+                                      logger=http_log, access_log=None)
+            self._listener = _listen(self.host, self.port)
+            self.port = self._listener.getsockname()[1]
             self.laddr = f"tcp://{self.host}:{self.port}"
+            loop.create_task(self._accept())
         except BaseException as e:  # noqa: BLE001 - reported to the thread that called start()
             self._start_error = e
             self._ready.set()
@@ -394,31 +521,106 @@ class RPCServer:
     async def _shutdown(self) -> None:
         for client in list(self._clients):
             await client.ws.close()
-        await self._runner.cleanup()
+        self._server.pre_shutdown()
+        await self._server.shutdown(SHUTDOWN_TIMEOUT_S)
+        # The accept loop, and what aiohttp leaves draining a refused body until its lingering time.
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listener.close()
         self._loop.call_soon(self._loop.stop)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    async def _accept(self) -> None:
+        """Serve each connection accepted; one over max_open_connections is closed at once, so a flood of
+        them holds no more than one descriptor at a time."""
+        while True:
+            try:
+                conn, _ = await self._loop.sock_accept(self._listener)
+            except OSError as e:
+                if e.errno not in OUT_OF_DESCRIPTORS:
+                    continue
+                if not self._accept_failing:
+                    log.warning("cannot accept RPC connections: %s; retrying every %g s", e, ACCEPT_RETRY_S)
+                    self._accept_failing = True
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            self._accept_failing = False
+            if len(self._server.connections) >= self.max_open_connections:
+                conn.close()
+                self._count_refused()
+                continue
+            await self._loop.connect_accepted_socket(self._server, conn)
+
+    def _count_refused(self) -> None:
+        """Log a refused connection at once, then the count of those refused every interval while any are."""
+        if self._refused is None:
+            log.warning("max_open_connections %d reached: new RPC connections are closed at once",
+                        self.max_open_connections)
+            self._refused = 0
+            self._loop.call_later(REFUSED_LOG_INTERVAL_S, self._report_refused)
+        else:
+            self._refused += 1
+
+    def _report_refused(self) -> None:
+        if not self._refused:
+            self._refused = None
+            return
+        log.warning("closed %d RPC connections over max_open_connections %d in the last %.0f s",
+                    self._refused, self.max_open_connections, REFUSED_LOG_INTERVAL_S)
+        self._refused = 0
+        self._loop.call_later(REFUSED_LOG_INTERVAL_S, self._report_refused)
+
     # -- HTTP -------------------------------------------------------------------------------
 
-    async def _handle_index(self, request: web.Request) -> web.Response:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        """Routes as CometBFT's mux, whatever the HTTP method: JSON-RPC at /, the websocket, /<method>."""
+        name = request.path.removeprefix("/")
+        if name == "":
+            return await self._handle_post(request)
+        if name == "websocket":
+            return await self._handle_websocket(request)
+        return await self._handle_uri(request, name)
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The body, within max_body_bytes (one declared larger is refused before reading) and the read timeout."""
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise BodyTooLarge(f"http: request body too large (Content-Length {request.content_length}, "
+                               f"max_body_bytes {limit})")
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.config.read_timeout):
+                while len(body) <= limit and (chunk := await request.content.read(limit + 1 - len(body))):
+                    body += chunk
+        except TimeoutError:
+            raise BodyReadTimeout(f"i/o timeout: the body did not arrive within {self.config.read_timeout:g} s") \
+                from None
+        if len(body) > limit:
+            raise BodyTooLarge(f"http: request body too large (max_body_bytes {limit})")
+        return bytes(body)
+
+    async def _handle_index(self, request: web.BaseRequest) -> web.Response:
         links = "".join(f"<a href=\"/{m}\">/{m}</a><br>" for m in sorted(ROUTES))
         return web.Response(text=f"<html><body>Available endpoints:<br>{links}</body></html>",
                             content_type="text/html")
 
-    async def _handle_post(self, request: web.Request) -> web.Response:
+    async def _handle_post(self, request: web.BaseRequest) -> web.Response:
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge as e:
-            return _json_response(make_error_code(None, INVALID_REQUEST, f"error reading request body: {e.text}"),
-                                  400)
+            body = await self._read_body(request)
+        except (BodyTooLarge, BodyReadTimeout) as e:
+            response = _json_response(make_error_code(None, INVALID_REQUEST, f"error reading request body: {e}"), 400)
+            response.force_close()
+            return response
         if not body:
             return await self._handle_index(request)
         try:
-            decoded = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as e:
+            decoded = decode_json(body)
+        except InvalidJSON as e:
             return _json_response(make_error_code(None, PARSE_ERROR, f"error unmarshaling request: {e}"), 500)
         batch = isinstance(decoded, list)
         requests = decoded if batch else [decoded]
@@ -451,8 +653,7 @@ class RPCServer:
             return web.Response(status=200)
         return _json_response(responses if batch else responses[0])
 
-    async def _handle_uri(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
+    async def _handle_uri(self, request: web.BaseRequest, method: str) -> web.Response:
         if method in WS_ROUTES:
             return _json_response(make_error_code(URI_REQUEST_ID, METHOD_NOT_FOUND), 404)
         if method not in ROUTES:
@@ -481,8 +682,8 @@ class RPCServer:
 
     # -- websocket ----------------------------------------------------------------------------
 
-    async def _handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_BODY_BYTES, heartbeat=WS_PING_PERIOD_S,
+    async def _handle_websocket(self, request: web.BaseRequest) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_body_bytes, heartbeat=WS_PING_PERIOD_S,
                                    timeout=SHUTDOWN_TIMEOUT_S)
         await ws.prepare(request)
         client = _WSClient(ws=ws)
@@ -520,11 +721,11 @@ class RPCServer:
 
     async def _handle_ws_message(self, client: _WSClient, text: str) -> dict | None:
         try:
-            req = json.loads(text)
+            req = decode_json(text)
             if not isinstance(req, dict):
-                raise ValueError("not an object")
+                raise InvalidJSON("not an object")
             request_id = _request_id(req)
-        except (ValueError, _BadRequestId) as e:
+        except (InvalidJSON, _BadRequestId) as e:
             return make_error_code(None, PARSE_ERROR, f"error unmarshaling request: {e}")
         if request_id is None:
             return None
@@ -562,14 +763,21 @@ class RPCServer:
             if client.subscriptions.pop(query, None) is None:
                 raise RPCError("subscription not found")
             return {}
-        if sum(1 for c in self._clients if c.subscriptions) >= MAX_SUBSCRIPTION_CLIENTS and not client.subscriptions:
-            raise RPCError(f"max_subscription_clients {MAX_SUBSCRIPTION_CLIENTS} reached")
-        if len(client.subscriptions) >= MAX_SUBSCRIPTIONS_PER_CLIENT:
-            raise RPCError(f"max_subscriptions_per_client {MAX_SUBSCRIPTIONS_PER_CLIENT} reached")
+        if not client.subscriptions:
+            self._check_subscription_clients()
+        if len(client.subscriptions) >= self.config.max_subscriptions_per_client:
+            raise RPCError(f"max_subscriptions_per_client {self.config.max_subscriptions_per_client} reached")
         if query in client.subscriptions:
             raise RPCError("already subscribed")
         client.subscriptions[query] = _Subscription(query=query, conditions=conditions, request_id=request_id)
         return {}
+
+    def _check_subscription_clients(self) -> None:
+        """As CometBFT's event bus, each broadcast_tx_commit waiting for its tx is a subscription client too."""
+        clients = sum(1 for c in self._clients if c.subscriptions)
+        clients += sum(len(waiters) for waiters in self._tx_waiters.values())
+        if clients >= self.config.max_subscription_clients:
+            raise RPCError(f"max_subscription_clients {self.config.max_subscription_clients} reached")
 
     # -- events -------------------------------------------------------------------------------
 
@@ -851,6 +1059,7 @@ class RPCServer:
     async def _async_broadcast_tx_commit(self, tx) -> dict:
         tx = tx or b""
         tx_hash = compute_tx_hash(tx)
+        self._check_subscription_clients()
         waiter = self._loop.create_future()
         self._tx_waiters.setdefault(tx_hash, []).append(waiter)
         try:
@@ -863,7 +1072,7 @@ class RPCServer:
             if check.code != 0:
                 return result
             try:
-                height, exec_result = await asyncio.wait_for(waiter, self.broadcast_tx_commit_timeout_s)
+                height, exec_result = await asyncio.wait_for(waiter, self.config.timeout_broadcast_tx_commit)
             except asyncio.TimeoutError:
                 raise RPCError("timed out waiting for tx to be included in a block") from None
             result.update(tx_result=encode_exec_tx_result(exec_result), height=str(height))

@@ -6,7 +6,9 @@ import os
 import pytest
 
 from chain.app import App
-from tests.helpers import DIGITS, REPO, finalize, init_app, make_account
+from node import rpc
+from node.devchain import DevChain
+from tests.helpers import DIGITS, REPO, KVStoreApp, finalize, init_app, make_account, make_home, wait_for
 from zk.artifacts import load_manifest
 from zk.prove import prove_circuit, prove_layers
 
@@ -59,3 +61,17 @@ def app(tmp_path, accounts):
     application.commit()
     yield application
     application.close()
+
+
+@pytest.fixture(scope="module")
+def kv_node(tmp_path_factory):
+    """A dev chain running the small KVStoreApp, shared by a module's RPC tests."""
+    home = tmp_path_factory.mktemp("rpc-home")
+    make_home(home)
+    app = KVStoreApp(str(home / "data"))
+    chain = DevChain(home, app=app, block_time_ms=100)
+    chain.start("tcp://127.0.0.1:0", rpc.RPCConfig(timeout_broadcast_tx_commit=5))
+    wait_for(lambda: chain.blockstore.get_height() >= 2)
+    yield chain
+    chain.stop()
+    app.close()

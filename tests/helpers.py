@@ -2,6 +2,7 @@
 block, reference vectors, the `maxwell` CLI and dev chain, a small real ABCI app. Fixtures are in conftest.py.
 """
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -12,12 +13,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.signing
 import plyvel
 import pytest
+from hypothesis import strategies as st
 from google.protobuf.timestamp_pb2 import Timestamp
 from typer.testing import CliRunner
 
@@ -278,6 +282,11 @@ class KVStoreApp:
 
     @staticmethod
     def _parse(tx: bytes):
+        """(key, value) of a UTF-8 "key=value" tx (its events carry both as text), else None."""
+        try:
+            tx.decode()
+        except UnicodeDecodeError:
+            return None
         key, sep, value = tx.partition(b"=")
         return (key, value) if sep and key else None
 
@@ -655,3 +664,48 @@ def inference_task_bids():
         yield
     finally:
         registry.HANDLERS[url] = real
+
+
+# --- the dev chain's JSON-RPC ----------------------------------------------------------------------
+
+def post(node, body: bytes) -> tuple[int, object]:
+    request = urllib.request.Request(node.rpc_server.url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def call(node, method: str, request_id=7, **params) -> dict:
+    status, response = post(node, json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
+                                              "params": params}).encode())
+    assert status == 200
+    assert response["jsonrpc"] == "2.0" and response["id"] == request_id
+    return response
+
+
+def result(node, method: str, **params) -> dict:
+    response = call(node, method, **params)
+    assert "error" not in response, response
+    return response["result"]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10)
+
+
+def post_rpc(port, method, **params):
+    """A JSON-RPC call to the node on 127.0.0.1:`port`: its whole answer."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())

@@ -39,7 +39,9 @@ from node.devchain import (
 )
 from node.mempool import Mempool, MempoolFull, TxInCache
 from node.txindex import InvalidQuery, parse_query
-from tests.helpers import CHAIN_ID, REPO, KVStoreApp, close_chain, compute_free_port, make_home, open_chain, wait_for
+from tests.helpers import (
+    CHAIN_ID, REPO, KVStoreApp, close_chain, compute_free_port, make_home, open_chain, post_rpc, wait_for,
+)
 
 
 @pytest.fixture
@@ -327,14 +329,6 @@ run({home!r}, "tcp://127.0.0.1:{port}", 40, app=KVStoreApp({data!r}, delay_s=0.0
 """
 
 
-def _rpc(port, method, **params):
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}", data=body,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
-
-
 def _start_subprocess(home: Path, port: int, crash_at: str = "") -> subprocess.Popen:
     code = SUBPROCESS.format(home=str(home), port=port, data=str(home / "data"), crash_at=crash_at)
     process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
@@ -344,7 +338,7 @@ def _start_subprocess(home: Path, port: int, crash_at: str = "") -> subprocess.P
         if process.poll() is not None:
             raise AssertionError(process.stderr.read().decode())
         try:
-            return int(_rpc(port, "status")["result"]["sync_info"]["latest_block_height"]) > 0
+            return int(post_rpc(port, "status")["result"]["sync_info"]["latest_block_height"]) > 0
         except OSError:
             return False
 
@@ -374,13 +368,13 @@ def test_kill_9_while_committing_then_restart_replays(home, crash_at):
     try:
         for i in range(3):
             try:
-                response = _rpc(port, "broadcast_tx_sync", tx=base64.b64encode(b"k%d=v%d" % (i, i)).decode())
+                response = post_rpc(port, "broadcast_tx_sync", tx=base64.b64encode(b"k%d=v%d" % (i, i)).decode())
             except (ConnectionError, urllib.error.URLError):
                 assert i > 0 and crash_at != "external", "only a crash in a block of earlier txs may cut a broadcast"
                 break
             assert response["result"]["code"] == 0
         if crash_at == "external":
-            wait_for(lambda: int(_rpc(port, "tx_search", query="app.key='k2'")["result"]["total_count"]))
+            wait_for(lambda: int(post_rpc(port, "tx_search", query="app.key='k2'")["result"]["total_count"]))
             time.sleep(0.025)
             os.kill(process.pid, signal.SIGKILL)
         assert process.wait(timeout=20) == -signal.SIGKILL
@@ -420,13 +414,13 @@ def test_kill_9_while_committing_then_restart_replays(home, crash_at):
 def test_sigterm_stops_cleanly_and_restart_continues(home):
     port = compute_free_port()
     process = _start_subprocess(home, port)
-    height = int(_rpc(port, "status")["result"]["sync_info"]["latest_block_height"])
+    height = int(post_rpc(port, "status")["result"]["sync_info"]["latest_block_height"])
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     process.stderr.close()
     process = _start_subprocess(home, port)
     try:
-        assert int(_rpc(port, "block", height=str(height))["result"]["block"]["header"]["height"]) == height
+        assert int(post_rpc(port, "block", height=str(height))["result"]["block"]["header"]["height"]) == height
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0

@@ -22,6 +22,11 @@ from node import cometbft_json, privval, rpc, txindex
 from node.devchain import DevChain
 from tests.helpers import (
     CHAIN_ID,
+    JSON_VALUES,
+    b64,
+    call,
+    post,
+    result,
     KVStoreApp,
     close_chain,
     make_account,
@@ -39,41 +44,8 @@ RFC3339_NANO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z")
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    home = tmp_path_factory.mktemp("rpc-home")
-    make_home(home)
-    app = KVStoreApp(str(home / "data"))
-    chain = DevChain(home, app=app, block_time_ms=100)
-    chain.start("tcp://127.0.0.1:0")
-    chain.rpc_server.broadcast_tx_commit_timeout_s = 5
-    wait_for(lambda: chain.blockstore.get_height() >= 2)
-    yield chain
-    chain.stop()
-    app.close()
-
-
-def post(node, body: bytes) -> tuple[int, object]:
-    request = urllib.request.Request(node.rpc_server.url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def call(node, method: str, request_id=7, **params) -> dict:
-    status, response = post(node, json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                                              "params": params}).encode())
-    assert status == 200
-    assert response["jsonrpc"] == "2.0" and response["id"] == request_id
-    return response
-
-
-def result(node, method: str, **params) -> dict:
-    response = call(node, method, **params)
-    assert "error" not in response, response
-    return response["result"]
+def node(kv_node):
+    return kv_node
 
 
 def get(node, path: str) -> tuple[int, dict]:
@@ -83,10 +55,6 @@ def get(node, path: str) -> tuple[int, dict]:
     except urllib.error.HTTPError as e:
         body = e.read()
         return e.code, json.loads(body) if body.startswith(b"{") else None
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def commit_tx(node, tx: bytes) -> dict:
@@ -458,12 +426,6 @@ def test_real_app_transfer_through_rpc(tmp_path):
         assert restarted.txindex.get_tx(compute_tx_hash(tx)).height == int(response["height"])
     finally:
         restarted.stop()
-
-
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=10)
 
 
 PARAM_TYPES = {"int": int, "bool": bool, "string": str, "bytes": bytes, "hexbytes": bytes}
