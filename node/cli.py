@@ -409,8 +409,7 @@ def start(
 ):
     """Run the application as an ABCI server for CometBFT (and the gRPC server)."""
     configure_logging(output)
-    if grpc_server.is_enabled(grpc):
-        grpc_server.parse_address(grpc)
+    grpc_server.check_address(grpc)
     client.compute_http_url(rpc_node)
     application = grpc_backend.LockedApp(open_app(
         str(home / "data"), keep_recent=keep_recent, snapshot_interval=snapshot_interval,
@@ -439,6 +438,7 @@ def dev(
 ):
     """Run a single-node development chain with the CometBFT RPC and the gRPC server (no CometBFT needed)."""
     block_time_ms = compute_duration_ms(block_time)
+    grpc_server.check_address(grpc)
     configure_logging(output)
     devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, grpc=grpc,
                  heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts), keep_recent=keep_recent)

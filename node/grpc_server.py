@@ -442,16 +442,16 @@ class Handler(grpc.GenericRpcHandler):
         return self.handlers.get(handler_call_details.method)
 
 
-def parse_address(address: str) -> str:
+def check_address(address: str) -> None:
+    """A listen address is host:port, or one of DISABLED_ADDRESSES."""
     match = ADDRESS_PATTERN.fullmatch(address)
-    if match is None or int(match.group(2)) > 65535:
+    if is_enabled(address) and (match is None or int(match.group(2)) > 65535):
         raise InvalidListenAddress(f"invalid gRPC listen address {address!r} (use host:port, or off)")
-    return address
 
 
 def serve(backend, address: str) -> tuple[grpc.Server, int]:
     """Serve `backend` on host:port (port 0 picks a free one); the server and its port."""
-    parse_address(address)
+    check_address(address)
     backend.version_info = compute_version_info()
     server = grpc.server(ThreadPoolExecutor(WORKERS, thread_name_prefix="grpc"), handlers=[Handler(backend)],
                          options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
