@@ -62,6 +62,13 @@ INVALID_ARGUMENT_CODES = frozenset({2, 7, 8, 10, 18})
 # CometBFT's mempool refusals, answered as TxResponses with the SDK's codes (client.CheckCometError)
 MEMPOOL_REFUSAL_CODES = (("tx already exists in cache", 19), ("mempool is full", 20), ("tx too large", 21))
 PRUNING_INTERVAL = "1"
+NODE_ERROR_STATUSES = (
+    (grpc_backend.InvalidTxQuery, grpc.StatusCode.INVALID_ARGUMENT),
+    (grpc_backend.BroadcastRefused, grpc.StatusCode.INVALID_ARGUMENT),
+    (client.NodeUnreachable, grpc.StatusCode.UNAVAILABLE),
+    (grpc_backend.BackendError, grpc.StatusCode.UNKNOWN),
+    (client.ClientError, grpc.StatusCode.UNKNOWN),
+)
 
 
 class GrpcError(Exception):
@@ -74,10 +81,6 @@ class InvalidArgument(GrpcError):
 
 class NotFound(GrpcError):
     status = grpc.StatusCode.NOT_FOUND
-
-
-class Unavailable(GrpcError):
-    status = grpc.StatusCode.UNAVAILABLE
 
 
 class InvalidHeightHeader(InvalidArgument):
@@ -101,10 +104,6 @@ class EmptyField(InvalidArgument):
 
 
 class TxNotFound(NotFound):
-    pass
-
-
-class NodeUnreachable(Unavailable):
     pass
 
 
@@ -220,10 +219,7 @@ def get_txs_event(backend, request: service_pb2.GetTxsEventRequest) -> service_p
     limit = min(request.limit or request.pagination.limit or DEFAULT_LIMIT, MAX_TXS_PER_PAGE)
     page = request.page or request.pagination.offset // limit + 1
     order = grpc_backend.ORDER_DESC if request.order_by == service_pb2.ORDER_BY_DESC else "asc"
-    try:
-        txs, total = backend.search_txs(query, page, limit, order)
-    except grpc_backend.InvalidTxQuery as error:
-        raise InvalidArgument(str(error)) from None
+    txs, total = backend.search_txs(query, page, limit, order)
     return service_pb2.GetTxsEventResponse(txs=[decode_tx(tx.result.tx) for tx in txs],
                                            tx_responses=[compute_tx_response(backend, tx) for tx in txs], total=total)
 
@@ -243,7 +239,7 @@ def broadcast_tx(backend, request: service_pb2.BroadcastTxRequest) -> service_pb
     except grpc_backend.BroadcastRefused as error:
         code = next((code for text, code in MEMPOOL_REFUSAL_CODES if text in str(error)), None)
         if code is None:
-            raise InvalidArgument(str(error)) from None
+            raise
         return service_pb2.BroadcastTxResponse(tx_response=sdk_abci_pb2.TxResponse(
             txhash=txhash, code=code, codespace=SDK, raw_log=str(error)))
     return service_pb2.BroadcastTxResponse(tx_response=sdk_abci_pb2.TxResponse(
@@ -418,12 +414,8 @@ def make_handler(answer):
             value, height = answer(data, parse_height(context.invocation_metadata()))
         except GrpcError as error:
             context.abort(error.status, str(error))
-        except grpc_backend.BackendError as error:
-            context.abort(grpc.StatusCode.UNKNOWN, str(error))
-        except client.NodeUnreachable as error:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
-        except client.ClientError as error:
-            context.abort(grpc.StatusCode.UNKNOWN, str(error))
+        except (grpc_backend.BackendError, client.ClientError) as error:
+            context.abort(next(status for kind, status in NODE_ERROR_STATUSES if isinstance(error, kind)), str(error))
         context.send_initial_metadata(((HEIGHT_HEADER, str(height)),))
         return value
     return grpc.unary_unary_rpc_method_handler(handle)

@@ -82,6 +82,8 @@ def test_malformed_requests_and_unknown_methods(served):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "cosmos.tx.v1beta1.GetTxRequest" in details
     assert status_of(channel, "/cosmos.tx.v1beta1.Service/Simulate", b"\x12\x03abc")[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert status_of(channel, "/maxwell.nothing.v1.Query/Nothing", b"")[0] == grpc.StatusCode.UNIMPLEMENTED
+    search = service_pb2.GetTxsEventRequest(query="tx.height >").SerializeToString()
+    assert status_of(channel, "/cosmos.tx.v1beta1.Service/GetTxsEvent", search)[0] == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_heights_out_of_range_pruned_or_malformed(served):
