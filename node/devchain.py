@@ -647,9 +647,9 @@ class DevChain:
 
 
 def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TIME_MS, app=None,
-        heat_sensor=None, keep_recent: int = 100, grpc: str = grpc_server.DEFAULT_ADDRESS) -> None:
+        heat_sensor=None, keep_recent: int = 100, grpc: str = "off") -> None:
     """Run the dev chain until SIGINT/SIGTERM (blocking); `heat_sensor` feeds the app's vote extensions;
-    `grpc` is the gRPC server's host:port, or "off"."""
+    `grpc` is the gRPC server's host:port (for maxwell's App), or "off"."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chain = DevChain(home, app=app, block_time_ms=block_time_ms, heat_sensor=heat_sensor, keep_recent=keep_recent)

@@ -82,7 +82,7 @@ class DevBackend:
             raise BroadcastRefused(str(error)) from None
 
     def broadcast_tx_async(self, tx: bytes) -> None:
-        """The dev mempool checks a tx in microseconds, so it is checked here and only its outcome dropped."""
+        """CheckTx runs here and its outcome is dropped: the caller gets the hash alone, as from CometBFT."""
         try:
             self.chain.mempool.process_tx(tx)
         except MempoolError:
