@@ -10,8 +10,16 @@ DEV_CHAIN_ID ?= maxwell-dev-1
 TOOLS := .tools
 COMETBFT_VERSION := v0.38.26
 COMETBFT := $(TOOLS)/cometbft-$(COMETBFT_VERSION)/cometbft
+# The Cosmos SDK's own .proto files and their imports, for the gRPC test's client (never committed)
+COSMOS_SDK_VERSION := v0.50.15
+GOGOPROTO_VERSION := v1.7.0
+COSMOS_PROTO_VERSION := v1.0.0-beta.5
+GRPC_GATEWAY_VERSION := v1.16.0
+UPSTREAM_PROTOS := $(TOOLS)/cosmos-sdk-protos-$(COSMOS_SDK_VERSION)
+# the source directory of a Go module version, through the Go module proxy
+go_module_dir = $$(go mod download -json $(1) | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
 
-.PHONY: dev dev-init test test-network bench proto tools localnet
+.PHONY: dev dev-init test test-network bench proto tools localnet upstream-protos
 
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,7 +43,7 @@ dev-init: $(STAMP)
 	$(MAXWELL) keys add worker --keyring-backend test --home $(DEV_HOME) > /dev/null
 	$(MAXWELL) genesis add-account worker 1000000000000ujoule --keyring-backend test --home $(DEV_HOME)
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) upstream-protos
 	$(PY) -m pytest -q --ignore=tests/network
 
 # the CometBFT localnet: crashes, halts, state sync (a few minutes)
@@ -57,3 +65,16 @@ localnet: $(STAMP) tools
 proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I. --python_out=. $$(find chain/proto -name '*.proto' | sort)
 	find chain/proto -type d -exec touch {}/__init__.py \;
+
+# prints the include directory: the SDK's proto/ with gogoproto, cosmos_proto and google/api beside it
+upstream-protos: $(UPSTREAM_PROTOS)
+	@echo $(abspath $(UPSTREAM_PROTOS))
+
+$(UPSTREAM_PROTOS):
+	rm -rf $@.partial && mkdir -p $@.partial/gogoproto $@.partial/google/api
+	cp -R $(call go_module_dir,github.com/cosmos/cosmos-sdk@$(COSMOS_SDK_VERSION))/proto/. $@.partial/
+	cp $(call go_module_dir,github.com/cosmos/gogoproto@$(GOGOPROTO_VERSION))/gogoproto/gogo.proto $@.partial/gogoproto/
+	cp -R $(call go_module_dir,github.com/cosmos/cosmos-proto@$(COSMOS_PROTO_VERSION))/proto/cosmos_proto $@.partial/
+	cp $(call go_module_dir,github.com/grpc-ecosystem/grpc-gateway@$(GRPC_GATEWAY_VERSION))/third_party/googleapis/google/api/*.proto $@.partial/google/api/
+	chmod -R u+w $@.partial
+	mv $@.partial $@

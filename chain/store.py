@@ -355,6 +355,11 @@ class Store:
 
     # Reads of committed heights.
 
+    @property
+    def oldest_height(self) -> int:
+        """The oldest committed height still kept for reads and proofs."""
+        return self._oldest
+
     def _check_height(self, height: int) -> None:
         if not self.app_hash or height > self.height:
             raise HeightNotCommitted(f"height {height} is not committed (last committed: {self.height})")

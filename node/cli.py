@@ -31,7 +31,7 @@ from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
-from node import abci_server, circuits_cmd, client, devchain, keyring, privval, sensors, testnet, txclient
+from node import abci_server, circuits_cmd, client, devchain, grpc_backend, grpc_server, keyring, privval, sensors, testnet, txclient
 from node.application import compute_app_state, open_app
 from node.client import DEFAULT_NODE, Client
 
@@ -47,6 +47,7 @@ UNWRAPPED_WIDTH = 10_000
 HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperature reported when the host has no sensor.")]
 PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
 KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="State heights kept for queries and proofs; older ones are pruned.")]
+GrpcOption = Annotated[str, typer.Option("--grpc", help="Listen address (host:port) of the gRPC server; \"off\" for none.")]
 
 
 class CliError(Exception):
@@ -65,7 +66,7 @@ class KeyringBackend(str, Enum):
 
 EXPECTED_ERRORS = (
     CliError, keyring.KeyringError, client.ClientError, crypto.CryptoError, InvalidCoinsError,
-    privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, OSError,
+    privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, grpc_server.ListenError, OSError,
 )
 
 
@@ -403,16 +404,25 @@ def start(
     keep_recent: KeepRecentOption = 100,
     snapshot_interval: Annotated[int, typer.Option(
         "--snapshot-interval", min=0, help="Keep a state-sync snapshot every N heights (0: none).")] = 0,
+    grpc: GrpcOption = grpc_server.DEFAULT_ADDRESS,
+    rpc_node: Annotated[str, typer.Option("--rpc-node", help="CometBFT RPC of the node running this app, for the gRPC tx and block services.")] = DEFAULT_NODE,
 ):
-    """Run the application as an ABCI server for CometBFT."""
+    """Run the application as an ABCI server for CometBFT (and the gRPC server)."""
     configure_logging(output)
-    application = open_app(str(home / "data"), keep_recent=keep_recent,
-                           heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
-                           snapshot_interval=snapshot_interval)
+    grpc_server.check_address(grpc)
+    client.compute_http_url(rpc_node)
+    application = grpc_backend.LockedApp(open_app(
+        str(home / "data"), keep_recent=keep_recent, snapshot_interval=snapshot_interval,
+        heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts)))
+    grpc_service = None
     try:
+        if grpc_server.is_enabled(grpc):
+            grpc_service, _ = grpc_server.serve(grpc_backend.CometBackend(application, rpc_node), grpc)
         abci_server.run(application, abci)
     finally:
-        application.close()
+        if grpc_service is not None:
+            grpc_service.stop(grpc_server.SHUTDOWN_GRACE_S).wait()
+        application.app.close()
 
 
 @app.command()
@@ -424,11 +434,13 @@ def dev(
     heat_millicelsius: HeatOption = sensors.DEFAULT_MILLICELSIUS,
     power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
     keep_recent: KeepRecentOption = 100,
+    grpc: GrpcOption = grpc_server.DEFAULT_ADDRESS,
 ):
-    """Run a single-node development chain with the CometBFT RPC (no CometBFT needed)."""
+    """Run a single-node development chain with the CometBFT RPC and the gRPC server (no CometBFT needed)."""
     block_time_ms = compute_duration_ms(block_time)
+    grpc_server.check_address(grpc)
     configure_logging(output)
-    devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms,
+    devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, grpc=grpc,
                  heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts), keep_recent=keep_recent)
 
 

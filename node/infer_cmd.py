@@ -19,7 +19,7 @@ from chain.coins import DENOM, parse_coin_string
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import MAX_GAS_LIMIT
-from node import cli, devchain, sensors, txclient, worker
+from node import cli, devchain, grpc_server, sensors, txclient, worker
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
 from node.client import DEFAULT_NODE, Client
 from zk.instances import InstanceError, compute_dequantized, compute_quantized
@@ -489,6 +489,7 @@ def worker_dev(
     circuits_dir: CircuitsDir = worker.DEFAULT_CIRCUITS_DIR,
     rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = devchain.DEFAULT_RPC,
     block_time: Annotated[str, typer.Option("--block-time", help="Time between blocks.")] = "1s",
+    grpc: cli.GrpcOption = grpc_server.DEFAULT_ADDRESS,
     heat_millicelsius: cli.HeatOption = sensors.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
     keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME,
@@ -504,7 +505,7 @@ def worker_dev(
     thread = threading.Thread(target=worker.run_after_chain_start, args=(config, stopping), name="worker", daemon=True)
     thread.start()
     try:
-        devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, heat_sensor=config.heat_sensor)
+        devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, heat_sensor=config.heat_sensor, grpc=grpc)
     finally:
         stopping.set()
         thread.join(timeout=30)

@@ -9,9 +9,15 @@ import json
 import subprocess
 import time
 
+import grpc
 import pytest
 
-from chain import heat
+from chain import crypto, heat
+from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
+from chain.proto.cosmos.base.tendermint.v1beta1 import query_pb2 as cmt_pb2
+from chain.proto.cosmos.tx.v1beta1 import service_pb2
+from chain.tx import sign_tx
+from node import client
 from localnet.network import Localnet, wait_until
 from tests.helpers import invoke
 
@@ -68,6 +74,54 @@ def test_cosmjs_sends_through_node_2_and_node_4_sees_the_balance(network):
     assert report["chainId"] == network.chain_id and report["tx"]["code"] == 0
     wait_until(lambda: network.nodes[3].get_height() > report["tx"]["height"], 20, "node 4 past the tx")
     assert get_balance(network.nodes[3], recipient) == before + 2000  # send.mjs sends twice
+
+
+def grpc_call(node, path: str, request, response_class, metadata=()):
+    with grpc.insecure_channel(f"127.0.0.1:{node.grpc_port}") as channel:
+        answer, outcome = channel.unary_unary(path).with_call(request.SerializeToString(), metadata=metadata,
+                                                               timeout=10)
+    return response_class.FromString(answer), dict(outcome.initial_metadata())
+
+
+def test_grpc_under_cometbft_broadcasts_finds_and_reads_blocks(network):
+    """`maxwell start`'s gRPC server reaches txs and blocks through its CometBFT node's RPC."""
+    node, key = network.nodes[2], network.keys[2]
+    account = client.Client(node.rpc).get_account(key["address"])
+    message = bank_tx_pb2.MsgSend(from_address=key["address"], to_address=network.keys[0]["address"],
+                                  amount=[{"denom": "ujoule", "amount": "7"}])
+    tx = sign_tx(crypto.derive_private_key(key["mnemonic"]), [message], chain_id=network.chain_id,
+                 account_number=account.account_number, sequence=account.sequence, fee=5000, gas_limit=200_000)
+    sent, _ = grpc_call(node, "/cosmos.tx.v1beta1.Service/BroadcastTx", service_pb2.BroadcastTxRequest(
+        tx_bytes=tx, mode=service_pb2.BROADCAST_MODE_SYNC), service_pb2.BroadcastTxResponse)
+    assert sent.tx_response.code == 0, sent.tx_response.raw_log
+
+    def find():
+        try:
+            return grpc_call(node, "/cosmos.tx.v1beta1.Service/GetTx", service_pb2.GetTxRequest(
+                hash=sent.tx_response.txhash), service_pb2.GetTxResponse)[0]
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.NOT_FOUND
+            return None
+
+    found = wait_until(find, 20, "the tx in node 3's index")
+    assert found.tx_response.code == 0 and found.tx.body.messages[0].type_url == "/cosmos.bank.v1beta1.MsgSend"
+    searched, _ = grpc_call(node, "/cosmos.tx.v1beta1.Service/GetTxsEvent", service_pb2.GetTxsEventRequest(
+        query=f"message.sender='{key['address']}'", order_by=service_pb2.ORDER_BY_DESC, limit=5),
+        service_pb2.GetTxsEventResponse)
+    assert searched.tx_responses[0].txhash == sent.tx_response.txhash
+    latest, _ = grpc_call(node, "/cosmos.base.tendermint.v1beta1.Service/GetLatestBlock",
+                          cmt_pb2.GetLatestBlockRequest(), cmt_pb2.GetLatestBlockResponse)
+    assert latest.block.header.height >= found.tx_response.height
+    validators, _ = grpc_call(node, "/cosmos.base.tendermint.v1beta1.Service/GetLatestValidatorSet",
+                              cmt_pb2.GetLatestValidatorSetRequest(), cmt_pb2.GetLatestValidatorSetResponse)
+    assert len(validators.validators) == len(network.nodes)
+    info, _ = grpc_call(node, "/cosmos.base.tendermint.v1beta1.Service/GetNodeInfo", cmt_pb2.GetNodeInfoRequest(),
+                        cmt_pb2.GetNodeInfoResponse)
+    assert info.default_node_info.network == network.chain_id
+    before = str(found.tx_response.height - 1)
+    balance, metadata = grpc_call(node, "/cosmos.bank.v1beta1.Query/Balance", bank_query_pb2.QueryBalanceRequest(
+        address=key["address"], denom="ujoule"), bank_query_pb2.QueryBalanceResponse, (("x-cosmos-block-height", before),))
+    assert metadata["x-cosmos-block-height"] == before and int(balance.balance.amount) > 0
 
 
 def test_every_node_reports_the_same_app_hash_at_every_height(network):

@@ -27,7 +27,7 @@ from chain.proto.cosmos.auth.v1beta1 import auth_pb2 as chain_dot_proto_dot_cosm
 from chain.proto.cosmos.base.query.v1beta1 import pagination_pb2 as chain_dot_proto_dot_cosmos_dot_base_dot_query_dot_v1beta1_dot_pagination__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+chain/proto/cosmos/auth/v1beta1/query.proto\x12\x13\x63osmos.auth.v1beta1\x1a\x19google/protobuf/any.proto\x1a*chain/proto/cosmos/auth/v1beta1/auth.proto\x1a\x36\x63hain/proto/cosmos/base/query/v1beta1/pagination.proto\"R\n\x14QueryAccountsRequest\x12:\n\npagination\x18\x01 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"|\n\x15QueryAccountsResponse\x12&\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x14.google.protobuf.Any\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"&\n\x13QueryAccountRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"=\n\x14QueryAccountResponse\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\"\x14\n\x12QueryParamsRequest\"B\n\x13QueryParamsResponse\x12+\n\x06params\x18\x01 \x01(\x0b\x32\x1b.cosmos.auth.v1beta1.Paramsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+chain/proto/cosmos/auth/v1beta1/query.proto\x12\x13\x63osmos.auth.v1beta1\x1a\x19google/protobuf/any.proto\x1a*chain/proto/cosmos/auth/v1beta1/auth.proto\x1a\x36\x63hain/proto/cosmos/base/query/v1beta1/pagination.proto\"R\n\x14QueryAccountsRequest\x12:\n\npagination\x18\x01 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"|\n\x15QueryAccountsResponse\x12&\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x14.google.protobuf.Any\x12;\n\npagination\x18\x02 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"&\n\x13QueryAccountRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"=\n\x14QueryAccountResponse\x12%\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\"\x14\n\x12QueryParamsRequest\"B\n\x13QueryParamsResponse\x12+\n\x06params\x18\x01 \x01(\x0b\x32\x1b.cosmos.auth.v1beta1.Params2\xc4\x01\n\x05Query\x12^\n\x07\x41\x63\x63ount\x12(.cosmos.auth.v1beta1.QueryAccountRequest\x1a).cosmos.auth.v1beta1.QueryAccountResponse\x12[\n\x06Params\x12\'.cosmos.auth.v1beta1.QueryParamsRequest\x1a(.cosmos.auth.v1beta1.QueryParamsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,4 +46,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYPARAMSREQUEST']._serialized_end=528
   _globals['_QUERYPARAMSRESPONSE']._serialized_start=530
   _globals['_QUERYPARAMSRESPONSE']._serialized_end=596
+  _globals['_QUERY']._serialized_start=599
+  _globals['_QUERY']._serialized_end=795
 # @@protoc_insertion_point(module_scope)

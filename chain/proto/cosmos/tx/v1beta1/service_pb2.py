@@ -23,20 +23,61 @@ _sym_db = _symbol_database.Default()
 
 
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as chain_dot_proto_dot_cosmos_dot_base_dot_abci_dot_v1beta1_dot_abci__pb2
+from chain.proto.cosmos.base.query.v1beta1 import pagination_pb2 as chain_dot_proto_dot_cosmos_dot_base_dot_query_dot_v1beta1_dot_pagination__pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2 as chain_dot_proto_dot_cosmos_dot_tx_dot_v1beta1_dot_tx__pb2
+from chain.proto.tendermint.types import block_pb2 as chain_dot_proto_dot_tendermint_dot_types_dot_block__pb2
+from chain.proto.tendermint.types import types_pb2 as chain_dot_proto_dot_tendermint_dot_types_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+chain/proto/cosmos/tx/v1beta1/service.proto\x12\x11\x63osmos.tx.v1beta1\x1a/chain/proto/cosmos/base/abci/v1beta1/abci.proto\x1a&chain/proto/cosmos/tx/v1beta1/tx.proto\"J\n\x0fSimulateRequest\x12%\n\x02tx\x18\x01 \x01(\x0b\x32\x15.cosmos.tx.v1beta1.TxB\x02\x18\x01\x12\x10\n\x08tx_bytes\x18\x02 \x01(\x0c\"y\n\x10SimulateResponse\x12\x33\n\x08gas_info\x18\x01 \x01(\x0b\x32!.cosmos.base.abci.v1beta1.GasInfo\x12\x30\n\x06result\x18\x02 \x01(\x0b\x32 .cosmos.base.abci.v1beta1.Resultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+chain/proto/cosmos/tx/v1beta1/service.proto\x12\x11\x63osmos.tx.v1beta1\x1a/chain/proto/cosmos/base/abci/v1beta1/abci.proto\x1a\x36\x63hain/proto/cosmos/base/query/v1beta1/pagination.proto\x1a&chain/proto/cosmos/tx/v1beta1/tx.proto\x1a(chain/proto/tendermint/types/block.proto\x1a(chain/proto/tendermint/types/types.proto\"\xc2\x01\n\x12GetTxsEventRequest\x12\x12\n\x06\x65vents\x18\x01 \x03(\tB\x02\x18\x01\x12>\n\npagination\x18\x02 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequestB\x02\x18\x01\x12,\n\x08order_by\x18\x03 \x01(\x0e\x32\x1a.cosmos.tx.v1beta1.OrderBy\x12\x0c\n\x04page\x18\x04 \x01(\x04\x12\r\n\x05limit\x18\x05 \x01(\x04\x12\r\n\x05query\x18\x06 \x01(\t\"\xc5\x01\n\x13GetTxsEventResponse\x12\"\n\x03txs\x18\x01 \x03(\x0b\x32\x15.cosmos.tx.v1beta1.Tx\x12:\n\x0ctx_responses\x18\x02 \x03(\x0b\x32$.cosmos.base.abci.v1beta1.TxResponse\x12?\n\npagination\x18\x03 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponseB\x02\x18\x01\x12\r\n\x05total\x18\x04 \x01(\x04\"V\n\x12\x42roadcastTxRequest\x12\x10\n\x08tx_bytes\x18\x01 \x01(\x0c\x12.\n\x04mode\x18\x02 \x01(\x0e\x32 .cosmos.tx.v1beta1.BroadcastMode\"P\n\x13\x42roadcastTxResponse\x12\x39\n\x0btx_response\x18\x01 \x01(\x0b\x32$.cosmos.base.abci.v1beta1.TxResponse\"J\n\x0fSimulateRequest\x12%\n\x02tx\x18\x01 \x01(\x0b\x32\x15.cosmos.tx.v1beta1.TxB\x02\x18\x01\x12\x10\n\x08tx_bytes\x18\x02 \x01(\x0c\"y\n\x10SimulateResponse\x12\x33\n\x08gas_info\x18\x01 \x01(\x0b\x32!.cosmos.base.abci.v1beta1.GasInfo\x12\x30\n\x06result\x18\x02 \x01(\x0b\x32 .cosmos.base.abci.v1beta1.Result\"\x1c\n\x0cGetTxRequest\x12\x0c\n\x04hash\x18\x01 \x01(\t\"m\n\rGetTxResponse\x12!\n\x02tx\x18\x01 \x01(\x0b\x32\x15.cosmos.tx.v1beta1.Tx\x12\x39\n\x0btx_response\x18\x02 \x01(\x0b\x32$.cosmos.base.abci.v1beta1.TxResponse\"d\n\x16GetBlockWithTxsRequest\x12\x0e\n\x06height\x18\x01 \x01(\x03\x12:\n\npagination\x18\x02 \x01(\x0b\x32&.cosmos.base.query.v1beta1.PageRequest\"\xcf\x01\n\x17GetBlockWithTxsResponse\x12\"\n\x03txs\x18\x01 \x03(\x0b\x32\x15.cosmos.tx.v1beta1.Tx\x12+\n\x08\x62lock_id\x18\x02 \x01(\x0b\x32\x19.tendermint.types.BlockID\x12&\n\x05\x62lock\x18\x03 \x01(\x0b\x32\x17.tendermint.types.Block\x12;\n\npagination\x18\x04 \x01(\x0b\x32\'.cosmos.base.query.v1beta1.PageResponse\"#\n\x0fTxDecodeRequest\x12\x10\n\x08tx_bytes\x18\x01 \x01(\x0c\"5\n\x10TxDecodeResponse\x12!\n\x02tx\x18\x01 \x01(\x0b\x32\x15.cosmos.tx.v1beta1.Tx\"4\n\x0fTxEncodeRequest\x12!\n\x02tx\x18\x01 \x01(\x0b\x32\x15.cosmos.tx.v1beta1.Tx\"$\n\x10TxEncodeResponse\x12\x10\n\x08tx_bytes\x18\x01 \x01(\x0c*H\n\x07OrderBy\x12\x18\n\x14ORDER_BY_UNSPECIFIED\x10\x00\x12\x10\n\x0cORDER_BY_ASC\x10\x01\x12\x11\n\rORDER_BY_DESC\x10\x02*\x80\x01\n\rBroadcastMode\x12\x1e\n\x1a\x42ROADCAST_MODE_UNSPECIFIED\x10\x00\x12\x1c\n\x14\x42ROADCAST_MODE_BLOCK\x10\x01\x1a\x02\x08\x01\x12\x17\n\x13\x42ROADCAST_MODE_SYNC\x10\x02\x12\x18\n\x14\x42ROADCAST_MODE_ASYNC\x10\x03\x32\xfa\x04\n\x07Service\x12S\n\x08Simulate\x12\".cosmos.tx.v1beta1.SimulateRequest\x1a#.cosmos.tx.v1beta1.SimulateResponse\x12J\n\x05GetTx\x12\x1f.cosmos.tx.v1beta1.GetTxRequest\x1a .cosmos.tx.v1beta1.GetTxResponse\x12\\\n\x0b\x42roadcastTx\x12%.cosmos.tx.v1beta1.BroadcastTxRequest\x1a&.cosmos.tx.v1beta1.BroadcastTxResponse\x12\\\n\x0bGetTxsEvent\x12%.cosmos.tx.v1beta1.GetTxsEventRequest\x1a&.cosmos.tx.v1beta1.GetTxsEventResponse\x12h\n\x0fGetBlockWithTxs\x12).cosmos.tx.v1beta1.GetBlockWithTxsRequest\x1a*.cosmos.tx.v1beta1.GetBlockWithTxsResponse\x12S\n\x08TxDecode\x12\".cosmos.tx.v1beta1.TxDecodeRequest\x1a#.cosmos.tx.v1beta1.TxDecodeResponse\x12S\n\x08TxEncode\x12\".cosmos.tx.v1beta1.TxEncodeRequest\x1a#.cosmos.tx.v1beta1.TxEncodeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chain.proto.cosmos.tx.v1beta1.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_BROADCASTMODE'].values_by_name["BROADCAST_MODE_BLOCK"]._loaded_options = None
+  _globals['_BROADCASTMODE'].values_by_name["BROADCAST_MODE_BLOCK"]._serialized_options = b'\010\001'
+  _globals['_GETTXSEVENTREQUEST'].fields_by_name['events']._loaded_options = None
+  _globals['_GETTXSEVENTREQUEST'].fields_by_name['events']._serialized_options = b'\030\001'
+  _globals['_GETTXSEVENTREQUEST'].fields_by_name['pagination']._loaded_options = None
+  _globals['_GETTXSEVENTREQUEST'].fields_by_name['pagination']._serialized_options = b'\030\001'
+  _globals['_GETTXSEVENTRESPONSE'].fields_by_name['pagination']._loaded_options = None
+  _globals['_GETTXSEVENTRESPONSE'].fields_by_name['pagination']._serialized_options = b'\030\001'
   _globals['_SIMULATEREQUEST'].fields_by_name['tx']._loaded_options = None
   _globals['_SIMULATEREQUEST'].fields_by_name['tx']._serialized_options = b'\030\001'
-  _globals['_SIMULATEREQUEST']._serialized_start=155
-  _globals['_SIMULATEREQUEST']._serialized_end=229
-  _globals['_SIMULATERESPONSE']._serialized_start=231
-  _globals['_SIMULATERESPONSE']._serialized_end=352
+  _globals['_ORDERBY']._serialized_start=1698
+  _globals['_ORDERBY']._serialized_end=1770
+  _globals['_BROADCASTMODE']._serialized_start=1773
+  _globals['_BROADCASTMODE']._serialized_end=1901
+  _globals['_GETTXSEVENTREQUEST']._serialized_start=296
+  _globals['_GETTXSEVENTREQUEST']._serialized_end=490
+  _globals['_GETTXSEVENTRESPONSE']._serialized_start=493
+  _globals['_GETTXSEVENTRESPONSE']._serialized_end=690
+  _globals['_BROADCASTTXREQUEST']._serialized_start=692
+  _globals['_BROADCASTTXREQUEST']._serialized_end=778
+  _globals['_BROADCASTTXRESPONSE']._serialized_start=780
+  _globals['_BROADCASTTXRESPONSE']._serialized_end=860
+  _globals['_SIMULATEREQUEST']._serialized_start=862
+  _globals['_SIMULATEREQUEST']._serialized_end=936
+  _globals['_SIMULATERESPONSE']._serialized_start=938
+  _globals['_SIMULATERESPONSE']._serialized_end=1059
+  _globals['_GETTXREQUEST']._serialized_start=1061
+  _globals['_GETTXREQUEST']._serialized_end=1089
+  _globals['_GETTXRESPONSE']._serialized_start=1091
+  _globals['_GETTXRESPONSE']._serialized_end=1200
+  _globals['_GETBLOCKWITHTXSREQUEST']._serialized_start=1202
+  _globals['_GETBLOCKWITHTXSREQUEST']._serialized_end=1302
+  _globals['_GETBLOCKWITHTXSRESPONSE']._serialized_start=1305
+  _globals['_GETBLOCKWITHTXSRESPONSE']._serialized_end=1512
+  _globals['_TXDECODEREQUEST']._serialized_start=1514
+  _globals['_TXDECODEREQUEST']._serialized_end=1549
+  _globals['_TXDECODERESPONSE']._serialized_start=1551
+  _globals['_TXDECODERESPONSE']._serialized_end=1604
+  _globals['_TXENCODEREQUEST']._serialized_start=1606
+  _globals['_TXENCODEREQUEST']._serialized_end=1658
+  _globals['_TXENCODERESPONSE']._serialized_start=1660
+  _globals['_TXENCODERESPONSE']._serialized_end=1696
+  _globals['_SERVICE']._serialized_start=1904
+  _globals['_SERVICE']._serialized_end=2538
 # @@protoc_insertion_point(module_scope)

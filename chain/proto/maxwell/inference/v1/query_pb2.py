@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chain.proto.maxwell.inference.v1 import inference_pb2 as chain_dot_proto_dot_maxwell_dot_inference_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,chain/proto/maxwell/inference/v1/query.proto\x12\x14maxwell.inference.v1\x1a\x30\x63hain/proto/maxwell/inference/v1/inference.proto\"\x14\n\x12QueryModelsRequest\"B\n\x13QueryModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.maxwell.inference.v1.Model\"!\n\x11QueryModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x12QueryModelResponse\x12*\n\x05model\x18\x01 \x01(\x0b\x32\x1b.maxwell.inference.v1.Model\")\n\x13QueryRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\"F\n\x14QueryRequestResponse\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.maxwell.inference.v1.Request\"(\n\x12QueryResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\"C\n\x13QueryResultResponse\x12,\n\x06result\x18\x01 \x01(\x0b\x32\x1c.maxwell.inference.v1.Resultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,chain/proto/maxwell/inference/v1/query.proto\x12\x14maxwell.inference.v1\x1a\x30\x63hain/proto/maxwell/inference/v1/inference.proto\"\x14\n\x12QueryModelsRequest\"B\n\x13QueryModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.maxwell.inference.v1.Model\"!\n\x11QueryModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x12QueryModelResponse\x12*\n\x05model\x18\x01 \x01(\x0b\x32\x1b.maxwell.inference.v1.Model\")\n\x13QueryRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\"F\n\x14QueryRequestResponse\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.maxwell.inference.v1.Request\"(\n\x12QueryResultRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\"C\n\x13QueryResultResponse\x12,\n\x06result\x18\x01 \x01(\x0b\x32\x1c.maxwell.inference.v1.Result2\x83\x03\n\x05Query\x12]\n\x06Models\x12(.maxwell.inference.v1.QueryModelsRequest\x1a).maxwell.inference.v1.QueryModelsResponse\x12Z\n\x05Model\x12\'.maxwell.inference.v1.QueryModelRequest\x1a(.maxwell.inference.v1.QueryModelResponse\x12`\n\x07Request\x12).maxwell.inference.v1.QueryRequestRequest\x1a*.maxwell.inference.v1.QueryRequestResponse\x12]\n\x06Result\x12(.maxwell.inference.v1.QueryResultRequest\x1a).maxwell.inference.v1.QueryResultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,4 +48,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUERYRESULTREQUEST']._serialized_end=466
   _globals['_QUERYRESULTRESPONSE']._serialized_start=468
   _globals['_QUERYRESULTRESPONSE']._serialized_end=535
+  _globals['_QUERY']._serialized_start=538
+  _globals['_QUERY']._serialized_end=925
 # @@protoc_insertion_point(module_scope)
