@@ -3,7 +3,6 @@
 The SDK-compatible behaviour, through a client of the SDK's own protos, is in test_grpc_upstream.py.
 """
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
