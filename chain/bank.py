@@ -20,7 +20,10 @@ from chain.tx import parse_address
 
 STORE = "bank"
 MSG_SEND_URL = "/cosmos.bank.v1beta1.MsgSend"
-MODULE_ACCOUNTS = ("fee_collector", "market_escrow", "market_stake", "process_escrow", "inference_escrow")
+MODULE_ACCOUNTS = (
+    "fee_collector", "market_escrow", "market_stake", "process_escrow", "inference_escrow", "bonded_tokens_pool",
+    "not_bonded_tokens_pool",
+)
 
 
 def compute_module_address(name: str) -> bytes:
@@ -104,6 +107,21 @@ def process_payment(state, ctx, sender: bytes, recipient: bytes, amount: int) ->
     """Moves `amount` ujoule (nothing when zero): escrows, refunds, rents and rewards."""
     if amount:
         process_transfer(state, ctx, sender, recipient, {DENOM: amount})
+
+
+@public(STORE)
+def process_burn(state, ctx, account: bytes, amount: int) -> None:
+    """Destroys `amount` ujoule of `account` (slashed stake); the supply falls by as much."""
+    if not amount:
+        return
+    balance = get_balance(state, account, DENOM)
+    if balance < amount:
+        raise InsufficientFundsError(f"spendable balance {balance}{DENOM} is smaller than {amount}{DENOM}: insufficient funds")
+    set_balance(state, account, DENOM, balance - amount)
+    set_number(state, state_key(SUPPLY, DENOM), get_supply(state, DENOM) - amount)
+    text, burner = format_coins({DENOM: amount}), crypto.encode_address(account)
+    ctx.emit("coin_spent", ("spender", burner), ("amount", text))
+    ctx.emit("burn", ("burner", burner), ("amount", text))
 
 
 # --- MsgSend ----------------------------------------------------------------------------------
