@@ -145,15 +145,12 @@ class App:
         """Each gen_tx (one MsgCreateValidator, signed) runs as a tx of the first block would: ante, then
         its message; one that fails fails genesis."""
         for index, tx in enumerate(txs):
-            try:
-                staking.check_gen_tx(index, self.decode(tx).type_urls)
-            except TxError as error:
-                raise GenesisError(f"genutil gen_txs[{index}]: {error}") from None
             result = abci.ExecTxResult()
             self.execute_tx(self.genesis, self.context(ctx.height, ctx.time_ns), tx, result)
             if result.code:
                 raise GenesisError(f"genutil gen_txs[{index}] failed with code {result.code} "
                                    f"({result.codespace}): {result.log}")
+            staking.check_gen_tx(index, self.decode(tx).type_urls)
 
     def export_genesis(self) -> dict:
         meter = GasMeter()

@@ -21,6 +21,7 @@ the set they elect is InitChain's. Decimals are written as in SDK genesis files 
 """
 
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from chain import bank, crypto
 from chain.coins import DENOM, parse_uint
@@ -38,7 +39,7 @@ from chain.state import MessageHandler, get_message, get_messages, iterate_prefi
 from chain.tx import compute_type_url, pack_any, parse_address
 from chain.validators import (
     BONDED, BONDED_POOL, DELEGATION, ED25519_PUBKEY_URL, KEYS, LAST_POWER, LAST_TOTAL_POWER, MARK,
-    NEXT_UNBONDING_ID, NOT_BONDED_POOL, PARAMS, REDELEGATION, REDELEGATION_BY_DESTINATION, REDELEGATION_QUEUE, STORE,
+    NEXT_UNBONDING_ID, NOT_BONDED_POOL, PARAMS, POWER_REDUCTION, REDELEGATION, REDELEGATION_BY_DESTINATION, REDELEGATION_QUEUE, STORE,
     UNBONDED, UNBONDING, UNBONDING_DELEGATION, UNBONDING_QUEUE, VALIDATOR, VALIDATOR_QUEUE, compute_consensus_address,
     compute_pool, compute_shares, compute_tokens, decode_key, format_operator, get_consensus_keys, get_delegation,
     get_last_powers,
@@ -54,6 +55,7 @@ __all__ = ("STORE", "KEYS", "QUERIES", "state_key", "decode_key", "get_validator
 CODESPACE = "staking"
 ED25519_KEY_LENGTH = 32
 COMMISSION_UPDATE_NS = 24 * 3600 * 10**9
+MAX_POWER = (2**63 - 1) // 8  # CometBFT's MaxTotalVotingPower
 DO_NOT_MODIFY = "[do-not-modify]"
 DESCRIPTION_LIMITS = {"moniker": 70, "identity": 3000, "website": 140, "security_contact": 140, "details": 280}
 MSG_CREATE_VALIDATOR_URL = compute_type_url(tx_pb2.MsgCreateValidator)
@@ -265,7 +267,10 @@ def compute_consensus_key(any_key) -> bytes:
     if any_key.type_url != ED25519_PUBKEY_URL:
         raise PubKeyTypeNotSupportedError(f"validator pubkey type {any_key.type_url!r} is not supported; "
                                           f"expected {ED25519_PUBKEY_URL}")
-    key = keys_pb2.PubKey.FromString(any_key.value).key
+    try:
+        key = keys_pb2.PubKey.FromString(any_key.value).key
+    except DecodeError as error:
+        raise TxDecodeError(f"tx parse error: invalid validator pubkey: {error}") from None
     if len(key) != ED25519_KEY_LENGTH:
         raise InvalidPubKeyError(f"invalid pubkey: ed25519 keys are {ED25519_KEY_LENGTH} bytes")
     return key
@@ -287,6 +292,9 @@ def process_delegate(state, ctx, delegator: bytes, operator: bytes, validator, a
     tokens, shares = int(validator.tokens), parse_dec(validator.delegator_shares, "shares", ValueError)
     if tokens == 0 and shares:
         raise DelegatorShareExRateInvalidError("cannot delegate to validators with invalid (zero) ex-rate")
+    if (tokens + amount) // POWER_REDUCTION > MAX_POWER:
+        raise InvalidRequestError(f"a validator's power is at most {MAX_POWER} (CometBFT's total): "
+                                  f"{tokens + amount}{DENOM} is more")
     issued = amount * ONE if shares == 0 else shares * amount // tokens
     if source_status is None:
         bank.process_payment(state, ctx, delegator, compute_pool(validator.status), amount)
@@ -368,7 +376,7 @@ def compute_split(entries, time_ns: int) -> tuple[list, list]:
 def process_mature_unbondings(state, ctx) -> None:
     """Pays back the unbonding entries whose completion time has come."""
     for key, _ in list(state.iterate(state_key(UNBONDING_QUEUE), state_key(UNBONDING_QUEUE, ctx.time_ns + 1))):
-        _, _, delegator, operator = decode_key(key)
+        _, delegator, operator = decode_key(key)
         state.delete(key)
         unbonding = get_unbonding_delegation(state, delegator, operator)
         mature, pending = compute_split(unbonding.entries if unbonding else (), ctx.time_ns)
@@ -423,7 +431,7 @@ def process_redelegation_entry(state, ctx, delegator: bytes, source, destination
 def process_mature_redelegations(state, ctx) -> None:
     """Drops the redelegation entries whose completion time has come (their tokens moved at once)."""
     for key, _ in list(state.iterate(state_key(REDELEGATION_QUEUE), state_key(REDELEGATION_QUEUE, ctx.time_ns + 1))):
-        _, _, delegator, source, destination = decode_key(key)
+        _, delegator, source, destination = decode_key(key)
         state.delete(key)
         redelegation = get_redelegation(state, delegator, source, destination)
         mature, pending = compute_split(redelegation.entries if redelegation else (), ctx.time_ns)
