@@ -1,8 +1,8 @@
 """Staking, as the Cosmos SDK's x/staking: JOULE bonded to validators elects the consensus set.
 
 Validators, the power index, the pools and the validator set are in `chain.validators` (its
-docstring has the store layout); this module has the delegations, the unbonding and redelegation
-queues, the messages, the block hooks, genesis and the queries.
+docstring has the store layout), the queries in `chain.staking_queries`; this module has the
+delegations, the unbonding and redelegation queues, the messages, the block hooks and genesis.
 
 A delegation holds shares of a validator. Delegating `amount` issues amount × shares / tokens of them
 (amount itself to a validator with none); undelegating takes the shares the amount is worth and starts
@@ -38,13 +38,12 @@ from chain.staking_queries import QUERIES
 from chain.state import MessageHandler, get_message, get_messages, iterate_prefix, public, set_message, set_number
 from chain.tx import compute_type_url, pack_any, parse_address
 from chain.validators import (
-    BONDED, BONDED_POOL, DELEGATION, ED25519_PUBKEY_URL, KEYS, LAST_POWER, LAST_TOTAL_POWER, MARK,
-    NEXT_UNBONDING_ID, NOT_BONDED_POOL, PARAMS, POWER_REDUCTION, REDELEGATION, REDELEGATION_BY_DESTINATION, REDELEGATION_QUEUE, STORE,
+    BONDED, BONDED_POOL, DELEGATION, ED25519_PUBKEY_URL, KEYS, LAST_POWER, LAST_TOTAL_POWER, MARK, NEXT_UNBONDING_ID,
+    NOT_BONDED_POOL, PARAMS, POWER_REDUCTION, REDELEGATION, REDELEGATION_BY_DESTINATION, REDELEGATION_QUEUE, STORE,
     UNBONDED, UNBONDING, UNBONDING_DELEGATION, UNBONDING_QUEUE, VALIDATOR, VALIDATOR_QUEUE, compute_consensus_address,
     compute_pool, compute_shares, compute_tokens, decode_key, format_operator, get_consensus_keys, get_delegation,
-    get_last_powers,
-    get_operator, get_params, get_unbonding_delegation, get_validator, get_validator_set, is_managing_validator_set,
-    parse_operator, process_historical_info, process_jail, process_manage_validator_set,
+    get_last_powers, get_operator, get_params, get_unbonding_delegation, get_validator, get_validator_set,
+    is_managing_validator_set, parse_operator, process_historical_info, process_jail, process_manage_validator_set,
     process_mature_validators, process_pool_move, process_remove_validator, process_slash, process_unjail,
     process_validator_set_updates, set_validator, state_key,
 )
@@ -293,8 +292,8 @@ def process_delegate(state, ctx, delegator: bytes, operator: bytes, validator, a
     if tokens == 0 and shares:
         raise DelegatorShareExRateInvalidError("cannot delegate to validators with invalid (zero) ex-rate")
     if (tokens + amount) // POWER_REDUCTION > MAX_POWER:
-        raise InvalidRequestError(f"a validator's power is at most {MAX_POWER} (CometBFT's total): "
-                                  f"{tokens + amount}{DENOM} is more")
+        raise InvalidRequestError(f"{tokens + amount}{DENOM} would give the validator more than CometBFT's "
+                                  f"total voting power limit {MAX_POWER}")
     issued = amount * ONE if shares == 0 else shares * amount // tokens
     if source_status is None:
         bank.process_payment(state, ctx, delegator, compute_pool(validator.status), amount)
@@ -316,8 +315,9 @@ def compute_unbond_shares(validator, delegation, amount: int) -> int:
         raise InsufficientSharesError("insufficient delegation shares: the validator has no tokens")
     shares = parse_dec(validator.delegator_shares, "shares", ValueError) * amount // tokens
     if shares > compute_shares(delegation):
-        raise InvalidRequestError(f"invalid shares amount: {amount}{DENOM} is more than the delegation "
-                                           f"is worth ({compute_tokens(validator, compute_shares(delegation))}{DENOM})")
+        worth = compute_tokens(validator, compute_shares(delegation))
+        raise InvalidRequestError(f"invalid shares amount: {amount}{DENOM} is more than the delegation is worth "
+                                  f"({worth}{DENOM})")
     return shares
 
 
