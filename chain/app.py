@@ -6,12 +6,18 @@ The chain is the components of `MODULES`, in order. Each is a module with a `STO
 `end_block(state, ctx)`; everything below is derived from that list. Each call gets a State of the
 module's own store; a module reaches another's data only through that module's `public` functions.
 
-Read top-down: a block arrives in `finalize_block` → the begin_block hooks (heat applies the
+Read top-down: a block arrives in `finalize_block` → the begin_block hooks (staking keeps the
+historical info, slashing counts the last commit's votes and punishes the evidence, heat applies the
 readings of the heat tx the proposer put first) → `execute_tx` for each transaction (ante, then
-messages) → the end_block hooks in registry order (the market clears, processes pay rent or die,
+messages) → the end_block hooks in registry order (staking applies the validator set, whose changes
+FinalizeBlock returns, and pays matured unbondings; the market clears, processes pay rent or die,
 expired inference requests are refunded) → the app hash of the staged writes. `commit` persists the
 block in one synced batch. CheckTx runs the same `execute_tx` on a check state that is reset to the
 committed state after every commit.
+
+InitChain writes every module's genesis, then runs the `genutil` gen_txs as txs; the validators they
+bond are its answer. Without validators in genesis CometBFT's genesis validators stand and staking
+never sends an update.
 """
 
 import gc

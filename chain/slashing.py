@@ -31,11 +31,11 @@ from chain.sdktypes import (
     ONE, DecimalError, compute_chop, compute_nanoseconds, compute_timestamp, decode_sdk_json, encode_sdk_json, parse_dec,
 )
 from chain.state import (
-    MessageHandler, get_page, decode_key as decode_key_of, encode_key, get_message, get_messages,
-    get_shared_message, iterate_prefix, set_message,
+    MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, get_page, get_shared_message,
+    iterate_prefix, set_message,
 )
 from chain.tx import compute_type_url
-from chain.validators import CONSENSUS_PREFIX, UNBONDED, format_consensus, parse_operator
+from chain.validators import CONSENSUS_PREFIX, UNBONDED, compute_consensus_address, format_consensus, parse_operator
 
 STORE = "slashing"
 CODESPACE = "slashing"
@@ -180,8 +180,10 @@ def process_equivocation(state, ctx, params, misbehavior: abci.Misbehavior) -> N
     address = misbehavior.validator.address
     operator = staking.get_operator(state, address)
     validator = None if operator is None else staking.get_validator(state, operator)
+    if validator is None or validator.status == UNBONDED:
+        return
     info = get_signing_info(state, address) or compute_new_signing_info(ctx, address)
-    if validator is None or validator.status == UNBONDED or info.tombstoned:
+    if info.tombstoned:
         return
     burned = staking.process_slash(state, ctx, operator, compute_fraction(params, "slash_fraction_double_sign"))
     attributes = [("address", info.address), ("power", str(misbehavior.validator.power)), ("reason", "double_sign")]
@@ -227,7 +229,7 @@ def check_and_execute_unjail(state, ctx, msg: tx_pb2.MsgUnjail) -> tx_pb2.MsgUnj
                                         f"{validator.min_self_delegation}; cannot be unjailed")
     if not validator.jailed:
         raise ValidatorNotJailedError("validator not jailed; cannot be unjailed")
-    address = staking.compute_consensus_address(validator)
+    address = compute_consensus_address(validator)
     info = get_signing_info(state, address)
     if info is None:
         raise NoSigningInfoError(f"no validator signing info found for {format_consensus(address)}")
