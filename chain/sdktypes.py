@@ -21,6 +21,8 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from chain.coins import UINT256_MAX, parse_uint
+from chain.errors import GenesisError
+from chain.genesis import decode_genesis, encode_json
 
 PRECISION = 18
 ONE = 10**PRECISION
@@ -112,6 +114,19 @@ def compute_rfc3339(time_ns: int) -> str:
 
 
 # --- the SDK's JSON spelling -----------------------------------------------------------------
+
+def decode_sdk_genesis(section, genesis_class, default_params, module: str):
+    """A module's genesis section in SDK JSON -> its GenesisState, params over their defaults."""
+    try:
+        document = decode_sdk_json(section, genesis_class.DESCRIPTOR)
+    except DecimalError as error:
+        raise GenesisError(f"{module} genesis: {error}") from None
+    return decode_genesis(document, genesis_class, default_params, module)
+
+
+def encode_sdk_genesis(genesis) -> dict:
+    return encode_sdk_json(encode_json(genesis), genesis.DESCRIPTOR)
+
 
 def decode_sdk_json(document, message_descriptor):
     """SDK JSON (decimals as "0.05", Ints in bytes fields as "12") -> the proto3 JSON of our protos."""

@@ -23,12 +23,11 @@ Store layout (`encode_key`; ints are 32-byte big-endian):
 
 from chain import crypto, staking
 from chain.errors import GenesisError, InvalidAddressError, NotFoundError, TxError
-from chain.genesis import decode_genesis, encode_json
 from chain.proto.cosmos.slashing.v1beta1 import genesis_pb2, query_pb2, slashing_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.types import validator_pb2
 from chain.sdktypes import (
-    ONE, DecimalError, compute_chop, compute_nanoseconds, compute_timestamp, decode_sdk_json, encode_sdk_json, parse_dec,
+    ONE, compute_chop, compute_nanoseconds, compute_timestamp, decode_sdk_genesis, encode_sdk_genesis, parse_dec,
 )
 from chain.state import (
     MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, get_page, get_shared_message,
@@ -251,11 +250,7 @@ MESSAGES = {
 # --- genesis -------------------------------------------------------------------------------
 
 def init_chain(state, section: dict, ctx) -> None:
-    try:
-        document = decode_sdk_json(section, genesis_pb2.GenesisState.DESCRIPTOR)
-    except DecimalError as error:
-        raise GenesisError(f"slashing genesis: {error}") from None
-    genesis = decode_genesis(document, genesis_pb2.GenesisState, DEFAULT_PARAMS, STORE)
+    genesis = decode_sdk_genesis(section, genesis_pb2.GenesisState, DEFAULT_PARAMS, STORE)
     check_params(genesis.params)
     set_message(state, state_key(PARAMS), genesis.params)
     try:
@@ -283,7 +278,7 @@ def export_genesis(state) -> dict:
         missed_blocks=[genesis_pb2.ValidatorMissedBlocks(address=format_consensus(address), missed_blocks=blocks)
                        for address, blocks in missed.items()],
     )
-    return encode_sdk_json(encode_json(genesis), genesis_pb2.GenesisState.DESCRIPTOR)
+    return encode_sdk_genesis(genesis)
 
 
 # --- queries (gRPC over ABCI) --------------------------------------------------------------

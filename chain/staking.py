@@ -26,13 +26,12 @@ from google.protobuf.message import DecodeError
 from chain import bank, crypto
 from chain.coins import DENOM, parse_uint
 from chain.errors import GenesisError, InvalidPubKeyError, InvalidRequestError, TxDecodeError, TxError
-from chain.genesis import decode_genesis, encode_json
 from chain.proto.cosmos.crypto.ed25519 import keys_pb2
 from chain.proto.cosmos.staking.v1beta1 import genesis_pb2, staking_pb2, tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2 as cosmos_tx
 from chain.sdktypes import (
-    ONE, DecimalError, compute_nanoseconds, compute_rfc3339, compute_timestamp, decode_sdk_json, encode_sdk_json,
-    format_dec, format_dec_text, parse_dec,
+    ONE, DecimalError, compute_nanoseconds, compute_rfc3339, compute_timestamp, decode_sdk_genesis, decode_sdk_json,
+    encode_sdk_genesis, format_dec, format_dec_text, parse_dec,
 )
 from chain.staking_queries import QUERIES
 from chain.state import MessageHandler, get_message, get_messages, iterate_prefix, public, set_message, set_number
@@ -680,11 +679,7 @@ def end_block(state, ctx) -> None:
 def init_chain(state, section: dict, ctx) -> None:
     """Params and (from an export) the records; run after bank, whose pool balances must equal what
     the records hold. The gen_txs come after every module's genesis (chain.app)."""
-    try:
-        document = decode_sdk_json(section, genesis_pb2.GenesisState.DESCRIPTOR)
-    except DecimalError as error:
-        raise GenesisError(f"staking genesis: {error}") from None
-    genesis = decode_genesis(document, genesis_pb2.GenesisState, DEFAULT_PARAMS, STORE)
+    genesis = decode_sdk_genesis(section, genesis_pb2.GenesisState, DEFAULT_PARAMS, STORE)
     check_params(genesis.params)
     set_message(state, state_key(PARAMS), genesis.params)
     try:
@@ -802,4 +797,4 @@ def export_genesis(state) -> dict:
         redelegations=get_messages(state, staking_pb2.Redelegation, state_key(REDELEGATION)),
         exported=True,
     )
-    return encode_sdk_json(encode_json(genesis), genesis_pb2.GenesisState.DESCRIPTOR)
+    return encode_sdk_genesis(genesis)
