@@ -30,6 +30,8 @@ from chain.errors import TxError
 from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.cosmos.crypto.ed25519 import keys_pb2 as ed25519_keys
+from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query
+from chain.proto.cosmos.staking.v1beta1 import staking_pb2
 from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2 as cosmos_tx
 from chain.proto.maxwell.inference.v1 import inference_pb2
@@ -674,6 +676,9 @@ def make_consensus_key(seed: int) -> nacl.signing.SigningKey:
     return nacl.signing.SigningKey(bytes([seed]) * 32)
 
 
+STAKING_KEYS = tuple(make_consensus_key(seed) for seed in range(1, 5))
+
+
 def compute_consensus_public_key(key: nacl.signing.SigningKey) -> bytes:
     return bytes(key.verify_key)
 
@@ -711,6 +716,12 @@ def make_gen_tx(account, key, amount: int, *messages, **fields) -> dict:
     return encode_sdk_json(json_format.MessageToDict(tx, preserving_proto_field_name=True), cosmos_tx.Tx.DESCRIPTOR)
 
 
+def compute_update_powers(response) -> dict[bytes, int]:
+    """ed25519 key -> power of the validator updates FinalizeBlock (or InitChain) returned."""
+    updates = getattr(response, "validator_updates", None) or response.validators
+    return {bytes(update.pub_key.ed25519): update.power for update in updates}
+
+
 def compute_staking_accounting(store) -> tuple[int, int]:
     """(bonded, not bonded) ujoule that the staking records hold."""
     records = staking.export_genesis(store)
@@ -746,8 +757,8 @@ class StakingChain(Chain):
         self.genesis = self.app.init_chain(abci.RequestInitChain(
             time=GENESIS_TIME, chain_id=CHAIN_ID, initial_height=1, app_state_bytes=json.dumps(genesis).encode(),
             validators=cometbft_validators or []))
-        powers = {bytes(update.pub_key.ed25519): update.power
-                  for update in self.genesis.validators or cometbft_validators or []}
+        powers = compute_update_powers(self.genesis) or {
+            bytes(update.pub_key.ed25519): update.power for update in cometbft_validators or []}
         self.sets = {1: powers, 2: dict(powers)}
         self.block([])
 
@@ -787,6 +798,10 @@ class StakingChain(Chain):
         module = sys.modules[type(request).__module__]
         return getattr(module, type(request).__name__.replace("Request", "Response")).FromString(response.value)
 
+    def validator(self, account) -> staking_pb2.Validator:
+        return self.query("/cosmos.staking.v1beta1.Query/Validator", staking_query.QueryValidatorRequest(
+            validator_addr=compute_operator(account))).validator
+
     def query_error(self, path: str, request) -> tuple[int, str]:
         return code_of(self.app.query(abci.RequestQuery(path=path, data=request.SerializeToString())))
 
@@ -795,3 +810,10 @@ class StakingChain(Chain):
         message leaves alone."""
         records = tuple(row for row in self.app.store.iterate(staking.STORE) if row[0][0] != validators.HISTORICAL_INFO)
         return records, self.balance(validators.BONDED_POOL), self.balance(validators.NOT_BONDED_POOL), supply(self.app)
+
+
+def start_staking_chain(path, people, **genesis) -> StakingChain:
+    """A chain of two validators from gen_txs: people[0] bonds 10 joule with STAKING_KEYS[0], people[1] 5 with
+    STAKING_KEYS[1]; `genesis` are StakingChain's staking_genesis and slashing_genesis."""
+    gen_txs = [make_gen_tx(people[0], STAKING_KEYS[0], 10 * JOULE), make_gen_tx(people[1], STAKING_KEYS[1], 5 * JOULE)]
+    return StakingChain(path, people, gen_txs, **genesis)

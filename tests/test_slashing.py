@@ -9,18 +9,19 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from chain import crypto
 from chain.app import App
 from chain.proto.cosmos.slashing.v1beta1 import query_pb2, slashing_pb2, tx_pb2
-from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query, staking_pb2
+from chain.proto.cosmos.staking.v1beta1 import staking_pb2
 from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.crypto import keys_pb2 as crypto_keys
 from chain.sdktypes import compute_nanoseconds
 from chain.validators import BONDED_POOL, NOT_BONDED_POOL, format_consensus
+from tests.helpers import compute_consensus_public_key as key_of
 from tests.helpers import (
-    CHAIN_ID, GENESIS_TIME, JOULE, StakingChain, compute_consensus, compute_consensus_public_key, compute_operator,
-    events, make_account, make_consensus_key, make_gen_tx, supply,
+    CHAIN_ID, GENESIS_TIME, JOULE, STAKING_KEYS, StakingChain, compute_consensus, compute_operator,
+    compute_update_powers, events, start_staking_chain, supply,
 )
 
-KEY_A, KEY_B, KEY_D = make_consensus_key(1), make_consensus_key(2), make_consensus_key(4)
+KEY_A, KEY_B, _, KEY_D = STAKING_KEYS
 WINDOW = 10
 SLASHING_GENESIS = {"params": {"signed_blocks_window": str(WINDOW), "min_signed_per_window": "0.5",
                                "downtime_jail_duration": "60s", "slash_fraction_double_sign": "0.05",
@@ -29,25 +30,10 @@ QUERY = "/cosmos.slashing.v1beta1.Query/"
 
 
 @pytest.fixture
-def people():
-    return [make_account(name, number) for number, name in enumerate(["alice", "bob", "carol", "dave"])]
-
-
-@pytest.fixture
 def chain(tmp_path, people):
-    alice, bob = people[:2]
-    chain = StakingChain(tmp_path / "data", people, [make_gen_tx(alice, KEY_A, 10 * JOULE), make_gen_tx(bob, KEY_B, 5 * JOULE)],
-                         slashing_genesis=SLASHING_GENESIS)
+    chain = start_staking_chain(tmp_path / "data", people, slashing_genesis=SLASHING_GENESIS)
     yield chain
     chain.app.close()
-
-
-def key_of(key) -> bytes:
-    return compute_consensus_public_key(key)
-
-
-def powers(response) -> dict[bytes, int]:
-    return {bytes(update.pub_key.ed25519): update.power for update in response.validator_updates}
 
 
 def valcons(key) -> str:
@@ -56,11 +42,6 @@ def valcons(key) -> str:
 
 def signing_info(chain, key) -> slashing_pb2.ValidatorSigningInfo:
     return chain.query(QUERY + "SigningInfo", query_pb2.QuerySigningInfoRequest(cons_address=valcons(key))).val_signing_info
-
-
-def get_validator(chain, account) -> staking_pb2.Validator:
-    return chain.query("/cosmos.staking.v1beta1.Query/Validator", staking_query.QueryValidatorRequest(
-        validator_addr=compute_operator(account))).validator
 
 
 def unjail(account) -> tx_pb2.MsgUnjail:
@@ -99,8 +80,8 @@ def test_downtime_slashes_jails_and_burns_then_unjail_after_the_jail_time(chain,
                                           "jailed": valcons(KEY_B), "burned_coins": "50000ujoule"}]
     assert events(response, "burn") == [{"burner": crypto.encode_address(BONDED_POOL), "amount": "50000ujoule"}]
     assert supply(chain.app) == before - 50_000
-    assert powers(response) == {key_of(KEY_B): 0}
-    validator = get_validator(chain, bob)
+    assert compute_update_powers(response) == {key_of(KEY_B): 0}
+    validator = chain.validator(bob)
     assert validator.jailed and validator.status == staking_pb2.BOND_STATUS_UNBONDING
     assert validator.tokens == str(5 * JOULE - 50_000)
     assert chain.balance(BONDED_POOL) == 10 * JOULE and chain.balance(NOT_BONDED_POOL) == 5 * JOULE - 50_000
@@ -113,8 +94,8 @@ def test_downtime_slashes_jails_and_burns_then_unjail_after_the_jail_time(chain,
     refuse(chain, dave, unjail(dave), (2, "slashing"))
     chain.block(seconds=60)
     response = chain.ok(bob, unjail(bob))
-    assert powers(response) == {key_of(KEY_B): 4}
-    assert get_validator(chain, bob).status == staking_pb2.BOND_STATUS_BONDED
+    assert compute_update_powers(response) == {key_of(KEY_B): 4}
+    assert chain.validator(bob).status == staking_pb2.BOND_STATUS_BONDED
     assert chain.balance(BONDED_POOL) == 15 * JOULE - 50_000
 
 
@@ -133,10 +114,10 @@ def test_double_signing_slashes_jails_and_tombstones(chain, people, kind):
     assert events(response, "slash") == [{"address": valcons(KEY_A), "power": "10", "reason": "double_sign",
                                           "jailed": valcons(KEY_A), "burned_coins": "500000ujoule"}]
     assert supply(chain.app) == before - 500_000
-    assert powers(response) == {key_of(KEY_A): 0}
+    assert compute_update_powers(response) == {key_of(KEY_A): 0}
     info = signing_info(chain, KEY_A)
     assert info.tombstoned and info.jailed_until.ToJsonString() == "9999-12-31T23:59:59Z"
-    validator = get_validator(chain, alice)
+    validator = chain.validator(alice)
     assert validator.jailed and validator.tokens == str(10 * JOULE - 500_000)
 
     snapshot = chain.staking_snapshot()
@@ -145,7 +126,7 @@ def test_double_signing_slashes_jails_and_tombstones(chain, people, kind):
     chain.block(seconds=365 * 24 * 3600)
     result, _ = chain.run(alice, unjail(alice))
     assert (result.code, result.codespace) == (9, "slashing")
-    assert get_validator(chain, alice).jailed
+    assert chain.validator(alice).jailed
 
 
 def test_evidence_against_validators_staking_does_not_know_changes_nothing(chain):

@@ -18,40 +18,26 @@ from chain.proto.tendermint.types import validator_pb2
 from chain.sdktypes import compute_nanoseconds, compute_rfc3339
 from chain.tx import pack_any
 from chain.validators import BONDED_POOL, NOT_BONDED_POOL, is_managing_validator_set
+from tests.helpers import compute_consensus_public_key as key_of
 from tests.helpers import (
-    CHAIN_ID, DENOM, GAS, GENESIS_TIME, INITIAL_BALANCE, JOULE, StakingChain, compute_consensus,
-    compute_consensus_public_key, compute_operator, dec, events, make_account, make_app_state,
-    make_consensus_key, make_create_validator, make_gen_tx, supply,
+    CHAIN_ID, DENOM, GAS, GENESIS_TIME, INITIAL_BALANCE, JOULE, STAKING_KEYS, StakingChain, compute_consensus,
+    compute_operator, compute_update_powers, dec, events, make_app_state, make_create_validator, make_gen_tx,
+    start_staking_chain, supply,
 )
 
 FEE = -(-GAS // 40)
 DAY = 24 * 3600
 UNBONDING_SECONDS = 21 * DAY
-KEY_A, KEY_B, KEY_C, KEY_D = (make_consensus_key(seed) for seed in (1, 2, 3, 4))
+KEY_A, KEY_B, KEY_C, KEY_D = STAKING_KEYS
 STAKING_GENESIS = {"params": {"min_commission_rate": "0.01"}}
 QUERY = "/cosmos.staking.v1beta1.Query/"
 
 
 @pytest.fixture
-def people():
-    return [make_account(name, number) for number, name in enumerate(["alice", "bob", "carol", "dave"])]
-
-
-@pytest.fixture
 def chain(tmp_path, people):
-    alice, bob = people[:2]
-    chain = StakingChain(tmp_path / "data", people, [make_gen_tx(alice, KEY_A, 10 * JOULE),
-                                                      make_gen_tx(bob, KEY_B, 5 * JOULE)], STAKING_GENESIS)
+    chain = start_staking_chain(tmp_path / "data", people, staking_genesis=STAKING_GENESIS)
     yield chain
     chain.app.close()
-
-
-def powers(response) -> dict[bytes, int]:
-    return {bytes(update.pub_key.ed25519): update.power for update in response.validator_updates}
-
-
-def key_of(key) -> bytes:
-    return compute_consensus_public_key(key)
 
 
 def coin(amount: int, denom: str = DENOM) -> dict:
@@ -79,10 +65,6 @@ def edit(account, **fields) -> tx_pb2.MsgEditValidator:
     return tx_pb2.MsgEditValidator(validator_address=compute_operator(account), description=description, **fields)
 
 
-def get_validator(chain, account) -> staking_pb2.Validator:
-    return chain.query(QUERY + "Validator", query_pb2.QueryValidatorRequest(validator_addr=compute_operator(account))).validator
-
-
 def msg_response(result, response_class):
     return response_class.FromString(sdk_abci.TxMsgData.FromString(result.data).msg_responses[0].value)
 
@@ -91,12 +73,12 @@ def msg_response(result, response_class):
 
 def test_gen_txs_elect_the_genesis_validator_set(chain, people):
     alice, bob = people[:2]
-    assert {bytes(u.pub_key.ed25519): u.power for u in chain.genesis.validators} == {key_of(KEY_A): 10, key_of(KEY_B): 5}
+    assert compute_update_powers(chain.genesis) == {key_of(KEY_A): 10, key_of(KEY_B): 5}
     assert is_managing_validator_set(chain.app.store)
     bonded = chain.query(QUERY + "Validators", query_pb2.QueryValidatorsRequest(status="BOND_STATUS_BONDED")).validators
     assert sorted((v.operator_address, v.tokens) for v in bonded) == sorted(
         [(compute_operator(alice), str(10 * JOULE)), (compute_operator(bob), str(5 * JOULE))])
-    validator = get_validator(chain, alice)
+    validator = chain.validator(alice)
     assert validator.status == staking_pb2.BOND_STATUS_BONDED and not validator.jailed
     assert validator.delegator_shares == dec("10000000") == "10000000" + "0" * 18
     assert validator.commission.commission_rates.rate == dec("0.1") == "100000000000000000"
@@ -119,7 +101,7 @@ def test_without_validators_cometbft_genesis_validators_stand_and_no_update_is_s
     assert chain.app.validator_keys == {compute_consensus(KEY_D): key_of(KEY_D)}
     response = chain.ok(carol, make_create_validator(carol, KEY_C, 3 * JOULE))
     assert not response.validator_updates and not chain.block().validator_updates
-    assert get_validator(chain, carol).status == staking_pb2.BOND_STATUS_UNBONDED
+    assert chain.validator(carol).status == staking_pb2.BOND_STATUS_UNBONDED
     assert chain.balance(NOT_BONDED_POOL) == 3 * JOULE and chain.balance(BONDED_POOL) == 0
     assert chain.query_error(QUERY + "HistoricalInfo", query_pb2.QueryHistoricalInfoRequest(height=2)) == (38, "sdk")
     assert chain.app.validator_keys == {compute_consensus(KEY_D): key_of(KEY_D)}
@@ -161,9 +143,9 @@ def test_gen_txs_run_after_every_module_and_pay_their_fees(tmp_path, people):
 def test_a_created_validator_joins_the_set(chain, people):
     carol = people[2]
     response = chain.ok(carol, make_create_validator(carol, KEY_C, 3 * JOULE))
-    assert powers(response) == {key_of(KEY_C): 3}
+    assert compute_update_powers(response) == {key_of(KEY_C): 3}
     assert events(response, "create_validator") == [{"validator": compute_operator(carol), "amount": "3000000ujoule"}]
-    assert get_validator(chain, carol).status == staking_pb2.BOND_STATUS_BONDED
+    assert chain.validator(carol).status == staking_pb2.BOND_STATUS_BONDED
     assert chain.app.validator_keys[compute_consensus(KEY_C)] == key_of(KEY_C)
     page = chain.query(QUERY + "Validators", query_pb2.QueryValidatorsRequest(
         status="BOND_STATUS_BONDED", pagination={"limit": 2}))
@@ -182,7 +164,7 @@ def test_a_created_validator_joins_the_set(chain, people):
 def test_delegations_unbond_through_the_queue_in_block_time(chain, people):
     alice, dave = people[0], people[3]
     response = chain.ok(dave, delegate(dave, alice, 2 * JOULE))
-    assert powers(response) == {key_of(KEY_A): 12}
+    assert compute_update_powers(response) == {key_of(KEY_A): 12}
     assert events(response, "delegate") == [{"validator": compute_operator(alice), "delegator": dave.bech32,
                                               "amount": "2000000ujoule", "new_shares": "2000000.000000000000000000"}]
     answer = chain.query(QUERY + "Delegation", query_pb2.QueryDelegationRequest(
@@ -199,7 +181,7 @@ def test_delegations_unbond_through_the_queue_in_block_time(chain, people):
     assert compute_nanoseconds(answer.completion_time) == completion and answer.amount.amount == str(JOULE // 2)
     assert events(response, "unbond") == [{"validator": compute_operator(alice), "delegator": dave.bech32,
                                             "amount": "500000ujoule", "completion_time": compute_rfc3339(completion)}]
-    assert powers(response) == {key_of(KEY_A): 11}
+    assert compute_update_powers(response) == {key_of(KEY_A): 11}
     assert chain.balance(NOT_BONDED_POOL) == JOULE // 2
     unbonding = chain.query(QUERY + "UnbondingDelegation", query_pb2.QueryUnbondingDelegationRequest(
         delegator_addr=dave.bech32, validator_addr=compute_operator(alice))).unbond
@@ -218,19 +200,19 @@ def test_the_set_keeps_the_strongest_max_validators(tmp_path, people):
     chain = StakingChain(tmp_path / "data", people, [make_gen_tx(alice, KEY_A, 10 * JOULE), make_gen_tx(bob, KEY_B, 5 * JOULE),
                                                       make_gen_tx(carol, KEY_C, 3 * JOULE)],
                          {"params": {"max_validators": 2, "unbonding_time": "100s"}})
-    assert {bytes(u.pub_key.ed25519): u.power for u in chain.genesis.validators} == {key_of(KEY_A): 10, key_of(KEY_B): 5}
-    assert get_validator(chain, carol).status == staking_pb2.BOND_STATUS_UNBONDED
+    assert compute_update_powers(chain.genesis) == {key_of(KEY_A): 10, key_of(KEY_B): 5}
+    assert chain.validator(carol).status == staking_pb2.BOND_STATUS_UNBONDED
     assert chain.balance(NOT_BONDED_POOL) == 3 * JOULE
     response = chain.ok(dave, delegate(dave, carol, 4 * JOULE))
-    assert powers(response) == {key_of(KEY_C): 7, key_of(KEY_B): 0}
-    leaving = get_validator(chain, bob)
+    assert compute_update_powers(response) == {key_of(KEY_C): 7, key_of(KEY_B): 0}
+    leaving = chain.validator(bob)
     assert leaving.status == staking_pb2.BOND_STATUS_UNBONDING
     assert compute_nanoseconds(leaving.unbonding_time) == chain.time_ns + 100 * 10**9
     assert chain.balance(NOT_BONDED_POOL) == 5 * JOULE and chain.balance(BONDED_POOL) == 17 * JOULE
     chain.block(seconds=100)
-    assert get_validator(chain, bob).status == staking_pb2.BOND_STATUS_UNBONDED
+    assert chain.validator(bob).status == staking_pb2.BOND_STATUS_UNBONDED
     response = chain.ok(dave, delegate(dave, bob, 3 * JOULE))
-    assert powers(response) == {key_of(KEY_B): 8, key_of(KEY_C): 0}
+    assert compute_update_powers(response) == {key_of(KEY_B): 8, key_of(KEY_C): 0}
     chain.app.close()
 
 
@@ -239,7 +221,7 @@ def test_redelegation_moves_power_at_once_and_blocks_a_second_hop_until_it_compl
     chain.ok(dave, delegate(dave, alice, 3 * JOULE))
     result, response = chain.run(dave, redelegate(dave, alice, bob, JOULE))
     assert result.code == 0, result.log
-    assert powers(response) == {key_of(KEY_A): 12, key_of(KEY_B): 6}
+    assert compute_update_powers(response) == {key_of(KEY_A): 12, key_of(KEY_B): 6}
     completion = chain.time_ns + UNBONDING_SECONDS * 10**9
     assert compute_nanoseconds(msg_response(result, tx_pb2.MsgBeginRedelegateResponse).completion_time) == completion
     assert events(response, "redelegate") == [{
@@ -253,7 +235,7 @@ def test_redelegation_moves_power_at_once_and_blocks_a_second_hop_until_it_compl
         "amount": "1000000ujoule", "delegator": dave.bech32, "source_validator": compute_operator(alice),
         "destination_validator": compute_operator(bob)}]
     response = chain.ok(dave, redelegate(dave, bob, alice, JOULE // 2))
-    assert powers(response) == {key_of(KEY_B): 5}  # alice's 12.5 joule are still a power of 12
+    assert compute_update_powers(response) == {key_of(KEY_B): 5}  # alice's 12.5 joule are still a power of 12
 
 
 def test_unbonding_and_redelegation_entries_are_capped_by_max_entries(tmp_path, people):
@@ -277,7 +259,7 @@ def test_edit_validator_keeps_to_the_commission_rules(chain, people):
     alice, bob, dave = people[0], people[1], people[3]
     response = chain.ok(alice, edit(alice, description={"moniker": "alice prime"}))
     assert events(response, "edit_validator") == [{"commission_rate": "0.100000000000000000", "min_self_delegation": "1"}]
-    assert get_validator(chain, alice).description.moniker == "alice prime"
+    assert chain.validator(alice).description.moniker == "alice prime"
 
     def refused(message, signer=alice, expected=None):
         snapshot = chain.staking_snapshot()
@@ -289,7 +271,7 @@ def test_edit_validator_keeps_to_the_commission_rules(chain, people):
     chain.block(seconds=DAY)
     response = chain.ok(alice, edit(alice, commission_rate=dec("0.11")))
     assert events(response, "edit_validator")[0]["commission_rate"] == "0.110000000000000000"
-    assert get_validator(chain, alice).commission.commission_rates.rate == dec("0.11")
+    assert chain.validator(alice).commission.commission_rates.rate == dec("0.11")
     chain.block(seconds=DAY)
     refused(edit(alice, commission_rate=dec("0.13")), expected=(15, "staking"))
     refused(edit(alice, commission_rate=dec("0.25")), expected=(11, "staking"))
@@ -302,7 +284,7 @@ def test_edit_validator_keeps_to_the_commission_rules(chain, people):
     refused(edit(dave), signer=dave, expected=(3, "staking"))
     before = chain.balance(alice)
     refused(edit(alice, description={"moniker": "not bob's"}), signer=bob, expected=(8, "sdk"))  # bob signs for alice
-    assert chain.balance(alice) == before and get_validator(chain, alice).description.moniker == "alice prime"
+    assert chain.balance(alice) == before and chain.validator(alice).description.moniker == "alice prime"
 
 
 # --- what is refused changes nothing ---------------------------------------------------------------
@@ -375,8 +357,8 @@ def test_an_operator_undelegating_below_its_minimum_is_jailed_and_leaves_the_set
     alice = people[0]
     chain.ok(alice, edit(alice, min_self_delegation=str(8 * JOULE)))
     response = chain.ok(alice, undelegate(alice, alice, 3 * JOULE))
-    assert powers(response) == {key_of(KEY_A): 0}
-    validator = get_validator(chain, alice)
+    assert compute_update_powers(response) == {key_of(KEY_A): 0}
+    validator = chain.validator(alice)
     assert validator.jailed and validator.status == staking_pb2.BOND_STATUS_UNBONDING
     assert chain.balance(NOT_BONDED_POOL) == 10 * JOULE  # its 7 left and the 3 unbonding
 
@@ -421,7 +403,7 @@ def test_an_export_imports_into_the_same_staking_state(tmp_path, chain, people):
     again = App(str(tmp_path / "again"))
     response = again.init_chain(abci.RequestInitChain(time=GENESIS_TIME, chain_id=CHAIN_ID, initial_height=1,
                                                       app_state_bytes=json.dumps(exported).encode()))
-    assert {bytes(u.pub_key.ed25519): u.power for u in response.validators} == {key_of(KEY_A): 11, key_of(KEY_B): 6}
+    assert compute_update_powers(response) == {key_of(KEY_A): 11, key_of(KEY_B): 6}
     again.finalize_block(abci.RequestFinalizeBlock(height=1, time=GENESIS_TIME))
     again.commit()
     assert again.export_genesis()["staking"] == section
