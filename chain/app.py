@@ -6,19 +6,25 @@ The chain is the components of `MODULES`, in order. Each is a module with a `STO
 `end_block(state, ctx)`; everything below is derived from that list. Each call gets a State of the
 module's own store; a module reaches another's data only through that module's `public` functions.
 
-Read top-down: a block arrives in `finalize_block` → the begin_block hooks (heat applies the
+Read top-down: a block arrives in `finalize_block` → the begin_block hooks (staking keeps the
+historical info, slashing counts the last commit's votes and punishes the evidence, heat applies the
 readings of the heat tx the proposer put first) → `execute_tx` for each transaction (ante, then
-messages) → the end_block hooks in registry order (the market clears, processes pay rent or die,
+messages) → the end_block hooks in registry order (staking applies the validator set, whose changes
+FinalizeBlock returns, and pays matured unbondings; the market clears, processes pay rent or die,
 expired inference requests are refunded) → the app hash of the staged writes. `commit` persists the
 block in one synced batch. CheckTx runs the same `execute_tx` on a check state that is reset to the
 committed state after every commit.
+
+InitChain writes every module's genesis, then runs the `genutil` gen_txs as txs; the validators they
+bond are its answer. Without validators in genesis CometBFT's genesis validators stand and staking
+never sends an update.
 """
 
 import gc
 import json
 from collections import OrderedDict
 
-from chain import auth, bank, crypto, heat, inference, market, process
+from chain import auth, bank, crypto, heat, inference, market, process, slashing, staking
 from chain.ante import SignatureCache, compute_signature_key, process_ante
 from chain.errors import GenesisError, InvalidRequestError, TxError, UnknownRequestError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
@@ -33,7 +39,7 @@ APP_NAME = "maxwell"
 APP_VERSION = 1
 SOFTWARE_VERSION = "0.1.0"
 
-MODULES = (auth, bank, heat, market, process, inference)
+MODULES = (auth, bank, staking, slashing, heat, market, process, inference)
 
 STORES = tuple(module.STORE for module in MODULES)
 HANDLERS = {url: handler for module in MODULES for url, handler in getattr(module, "MESSAGES", {}).items()}
@@ -45,6 +51,7 @@ GENESIS = tuple((module.STORE, module.init_chain, module.export_genesis) for mod
 BEGIN_BLOCK = tuple((module.STORE, module.begin_block) for module in MODULES if hasattr(module, "begin_block"))
 END_BLOCK = tuple((module.STORE, module.end_block) for module in MODULES if hasattr(module, "end_block"))
 
+GENUTIL = "genutil"  # the gen_txs of genesis: a section of no store, as in the SDK
 SIMULATE_PATH = "/cosmos.tx.v1beta1.Service/Simulate"
 QUERY_GAS_LIMIT = 50_000_000
 DECODED_CACHE_SIZE = 20_000
@@ -74,6 +81,7 @@ class App:
         self.finalized: Branch | None = None
         self.check_state = Branch(self.store)
         self.check_budget = Budget()
+        self.validators_changed = False
         self.load_parameters(self.store)
 
     def load_parameters(self, view) -> None:
@@ -115,7 +123,7 @@ class App:
             raise GenesisError(f"genesis app_state is not valid JSON: {error}") from None
         if not isinstance(app_state, dict):
             raise GenesisError("genesis app_state must be a JSON object")
-        unknown = sorted(set(app_state) - set(STORES))
+        unknown = sorted(set(app_state) - set(STORES) - {GENUTIL})
         if unknown:
             raise GenesisError(f"genesis app_state has sections for no module: {', '.join(unknown)}")
         self.store.discard()
@@ -126,14 +134,29 @@ class App:
         ctx = self.context(max(request.initial_height, 1), time_ns, validators=validators)
         meter = GasMeter()
         try:
+            gen_txs = staking.compute_gen_txs(app_state.get(GENUTIL, {}))
             for store, init_chain, _ in GENESIS:
                 init_chain(self.state(self.genesis, meter, store), app_state.get(store, {}), ctx)
+            self.load_parameters(self.genesis)
+            self.deliver_gen_txs(ctx, gen_txs)
+            validators = staking.process_genesis_validator_set(self.genesis, ctx)
         except GenesisError as error:
             self.genesis = None
             raise GenesisError(f"invalid genesis: {error}") from error
         self.load_parameters(self.genesis)
         app_hash = self.store.stage(max(request.initial_height - 1, 0), self.genesis.changes())
-        return abci.ResponseInitChain(app_hash=app_hash)
+        return abci.ResponseInitChain(app_hash=app_hash, validators=validators)
+
+    def deliver_gen_txs(self, ctx: Context, txs: list[bytes]) -> None:
+        """Each gen_tx (one MsgCreateValidator, signed) runs as a tx of the first block would: ante, then
+        its message; one that fails fails genesis."""
+        for index, tx in enumerate(txs):
+            result = abci.ExecTxResult()
+            self.execute_tx(self.genesis, self.context(ctx.height, ctx.time_ns), tx, result)
+            if result.code:
+                raise GenesisError(f"genutil gen_txs[{index}] failed with code {result.code} "
+                                   f"({result.codespace}): {result.log}")
+            staking.check_gen_tx(index, self.decode(tx).type_urls)
 
     def export_genesis(self) -> dict:
         meter = GasMeter()
@@ -205,7 +228,10 @@ class App:
         time_ns = request.time.seconds * 1_000_000_000 + request.time.nanos
         self.prefetch_signatures(block, request.txs)
         budget = Budget(in_block=True)
-        hooks = self.context(request.height, time_ns, txs=tuple(request.txs), budget=budget)
+        hooks = self.context(request.height, time_ns, txs=tuple(request.txs), budget=budget,
+                             votes=tuple(request.decided_last_commit.votes), misbehavior=tuple(request.misbehavior),
+                             proposer_address=request.proposer_address,
+                             next_validators_hash=request.next_validators_hash)
         run_hooks(BEGIN_BLOCK, self, block, hooks)
         for index, tx in enumerate(request.txs):
             result = response.tx_results.add()
@@ -213,6 +239,8 @@ class App:
                 continue  # its readings were applied by heat's begin_block; its events are the block's
             self.execute_tx(block, self.context(request.height, time_ns, budget=budget), tx, result)
         run_hooks(END_BLOCK, self, block, hooks)
+        response.validator_updates.extend(hooks.validator_updates)
+        self.validators_changed = bool(hooks.validator_updates)
         write_events(response, hooks.events)
         response.app_hash = self.store.stage(request.height, block.changes())
         self.finalized = block
@@ -250,6 +278,9 @@ class App:
         self.store.commit()
         if self.snapshots:
             self.snapshots.process_commit(self.store)
+        if self.validators_changed:
+            self.validator_keys = heat.get_validator_keys(self.store)
+            self.validators_changed = False
         # What outlives a block (tree nodes, caches) is long-lived: taking it out of the collector's
         # view keeps each full collection from walking millions of objects (200 ms in a 10k-tx block).
         gc.freeze()

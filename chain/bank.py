@@ -20,7 +20,10 @@ from chain.tx import parse_address
 
 STORE = "bank"
 MSG_SEND_URL = "/cosmos.bank.v1beta1.MsgSend"
-MODULE_ACCOUNTS = ("fee_collector", "market_escrow", "market_stake", "process_escrow", "inference_escrow")
+MODULE_ACCOUNTS = (
+    "fee_collector", "market_escrow", "market_stake", "process_escrow", "inference_escrow", "bonded_tokens_pool",
+    "not_bonded_tokens_pool",
+)
 
 
 def compute_module_address(name: str) -> bytes:
@@ -80,16 +83,20 @@ def set_balance(state, address: bytes, denom: str, amount: int) -> None:
         state.delete(key)
 
 
+def process_debit(state, address: bytes, denom: str, amount: int) -> None:
+    balance = get_balance(state, address, denom)
+    if balance < amount:
+        raise InsufficientFundsError(
+            f"spendable balance {balance}{denom} is smaller than {amount}{denom}: insufficient funds"
+        )
+    set_balance(state, address, denom, balance - amount)
+
+
 @public(STORE)
 def process_transfer(state, ctx, sender: bytes, recipient: bytes, coins: dict[str, int]) -> None:
     """Move coins; emits coin_spent, coin_received and transfer where the balances change."""
     for denom, amount in sorted(coins.items()):
-        balance = get_balance(state, sender, denom)
-        if balance < amount:
-            raise InsufficientFundsError(
-                f"spendable balance {balance}{denom} is smaller than {amount}{denom}: insufficient funds"
-            )
-        set_balance(state, sender, denom, balance - amount)
+        process_debit(state, sender, denom, amount)
     for denom, amount in sorted(coins.items()):
         set_balance(state, recipient, denom, get_balance(state, recipient, denom) + amount)
     text = format_coins(coins)
@@ -104,6 +111,18 @@ def process_payment(state, ctx, sender: bytes, recipient: bytes, amount: int) ->
     """Moves `amount` ujoule (nothing when zero): escrows, refunds, rents and rewards."""
     if amount:
         process_transfer(state, ctx, sender, recipient, {DENOM: amount})
+
+
+@public(STORE)
+def process_burn(state, ctx, account: bytes, amount: int) -> None:
+    """Destroys `amount` ujoule of `account` (slashed stake); the supply falls by as much."""
+    if not amount:
+        return
+    process_debit(state, account, DENOM, amount)
+    set_number(state, state_key(SUPPLY, DENOM), get_supply(state, DENOM) - amount)
+    text, burner = format_coins({DENOM: amount}), crypto.encode_address(account)
+    ctx.emit("coin_spent", ("spender", burner), ("amount", text))
+    ctx.emit("burn", ("burner", burner), ("amount", text))
 
 
 # --- MsgSend ----------------------------------------------------------------------------------

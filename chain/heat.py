@@ -28,7 +28,7 @@ import nacl.exceptions
 import nacl.signing
 from google.protobuf.message import DecodeError
 
-from chain import crypto
+from chain import crypto, staking
 from chain.errors import GenesisError, TxError
 from chain.genesis import decode_genesis, encode_json
 from chain.proto.maxwell.market.v1 import market_pb2, tx_pb2
@@ -398,7 +398,10 @@ def process_link(state, ctx, address: bytes, public_key: bytes, signature: bytes
 
 @public(STORE)
 def get_validator_keys(state) -> dict[bytes, bytes]:
-    """Consensus address -> ed25519 public key of the validators whose extensions are checked."""
+    """Consensus address -> ed25519 public key of the validators whose extensions are checked: staking's
+    validators once they are the consensus set, else InitChain's."""
+    if staking.is_managing_validator_set(state):
+        return staking.get_consensus_keys(state)
     return {decode_key(key)[0]: value for key, value in iterate_prefix(state, state_key(VALIDATOR_KEY))}
 
 

@@ -16,6 +16,8 @@ from chain.errors import OutOfGasError
 from chain.store import Branch, compute_prefix_end
 
 UINT64_MAX = 2**64 - 1
+DEFAULT_PAGE_LIMIT = 100
+MAX_PAGE_LIMIT = 1000
 KEY_CACHE_SIZE = 1 << 18
 
 
@@ -110,7 +112,10 @@ class Context:
 
     `txs` are the block's (for begin_block), `validators` InitChain's ed25519 keys (for init_chain);
     `verifier` is the node's proof verifier (chain.inference.ProofVerifier), None where it runs none;
-    `budget` is shared by the txs of one block.
+    `budget` is shared by the txs of one block. For the block hooks: `votes` are the decided last
+    commit's (abci.VoteInfo), `misbehavior` the evidence CometBFT reports (abci.Misbehavior),
+    `proposer_address` and `next_validators_hash` the header's; end_block hooks put the validator set's
+    changes (abci.ValidatorUpdate) in `validator_updates`, which FinalizeBlock returns.
     """
 
     chain_id: str
@@ -121,6 +126,11 @@ class Context:
     budget: Budget = field(default_factory=Budget)
     txs: tuple = ()
     validators: tuple = ()
+    votes: tuple = ()
+    misbehavior: tuple = ()
+    proposer_address: bytes = b""
+    next_validators_hash: bytes = b""
+    validator_updates: list = field(default_factory=list)
 
     def emit(self, kind: str, *attributes: tuple[str, str]) -> None:
         self.events.append(encode_event(kind, attributes))  # native: twelve per transfer, a fifth of its cost
@@ -245,6 +255,21 @@ class MessageHandler:
 def iterate_prefix(state: State, prefix: bytes):
     """The (key, value) pairs of the state's store whose keys start with `prefix`, in key order."""
     return state.iterate(prefix, compute_prefix_end(prefix))
+
+
+def get_page(state: State, prefix: bytes, pagination, keep=lambda value: True) -> tuple[list, bytes]:
+    """A page of a gRPC listing (a PageRequest): up to its limit of the (key, value) pairs under
+    `prefix`, from its key on, that `keep` accepts; and the next page's key (empty after the last)."""
+    count = min(pagination.limit or DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)
+    start = pagination.key if pagination.key.startswith(prefix) else prefix
+    rows = []
+    for key, value in state.iterate(start, compute_prefix_end(prefix)):
+        if not keep(value):
+            continue
+        if len(rows) == count:
+            return rows, key
+        rows.append((key, value))
+    return rows, b""
 
 
 def get_message(state: State, message_class, key: bytes):

@@ -54,6 +54,12 @@ def accounts():
 
 
 @pytest.fixture
+def people():
+    """Four funded accounts: in the staking tests alice and bob run the genesis validators."""
+    return [make_account(name, number) for number, name in enumerate(["alice", "bob", "carol", "dave"])]
+
+
+@pytest.fixture
 def app(tmp_path, accounts):
     application = App(str(tmp_path / "data"))
     init_app(application, accounts)

@@ -25,25 +25,35 @@ from hypothesis import strategies as st
 from google.protobuf.timestamp_pb2 import Timestamp
 from typer.testing import CliRunner
 
-from chain import auth, bank, crypto, heat, inference, market, process
+from google.protobuf import json_format
+
+from chain import auth, bank, crypto, heat, inference, market, process, staking, validators
 from chain import app as registry
 from chain.app import App
 from chain.errors import TxError
 from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
+from chain.proto.cosmos.crypto.ed25519 import keys_pb2 as ed25519_keys
+from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query
+from chain.proto.cosmos.staking.v1beta1 import staking_pb2
+from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx
+from chain.proto.cosmos.tx.v1beta1 import tx_pb2 as cosmos_tx
 from chain.proto.maxwell.inference.v1 import inference_pb2
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query
 from chain.proto.maxwell.inference.v1 import tx_pb2 as inference_tx
 from chain.proto.maxwell.market.v1 import query_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.crypto import keys_pb2 as crypto_keys
+from chain.proto.tendermint.types import validator_pb2
+from chain.sdktypes import encode_sdk_json, format_dec, parse_dec_text
 from chain.state import GasMeter, GasParams, MessageHandler, State, get_messages
-from chain.tx import compute_type_url, sign_tx
+from chain.tx import compute_type_url, pack_any, sign_tx
 from node import client, privval
 from node.devchain import DevChain, create_genesis_doc
 from node.main import app as cli_app
 from zk.instances import compute_quantized
 from zk.verify import ModelVerifier
+from ibc.tendermint import compute_consensus_address
 
 REPO = Path(__file__).resolve().parents[1]
 VECTORS = REPO.parent / "shared" / "vectors"
@@ -711,3 +721,155 @@ def post_rpc(port, method, **params):
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
+
+
+# --- the staking chain: gen_txs, validator keys, CometBFT's validator set ---------------------------
+
+JOULE = 10**6
+
+
+def make_consensus_key(seed: int) -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(bytes([seed]) * 32)
+
+
+STAKING_KEYS = tuple(make_consensus_key(seed) for seed in range(1, 5))
+
+
+def compute_consensus_public_key(key: nacl.signing.SigningKey) -> bytes:
+    return bytes(key.verify_key)
+
+
+def compute_consensus(key: nacl.signing.SigningKey) -> bytes:
+    return compute_consensus_address(compute_consensus_public_key(key))
+
+
+def compute_operator(account) -> str:
+    return validators.format_operator(account.address)
+
+
+def dec(text: str) -> str:
+    """A LegacyDec written as a decimal ("0.1") in its wire spelling."""
+    return format_dec(parse_dec_text(text, "decimal", ValueError))
+
+
+def make_create_validator(account, key, amount: int, *, rate="0.1", max_rate="0.2", max_change_rate="0.01",
+                          min_self_delegation="1", pubkey=None) -> staking_tx.MsgCreateValidator:
+    return staking_tx.MsgCreateValidator(
+        description={"moniker": account.name}, min_self_delegation=min_self_delegation,
+        commission={"rate": dec(rate), "max_rate": dec(max_rate), "max_change_rate": dec(max_change_rate)},
+        validator_address=compute_operator(account), value={"denom": DENOM, "amount": str(amount)},
+        pubkey=pubkey or pack_any(ed25519_keys.PubKey(key=compute_consensus_public_key(key)), validators.ED25519_PUBKEY_URL),
+    )
+
+
+def make_gen_tx(account, key, amount: int, *messages, **fields) -> dict:
+    """A gentx as SDK genesis files hold it: the JSON of a signed Tx (account sequence 0)."""
+    raw = cosmos_tx.TxRaw.FromString(sign_tx(
+        account.private_key, list(messages) or [make_create_validator(account, key, amount, **fields)],
+        chain_id=CHAIN_ID, account_number=account.account_number, sequence=0, fee=-(-GAS // 40), gas_limit=GAS))
+    tx = cosmos_tx.Tx(body=cosmos_tx.TxBody.FromString(raw.body_bytes), signatures=raw.signatures,
+                      auth_info=cosmos_tx.AuthInfo.FromString(raw.auth_info_bytes))
+    return encode_sdk_json(json_format.MessageToDict(tx, preserving_proto_field_name=True), cosmos_tx.Tx.DESCRIPTOR)
+
+
+def compute_update_powers(response) -> dict[bytes, int]:
+    """ed25519 key -> power of the validator updates FinalizeBlock (or InitChain) returned."""
+    updates = getattr(response, "validator_updates", None) or response.validators
+    return {bytes(update.pub_key.ed25519): update.power for update in updates}
+
+
+def compute_staking_accounting(store) -> tuple[int, int]:
+    """(bonded, not bonded) ujoule that the staking records hold."""
+    records = staking.export_genesis(store)
+    tokens = {"bonded": 0, "not_bonded": 0}
+    for validator in records.get("validators", []):
+        tokens["bonded" if validator["status"] == "BOND_STATUS_BONDED" else "not_bonded"] += int(validator.get("tokens", "0"))
+    tokens["not_bonded"] += sum(int(entry.get("balance", "0")) for unbonding in records.get("unbonding_delegations", [])
+                                for entry in unbonding["entries"])
+    return tokens["bonded"], tokens["not_bonded"]
+
+
+def get_staking_set(store) -> dict[bytes, int]:
+    """ed25519 key -> power of staking's last validator set."""
+    state = State(store, GasMeter(), GasParams(), staking.STORE)
+    return {bytes(update.pub_key.ed25519): update.power for update in validators.get_validator_set(state)}
+
+
+class StakingChain(Chain):
+    """The App driven as CometBFT drives a chain whose validators staking elects: InitChain's validators are
+    those the gen_txs bond; each block's decided last commit has a vote of every validator of the height
+    before (absent where asked); FinalizeBlock's updates take effect two heights later. Every block checks
+    the market's invariants, the pools against the staking records, and CometBFT's set against staking's."""
+
+    def __init__(self, path, accounts, gen_txs: list[dict], staking_genesis: dict | None = None,
+                 slashing_genesis: dict | None = None, cometbft_validators: list | None = None):
+        self.app = App(str(path))
+        self.accounts = accounts
+        genesis = make_app_state(accounts)
+        genesis["genutil"] = {"gen_txs": gen_txs}
+        genesis["staking"] = staking_genesis or {}
+        genesis["slashing"] = slashing_genesis or {}
+        self.time_ns = GENESIS_TIME.seconds * 10**9
+        self.genesis = self.app.init_chain(abci.RequestInitChain(
+            time=GENESIS_TIME, chain_id=CHAIN_ID, initial_height=1, app_state_bytes=json.dumps(genesis).encode(),
+            validators=cometbft_validators or []))
+        powers = compute_update_powers(self.genesis) or {
+            bytes(update.pub_key.ed25519): update.power for update in cometbft_validators or []}
+        self.sets = {1: powers, 2: dict(powers)}
+        self.block([])
+
+    def block(self, txs=(), *, absent=(), misbehavior=(), seconds: int = 1) -> abci.ResponseFinalizeBlock:
+        height = self.height + 1
+        self.time_ns += seconds * 10**9
+        votes = [abci.VoteInfo(validator=abci.Validator(address=compute_consensus_address(key), power=power),
+                               block_id_flag=validator_pb2.BLOCK_ID_FLAG_ABSENT if key in absent
+                               else validator_pb2.BLOCK_ID_FLAG_COMMIT)
+                 for key, power in self.sets.get(height - 1, {}).items()]
+        response = self.app.finalize_block(abci.RequestFinalizeBlock(
+            txs=list(txs), height=height, time=Timestamp(seconds=self.time_ns // 10**9),
+            decided_last_commit=abci.CommitInfo(votes=votes), misbehavior=list(misbehavior),
+            next_validators_hash=hashlib.sha256(b"%d" % (height + 1)).digest(), proposer_address=b"\x01" * 20))
+        self.app.commit()
+        following = dict(self.sets[height + 1])
+        for update in response.validator_updates:
+            if update.power:
+                following[bytes(update.pub_key.ed25519)] = update.power
+            else:
+                del following[bytes(update.pub_key.ed25519)]
+        self.sets[height + 2] = following
+        for account in self.accounts:
+            record = auth.get_account(self.app.store, account.address)
+            account.sequence = record.sequence if record else 0
+        check_invariants(self.app, response)
+        bonded, not_bonded = compute_staking_accounting(self.app.store)
+        assert self.balance(validators.BONDED_POOL) == bonded, "bonded pool differs from the bonded validators' tokens"
+        assert self.balance(validators.NOT_BONDED_POOL) == not_bonded, "not-bonded pool differs from the records"
+        if validators.is_managing_validator_set(self.app.store):
+            assert get_staking_set(self.app.store) == following
+        return response
+
+    def query(self, path: str, request):
+        response = self.app.query(abci.RequestQuery(path=path, data=request.SerializeToString()))
+        assert response.code == 0, response.log
+        module = sys.modules[type(request).__module__]
+        return getattr(module, type(request).__name__.replace("Request", "Response")).FromString(response.value)
+
+    def validator(self, account) -> staking_pb2.Validator:
+        return self.query("/cosmos.staking.v1beta1.Query/Validator", staking_query.QueryValidatorRequest(
+            validator_addr=compute_operator(account))).validator
+
+    def query_error(self, path: str, request) -> tuple[int, str]:
+        return code_of(self.app.query(abci.RequestQuery(path=path, data=request.SerializeToString())))
+
+    def staking_snapshot(self) -> tuple:
+        """The staking records (but the blocks' historical info), the pools and the supply: what a rejected
+        message leaves alone."""
+        records = tuple(row for row in self.app.store.iterate(staking.STORE) if row[0][0] != validators.HISTORICAL_INFO)
+        return records, self.balance(validators.BONDED_POOL), self.balance(validators.NOT_BONDED_POOL), supply(self.app)
+
+
+def start_staking_chain(path, people, **genesis) -> StakingChain:
+    """A chain of two validators from gen_txs: people[0] bonds 10 joule with STAKING_KEYS[0], people[1] 5 with
+    STAKING_KEYS[1]; `genesis` are StakingChain's staking_genesis and slashing_genesis."""
+    gen_txs = [make_gen_tx(people[0], STAKING_KEYS[0], 10 * JOULE), make_gen_tx(people[1], STAKING_KEYS[1], 5 * JOULE)]
+    return StakingChain(path, people, gen_txs, **genesis)

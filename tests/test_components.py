@@ -14,7 +14,8 @@ from chain.store import Branch, Store
 from tests.helpers import CHAIN_ID, finalize, make_app_state, send
 
 def test_every_module_exposes_the_component_names():
-    assert [module.STORE for module in registry.MODULES] == ["auth", "bank", "heat", "market", "process", "inference"]
+    assert [module.STORE for module in registry.MODULES] == [
+        "auth", "bank", "staking", "slashing", "heat", "market", "process", "inference"]
     for module in registry.MODULES:
         assert callable(module.init_chain) and callable(module.export_genesis) and callable(module.decode_key)
         for url, handler in getattr(module, "MESSAGES", {}).items():
@@ -22,8 +23,8 @@ def test_every_module_exposes_the_component_names():
             assert registry.HANDLERS[url] is handler and registry.MODULE_OF[url] == module.STORE
         for path, route in getattr(module, "QUERIES", {}).items():
             assert registry.QUERIES[path] is route and registry.QUERY_STORE[path] == module.STORE
-    assert [store for store, _ in registry.BEGIN_BLOCK] == ["heat"]
-    assert [store for store, _ in registry.END_BLOCK] == ["market", "process", "inference"]
+    assert [store for store, _ in registry.BEGIN_BLOCK] == ["staking", "slashing", "heat"]
+    assert [store for store, _ in registry.END_BLOCK] == ["staking", "market", "process", "inference"]
 
 
 def test_decode_key_reads_back_every_layout():
@@ -75,7 +76,7 @@ def test_a_handler_that_writes_another_store_fails_its_tx_and_changes_nothing(ap
     ({"heat": {"params": "x"}}, GenesisError),
     ({"process": {"params": {"memory_rent_per_byte": "-1"}}}, process.InvalidParams),
     ({"process": {"processes": [{"id": "1", "owner": "x", "escrow": "5"}]}}, process.AccountingMismatch),
-    ({"staking": {}}, GenesisError),
+    ({"distribution": {}}, GenesisError),
 ])
 def test_bad_heat_and_process_genesis_is_a_clear_error(tmp_path, accounts, section, error):
     application = registry.App(str(tmp_path / "data"))
@@ -94,7 +95,7 @@ def test_begin_block_hooks_see_the_block_and_end_block_hooks_run_in_registry_ord
     monkeypatch.setattr(registry, "END_BLOCK", tuple((store, lambda state, ctx, store=store: seen.append(("end", state.store)))
                                                      for store, _ in registry.END_BLOCK))
     finalize(app, 2, [])
-    assert seen == [("begin", "heat", ()), ("end", "market"), ("end", "process"), ("end", "inference")]
+    assert seen == [("begin", "heat", ()), ("end", "staking"), ("end", "market"), ("end", "process"), ("end", "inference")]
 
 
 def test_tx_errors_of_every_module_carry_its_codespace():

@@ -33,6 +33,7 @@ CLIENT = Path(__file__).with_name("upstream_grpc_client.py")
 SERVICE_PROTOS = (
     "cosmos/bank/v1beta1/query.proto", "cosmos/auth/v1beta1/query.proto", "cosmos/tx/v1beta1/service.proto",
     "cosmos/base/tendermint/v1beta1/query.proto", "cosmos/base/node/v1beta1/query.proto",
+    "cosmos/staking/v1beta1/query.proto", "cosmos/slashing/v1beta1/query.proto",
 )
 ANY_PROTOS = ("cosmos/bank/v1beta1/tx.proto", "cosmos/crypto/secp256k1/keys.proto", "cosmos/crypto/ed25519/keys.proto")
 IMPORT_PATTERN = re.compile(r'^import\s+(?:public\s+)?"([^"]+)";', re.MULTILINE)
