@@ -323,14 +323,15 @@ def genesis_validate(
     with tempfile.TemporaryDirectory() as scratch:
         application = App(scratch)
         try:
-            app_hash = application.init_chain(devchain.compute_init_chain_request(genesis)).app_hash
+            response = application.init_chain(devchain.compute_init_chain_request(genesis))
         except GenesisError as error:
             raise CliError(f"genesis file {path} is invalid: {error}") from None
         finally:
             application.close()
-    record = {"genesis": str(path), "chain_id": genesis.chain_id, "validators": len(genesis.validators),
-              "app_hash": app_hash.hex().upper()}
-    show(output, record, [f"{path} is a valid genesis for {genesis.chain_id}: {len(genesis.validators)} validators, "
+    validators = len(response.validators) or len(genesis.validators)  # the gentxs' set, else CometBFT's
+    record = {"genesis": str(path), "chain_id": genesis.chain_id, "validators": validators,
+              "app_hash": response.app_hash.hex().upper()}
+    show(output, record, [f"{path} is a valid genesis for {genesis.chain_id}: {validators} validators, "
                           f"initial app hash {record['app_hash']}"])
 
 

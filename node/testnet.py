@@ -13,10 +13,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf import json_format
 from nacl.signing import SigningKey
 
-from chain import crypto
+from chain import auth, crypto, validators
 from chain.coins import DENOM
+from chain.proto.cosmos.crypto.ed25519 import keys_pb2 as ed25519_keys
+from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx
+from chain.proto.cosmos.tx.v1beta1 import tx_pb2 as cosmos_tx
+from chain.sdktypes import encode_sdk_json, format_dec, parse_dec_text
+from chain.tx import compute_required_fee, pack_any, sign_tx
 from node import devchain, keyring, privval
 from node.application import compute_app_state
 
@@ -24,7 +30,10 @@ P2P_PORT, RPC_PORT, ABCI_PORT = 26656, 26657, 26658
 PORT_STEP = 100
 HOST = "127.0.0.1"
 FUNDS = 10**15
-VALIDATOR_POWER = 10
+BOND = 10**8  # each validator's self-bond: power 100
+LOCALNET_STAKING = {"params": {"unbonding_time": "30s"}}  # short, so undelegations return within a test
+LOCALNET_SLASHING = {"params": {"signed_blocks_window": "20", "min_signed_per_window": "0.5",
+                                "downtime_jail_duration": "10s"}}
 KEYRING_BACKEND = "test"
 KEYS_FILE = "keys.json"
 PRIV_VALIDATOR_STATE = {"height": "0", "round": 0, "step": 0}
@@ -109,6 +118,13 @@ def process_init_files(output_dir: Path, validators: int, chain_id: str, timeout
         info = keyring.add_key(home, KEYRING_BACKEND, f"validator{index}", mnemonic)
         nodes.append(NodeHome(index, home, node_id, validator, info.name, info.address, mnemonic))
     genesis = compute_genesis(chain_id, nodes, app_state)
+    gentxs = []
+    for node in nodes:
+        private_key = keyring.get_private_key(node.home, KEYRING_BACKEND, node.key_name)
+        gentx = compute_gentx(genesis, private_key, node.validator, BOND, f"node{node.index}")
+        write_gentx(node.home, node.node_id, gentx)
+        gentxs.append(gentx)
+    genesis = process_collect_gentxs(genesis, gentxs)
     for node, node_key in zip(nodes, node_keys):
         config = node.home / "config"
         (config / "node_key.json").write_text(json.dumps(node_key, indent=2) + "\n")
@@ -122,18 +138,20 @@ def process_init_files(output_dir: Path, validators: int, chain_id: str, timeout
 
 
 def compute_genesis(chain_id: str, nodes: list[NodeHome], app_state: dict | None) -> dict:
-    """The shared genesis: every validator key funded, every node a validator of equal power."""
+    """The shared genesis before its gentxs: every validator key funded, localnet staking windows."""
     state = app_state or compute_app_state()
     balances = state.setdefault("bank", {}).setdefault("balances", [])
     balances.extend({"address": n.address, "coins": [{"denom": DENOM, "amount": str(FUNDS)}]} for n in nodes)
-    document = devchain.create_genesis_doc(chain_id, nodes[0].validator, state, moniker="node0")
-    document["validators"] = [
-        {"address": n.validator.address.hex().upper(),
-         "pub_key": {"type": privval.PUB_KEY_TYPE, "value": base64.b64encode(n.validator.pub_key).decode()},
-         "power": str(VALIDATOR_POWER), "name": f"node{n.index}"}
-        for n in nodes
-    ]
-    return document
+    for module, section in (("staking", LOCALNET_STAKING), ("slashing", LOCALNET_SLASHING)):
+        state[module] = {**section, **state.get(module, {})}
+    return devchain.create_genesis_doc(chain_id, nodes[0].validator, state, moniker="node0")
+
+
+def write_gentx(home: Path, node_id: str, gentx: dict) -> Path:
+    path = home / GENTX_DIR / f"gentx-{node_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(gentx, indent=2) + "\n")
+    return path
 
 
 def process_full_node_home(output_dir: Path, index: int, genesis: Path, peers: list[str], timeout_commit: str = "500ms",
@@ -155,3 +173,48 @@ def process_full_node_home(output_dir: Path, index: int, genesis: Path, peers: l
                    f'trust_period = "168h0m0s"\ndiscovery_time = "5s"\n')
     (home / "config" / "config.toml").write_text(compute_config_toml(node, peers, timeout_commit, section))
     return node
+
+
+# --- gentxs: a validator's MsgCreateValidator, signed, for the genesis ------------------------------
+
+GENTX_DIR = "config/gentx"
+GENTX_GAS = 400_000
+COMMISSION = {"rate": "0.1", "max_rate": "0.2", "max_change_rate": "0.01"}
+
+
+def compute_account_number(genesis: dict, address: str) -> int:
+    """The number InitChain gives `address`'s account: auth's accounts first, then new bank balances."""
+    addresses = [entry["address"] for entry in genesis["app_state"].get("auth", {}).get("accounts", [])]
+    addresses += [entry["address"] for entry in genesis["app_state"].get("bank", {}).get("balances", [])
+                  if entry["address"] not in addresses]
+    if address not in addresses:
+        raise TestnetError(f"{address} has no account in genesis: add it with `maxwell genesis add-account` first")
+    return addresses.index(address)
+
+
+def compute_gentx(genesis: dict, private_key: bytes, validator: privval.PrivValidatorKey, amount: int,
+                  moniker: str) -> dict:
+    """The JSON Tx (as SDK gentx files hold it) creating the validator of `validator`'s consensus key,
+    self-bonded with `amount` ujoule from the key's account, which pays the minimum fee."""
+    address = crypto.compute_address(crypto.compute_public_key(private_key))
+    params, _ = auth.compute_params(genesis["app_state"].get("auth", {}).get("params", {}))
+    message = staking_tx.MsgCreateValidator(
+        description={"moniker": moniker}, min_self_delegation="1",
+        commission={name: format_dec(parse_dec_text(value, name, TestnetError)) for name, value in COMMISSION.items()},
+        validator_address=validators.format_operator(address), value={"denom": DENOM, "amount": str(amount)},
+        pubkey=pack_any(ed25519_keys.PubKey(key=validator.pub_key), validators.ED25519_PUBKEY_URL))
+    raw = cosmos_tx.TxRaw.FromString(sign_tx(
+        private_key, [message], chain_id=genesis["chain_id"],
+        account_number=compute_account_number(genesis, crypto.encode_address(address)), sequence=0,
+        fee=compute_required_fee(GENTX_GAS, params), gas_limit=GENTX_GAS))
+    tx = cosmos_tx.Tx(body=cosmos_tx.TxBody.FromString(raw.body_bytes), signatures=raw.signatures,
+                      auth_info=cosmos_tx.AuthInfo.FromString(raw.auth_info_bytes))
+    return encode_sdk_json(json_format.MessageToDict(tx, preserving_proto_field_name=True), cosmos_tx.Tx.DESCRIPTOR)
+
+
+def process_collect_gentxs(genesis: dict, gentxs: list[dict]) -> dict:
+    """The genesis with these gentxs in genutil: the validators they create are the set InitChain returns,
+    so CometBFT's own validators list is emptied."""
+    genesis["app_state"].setdefault("genutil", {})["gen_txs"] = gentxs
+    genesis["validators"] = []
+    return genesis

@@ -8,17 +8,20 @@ import base64
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
-from chain import crypto, heat
+from chain import crypto, heat, validators
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.base.tendermint.v1beta1 import query_pb2 as cmt_pb2
+from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
 from chain.tx import sign_tx
-from node import client
+from ibc import tendermint
 from localnet.network import Localnet, wait_until
+from node import client, keyring, privval, txclient
 from tests.helpers import invoke
 
 SNAPSHOT_INTERVAL = 10
@@ -184,3 +187,31 @@ def test_the_heat_tx_carries_every_validators_signed_reading(network):
     info = heat.decode_heat_tx(base64.b64decode(txs[0]))
     signed = [vote for vote in info.votes if vote.vote_extension and vote.extension_signature]
     assert len(signed) >= 3 and {len(vote.extension_signature) for vote in signed} == {64}
+
+
+def get_powers(node) -> dict[str, int]:
+    return {v["address"]: int(v["voting_power"]) for v in node.get("/validators")["validators"]}
+
+
+def test_a_delegation_changes_the_validators_power_in_cometbft_and_undelegated_tokens_return(network):
+    """The set is staking's (from the gentxs): delegating 50 JOULE to node 1's validator adds 50 power to it in
+    CometBFT's /validators; undelegating returns the tokens after the unbonding time (30 s on the localnet)."""
+    node = network.nodes[0]
+    delegator = network.keys[2]
+    operator = validators.format_operator(crypto.decode_address(network.keys[1]["address"]))
+    target = tendermint.compute_consensus_address(privval.load(network.nodes[1].home / "config" /
+                                                                "priv_validator_key.json").pub_key).hex().upper()
+    before = get_powers(node)[target]
+    signer = txclient.load_signer(client.Client(node.rpc), keyring.get_private_key(
+        Path(delegator["home"]), "test", delegator["name"]))
+    amount = {"denom": "ujoule", "amount": str(50 * 10**6)}
+    txclient.execute_messages(signer, [staking_tx.MsgDelegate(
+        delegator_address=delegator["address"], validator_address=operator, amount=amount)])
+    wait_until(lambda: get_powers(node)[target] == before + 50, 20, "the delegated power in /validators")
+    balance = get_balance(node, delegator["address"])
+    txclient.execute_messages(signer, [staking_tx.MsgUndelegate(
+        delegator_address=delegator["address"], validator_address=operator, amount=amount)])
+    wait_until(lambda: get_powers(node)[target] == before, 20, "the power back after the undelegation")
+    fee = balance - get_balance(node, delegator["address"])
+    wait_until(lambda: get_balance(node, delegator["address"]) == balance - fee + 50 * 10**6, 60,
+               "the undelegated tokens back after the unbonding time")
