@@ -305,6 +305,55 @@ def init(
                           f"validator: {record['validator_address']} (power {devchain.DEFAULT_VOTING_POWER})"])
 
 
+@genesis_app.command("gentx")
+def genesis_gentx(
+    key: Annotated[str, typer.Argument(help="The key whose account bonds (it needs a genesis balance).")],
+    amount: Annotated[str, typer.Argument(help=f"The self-bond, e.g. 100000000{DENOM}.")],
+    moniker: Annotated[str, typer.Option("--moniker", help="The validator's name.")] = DEFAULT_MONIKER,
+    chain_id: Annotated[Optional[str], typer.Option("--chain-id", help="Must match the genesis file's.")] = None,
+    keyring_backend: Backend = KeyringBackend.file,
+    keyring_passphrase_file: PassphraseFile = None,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Sign a MsgCreateValidator for this node's consensus key into config/gentx/, as simd's gentx does."""
+    genesis = read_genesis(home)
+    if chain_id is not None and chain_id != genesis.get("chain_id"):
+        raise CliError(f"--chain-id {chain_id} is not the genesis file's chain id {genesis.get('chain_id')!r}")
+    coins = parse_coins_text(amount)
+    if set(coins) != {DENOM}:
+        raise CliError(f"validators bond {DENOM} alone, not {amount}")
+    bond = coins[DENOM]
+    validator = privval.load(home / "config" / PRIV_VALIDATOR_KEY_FILE)
+    private_key = load_private_key(home, keyring_backend, keyring_passphrase_file, key)
+    try:
+        gentx = testnet.compute_gentx(genesis, private_key, validator, bond, moniker)
+    except testnet.TestnetError as error:
+        raise CliError(str(error)) from None
+    path = testnet.write_gentx(home, validator.address.hex(), gentx)
+    show(output, {"gentx": str(path)}, [f"wrote {path}: {moniker} bonds {bond}{DENOM}"])
+
+
+@genesis_app.command("collect-gentxs")
+def genesis_collect_gentxs(
+    gentx_dir: Annotated[Optional[Path], typer.Option("--gentx-dir", help="Default: the home's config/gentx.")] = None,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Put every gentx of a folder into the genesis file's genutil section; its validators become the set."""
+    directory = gentx_dir or home / testnet.GENTX_DIR
+    paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
+    if not paths:
+        raise CliError(f"no gentx files in {directory}")
+    try:
+        gentxs = [json.loads(path.read_text()) for path in paths]
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CliError(f"a gentx in {directory} is not JSON: {error}") from None
+    genesis = testnet.process_collect_gentxs(read_genesis(home), gentxs)
+    write_file_atomically(get_genesis_path(home), json.dumps(genesis, indent=2) + "\n")
+    show(output, {"gen_txs": len(gentxs)}, [f"collected {len(gentxs)} gentxs into {get_genesis_path(home)}"])
+
+
 @genesis_app.command("validate")
 def genesis_validate(
     path: Annotated[Optional[Path], typer.Argument(help="A genesis.json (default: the home's).")] = None,

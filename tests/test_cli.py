@@ -466,3 +466,23 @@ def test_genesis_validate_checks_the_file_as_a_node_starts_from_it(tmp_path):
     genesis["genesis_time"] = "yesterday"
     path.write_text(json.dumps(genesis))
     assert_one_line_error(invoke("genesis", "validate", "--home", tmp_path), "is invalid")
+
+
+def test_gentx_and_collect_gentxs_make_the_genesis_validator_set(tmp_path):
+    init_funded_home(tmp_path, chain_id="maxwell-gentx-1")
+    assert_one_line_error(invoke("genesis", "gentx", "alice", "1000000ujoule", "--chain-id", "other-1",
+                                 "--keyring-backend", "test", "--home", tmp_path), "not the genesis file's chain id")
+    assert_one_line_error(invoke("genesis", "gentx", "bob", "1000000ujoule", "--keyring-passphrase-file",
+                                 tmp_path / "passphrase", "--home", tmp_path), "has no account in genesis")
+    made = invoke("genesis", "gentx", "alice", "100000000ujoule", "--moniker", "val0", "--chain-id", "maxwell-gentx-1",
+                  "--keyring-backend", "test", "--home", tmp_path)
+    assert made.exit_code == 0, made.stderr
+    collected = invoke("genesis", "collect-gentxs", "--home", tmp_path, "-o", "json")
+    assert collected.exit_code == 0 and json.loads(collected.stdout)["gen_txs"] == 1, collected.stderr
+    validated = invoke("genesis", "validate", "--home", tmp_path, "-o", "json")
+    assert validated.exit_code == 0 and json.loads(validated.stdout)["validators"] == 1, validated.stderr
+    genesis = json.loads((tmp_path / "config" / "genesis.json").read_text())
+    assert genesis["validators"] == [] and len(genesis["app_state"]["genutil"]["gen_txs"]) == 1
+    genesis["app_state"]["genutil"]["gen_txs"][0]["body"]["messages"][0]["value"]["amount"] = "999999999999999999"
+    (tmp_path / "config" / "genesis.json").write_text(json.dumps(genesis))
+    assert_one_line_error(invoke("genesis", "validate", "--home", tmp_path), "gen_txs[0] failed")
