@@ -1,11 +1,17 @@
-"""A damaged state database is refused at open or reported by Store.verify, never served."""
+"""A damaged state database is refused at open or reported by `maxwell debug verify-store`, never served.
 
+Store-level damage on real LevelDB first, then a real dev home: a node run by `maxwell dev`, stopped,
+then damaged the ways a disk or an operator damages it.
+"""
+
+import shutil
+import subprocess
 from pathlib import Path
 
 import plyvel
 import pytest
 
-from chain import smt
+from chain import bank, crypto, smt
 from chain.store import (
     APP_HASH_DIFFERS,
     FLAT,
@@ -24,9 +30,14 @@ from chain.store import (
     TreeNodeDiffers,
     state_key,
 )
+from node import client
+from tests.test_cli import ALICE, GENESIS_AMOUNT, MAXWELL, assert_one_line_error, compute_free_port, \
+    init_funded_home, run_maxwell, start_dev_chain, stop_dev_chain
 
 STORES = ("bank", "market")
 KEYS = 50
+DEV_HEIGHT = 3
+BALANCE_KEY = bank.state_key(bank.BALANCE, crypto.decode_address(ALICE), "ujoule")
 
 
 def make_store(path: Path) -> dict[str, dict[bytes, bytes]]:
@@ -134,3 +145,66 @@ def test_a_lost_current_file_is_refused_and_the_data_kept(tmp_path):
     assert dict(store.iterate("bank")) == state["bank"]
     store.close()
 
+
+# --- a dev home -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dev_home(tmp_path_factory) -> Path:
+    """A stopped dev home that produced DEV_HEIGHT blocks or more, alice funded in genesis."""
+    home = tmp_path_factory.mktemp("dev")
+    init_funded_home(home)
+    process, url = start_dev_chain(home)
+    try:
+        client.Client(url, timeout=5).wait_for_height(DEV_HEIGHT, timeout=60)
+    finally:
+        stop_dev_chain(process)
+    return home
+
+
+@pytest.fixture
+def home(dev_home, tmp_path) -> Path:
+    copy = tmp_path / "home"
+    shutil.copytree(dev_home, copy)
+    return copy
+
+
+def application_db(home: Path) -> Path:
+    return home / "data" / "application.db"
+
+
+def start_node(*args: str) -> subprocess.CompletedProcess:
+    """`maxwell dev` or `maxwell start`, expected to refuse to start (a running node fails the timeout)."""
+    address = f"tcp://127.0.0.1:{compute_free_port()}"
+    option = "--rpc" if args[0] == "dev" else "--abci"
+    return subprocess.run([str(MAXWELL), *args, option, address], capture_output=True, text=True, timeout=30)
+
+
+def test_verify_store_passes_an_intact_home(home):
+    result = run_maxwell("debug", "verify-store", "--home", home)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("OK: ") and result.stderr == ""
+
+
+def test_verify_store_reports_one_changed_digit_of_a_balance(home):
+    key = state_key(FLAT, bank.STORE, BALANCE_KEY)
+    db = plyvel.DB(str(application_db(home)))
+    balance = db.get(key)
+    assert int(balance) == GENESIS_AMOUNT
+    db.put(key, balance[:-1] + b"1")
+    db.close()
+    result = run_maxwell("debug", "verify-store", "--home", home)
+    assert result.stdout == f"bank {BALANCE_KEY.hex()}: {FLAT_DIFFERS}\n"
+    assert_one_line_error(result, "1 mismatches", "application.db is damaged")
+
+
+@pytest.mark.parametrize("command", ["dev", "start"])
+def test_a_node_whose_current_file_is_lost_refuses_to_start(home, command):
+    (application_db(home) / "CURRENT").unlink()
+    assert_one_line_error(start_node(command, "--home", str(home)), "no CURRENT", "the database is damaged")
+    assert not (application_db(home) / "CURRENT").exists()
+
+
+def test_a_dev_node_whose_state_is_gone_refuses_to_start(home):
+    shutil.rmtree(application_db(home))
+    assert_one_line_error(start_node("dev", "--home", str(home)), "the block store is at height",
+                          "application.db) is empty or missing")
