@@ -90,6 +90,10 @@ def compute_root_hash(root: Ref) -> bytes:
     return EMPTY_HASH if root is None else root[0]
 
 
+def compute_inner_hash(left: Ref, right: Ref) -> bytes:
+    return _sha256(INNER_PREFIX + compute_root_hash(left) + compute_root_hash(right)).digest()
+
+
 def is_leaf(ref: Ref) -> bool:
     return ref is not None and len(ref) == 3
 

@@ -17,6 +17,11 @@ of the current state never walk a tree and LevelDB's ordering serves ordered ran
 Nothing is written before `commit`, which puts every staged height in a single synced WriteBatch:
 after a crash the database holds either all of it or none of it.
 
+Opening checks what it can without walking a tree (`check`): the directory is a LevelDB database
+(a lost CURRENT file would make LevelDB start an empty one over the old files), the latest roots hash
+to the latest app hash, and in each store the path to the first leaf hashes to the root, that leaf
+has its flat entry and the first flat entry is in the tree. `verify` walks every tree in full.
+
 LevelDB layout (every key is made by `state_key`):
     m/latest                       -> height (8 bytes) || app hash
     r/<height>                     -> the store roots of that height
@@ -28,6 +33,7 @@ LevelDB layout (every key is made by `state_key`):
 
 import hashlib
 import os
+from collections import namedtuple
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
@@ -53,7 +59,18 @@ MAX_STORE_NAME = 255
 DEFAULT_KEEP_RECENT = 100
 NODE_CACHE_SIZE = 400_000  # encoded inner nodes per store, about 100 MB when full
 FLAT_CACHE_SIZE = 1 << 18  # latest values per store kept in memory (None for absent keys too)
+CURRENT_FILE = "CURRENT"
 _MISSING = object()
+
+# what a Mismatch found
+FLAT_DIFFERS = "the flat index holds another value than the tree"
+FLAT_MISSING = "in the tree, missing from the flat index"
+TREE_MISSING = "in the flat index, missing from the tree"
+APP_HASH_DIFFERS = "the latest roots do not hash to the latest app hash"
+METADATA_MISSING = "the database holds data but no latest height"
+NODE_MISSING = "tree node missing"
+NODE_UNREADABLE = "tree node does not decode"
+NODE_DIFFERS = "tree node does not hash to the hash its parent holds"
 
 OUTER_LEAF_OP = proofs_pb2.LeafOp(
     hash=proofs_pb2.SHA256,
@@ -108,6 +125,39 @@ class BranchOverStore(StoreError):
 
 class CorruptStore(StoreError):
     pass
+
+
+class DatabaseMissing(StoreError):
+    """The directory holds files but no CURRENT: LevelDB would start an empty database over them."""
+
+
+class UnreadableDatabase(StoreError):
+    """LevelDB refuses to open the directory (locked by another process, damaged files)."""
+
+
+class MetadataMissing(CorruptStore):
+    pass
+
+
+class AppHashDiffers(CorruptStore):
+    pass
+
+
+class TreeNodeDiffers(CorruptStore):
+    """A tree node is missing, unreadable or does not hash to the hash its parent holds for it."""
+
+    def __init__(self, node_key: bytes, problem: str):
+        super().__init__(f"{problem}: {node_key.hex()}")
+        self.node_key = node_key
+        self.problem = problem
+
+
+class FlatIndexDiffers(CorruptStore):
+    """A store's flat index and its tree disagree on a key."""
+
+
+Mismatch = namedtuple("Mismatch", "store key side")  # key: the state key, or the node's LevelDB key
+Verification = namedtuple("Verification", "keys mismatches")
 
 
 def state_key(space: bytes, store: str = "", *parts: bytes) -> bytes:
@@ -191,6 +241,13 @@ def _remember(cache: dict, key: bytes, value: bytes | None) -> None:
         del cache[next(iter(cache))]
 
 
+def compare_entry(flat: bytes | None, tree: bytes | None) -> str | None:
+    """How a key's flat entry and its value in the tree disagree, or None."""
+    if flat == tree:
+        return None
+    return FLAT_MISSING if flat is None else TREE_MISSING if tree is None else FLAT_DIFFERS
+
+
 def _check_key(key: object) -> None:
     if not isinstance(key, bytes) or not key:
         raise InvalidKey(f"key must be non-empty bytes, got {key!r:.80}")
@@ -258,8 +315,22 @@ class StagedHeight:
     batches: dict[str, smt.Batch] = field(default_factory=dict)
 
 
+def open_database(path: str) -> plyvel.DB:
+    """The LevelDB database at `path`, created if the directory is missing or empty, never over files."""
+    if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, CURRENT_FILE)):
+        raise DatabaseMissing(f"{path} holds files but no {CURRENT_FILE}: the database is damaged, "
+                              "and opening it would start an empty one over its files; restore it from a backup")
+    try:
+        # Tree nodes are mostly hashes and do not compress; snappy cost about a third of write CPU.
+        return plyvel.DB(path, create_if_missing=True, compression=None, bloom_filter_bits=10)
+    except plyvel.Error as error:
+        raise UnreadableDatabase(f"cannot open {path}: {error}") from None
+
+
 class Store:
-    def __init__(self, path: str, store_names: Sequence[str], keep_recent: int = DEFAULT_KEEP_RECENT):
+    def __init__(self, path: str, store_names: Sequence[str], keep_recent: int = DEFAULT_KEEP_RECENT,
+                 check: bool = True):
+        """`check`: run `check()` on the latest height, refusing a damaged database (CorruptStore)."""
         names = tuple(store_names)
         if not names or len(set(names)) != len(names):
             raise InvalidStoreNames(f"store names must be a non-empty list without repeats: {names!r}")
@@ -272,15 +343,21 @@ class Store:
         self.keep_recent = keep_recent
         self._known = frozenset(names)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        # Tree nodes are mostly hashes and do not compress; snappy cost about a third of write CPU.
-        self._db = plyvel.DB(path, create_if_missing=True, compression=None, bloom_filter_bits=10)
+        self.path = path
+        self._db = open_database(path)
         self._cache: dict[str, dict[bytes, bytes]] = {name: {} for name in names}
         self._pending_inner: dict[str, dict[bytes, bytes]] = {name: {} for name in names}
         self._pending_leaves: dict[str, dict[bytes, tuple[bytes, bytes]]] = {name: {} for name in names}
         self._staged: list[StagedHeight] = []
         self._staged_flat: dict[str, dict[bytes, bytes | None]] = {}
         self._flat_cache: dict[str, dict[bytes, bytes | None]] = {name: {} for name in names}
-        self._load_latest()
+        try:
+            self._load_latest()
+            if check:
+                self.check()
+        except StoreError:
+            self._db.close()
+            raise
 
     def _load_latest(self) -> None:
         meta = self._db.get(state_key(META, "", LATEST))
@@ -299,6 +376,102 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    # Integrity of the latest height.
+
+    def check(self) -> None:
+        """The checks opening can afford (see the module docstring); raises CorruptStore."""
+        if not self.app_hash:
+            if next(self._db.iterator(include_value=False), None) is not None:
+                raise MetadataMissing(f"{self.path}: {METADATA_MISSING}")
+            return
+        roots = self._read_roots(self.height)
+        if compute_app_hash(roots) != self.app_hash:
+            raise AppHashDiffers(f"{self.path}: {APP_HASH_DIFFERS} {self.app_hash.hex().upper()} (height {self.height})")
+        for store, root in roots.items():
+            try:
+                self._check_first_entries(store, root)
+            except TreeNodeDiffers as error:
+                raise TreeNodeDiffers(error.node_key, f"{self.path}: store {store}: {error.problem}") from None
+
+    def _check_first_entries(self, store: str, root: smt.Ref) -> None:
+        """The tree's first leaf has its flat entry, and the first flat entry is in the tree."""
+        prefix = state_key(FLAT, store)
+        leaf = next(self._iterate_leaves(store, root), None)
+        first = next(self._db.iterator(prefix=prefix), None)
+        entries = [] if leaf is None else [(leaf[0], self._db.get(prefix + leaf[0]), leaf[1])]
+        if first is not None:
+            key = first[0][len(prefix):]
+            entries.append((key, first[1], self._get_tree_value(store, root, key)))
+        for key, flat, tree in entries:
+            if side := compare_entry(flat, tree):
+                raise FlatIndexDiffers(f"{self.path}: store {store} key {key.hex()}: {side}")
+
+    def verify(self) -> Verification:
+        """Walks every store's tree at the latest height: each node against the hash its parent holds,
+        each leaf against its flat entry, each flat entry against the tree, the roots against the app hash.
+
+        A store whose tree is damaged (TreeNodeDiffers) is reported once, for the node, and then each
+        of its flat entries the tree cannot give.
+        """
+        if not self.app_hash:
+            empty = next(self._db.iterator(include_value=False), None) is None
+            return Verification(0, [] if empty else [Mismatch("", b"", METADATA_MISSING)])
+        roots = self._read_roots(self.height)
+        mismatches = [] if compute_app_hash(roots) == self.app_hash else [Mismatch("", b"", APP_HASH_DIFFERS)]
+        keys = 0
+        for store in sorted(roots):
+            prefix = state_key(FLAT, store)
+            found = 0
+            try:
+                for key, value in self._iterate_leaves(store, roots[store]):
+                    keys += 1
+                    flat = self._db.get(prefix + key)
+                    found += flat is not None
+                    if side := compare_entry(flat, value):
+                        mismatches.append(Mismatch(store, key, side))
+                whole = True
+            except TreeNodeDiffers as error:
+                mismatches.append(Mismatch(store, error.node_key, error.problem))
+                whole = False
+            if whole and found == sum(1 for _ in self._db.iterator(prefix=prefix, include_value=False)):
+                continue
+            for key, _ in self._iterate(store, None, None, False):
+                try:
+                    tree = self._get_tree_value(store, roots[store], key)
+                except CorruptStore:
+                    tree = None
+                if tree is None:
+                    mismatches.append(Mismatch(store, key, TREE_MISSING))
+        return Verification(keys, mismatches)
+
+    def _iterate_leaves(self, store: str, root: smt.Ref) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every leaf under `root`, leftmost first, each node read from LevelDB and
+        checked against the hash its parent holds for it (TreeNodeDiffers)."""
+        inner_prefix, leaf_prefix = state_key(INNER, store), state_key(LEAF, store)
+        stack = [] if root is None else [(root, 0, 0)]
+        while stack:
+            ref, depth, bits = stack.pop()
+            if smt.is_leaf(ref):
+                node_key = leaf_prefix + smt.leaf_node_id(ref[2], ref[1])
+                key, value = self._load(node_key, smt.decode_leaf)
+                if smt.compute_key_hash(key) != ref[2] or smt.compute_leaf_hash(ref[2], value) != ref[0]:
+                    raise TreeNodeDiffers(node_key, NODE_DIFFERS)
+                yield key, value
+                continue
+            node_key = inner_prefix + smt.inner_node_id(depth, bits, ref[1])
+            left, right = self._load(node_key, smt.decode_inner)
+            if smt.compute_inner_hash(left, right) != ref[0]:
+                raise TreeNodeDiffers(node_key, NODE_DIFFERS)
+            for bit, child in ((1, right), (0, left)):
+                if child is not None:
+                    stack.append((child, depth + 1, bits << 1 | bit))
+
+    def _get_tree_value(self, store: str, root: smt.Ref, key: bytes) -> bytes | None:
+        """The value under `key` in the tree `root` of `store` (known or not), read from LevelDB."""
+        inner_prefix, leaf_prefix = state_key(INNER, store), state_key(LEAF, store)
+        return smt.get_value(root, key, lambda node_id: self._load(inner_prefix + node_id, _check_inner),
+                             lambda node_id: self._load(leaf_prefix + node_id, smt.decode_leaf))
 
     # Reads of the latest state.
 
@@ -436,11 +609,11 @@ class Store:
     def _load(self, key: bytes, decode) -> object:
         data = self._db.get(key)
         if data is None:
-            raise CorruptStore(f"missing tree node {key.hex()}")
+            raise TreeNodeDiffers(key, NODE_MISSING)
         try:
             return decode(data)
-        except smt.CorruptNode as exc:
-            raise CorruptStore(f"unreadable tree node {key.hex()}") from exc
+        except smt.CorruptNode:
+            raise TreeNodeDiffers(key, NODE_UNREADABLE) from None
 
     # Writing.
 

@@ -30,6 +30,7 @@ from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
 from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
+from chain.store import StoreError
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
 from node import abci_server, circuits_cmd, client, devchain, grpc_backend, grpc_server, keyring, privval, sensors, testnet, txclient
 from node.application import compute_app_state, open_app
@@ -66,7 +67,8 @@ class KeyringBackend(str, Enum):
 
 EXPECTED_ERRORS = (
     CliError, keyring.KeyringError, client.ClientError, crypto.CryptoError, InvalidCoinsError,
-    privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, grpc_server.ListenError, OSError,
+    privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, grpc_server.ListenError, StoreError,
+    OSError,
 )
 
 

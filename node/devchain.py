@@ -92,6 +92,11 @@ class HandshakeError(DevChainError):
     pass
 
 
+class AppStateMissing(DevChainError):
+    """The block store is past the first block but the app has no state: it was lost, not started fresh
+    (the genesis state is committed with the first block, so only a crash in it leaves the app empty)."""
+
+
 class AppHashMismatch(DevChainError):
     pass
 
@@ -405,6 +410,9 @@ class DevChain:
             app_height = info.last_block_height
             store_height = self.blockstore.get_height()
             genesis_state = self.blockstore.get_genesis_state()
+            if app_height == 0 and store_height > self.genesis.initial_height:
+                raise AppStateMissing(f"the block store is at height {store_height} but the app's state "
+                                      f"({DATA_DIR}/application.db) is empty or missing: restore it from a backup")
             if app_height == 0:
                 genesis_state = self._process_init_chain(genesis_state)
                 app_hash = genesis_state.app_hash

@@ -1,7 +1,8 @@
 """The `maxwell` command: node.cli's chain, key and query commands, plus the market, inference and
-worker commands that node.infer_cmd mounts on them."""
+worker commands that node.infer_cmd mounts on them and the `debug` commands of node.debug_cmd."""
 
-from node import infer_cmd
+from node import debug_cmd, infer_cmd
 from node.cli import app
 
 infer_cmd.mount(app)
+debug_cmd.mount(app)
