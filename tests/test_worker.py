@@ -253,7 +253,7 @@ def test_request_goes_to_a_verified_class_and_survives_a_worker_restart(chain, s
     request_id = json.loads(requested.stdout)["request_id"]
 
     # stop the worker as soon as layer 0 is proven, start it again: it finishes without resubmitting
-    wait_until(lambda: cli_json(chain, "query", "inference", request_id)["layers"], "layer 0", timeout=120)
+    wait_until(lambda: cli_json(chain, "query", "inference", request_id)["layers"], "layer 0", timeout=240)
     running.stop()
     running = RunningWorker(config)
     try:
