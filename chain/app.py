@@ -300,12 +300,12 @@ class App:
             try:
                 cached = decode_tx(key, HANDLERS, self.tx_params)
             except TxError as error:
-                cached = error
+                cached = error.with_traceback(None)
             self.decoded[key] = cached
             if len(self.decoded) > DECODED_CACHE_SIZE:
                 self.decoded.popitem(last=False)
         if isinstance(cached, TxError):
-            raise cached
+            raise cached.with_traceback(None)  # a raise adds its frames to the traceback: start from none
         return cached
 
     def execute_tx(self, parent: Branch, ctx: Context, tx_bytes: bytes, result, decoded: DecodedTx | None = None,
@@ -366,6 +366,8 @@ class App:
         response = abci.ResponseCheckTx()
         self.execute_tx(self.check_state, self.context(self.store.height + 1, 0, budget=self.check_budget), request.tx,
                         response, keep_fee_on_failure=False)
+        if response.code:
+            self.decoded.pop(bytes(request.tx), None)  # a rejected tx is not in our mempool: keep no copy of it
         return response
 
     # --- queries ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from google.protobuf.message import DecodeError
 
 from chain.encoding import MAX_UVARINT_BYTES, UvarintError, decode_uvarint, encode_uvarint
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
+from node.faults import log_fault
 
 # Above CometBFT's largest block (100 MiB), so a full FinalizeBlock always fits.
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024
@@ -229,7 +230,7 @@ class ABCIServer:
         try:
             getattr(response, kind).CopyFrom(method(request))
         except Exception as e:
-            logger.exception("application failed in %s", kind)
+            log_fault(logger, f"application failed in {kind}", e)
             return abci_pb2.Response(exception=abci_pb2.ResponseException(error=f"{kind}: {type(e).__name__}: {e}"))
         return response
 

@@ -39,6 +39,7 @@ from ibc.tendermint import (
 )
 from node import cometbft_json, grpc_server, privval, rpc
 from node.blockstore import BlockStore, GenesisState, compute_block_bytes, compute_commit
+from node.faults import log_fault
 from node.grpc_backend import DevBackend
 from node.mempool import Mempool, compute_proto_tx_size
 from node.txindex import TxIndex
@@ -397,7 +398,7 @@ class DevChain:
             try:
                 self.produce_block()
             except Exception as e:  # noqa: BLE001 - halt like CometBFT, but keep serving RPC
-                log.exception("block production halted; restart the node to replay and recover")
+                log_fault(log, "block production halted (restart the node to replay and recover)", e)
                 self.halt_error = e
                 return
             self._stopping.wait(self.block_time_ms / 1000)

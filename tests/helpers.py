@@ -201,11 +201,13 @@ def init_funded_home(home: Path, chain_id: str = "maxwell-cli-1") -> None:
                   "--home", home).exit_code == 0
 
 
-def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off") -> tuple[subprocess.Popen, str]:
+def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off",
+                    log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
     """`maxwell dev` on a free port (its gRPC server on `grpc`), once it has made a block; its log goes on in
-    home/dev.log across restarts."""
+    `log_path` (home/dev.log by default) across restarts."""
     port = compute_free_port()
-    log = open(home / "dev.log", "a")
+    log_path = log_path or home / "dev.log"
+    log = open(log_path, "a")
     process = subprocess.Popen(
         [str(MAXWELL), "dev", "--home", str(home), "--rpc", f"tcp://127.0.0.1:{port}", "--block-time", block_time,
          "--grpc", grpc],
@@ -216,7 +218,7 @@ def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off") ->
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while True:
         if process.poll() is not None:
-            raise AssertionError(f"maxwell dev exited with {process.returncode}: {read_log_tail(home)}")
+            raise AssertionError(f"maxwell dev exited with {process.returncode}: {read_log_tail(log_path)}")
         try:
             if rpc.status().latest_block_height >= 1:
                 return process, url
@@ -224,12 +226,13 @@ def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off") ->
             pass
         if time.monotonic() > deadline:
             stop_dev_chain(process)
-            raise AssertionError(f"maxwell dev did not produce a block: {read_log_tail(home)}")
+            raise AssertionError(f"maxwell dev did not produce a block: {read_log_tail(log_path)}")
         time.sleep(0.2)
 
 
-def read_log_tail(home: Path) -> str:
-    return (home / "dev.log").read_text()[-3000:]
+def read_log_tail(path: Path) -> str:
+    """The end of a dev chain's log: `path` is the log or the home holding dev.log."""
+    return (path / "dev.log" if path.is_dir() else path).read_text()[-3000:]
 
 
 def stop_dev_chain(process: subprocess.Popen) -> None:
