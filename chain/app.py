@@ -81,6 +81,9 @@ class App:
         self.finalized: Branch | None = None
         self.check_state = Branch(self.store)
         self.check_budget = Budget()
+        # CheckTx and Simulate run at the last committed block's time, as the SDK's check state carries its
+        # header (zero after a restart until the next commit, as in the SDK)
+        self.check_time_ns = self.finalized_time_ns = 0
         self.validators_changed = False
         self.load_parameters(self.store)
 
@@ -243,7 +246,7 @@ class App:
         self.validators_changed = bool(hooks.validator_updates)
         write_events(response, hooks.events)
         response.app_hash = self.store.stage(request.height, block.changes())
-        self.finalized = block
+        self.finalized, self.finalized_time_ns = block, time_ns
         return response
 
     def prefetch_signatures(self, block: Branch, txs) -> None:
@@ -288,6 +291,7 @@ class App:
         self.finalized = None
         self.check_state = Branch(self.store)
         self.check_budget = Budget()
+        self.check_time_ns = self.finalized_time_ns
         return abci.ResponseCommit()
 
     # --- transactions ----------------------------------------------------------------------
@@ -364,7 +368,7 @@ class App:
 
     def check_tx(self, request: abci.RequestCheckTx) -> abci.ResponseCheckTx:
         response = abci.ResponseCheckTx()
-        self.execute_tx(self.check_state, self.context(self.store.height + 1, 0, budget=self.check_budget), request.tx,
+        self.execute_tx(self.check_state, self.context(self.store.height + 1, self.check_time_ns, budget=self.check_budget), request.tx,
                         response, keep_fee_on_failure=False)
         if response.code:
             self.decoded.pop(bytes(request.tx), None)  # a rejected tx is not in our mempool: keep no copy of it
@@ -422,7 +426,7 @@ class App:
         tx_bytes = request.tx_bytes or request.tx.SerializeToString()
         tx = decode_tx(tx_bytes, HANDLERS, self.tx_params, simulate=True)
         result = abci.ExecTxResult()
-        self.execute_tx(Branch(self.check_state), self.context(self.store.height + 1, 0), tx_bytes, result,
+        self.execute_tx(Branch(self.check_state), self.context(self.store.height + 1, self.check_time_ns), tx_bytes, result,
                         decoded=tx, simulate=True)
         if result.code:
             error = TxError(result.log)

@@ -99,6 +99,18 @@ def test_downtime_slashes_jails_and_burns_then_unjail_after_the_jail_time(chain,
     assert chain.balance(BONDED_POOL) == 15 * JOULE - 50_000
 
 
+def test_check_tx_judges_the_jail_time_by_the_last_block_time(chain, people):
+    """The mempool's check runs at the last committed block's time (as the SDK's check state does): an
+    unjail is refused there before the jail time and accepted once a block is past it."""
+    bob = people[1]
+    jail_for_downtime(chain, KEY_B)
+    early = chain.app.check_tx(abci.RequestCheckTx(tx=chain.sign(bob, unjail(bob))))
+    assert (early.code, early.codespace) == (4, "slashing"), early.log
+    bob.sequence -= 1  # the refused tx did not use its sequence
+    chain.block(seconds=60)
+    assert chain.app.check_tx(abci.RequestCheckTx(tx=chain.sign(bob, unjail(bob)))).code == 0
+
+
 def test_missing_up_to_the_allowed_share_of_the_window_is_not_slashed(chain, people):
     for height in range(3 * WINDOW):
         response = chain.block(absent={key_of(KEY_B)} if height % 2 else set())

@@ -6,8 +6,10 @@ The tests share one network and run in file order; a test that stops nodes start
 
 import base64
 import json
+import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -215,3 +217,83 @@ def test_a_delegation_changes_the_validators_power_in_cometbft_and_undelegated_t
     fee = balance - get_balance(node, delegator["address"])
     wait_until(lambda: get_balance(node, delegator["address"]) == balance - fee + 50 * 10**6, 60,
                "the undelegated tokens back after the unbonding time")
+
+
+def get_validator_record(node, operator: str) -> dict:
+    result = invoke("query", "staking", "validator", operator, "--node", node.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def get_signing_info(node, consensus_address: str) -> dict:
+    result = invoke("query", "slashing", "signing-info", consensus_address, "--node", node.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def unjail(network, index: int, node):
+    key = network.keys[index]
+    return invoke("tx", "slashing", "unjail", key["name"], "--node", node.rpc, "--home", key["home"],
+                  "--keyring-backend", "test", "-o", "json")
+
+
+def parse_time(text: str) -> datetime:
+    """RFC 3339 with up to 9 fractional digits (CometBFT's, protobuf's) -> datetime, to the microsecond."""
+    whole, _, fraction = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{whole}.{fraction[:6].ljust(6, '0')}+00:00")
+
+
+def compute_cometbft_address(network, index: int) -> str:
+    key = privval.load(network.nodes[index].home / "config" / "priv_validator_key.json").pub_key
+    return tendermint.compute_consensus_address(key).hex().upper()
+
+
+def test_a_validator_that_stops_signing_is_jailed_and_can_unjail_after_the_jail_time(network):
+    """Localnet slashing: more than half of a 20-block window missed jails for 10 s and slashes 1 %."""
+    node, victim, index = network.nodes[0], network.nodes[3], 3
+    operator = validators.format_operator(crypto.decode_address(network.keys[index]["address"]))
+    address = compute_cometbft_address(network, index)
+    tokens = int(get_validator_record(node, operator)["tokens"])
+    network.kill(victim)
+    jailed = wait_until(lambda: (record := get_validator_record(node, operator))["jailed"] and record, 60,
+                        "node 4's validator jailed for downtime")
+    assert int(jailed["tokens"]) == tokens - tokens // 100
+    wait_until(lambda: address not in get_powers(node), 20, "node 4 out of CometBFT's /validators")
+    early = unjail(network, index, node)
+    assert early.exit_code == 1 and "jailed" in early.stderr, early.stderr + early.stdout
+    network.restart(victim)
+    info = get_signing_info(node, jailed["consensus_address"])
+    jail_end = parse_time(info["jailed_until"])
+    wait_until(lambda: parse_time(node.get("/block")["block"]["header"]["time"]) > jail_end, 30,
+               "a block after the jail time")
+    result = unjail(network, index, node)
+    assert result.exit_code == 0, result.stderr
+    wait_until(lambda: get_powers(node).get(address) == int(jailed["tokens"]) // 10**6, 20,
+               "node 4 back in CometBFT's /validators")
+    assert not get_validator_record(node, operator)["jailed"]
+
+
+def test_a_validator_that_double_signs_is_slashed_tombstoned_and_leaves_the_set(network):
+    """A second node signing with a copy of node 3's validator key: CometBFT turns the conflicting votes
+    into evidence, and the app slashes 5 %, jails for good and tombstones. Runs last: node 3 stays out."""
+    node, index = network.nodes[0], 2
+    operator = validators.format_operator(crypto.decode_address(network.keys[index]["address"]))
+    address = compute_cometbft_address(network, index)
+    tokens = int(get_validator_record(node, operator)["tokens"])
+    twin = network.add_full_node()
+    shutil.copy(network.nodes[index].home / "config" / "priv_validator_key.json",
+                twin.home / "config" / "priv_validator_key.json")
+    network.start_app(twin)
+    network.start_cometbft(twin)
+    try:
+        record = wait_until(lambda: (r := get_validator_record(node, operator))["jailed"] and r, 180,
+                            "evidence of node 3's double signing in a block")
+    finally:
+        network.kill(twin)
+    info = get_signing_info(node, record["consensus_address"])
+    assert info["tombstoned"] is True
+    assert int(record["tokens"]) == tokens - tokens // 20
+    wait_until(lambda: address not in get_powers(node), 20, "node 3 out of CometBFT's /validators")
+    assert "tombstoned" in unjail(network, index, node).stderr
+    start = node.get_height()
+    wait_until(lambda: node.get_height() >= start + 3, 30, "blocks going on without node 3")
