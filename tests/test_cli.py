@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chain import bank, crypto
+from chain import bank, crypto, validators
 from chain.proto.tendermint.abci import types_pb2 as abci
 from node import client, keyring, privval
 from node.cli import compute_duration_ms
@@ -486,3 +486,30 @@ def test_gentx_and_collect_gentxs_make_the_genesis_validator_set(tmp_path):
     genesis["app_state"]["genutil"]["gen_txs"][0]["body"]["messages"][0]["value"]["amount"] = "999999999999999999"
     (tmp_path / "config" / "genesis.json").write_text(json.dumps(genesis))
     assert_one_line_error(invoke("genesis", "validate", "--home", tmp_path), "gen_txs[0] failed")
+
+
+def test_staking_and_slashing_commands_answer_and_refuse_bad_input_in_one_line(devnet):
+    """The dev chain has no staking validators: delegating to an account that runs none, or unjailing one,
+    is refused by the chain with its code, and nothing is paid."""
+    home, url = devnet
+    common = ("--node", url, "--keyring-backend", "test", "--home", home)
+    bob_operator = validators.format_operator(crypto.decode_address(keyring.get_key(home, "file", "bob").address))
+    before = get_balance(home, url, "alice")
+    assert_one_line_error(invoke("tx", "staking", "delegate", "alice", "nobody", "1000ujoule", *common),
+                          "neither a validator address")
+    assert_one_line_error(invoke("tx", "staking", "delegate", "alice", bob_operator, "1000ujoule", *common),
+                          "tx rejected: code", "(staking)")
+    assert_one_line_error(invoke("tx", "staking", "unbond", "alice", bob_operator, "0ujoule", *common),
+                          "must be positive")
+    assert_one_line_error(invoke("tx", "slashing", "unjail", "alice", *common),
+                          "tx rejected: code 2 (slashing)", "not associated with any known validator")
+    assert get_balance(home, url, "alice") == before
+    assert_one_line_error(invoke("query", "staking", "validator", "mxwvaloper1xx", *common),
+                          "neither a validator address")
+    assert_one_line_error(invoke("query", "staking", "validator", bob_operator, *common), "not found")
+    listed = invoke("query", "staking", "validators", "--node", url, "-o", "json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == [], listed.stderr
+    params = json.loads(invoke("query", "slashing", "params", "--node", url, "-o", "json").stdout)
+    assert params["min_signed_per_window"] == "0.500000000000000000" and params["signed_blocks_window"] == "100"
+    staking_params = json.loads(invoke("query", "staking", "params", "--node", url, "-o", "json").stdout)
+    assert staking_params["bond_denom"] == "ujoule"
