@@ -16,10 +16,17 @@ GOGOPROTO_VERSION := v1.7.0
 COSMOS_PROTO_VERSION := v1.0.0-beta.5
 GRPC_GATEWAY_VERSION := v1.16.0
 UPSTREAM_PROTOS := $(TOOLS)/cosmos-sdk-protos-$(COSMOS_SDK_VERSION)
+# IBC peers: Hermes 1.11.0 is the newest release whose dependencies all build from crates.io (from 1.12
+# its ibc-relayer pulls Penumbra crates whose build script downloads proving keys from GitHub); ibc-go's
+# simd, built from its module source (its go.mod's replace directive keeps `go install` from building it)
+HERMES_VERSION := 1.11.0
+HERMES := $(TOOLS)/hermes-$(HERMES_VERSION)/bin/hermes
+IBC_GO_VERSION := v8.8.0
+SIMD := $(TOOLS)/simd-$(IBC_GO_VERSION)/simd
 # the source directory of a Go module version, through the Go module proxy
 go_module_dir = $$(go mod download -json $(1) | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
 
-.PHONY: dev dev-init test test-network bench proto tools localnet upstream-protos
+.PHONY: dev dev-init test test-network bench proto tools tools-ibc localnet upstream-protos
 
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -60,6 +67,20 @@ $(COMETBFT):
 	GOBIN=$(abspath $(dir $@)) go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
 
 tools: $(COMETBFT)
+
+# the builds run at the lowest priority: on a small machine they would otherwise starve running tests
+tools-ibc: tools $(HERMES) $(SIMD)
+
+$(HERMES):
+	nice -n 19 cargo install ibc-relayer-cli --version $(HERMES_VERSION) --bin hermes --locked \
+		--root $(abspath $(TOOLS)/hermes-$(HERMES_VERSION))
+
+$(SIMD):
+	rm -rf $(dir $@).partial && mkdir -p $(dir $@).partial
+	cp -R $(call go_module_dir,github.com/cosmos/ibc-go/v8@$(IBC_GO_VERSION))/. $(dir $@).partial/src
+	chmod -R u+w $(dir $@).partial
+	cd $(dir $@).partial/src && nice -n 19 go build -o ../simd ./testing/simapp/simd
+	mv $(dir $@).partial/simd $@.built && rm -rf $(dir $@).partial && mv $@.built $@
 
 # 4 validators under CometBFT on loopback until Ctrl-C (localnet/README.md)
 localnet: $(STAMP) tools
