@@ -15,7 +15,8 @@ UNIX_EPOCH = "1970-01-01T00:00:00Z"
 
 
 def block_id_from_json(d: dict) -> types_pb2.BlockID:
-    psh = d["part_set_header"]
+    """CometBFT's RPC names the part set header "parts", tendermint-rs "part_set_header"."""
+    psh = d["parts"] if "parts" in d else d["part_set_header"]
     return types_pb2.BlockID(
         hash=bytes.fromhex(d["hash"]),
         part_set_header=types_pb2.PartSetHeader(total=int(psh["total"]), hash=bytes.fromhex(psh["hash"])),
