@@ -399,6 +399,8 @@ def validate_signed_header(signed_header: types_pb2.SignedHeader, chain_id: str)
         raise ChainIdMismatchError(f"header belongs to another chain {header.chain_id!r}, not {chain_id!r}")
     if commit.height != header.height:
         raise CommitHeightMismatchError(f"header and commit height mismatch: {header.height} vs {commit.height}")
+    if not header.validators_hash:
+        raise CommitBlockIdMismatchError("header has no validators hash, so no hash the commit can sign")
     header_hash = tendermint.compute_header_hash(header)
     if header_hash != commit.block_id.hash:
         raise CommitBlockIdMismatchError(

@@ -11,6 +11,8 @@ import coincurve
 import nacl.signing
 import pytest
 from google.protobuf import timestamp_pb2
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from chain import crypto
 from chain.proto.tendermint.crypto import keys_pb2
@@ -280,7 +282,8 @@ def test_header_fields_are_checked():
     cases = [("version", lambda h: setattr(h.version, "block", 10), lc.MalformedHeaderError),
              ("proposer", lambda h: setattr(h, "proposer_address", b"\x01" * 19), lc.MalformedHeaderError),
              ("data hash", lambda h: setattr(h, "data_hash", b"\x01" * 31), lc.MalformedHeaderError),
-             ("app hash", lambda h: setattr(h, "app_hash", b"\x09" * 32), lc.CommitBlockIdMismatchError)]
+             ("app hash", lambda h: setattr(h, "app_hash", b"\x09" * 32), lc.CommitBlockIdMismatchError),
+             ("no validators hash", lambda h: setattr(h, "validators_hash", b""), lc.CommitBlockIdMismatchError)]
     for name, change, error in cases:
         header = make_header(signers, signers, 2)
         change(header.signed_header.header)
@@ -424,3 +427,28 @@ def test_misbehaviour_must_be_well_formed():
         lc.update_client(client_state, states, lc.Misbehaviour("07-tendermint-0", low, high), T0 + 10 * SECOND)
     with pytest.raises(host.IdentifierLengthError):
         lc.update_client(client_state, states, lc.Misbehaviour("07-tm", high, low), T0 + 10 * SECOND)
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+HOSTILE_SIGNERS = make_signers(POWERS)
+HOSTILE_HEADER = make_header(HOSTILE_SIGNERS, HOSTILE_SIGNERS, 5, trusted_height=1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(part=st.sampled_from(["signed_header", "validator_set", "trusted_validators"]),
+       position=st.integers(min_value=0), value=st.integers(min_value=0, max_value=255))
+def test_corrupted_messages_fail_with_a_light_client_error(part, position, value):
+    message = getattr(HOSTILE_HEADER, part)
+    raw = bytearray(message.SerializeToString())
+    raw[position % len(raw)] = value
+    corrupted = type(message)()
+    try:
+        corrupted.ParseFromString(bytes(raw))
+    except DecodeError:
+        return
+    header = lc.Header(**{**HOSTILE_HEADER.__dict__, part: corrupted})
+    try:
+        verify(header, HOSTILE_SIGNERS)
+    except lc.LightClientError:
+        pass
