@@ -650,7 +650,6 @@ def verify_header(client_state: ClientState, trusted_consensus_state: ConsensusS
         raise InvalidHeaderHeightError(
             f"header height revision {height.revision_number} does not match trusted header revision "
             f"{header.trusted_height.revision_number}")
-    validate_validator_set(header.validator_set)
     if height <= header.trusted_height:
         raise HeightNotIncreasingError(f"header height ≤ consensus state height ({height} ≤ {header.trusted_height})")
     trusted = TrustedHeader(
