@@ -8,14 +8,23 @@ present before serializing.
 
 import hashlib
 
+from google.protobuf import timestamp_pb2
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from chain import crypto, merkle
 from chain.encoding import encode_uvarint
-from chain import merkle
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import canonical_pb2, params_pb2, types_pb2, validator_pb2
 
 BLOCK_PART_SIZE_BYTES = 65536
 ADDRESS_SIZE = 20
+ED25519_PUBLIC_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
+NANOSECONDS_PER_SECOND = 1_000_000_000
+# Go's zero time.Time (0001-01-01T00:00:00Z) as Unix seconds: the time of an absent commit signature.
+GO_ZERO_TIME_SECONDS = -62135596800
 
 
 class TendermintError(Exception):
@@ -129,6 +138,27 @@ def compute_validator_address(pub_key: keys_pb2.PublicKey) -> bytes:
     raise UnknownPublicKeyError("public key has no ed25519 or secp256k1 value")
 
 
+def is_valid_signature(pub_key: keys_pb2.PublicKey, message: bytes, signature: bytes) -> bool:
+    """A validator's signature as CometBFT checks it: ed25519 over the message, secp256k1 low-S over its sha256."""
+    kind = pub_key.WhichOneof("sum")
+    if kind == "ed25519":
+        if len(pub_key.ed25519) != ED25519_PUBLIC_KEY_SIZE or len(signature) != ED25519_SIGNATURE_SIZE:
+            return False
+        try:
+            VerifyKey(pub_key.ed25519).verify(message, signature)
+        except BadSignatureError:
+            return False
+        return True
+    if kind == "secp256k1":
+        return crypto.is_valid_signature(pub_key.secp256k1, signature, message)
+    raise UnknownPublicKeyError("public key has no ed25519 or secp256k1 value")
+
+
+def compute_time_ns(timestamp: timestamp_pb2.Timestamp) -> int:
+    """Nanoseconds since the Unix epoch: the integer time the light client compares."""
+    return timestamp.seconds * NANOSECONDS_PER_SECOND + timestamp.nanos
+
+
 def sort_validators(validators: list[validator_pb2.Validator]) -> list[validator_pb2.Validator]:
     """The order a CometBFT ValidatorSet keeps: voting power descending, then address."""
     return sorted(validators, key=lambda v: (-v.voting_power, v.address))
@@ -164,7 +194,7 @@ def compute_commit_hash(commit: types_pb2.Commit) -> bytes:
     return merkle.compute_root([encode_commit_sig(sig) for sig in commit.signatures])
 
 
-def _is_zero_block_id(block_id: types_pb2.BlockID) -> bool:
+def is_zero_block_id(block_id: types_pb2.BlockID) -> bool:
     return not block_id.hash and block_id.part_set_header.total == 0 and not block_id.part_set_header.hash
 
 
@@ -173,7 +203,7 @@ def compute_canonical_vote(chain_id: str, vote: types_pb2.Vote) -> canonical_pb2
         type=vote.type, height=vote.height, round=vote.round, timestamp=vote.timestamp, chain_id=chain_id
     )
     canonical.timestamp.SetInParent()
-    if not _is_zero_block_id(vote.block_id):
+    if not is_zero_block_id(vote.block_id):
         canonical.block_id.hash = vote.block_id.hash
         canonical.block_id.part_set_header.total = vote.block_id.part_set_header.total
         canonical.block_id.part_set_header.hash = vote.block_id.part_set_header.hash

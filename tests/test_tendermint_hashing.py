@@ -1,6 +1,5 @@
 """CometBFT hashing and sign bytes against Go-produced reference data."""
 
-import base64
 import hashlib
 import json
 
@@ -10,60 +9,12 @@ from nacl.signing import VerifyKey
 
 from chain import merkle
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
-from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import params_pb2, types_pb2, validator_pb2
 from ibc import tendermint
+from tests import cometbft_json
 from tests.helpers import require_vectors
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-# Go's zero time.Time (0001-01-01T00:00:00Z) as Unix seconds.
-GO_ZERO_TIME_SECONDS = -62135596800
-
-
-def _header_from_json(d: dict) -> types_pb2.Header:
-    header = types_pb2.Header(chain_id=d["chain_id"], height=int(d["height"]))
-    header.version.block = int(d["version"]["block"])
-    header.version.app = int(d["version"].get("app", "0"))
-    header.time.FromJsonString(d["time"])
-    if d["last_block_id"]:
-        header.last_block_id.CopyFrom(_block_id_from_json(d["last_block_id"]))
-    for name in ("last_commit_hash", "data_hash", "validators_hash", "next_validators_hash",
-                 "consensus_hash", "app_hash", "last_results_hash", "evidence_hash", "proposer_address"):
-        setattr(header, name, bytes.fromhex(d[name]))
-    return header
-
-
-def _block_id_from_json(d: dict) -> types_pb2.BlockID:
-    psh = d["part_set_header"]
-    return types_pb2.BlockID(
-        hash=bytes.fromhex(d["hash"]),
-        part_set_header=types_pb2.PartSetHeader(total=int(psh["total"]), hash=bytes.fromhex(psh["hash"])),
-    )
-
-
-def _commit_from_json(d: dict) -> types_pb2.Commit:
-    commit = types_pb2.Commit(height=int(d["height"]), round=int(d["round"]),
-                              block_id=_block_id_from_json(d["block_id"]))
-    for s in d["signatures"]:
-        sig = commit.signatures.add(
-            block_id_flag=s["block_id_flag"],
-            validator_address=bytes.fromhex(s["validator_address"] or ""),
-            signature=base64.b64decode(s["signature"] or ""),
-        )
-        sig.timestamp.FromJsonString(s["timestamp"])
-    return commit
-
-
-def _validators_from_json(d: dict) -> list[validator_pb2.Validator]:
-    out = []
-    for v in d["validators"]:
-        assert v["pub_key"]["type"] == "tendermint/PubKeyEd25519"
-        out.append(validator_pb2.Validator(
-            address=bytes.fromhex(v["address"]),
-            pub_key=keys_pb2.PublicKey(ed25519=base64.b64decode(v["pub_key"]["value"])),
-            voting_power=int(v["voting_power"]),
-        ))
-    return out
 
 
 def _light_blocks() -> list[dict]:
@@ -94,7 +45,7 @@ def test_merkle_root_matches_go_vectors():
 def test_known_header_hash():
     # tendermint-rs block/header.rs header_hashing: a real CometBFT header and its block hash.
     d = json.loads(require_vectors("cometbft/header_with_known_hash.json").read_text())
-    header = _header_from_json(d)
+    header = cometbft_json.header_from_json(d)
     assert tendermint.compute_header_hash(header).hex().upper() == (
         "F30A71F2409FB15AACAEDB6CC122DFA2525BEE9CAE521721B06BFDCA291B8D56")
     header.height += 1
@@ -134,15 +85,15 @@ def test_light_client_headers_hash_to_their_commit_block_id():
     blocks = _light_blocks()
     for block in blocks:
         sh = block["signed_header"]
-        header = _header_from_json(sh["header"])
+        header = cometbft_json.header_from_json(sh["header"])
         assert tendermint.compute_header_hash(header).hex().upper() == sh["commit"]["block_id"]["hash"]
 
 
 def test_light_client_validator_set_hashes():
     for block in _light_blocks():
         header = block["signed_header"]["header"]
-        validators = _validators_from_json(block["validator_set"])
-        next_validators = _validators_from_json(block["next_validator_set"])
+        validators = cometbft_json.validators_from_json(block["validator_set"])
+        next_validators = cometbft_json.validators_from_json(block["next_validator_set"])
         assert tendermint.compute_validator_set_hash(validators).hex().upper() == header["validators_hash"]
         assert tendermint.compute_validator_set_hash(next_validators).hex().upper() == header["next_validators_hash"]
         assert tendermint.compute_validator_set_hash(list(reversed(validators))).hex().upper() == header["validators_hash"]
@@ -150,7 +101,7 @@ def test_light_client_validator_set_hashes():
 
 def test_validator_address_is_truncated_sha256_of_ed25519_key():
     for block in _light_blocks()[:5]:
-        for v in _validators_from_json(block["validator_set"]):
+        for v in cometbft_json.validators_from_json(block["validator_set"]):
             assert tendermint.compute_validator_address(v.pub_key) == v.address
 
 
@@ -171,17 +122,17 @@ def test_light_client_commit_signatures_verify_over_vote_sign_bytes():
     verified = 0
     for block in _light_blocks():
         sh = block["signed_header"]
-        commit = _commit_from_json(sh["commit"])
-        validators = _validators_from_json(block["validator_set"])
+        commit = cometbft_json.commit_from_json(sh["commit"])
+        validators = cometbft_json.validators_from_json(block["validator_set"])
         verified += _verify_commit(sh["header"]["chain_id"], commit, validators)
     assert verified > 100
 
 
 def test_commit_signature_fails_for_other_chain_id():
     block = _light_blocks()[0]
-    commit = _commit_from_json(block["signed_header"]["commit"])
+    commit = cometbft_json.commit_from_json(block["signed_header"]["commit"])
     with pytest.raises(BadSignatureError):
-        _verify_commit("other-chain", commit, _validators_from_json(block["validator_set"]))
+        _verify_commit("other-chain", commit, cometbft_json.validators_from_json(block["validator_set"]))
 
 
 def test_vote_sign_bytes_match_go_vectors():
@@ -202,7 +153,7 @@ def test_vote_sign_bytes_match_go_vectors():
     ]
     for chain_id, fields, expected in cases:
         vote = types_pb2.Vote(**fields)
-        vote.timestamp.seconds = GO_ZERO_TIME_SECONDS
+        vote.timestamp.seconds = tendermint.GO_ZERO_TIME_SECONDS
         assert tendermint.compute_vote_sign_bytes(chain_id, vote).hex() == expected
 
 
