@@ -71,9 +71,17 @@ tools: $(COMETBFT)
 # the builds run at the lowest priority: on a small machine they would otherwise starve running tests
 tools-ibc: tools $(HERMES) $(SIMD)
 
-$(HERMES):
-	nice -n 19 cargo install ibc-relayer-cli --version $(HERMES_VERSION) --bin hermes --locked \
-		--root $(abspath $(TOOLS)/hermes-$(HERMES_VERSION))
+# Hermes's build compiles .proto files with protoc: grpcio-tools' own protoc (a PyPI wheel) stands in
+PROTOC := $(TOOLS)/protoc/protoc
+$(PROTOC): $(STAMP)
+	mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec %s -m grpc_tools.protoc -I%s "$$@"\n' $(abspath $(PY)) \
+		"$$($(PY) -c 'import grpc_tools, os; print(os.path.dirname(grpc_tools.__file__))')/_proto" > $@
+	chmod +x $@
+
+$(HERMES): $(PROTOC)
+	PROTOC=$(abspath $(PROTOC)) nice -n 19 cargo install ibc-relayer-cli --version $(HERMES_VERSION) --bin hermes \
+		--locked --root $(abspath $(TOOLS)/hermes-$(HERMES_VERSION)) --target-dir $(abspath $(TOOLS)/hermes-build)
 
 $(SIMD):
 	rm -rf $(dir $@).partial && mkdir -p $(dir $@).partial

@@ -22,7 +22,7 @@ STORE = "bank"
 MSG_SEND_URL = "/cosmos.bank.v1beta1.MsgSend"
 MODULE_ACCOUNTS = (
     "fee_collector", "market_escrow", "market_stake", "process_escrow", "inference_escrow", "bonded_tokens_pool",
-    "not_bonded_tokens_pool",
+    "not_bonded_tokens_pool", "transfer",
 )
 
 
@@ -114,15 +114,38 @@ def process_payment(state, ctx, sender: bytes, recipient: bytes, amount: int) ->
 
 
 @public(STORE)
-def process_burn(state, ctx, account: bytes, amount: int) -> None:
-    """Destroys `amount` ujoule of `account` (slashed stake); the supply falls by as much."""
+def process_burn(state, ctx, account: bytes, amount: int, denom: str = DENOM) -> None:
+    """Destroys `amount` of `account`'s `denom` (slashed stake, IBC vouchers sent home); the supply falls by as much."""
     if not amount:
         return
-    process_debit(state, account, DENOM, amount)
-    set_number(state, state_key(SUPPLY, DENOM), get_supply(state, DENOM) - amount)
-    text, burner = format_coins({DENOM: amount}), crypto.encode_address(account)
+    process_debit(state, account, denom, amount)
+    set_number(state, state_key(SUPPLY, denom), get_supply(state, denom) - amount)
+    text, burner = format_coins({denom: amount}), crypto.encode_address(account)
     ctx.emit("coin_spent", ("spender", burner), ("amount", text))
     ctx.emit("burn", ("burner", burner), ("amount", text))
+
+
+@public(STORE)
+def process_mint(state, ctx, account: bytes, denom: str, amount: int) -> None:
+    """Creates `amount` of `denom` in `account` (IBC vouchers); the supply grows by as much, within 256 bits."""
+    supply = get_supply(state, denom) + amount
+    if supply > UINT256_MAX:
+        raise InvalidCoinsError(f"minting {amount}{denom} would take its supply past 256 bits")
+    set_number(state, state_key(SUPPLY, denom), supply)
+    set_balance(state, account, denom, get_balance(state, account, denom) + amount)
+    text, minter = format_coins({denom: amount}), crypto.encode_address(account)
+    ctx.emit("coinbase", ("minter", minter), ("amount", text))
+    ctx.emit("coin_received", ("receiver", minter), ("amount", text))
+
+
+@public(STORE)
+def has_denom_metadata(state, denom: str) -> bool:
+    return state.get(state_key(DENOM_METADATA, denom)) is not None
+
+
+@public(STORE)
+def set_denom_metadata(state, metadata: bank_pb2.Metadata) -> None:
+    set_message(state, state_key(DENOM_METADATA, metadata.base), metadata)
 
 
 # --- MsgSend ----------------------------------------------------------------------------------

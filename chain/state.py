@@ -257,14 +257,16 @@ def iterate_prefix(state: State, prefix: bytes):
     return state.iterate(prefix, compute_prefix_end(prefix))
 
 
-def get_page(state: State, prefix: bytes, pagination, keep=lambda value: True) -> tuple[list, bytes]:
+def get_page(state: State, prefix: bytes, pagination, keep=lambda value: True,
+             keep_key=lambda key: True) -> tuple[list, bytes]:
     """A page of a gRPC listing (a PageRequest): up to its limit of the (key, value) pairs under
-    `prefix`, from its key on, that `keep` accepts; and the next page's key (empty after the last)."""
+    `prefix`, from its key on, whose key `keep_key` and value `keep` accept; and the next page's key
+    (empty after the last)."""
     count = min(pagination.limit or DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)
     start = pagination.key if pagination.key.startswith(prefix) else prefix
     rows = []
     for key, value in state.iterate(start, compute_prefix_end(prefix)):
-        if not keep(value):
+        if not (keep_key(key) and keep(value)):
             continue
         if len(rows) == count:
             return rows, key

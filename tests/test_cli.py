@@ -123,7 +123,8 @@ def test_init_writes_a_cometbft_genesis_and_refuses_to_overwrite_it(tmp_path):
         "pub_key": {"type": "tendermint/PubKeyEd25519", "value": base64.b64encode(key.pub_key).decode()},
         "power": "10", "name": "val0",
     }]
-    assert set(genesis["app_state"]) == {"auth", "bank", "staking", "slashing", "heat", "market", "process", "inference"}
+    assert set(genesis["app_state"]) == {"auth", "bank", "staking", "slashing", "heat", "market", "process", "inference",
+                                        "ibc", "transfer"}
     assert genesis["app_state"]["bank"]["supply"] == []
     assert [m["name"] for m in genesis["app_state"]["inference"]["models"]] == ["digits"]
     assert json.loads(result.stdout)["validator_address"] == key.address.hex().upper()
