@@ -1,0 +1,150 @@
+"""CLI of IBC, as simd users know it: `maxwell tx ibc-transfer transfer PORT CHANNEL RECEIVER AMOUNT` and
+`maxwell query ibc client-states|connections|channels|denom-traces|escrow-address`.
+
+`mount` adds them to node.cli's app (node.main does).
+"""
+
+import json
+from typing import Annotated
+
+import typer
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_query_pb2, tx_pb2 as transfer_tx_pb2
+from chain.proto.ibc.core.channel.v1 import query_pb2 as channel_query_pb2
+from chain.proto.ibc.core.client.v1 import query_pb2 as client_query_pb2
+from chain.proto.ibc.core.connection.v1 import query_pb2 as connection_query_pb2
+from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
+from ibc import transfer
+from node import cli, txclient
+from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
+from node.client import DEFAULT_NODE, Client
+from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get_event_attribute, load_signer
+
+PAGE_LIMIT = 1000
+DEFAULT_TIMEOUT_SECONDS = 600
+NANOS = 10**9
+
+tx_transfer_app = typer.Typer(no_args_is_help=True, help="ICS-20 token transfers over IBC.")
+query_ibc_app = typer.Typer(no_args_is_help=True, help="IBC clients, connections, channels and denom traces.")
+
+
+def get_pages(rpc: Client, make_request, response_class, field: str) -> list:
+    found, key = [], b""
+    while True:
+        reply = rpc.query(make_request({"key": key, "limit": PAGE_LIMIT}), response_class)
+        found.extend(getattr(reply, field))
+        key = reply.pagination.next_key
+        if not key:
+            return found
+
+
+def show_list(output: OutputFormat, title: str, records: list[dict], columns: dict[str, str]) -> None:
+    if output == OutputFormat.json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    cli.show_table(title, list(columns), [[cli.compute_text(r.get(field, "")) for field in columns.values()]
+                                          for r in records])
+
+
+@tx_transfer_app.command("transfer")
+def tx_ibc_transfer(
+    sender: Sender,
+    port: Annotated[str, typer.Argument(help="Source port, e.g. transfer.")],
+    channel: Annotated[str, typer.Argument(help="Source channel, e.g. channel-0.")],
+    receiver: Annotated[str, typer.Argument(help="The receiver's address on the other chain.")],
+    amount: Annotated[str, typer.Argument(help="One coin, e.g. 1000ujoule or 5ibc/<hash>.")],
+    timeout_seconds: Annotated[int, typer.Option("--packet-timeout-seconds", min=0,
+                                                 help="Timeout from the last block's time; 0 for none.")]
+    = DEFAULT_TIMEOUT_SECONDS,
+    timeout_height: Annotated[str, typer.Option("--packet-timeout-height",
+                                                help="Timeout height on the other chain, REVISION-HEIGHT.")] = "0-0",
+    memo: Annotated[str, typer.Option("--memo")] = "",
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Send AMOUNT to RECEIVER over CHANNEL: escrowed here (or burnt, for a voucher going home) until the
+    packet is acknowledged; refunded on an error acknowledgement or a timeout."""
+    coins = cli.parse_coins_text(amount)
+    if len(coins) != 1:
+        raise CliError(f"invalid amount {amount!r}: transfer one coin at a time")
+    (denom, value), = coins.items()
+    try:
+        revision, height = (int(part) for part in timeout_height.split("-"))
+    except ValueError:
+        raise CliError(f"invalid timeout height {timeout_height!r}: expected REVISION-HEIGHT, e.g. 1-1000") from None
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    timestamp = 0
+    if timeout_seconds:
+        block_time = Timestamp()
+        block_time.FromJsonString(signer.rpc.status().latest_block_time)
+        timestamp = block_time.ToNanoseconds() + timeout_seconds * NANOS
+    if not timestamp and not height:
+        raise CliError("a transfer needs a timeout: give --packet-timeout-seconds or --packet-timeout-height")
+    message = transfer_tx_pb2.MsgTransfer(
+        source_port=port, source_channel=channel, token={"denom": denom, "amount": str(value)}, sender=signer.address,
+        receiver=receiver, timeout_height={"revision_number": revision, "revision_height": height},
+        timeout_timestamp=timestamp, memo=memo)
+    execute(signer, [message], coins, gas, fees, wait, output,
+            describe=lambda result: {"sequence": get_event_attribute(result, "send_packet", "packet_sequence")})
+
+
+@query_ibc_app.command("client-states")
+def query_client_states(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
+    """The light clients of other chains kept here."""
+    states = get_pages(Client(node), lambda page: client_query_pb2.QueryClientStatesRequest(pagination=page),
+                       client_query_pb2.QueryClientStatesResponse, "client_states")
+    records = []
+    for identified in states:
+        state = tendermint_pb2.ClientState.FromString(identified.client_state.value)
+        records.append({"client_id": identified.client_id, "chain_id": state.chain_id,
+                        "latest_height": f"{state.latest_height.revision_number}-{state.latest_height.revision_height}",
+                        "frozen": bool(state.frozen_height.revision_height), "client_state": compute_record(state)})
+    show_list(output, "clients", records, {"client": "client_id", "chain": "chain_id", "latest height": "latest_height",
+                                           "frozen": "frozen"})
+
+
+@query_ibc_app.command("connections")
+def query_connections(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
+    """Connections between the clients here and their counterparts."""
+    connections = get_pages(Client(node), lambda page: connection_query_pb2.QueryConnectionsRequest(pagination=page),
+                            connection_query_pb2.QueryConnectionsResponse, "connections")
+    records = [compute_record(c) for c in connections]
+    show_list(output, "connections", records, {"connection": "id", "client": "client_id", "state": "state"})
+
+
+@query_ibc_app.command("channels")
+def query_channels(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
+    """Channels, with their counterparties and state."""
+    channels = get_pages(Client(node), lambda page: channel_query_pb2.QueryChannelsRequest(pagination=page),
+                         channel_query_pb2.QueryChannelsResponse, "channels")
+    records = [{**compute_record(c), "counterparty": f"{c.counterparty.port_id}/{c.counterparty.channel_id}"}
+               for c in channels]
+    show_list(output, "channels", records, {"port": "port_id", "channel": "channel_id", "state": "state",
+                                            "counterparty": "counterparty", "version": "version"})
+
+
+@query_ibc_app.command("denom-traces")
+def query_denom_traces(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
+    """The vouchers minted here: each `ibc/<hash>` with the path it came along."""
+    traces = get_pages(Client(node), lambda page: transfer_query_pb2.QueryDenomTracesRequest(pagination=page),
+                       transfer_query_pb2.QueryDenomTracesResponse, "denom_traces")
+    records = [{"denom": transfer.compute_ibc_denom(t), "path": t.path, "base_denom": t.base_denom} for t in traces]
+    show_list(output, "denom traces", records, {"denom": "denom", "path": "path", "base denom": "base_denom"})
+
+
+@query_ibc_app.command("escrow-address")
+def query_escrow_address(
+    port: Annotated[str, typer.Argument()], channel: Annotated[str, typer.Argument()],
+    node: Node = DEFAULT_NODE, output: Output = OutputFormat.text,
+):
+    """The account that holds this chain's tokens sent over CHANNEL."""
+    reply = Client(node).query(transfer_query_pb2.QueryEscrowAddressRequest(port_id=port, channel_id=channel),
+                               transfer_query_pb2.QueryEscrowAddressResponse)
+    cli.show(output, {"escrow_address": reply.escrow_address})
+
+
+def mount(app: typer.Typer) -> None:
+    cli.tx_app.add_typer(tx_transfer_app, name="ibc-transfer")
+    cli.query_app.add_typer(query_ibc_app, name="ibc")

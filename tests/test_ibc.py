@@ -1,0 +1,169 @@
+"""IBC on the real App, without a counterparty: clients created and refused, a connection opened, and
+the refusals of packets and transfers that have no channel — each with ibc-go's code and codespace,
+and nothing changed. The relayed flows run against Hermes in tests/ibc."""
+
+import hashlib
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+
+from chain.proto.ibc.applications.transfer.v1 import tx_pb2 as transfer_tx
+from chain.proto.ibc.applications.transfer.v2 import packet_pb2
+from chain.proto.ibc.core.channel.v1 import channel_pb2, tx_pb2 as channel_tx
+from chain.proto.ibc.core.client.v1 import query_pb2 as client_query, tx_pb2 as client_tx
+from chain.proto.ibc.core.connection.v1 import connection_pb2, query_pb2 as connection_query, tx_pb2 as connection_tx
+from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
+from chain.proto.tendermint.abci import types_pb2 as abci
+from chain.tx import pack_any
+from ibc import ics23, transfer
+from tests.helpers import GENESIS_TIME, Chain, events
+
+OTHER_CHAIN = "other-1"
+DAY = 24 * 3600
+
+
+@pytest.fixture
+def chain(tmp_path, accounts):
+    chain = Chain(tmp_path / "data", accounts)
+    yield chain
+    chain.app.close()
+
+
+def make_client_state(**changes) -> tendermint_pb2.ClientState:
+    state = tendermint_pb2.ClientState(
+        chain_id=OTHER_CHAIN, trust_level={"numerator": 1, "denominator": 3}, trusting_period={"seconds": DAY},
+        unbonding_period={"seconds": 2 * DAY}, max_clock_drift={"seconds": 10},
+        latest_height={"revision_number": 1, "revision_height": 5}, proof_specs=[ics23.IAVL_SPEC, ics23.TENDERMINT_SPEC],
+        upgrade_path=["upgrade", "upgradedIBCState"])
+    for name, value in changes.items():
+        if name == "proof_specs":
+            del state.proof_specs[:]
+        elif name == "trust_level":
+            state.trust_level.CopyFrom(tendermint_pb2.Fraction(**value))
+        elif name == "trusting_period":
+            state.trusting_period.CopyFrom(value)
+        else:
+            setattr(state, name, value)
+    return state
+
+
+def make_consensus_state() -> tendermint_pb2.ConsensusState:
+    return tendermint_pb2.ConsensusState(timestamp={"seconds": GENESIS_TIME.seconds}, root={"hash": b"\x07" * 32},
+                                         next_validators_hash=b"\x09" * 32)
+
+
+def create_client(chain, account, client_state=None, consensus_state=None):
+    message = client_tx.MsgCreateClient(client_state=pack_any(client_state or make_client_state()),
+                                        consensus_state=pack_any(consensus_state or make_consensus_state()),
+                                        signer=account.bech32)
+    return chain.run(account, message)
+
+
+def query(chain, path: str, request, response_class):
+    response = chain.app.query(abci.RequestQuery(path=path, data=request.SerializeToString()))
+    assert response.code == 0, response.log
+    return response_class.FromString(response.value)
+
+
+def ibc_records(chain) -> list:
+    return list(chain.app.store.iterate("ibc")), list(chain.app.store.iterate("transfer"))
+
+
+def test_a_client_is_created_with_its_events_and_answers_its_queries(chain, accounts):
+    result, response = create_client(chain, accounts[0])
+    assert result.code == 0, result.log
+    assert events(response, "create_client") == [{"client_id": "07-tendermint-0", "client_type": "07-tendermint",
+                                               "consensus_height": "1-5"}]
+    assert {"module": "ibc_client"} in events(response, "message")
+    answer = query(chain, "/ibc.core.client.v1.Query/ClientState",
+                   client_query.QueryClientStateRequest(client_id="07-tendermint-0"), client_query.QueryClientStateResponse)
+    assert tendermint_pb2.ClientState.FromString(answer.client_state.value) == make_client_state()
+    heights = query(chain, "/ibc.core.client.v1.Query/ConsensusStateHeights",
+                    client_query.QueryConsensusStateHeightsRequest(client_id="07-tendermint-0"),
+                    client_query.QueryConsensusStateHeightsResponse)
+    assert [(h.revision_number, h.revision_height) for h in heights.consensus_state_heights] == [(1, 5)]
+    raw = chain.app.store.get("ibc", b"clients/07-tendermint-0/clientState")
+    assert raw == pack_any(make_client_state()).SerializeToString()  # the ICS-24 path, holding an Any, as in ibc-go
+
+
+@pytest.mark.parametrize("client_state, consensus_state, expected", [
+    (make_client_state(trust_level={"numerator": 1, "denominator": 4}), None, (3, "client")),
+    (make_client_state(proof_specs=[]), None, (3, "client")),
+    (make_client_state(chain_id=""), None, (2, "07-tendermint")),
+    (make_client_state(trusting_period=Duration(seconds=3 * DAY)), None, (3, "07-tendermint")),
+    (None, tendermint_pb2.ConsensusState(timestamp={"seconds": 1}, next_validators_hash=b"\x09" * 32), (8, "client")),
+    (None, tendermint_pb2.ConsensusState(timestamp={"seconds": 1}, root={"hash": b"\x01"}, next_validators_hash=b"\x09"),
+     (8, "client")),
+], ids=["trust level 1/4", "no proof specs", "no chain id", "trusting period over unbonding", "no root",
+        "short validators hash"])
+def test_a_bad_client_is_refused_with_ibc_gos_error_and_changes_nothing(chain, accounts, client_state,
+                                                                      consensus_state, expected):
+    before = ibc_records(chain)
+    result, _ = create_client(chain, accounts[0], client_state, consensus_state)
+    assert (result.code, result.codespace) == expected, result.log
+    assert ibc_records(chain) == before
+
+
+def test_a_connection_opens_on_an_active_client_and_not_on_a_missing_one(chain, accounts):
+    alice = accounts[0]
+    create_client(chain, alice)
+    counterparty = connection_pb2.Counterparty(client_id="07-tendermint-3", prefix={"key_prefix": b"ibc"})
+    result, response = chain.run(alice, connection_tx.MsgConnectionOpenInit(
+        client_id="07-tendermint-0", counterparty=counterparty, signer=alice.bech32))
+    assert result.code == 0, result.log
+    assert events(response, "connection_open_init") == [{
+        "connection_id": "connection-0", "client_id": "07-tendermint-0", "counterparty_client_id": "07-tendermint-3",
+        "counterparty_connection_id": ""}]
+    answer = query(chain, "/ibc.core.connection.v1.Query/Connection",
+                   connection_query.QueryConnectionRequest(connection_id="connection-0"),
+                   connection_query.QueryConnectionResponse)
+    assert answer.connection.state == connection_pb2.STATE_INIT
+    assert [v.identifier for v in answer.connection.versions] == ["1"]
+    assert list(answer.connection.versions[0].features) == ["ORDER_ORDERED", "ORDER_UNORDERED"]
+    result, _ = chain.run(alice, connection_tx.MsgConnectionOpenInit(client_id="07-tendermint-9",
+                                                                      counterparty=counterparty, signer=alice.bech32))
+    assert (result.code, result.codespace) == (4, "client"), result.log
+
+
+def test_packets_and_transfers_without_a_channel_are_refused_and_pay_nothing(chain, accounts):
+    alice = accounts[0]
+    before = ibc_records(chain)
+    balance = chain.balance(alice.address)
+    transfer_message = transfer_tx.MsgTransfer(
+        source_port="transfer", source_channel="channel-0", token={"denom": "ujoule", "amount": "10"},
+        sender=alice.bech32, receiver="cosmos1receiver", timeout_timestamp=GENESIS_TIME.seconds * 10**9 + 10**12)
+    result, _ = chain.run(alice, transfer_message)
+    assert (result.code, result.codespace) == (3, "channel"), result.log
+    packet = channel_pb2.Packet(sequence=1, source_port="transfer", source_channel="channel-0",
+                                destination_port="transfer", destination_channel="channel-0", data=b"{}",
+                                timeout_timestamp=1)
+    result, _ = chain.run(alice, channel_tx.MsgRecvPacket(packet=packet, proof_commitment=b"\x01",
+                                                          proof_height={"revision_number": 1, "revision_height": 3},
+                                                          signer=alice.bech32))
+    assert (result.code, result.codespace) == (3, "channel"), result.log
+    zero = transfer_tx.MsgTransfer()
+    zero.CopyFrom(transfer_message)
+    zero.token.amount = "0"
+    result, _ = chain.run(alice, zero)
+    assert (result.code, result.codespace) == (10, "sdk"), result.log
+    assert ibc_records(chain) == before
+    assert chain.balance(alice.address) < balance  # the fees only, nothing escrowed
+    assert not transfer.get_total_escrow(chain.app.store, "ujoule")
+
+
+def test_ics20_encodings_are_ibc_gos():
+    """Packet data as ibc-go's GetBytes writes it (sorted, compact, empty memo left out, HTML escaped), and the
+    voucher of ATOM over Osmosis's channel-0 — the denom every Osmosis user knows."""
+    data = packet_pb2.FungibleTokenPacketData(denom="transfer/channel-0/uatom", amount="100", sender="a<b", receiver="c&d")
+    assert transfer.encode_packet_data(data) == (
+        b'{"amount":"100","denom":"transfer/channel-0/uatom","receiver":"c\\u0026d","sender":"a\\u003cb"}')
+    trace = transfer.parse_denom_trace("transfer/channel-0/uatom")
+    assert (trace.path, trace.base_denom) == ("transfer/channel-0", "uatom")
+    assert transfer.compute_ibc_denom(trace) == "ibc/27394FB092D2ECCD56123C74F36E4C1F926001CEADA9CA97EA622B25F41E5EB2"
+    odd = transfer.parse_denom_trace("transfer/channel-1/gamm/pool/1")
+    assert (odd.path, odd.base_denom) == ("transfer/channel-1", "gamm/pool/1")
+    assert transfer.decode_packet_data(transfer.encode_packet_data(data)) == data
+    assert transfer.compute_error_ack(transfer.InvalidAmountError("x")) == \
+        b'{"error":"ABCI code: 5: error handling packet: see events for details"}'
+    assert transfer.compute_escrow_address("transfer", "channel-0") == hashlib.sha256(
+        b"ics20-1\x00transfer/channel-0").digest()[:20]
