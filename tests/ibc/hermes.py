@@ -93,9 +93,13 @@ tx_confirmation = true
 
 [rest]
 enabled = false
+host = '127.0.0.1'
+port = 3000
 
 [telemetry]
 enabled = false
+host = '127.0.0.1'
+port = 3001
 """ + "".join(compute_chain_config(chain) for chain in chains)
     path = directory / "config.toml"
     path.write_text(text)
