@@ -13,6 +13,7 @@ from tests.ibc.hermes import Chain, Hermes, create_relayer_key
 
 CHAIN_IDS = ("maxwell-a-1", "maxwell-b-1")
 RELAYER_FUNDS = 10**11
+FEE = 5000  # the CLI's default: 200,000 gas at the chain's 0.025ujoule
 
 
 def get_balance(chain: Chain, address: str, denom: str) -> int:
@@ -70,3 +71,86 @@ def test_hermes_opens_a_transfer_channel_and_relays_joule_there_and_back(network
                "--src-channel", "channel-0")
     assert get_balance(b, relayer, voucher) == 1000
     assert get_balance(a, relayer, "ujoule") < before_a - 1000
+
+
+def transfer(chain: Chain, receiver: str, amount: str, *flags: str) -> dict:
+    result = invoke("tx", "ibc-transfer", "transfer", "alice", "transfer", "channel-0", receiver, amount, *flags,
+                    "--node", chain.rpc, "--home", chain.home, "--keyring-backend", "test", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def clear(hermes: Hermes, chain: Chain) -> None:
+    hermes.run("clear", "packets", "--chain", chain.chain_id, "--port", "transfer", "--channel", "channel-0")
+
+
+def get_alice(chain: Chain) -> str:
+    return json.loads(invoke("keys", "show", "alice", "--keyring-backend", "test", "--home", chain.home,
+                             "-o", "json").stdout)["address"]
+
+
+def query_json(chain: Chain, *args: str):
+    result = invoke("query", "ibc", *args, "--node", chain.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_joule_goes_over_with_the_cli_comes_back_and_the_escrow_follows(network):
+    hermes, (a, b), _ = network
+    alice = get_alice(a)
+    voucher = compute_voucher("transfer", "channel-0", "ujoule")
+    escrow = query_json(a, "escrow-address", "transfer", "channel-0")["escrow_address"]
+    escrowed, home_balance = get_balance(a, escrow, "ujoule"), get_balance(a, alice, "ujoule")
+    sent = transfer(a, alice, "5000ujoule")
+    assert sent["code"] == 0 and sent["sequence"]
+    assert get_balance(a, escrow, "ujoule") == escrowed + 5000
+    clear(hermes, a)
+    assert get_balance(b, alice, voucher) == 5000
+    assert {"denom": voucher, "path": "transfer/channel-0", "base_denom": "ujoule"} in query_json(b, "denom-traces")
+
+    transfer(b, alice, f"2000{voucher}")
+    clear(hermes, b)
+    assert get_balance(b, alice, voucher) == 3000
+    assert get_balance(a, escrow, "ujoule") == escrowed + 3000
+    assert get_balance(a, alice, "ujoule") == home_balance - 5000 - FEE + 2000
+
+
+def test_a_transfer_whose_timeout_passes_is_refunded(network):
+    hermes, (a, b), _ = network
+    alice = get_alice(a)
+    before = get_balance(a, alice, "ujoule")
+    sent = transfer(a, alice, "777ujoule", "--packet-timeout-seconds", "1")
+    time.sleep(3)  # the timeout passes on b (its blocks are 0.3 s apart) before anything relays the packet
+    voucher = compute_voucher("transfer", "channel-0", "ujoule")
+    received = get_balance(b, alice, voucher)
+    clear(hermes, a)
+    assert get_balance(b, alice, voucher) == received, "a timed-out packet was received"
+    assert get_balance(a, alice, "ujoule") == before - FEE, f"not refunded: {sent}"
+
+
+def test_hermes_start_relays_200_transfers_both_ways_with_none_lost(network):
+    hermes, (a, b), relayer = network
+    voucher = compute_voucher("transfer", "channel-0", "ujoule")
+    on_b = get_balance(b, relayer, voucher)
+    on_a = get_balance(a, relayer, voucher_back := compute_voucher("transfer", "channel-0", "ujoule"))
+    process = hermes.start()
+    try:
+        began = time.monotonic()
+        hermes.run("tx", "ft-transfer", "--dst-chain", b.chain_id, "--src-chain", a.chain_id, "--src-port", "transfer",
+                   "--src-channel", "channel-0", "--amount", "10", "--denom", "ujoule", "--number-msgs", "100",
+                   "--timeout-seconds", "600")
+        hermes.run("tx", "ft-transfer", "--dst-chain", a.chain_id, "--src-chain", b.chain_id, "--src-port", "transfer",
+                   "--src-channel", "channel-0", "--amount", "10", "--denom", "ujoule", "--number-msgs", "100",
+                   "--timeout-seconds", "600")
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if get_balance(b, relayer, voucher) == on_b + 1000 and get_balance(a, relayer, voucher_back) == on_a + 1000:
+                break
+            time.sleep(1)
+        elapsed = time.monotonic() - began
+        assert get_balance(b, relayer, voucher) == on_b + 1000
+        assert get_balance(a, relayer, voucher_back) == on_a + 1000
+        print(f"hermes start relayed 200 transfers in {elapsed:.1f} s: {200 / elapsed:.1f} packets/s")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
