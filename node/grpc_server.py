@@ -408,14 +408,31 @@ def make_node_method(backend, request_class, function):
     return answer
 
 
+def make_answers(backend) -> dict:
+    """Every method path served -> answer(request bytes, height) -> (response bytes, height answered);
+    the gRPC server and the REST gateway (node.rest) both answer through these."""
+    answers = {path: make_app_query(backend, path) for path in APP_QUERY_PATHS}
+    answers.update({path: make_node_method(backend, request_class, function)
+                    for path, (request_class, function) in NODE_METHODS.items()})
+    return answers
+
+
+ANSWER_ERRORS = (GrpcError, grpc_backend.BackendError, client.ClientError)
+
+
+def compute_status(error: Exception) -> grpc.StatusCode:
+    """The gRPC status of one of ANSWER_ERRORS."""
+    if isinstance(error, GrpcError):
+        return error.status
+    return next(status for kind, status in NODE_ERROR_STATUSES if isinstance(error, kind))
+
+
 def make_handler(answer):
     def handle(data: bytes, context: grpc.ServicerContext) -> bytes:
         try:
             value, height = answer(data, parse_height(context.invocation_metadata()))
-        except GrpcError as error:
-            context.abort(error.status, str(error))
-        except (grpc_backend.BackendError, client.ClientError) as error:
-            context.abort(next(status for kind, status in NODE_ERROR_STATUSES if isinstance(error, kind)), str(error))
+        except ANSWER_ERRORS as error:
+            context.abort(compute_status(error), str(error))
         context.send_initial_metadata(((HEIGHT_HEADER, str(height)),))
         return value
     return grpc.unary_unary_rpc_method_handler(handle)
@@ -425,10 +442,7 @@ class Handler(grpc.GenericRpcHandler):
     """Raw bytes in and out, by method path; None (UNIMPLEMENTED) for a method no one serves."""
 
     def __init__(self, backend):
-        answers = {path: make_app_query(backend, path) for path in APP_QUERY_PATHS}
-        answers.update({path: make_node_method(backend, request_class, function)
-                        for path, (request_class, function) in NODE_METHODS.items()})
-        self.handlers = {path: make_handler(answer) for path, answer in answers.items()}
+        self.handlers = {path: make_handler(answer) for path, answer in make_answers(backend).items()}
 
     def service(self, handler_call_details):
         return self.handlers.get(handler_call_details.method)

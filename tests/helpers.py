@@ -201,14 +201,15 @@ def init_funded_home(home: Path, chain_id: str = "maxwell-cli-1") -> None:
                   "--home", home).exit_code == 0
 
 
-def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off") -> tuple[subprocess.Popen, str]:
-    """`maxwell dev` on a free port (its gRPC server on `grpc`), once it has made a block; its log goes on in
-    home/dev.log across restarts."""
+def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off", rest: str = "off",
+                    *args: str) -> tuple[subprocess.Popen, str]:
+    """`maxwell dev` on a free port (its gRPC server on `grpc`, its REST gateway on `rest`, then `args`), once it
+    has made a block; its log goes on in home/dev.log across restarts."""
     port = compute_free_port()
     log = open(home / "dev.log", "a")
     process = subprocess.Popen(
         [str(MAXWELL), "dev", "--home", str(home), "--rpc", f"tcp://127.0.0.1:{port}", "--block-time", block_time,
-         "--grpc", grpc],
+         "--grpc", grpc, "--rest", rest, *args],
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
