@@ -152,6 +152,16 @@ def decode_tx(raw: bytes) -> tx_pb2.Tx:
         return tx_pb2.Tx()
 
 
+def compute_tx_any(raw: bytes) -> any_pb2.Any:
+    """The tx packed as TxResponse.tx has it; a tx that is no cosmos Tx shows empty there too, not as bytes
+    that claim to be a Tx and do not decode as one."""
+    try:
+        tx_pb2.Tx.FromString(raw)
+    except DecodeError:
+        raw = b""
+    return any_pb2.Any(type_url=TX_URL, value=raw)
+
+
 def format_timestamp(timestamp) -> str:
     """Go's time.RFC3339, as TxResponse.timestamp has it."""
     return timestamp.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -195,7 +205,7 @@ def compute_tx_response(backend, tx) -> sdk_abci_pb2.TxResponse:
     return sdk_abci_pb2.TxResponse(
         height=tx.height, txhash=tx.hash.hex().upper(), codespace=result.codespace, code=result.code,
         data=result.data.hex().upper(), raw_log=result.log, info=result.info, gas_wanted=result.gas_wanted,
-        gas_used=result.gas_used, tx=any_pb2.Any(type_url=TX_URL, value=tx.result.tx),
+        gas_used=result.gas_used, tx=compute_tx_any(tx.result.tx),
         timestamp=format_timestamp(header.time) if header else "", events=result.events)
 
 

@@ -256,10 +256,9 @@ def parse_scalar(field, text: str):
         value = field.enum_type.values_by_name.get(text)
         if value is not None:
             return value.number
-        number = parse_go_int(text, 32, True)
-        if number not in field.enum_type.values_by_number:
+        if not GO_INT_PATTERN.fullmatch(text) or int(text) not in field.enum_type.values_by_number:
             raise ValueError(f"{text} is not valid")
-        return number
+        return int(text)
     raise ValueError(f"field type {field.message_type.full_name} is not supported in query parameters")
 
 
@@ -326,7 +325,8 @@ def process_body(message, body: bytes, content_type: str) -> None:
     except (rpc.InvalidJSON, UnicodeDecodeError) as error:
         raise invalid_argument(f"the body is not JSON ({content_type or 'no content type'}): {error}") from None
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
-        raise invalid_argument(f"the body is no {message.DESCRIPTOR.full_name}: {error}") from None
+        raise invalid_argument(f"the body is no {message.DESCRIPTOR.full_name}: {' '.join(str(error).split())}") \
+            from None
 
 
 def parse_height_header(headers) -> int:
