@@ -136,6 +136,13 @@ class RestError(Exception):
         self.status = status
 
 
+class UnreadableBody(RestError):
+    """The body is too large or too slow: answered, and the connection closed rather than drained."""
+
+    def __init__(self, message: str):
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
 def invalid_argument(message: str) -> RestError:
     return RestError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
@@ -557,6 +564,8 @@ class RestGateway:
             response = await self.answer(request)
         except RestError as error:
             response = make_error_response(error)
+            if isinstance(error, UnreadableBody):
+                response.force_close()
         response.headers.update(compute_cors_headers(self.cors, request.headers.get("Origin")))
         return response
 
@@ -588,17 +597,17 @@ class RestGateway:
         """The body within max_body_bytes and the read timeout, else InvalidArgument and the connection closed."""
         limit = self.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise invalid_argument(f"http: request body too large (Content-Length {request.content_length}, "
-                                   f"limit {limit} bytes)")
+            raise UnreadableBody(f"http: request body too large (Content-Length {request.content_length}, "
+                                 f"limit {limit} bytes)")
         body = bytearray()
         try:
             async with asyncio.timeout(self.read_timeout):
                 while len(body) <= limit and (chunk := await request.content.read(limit + 1 - len(body))):
                     body += chunk
         except TimeoutError:
-            raise invalid_argument(f"i/o timeout: the body did not arrive within {self.read_timeout:g} s") from None
+            raise UnreadableBody(f"i/o timeout: the body did not arrive within {self.read_timeout:g} s") from None
         if len(body) > limit:
-            raise invalid_argument(f"http: request body too large (limit {limit} bytes)")
+            raise UnreadableBody(f"http: request body too large (limit {limit} bytes)")
         return bytes(body)
 
 
@@ -646,7 +655,7 @@ class RestServer:
                                       logger=http_log, access_log=None)
             self._listener = rpc._listen(self.host, self.port)
             self.port = self._listener.getsockname()[1]
-            loop.run_until_complete(loop.create_server(self._make_protocol, sock=self._listener))
+            loop.create_task(self._accept())
         except OSError as error:
             self._start_error = grpc_server.ListenError(f"cannot listen for REST on {self.host}:{self.port}: {error}")
         except BaseException as error:  # noqa: BLE001 - reported to the thread that called start()
@@ -656,13 +665,20 @@ class RestServer:
             loop.run_forever()
         loop.close()
 
-    def _make_protocol(self):
-        """aiohttp's protocol for a new connection; one over max_open_connections is closed at once."""
-        protocol = self._server()
-        if len(self._server.connections) >= self.max_open_connections:
-            protocol.force_close()
-            self._loop.call_soon(protocol.close)
-        return protocol
+    async def _accept(self) -> None:
+        """Serves each connection accepted, one at a time so that the count is exact; one over
+        max_open_connections is closed at once (and on running out of descriptors, accepting waits)."""
+        while True:
+            try:
+                conn, _ = await self._loop.sock_accept(self._listener)
+            except OSError as error:
+                if error.errno in rpc.OUT_OF_DESCRIPTORS:
+                    await asyncio.sleep(rpc.ACCEPT_RETRY_S)
+                continue
+            if len(self._server.connections) >= self.max_open_connections:
+                conn.close()
+                continue
+            await self._loop.connect_accepted_socket(self._server, conn)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
