@@ -34,6 +34,7 @@ from chain.proto.cosmos.tx.v1beta1 import service_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.tx import compute_tx_hash
 from node import client, grpc_backend
+from node.cometbft_json import INT64_MAX
 
 log = logging.getLogger("maxwell.grpc")
 
@@ -116,10 +117,12 @@ class InvalidListenAddress(ListenError):
 
 
 def compute_app_error(response: abci_pb2.ResponseQuery) -> GrpcError:
-    """The gRPC status of an app error, with the app's log as its message."""
+    """The gRPC status of an app error, with the app's log as its message. A module's own error (a query
+    handler only reads, so it fails on its request: an unknown work kind, a malformed reference) is
+    InvalidArgument, as the SDK's modules answer bad input."""
     if (response.codespace == SDK and response.code == NOT_FOUND_CODE) or "not found" in response.log:
         return NotFound(response.log)
-    if response.codespace == SDK and response.code in INVALID_ARGUMENT_CODES:
+    if response.codespace != SDK or response.code in INVALID_ARGUMENT_CODES:
         return InvalidArgument(response.log)
     return GrpcError(response.log)
 
@@ -134,6 +137,8 @@ def parse_height(metadata) -> int:
     height = int(values[0])
     if height < 0:
         raise InvalidHeightHeader(f"height < 0; can't be negative: {height}")
+    if height > INT64_MAX:
+        raise InvalidHeightHeader(f"invalid height header {HEIGHT_HEADER!r}: {height} is out of the int64 range")
     return height
 
 

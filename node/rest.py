@@ -331,7 +331,8 @@ def process_body(message, body: bytes, content_type: str) -> None:
         json_format.ParseDict(rpc.decode_json(body), message)
     except (rpc.InvalidJSON, UnicodeDecodeError) as error:
         raise invalid_argument(f"the body is not JSON ({content_type or 'no content type'}): {error}") from None
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
+    except (json_format.ParseError, ValueError, TypeError, AttributeError, KeyError, IndexError,
+            RecursionError) as error:  # ParseDict fails on some malformed input with more than ParseError
         raise invalid_argument(f"the body is no {message.DESCRIPTOR.full_name}: {' '.join(str(error).split())}") \
             from None
 

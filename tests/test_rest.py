@@ -326,7 +326,7 @@ def test_height_header(node):
     _, shown, headers = get(node, path, {grpc_server.HEIGHT_HEADER: "1"})
     assert headers[grpc_server.HEIGHT_HEADER] == "1" and headers[rest.METADATA_HEIGHT_HEADER] == "1"
     assert shown == {"balance": {"denom": "ujoule", "amount": str(GENESIS_AMOUNT)}}  # before any test's tx
-    for header in ("-1", "abc", "99999999999999999999"):
+    for header in ("-1", "abc", "99999999999999999999", str(2**63)):
         status, shown, _ = get(node, path, {grpc_server.HEIGHT_HEADER: header})
         assert status == 400 and shown["code"] == 3 and "height" in shown["message"], header
     status, shown, _ = get(node, path, {grpc_server.HEIGHT_HEADER: "99999999"})
@@ -346,6 +346,7 @@ BAD_REQUESTS = [
     ("GET", "/cosmos/tx/v1beta1/txs?query=tx.height%3E&order_by=ORDER_BY_ASC", None, 400, 3, ""),
     ("GET", "/cosmos/tx/v1beta1/txs?query=tx.height%3E0&order_by=SIDEWAYS", None, 400, 3, "SIDEWAYS is not valid"),
     ("GET", "/cosmos/tx/v1beta1/txs/nothex", None, 400, 3, "not hex"),
+    ("GET", "/maxwell/market/v1/book/0", None, 400, 3, "unknown work '0'"),
     ("POST", "/cosmos/tx/v1beta1/txs", b"{not json", 400, 3, "the body is not JSON"),
     ("POST", "/cosmos/tx/v1beta1/txs", b'{"tx_bytes": "AAAA", "nope": 1}', 400, 3, "nope"),
     ("POST", "/cosmos/tx/v1beta1/txs", b'{"tx_bytes": "not base64!"}', 400, 3, "the body is no cosmos.tx.v1beta1"),
@@ -355,6 +356,8 @@ BAD_REQUESTS = [
     ("POST", "/cosmos/tx/v1beta1/txs", b"[" * 100_000, 400, 3, "the body is not JSON"),
     ("POST", "/cosmos/tx/v1beta1/txs", b'{"tx_bytes": NaN}', 400, 3, "the body is not JSON"),
     ("POST", "/cosmos/tx/v1beta1/simulate", b'{"tx_bytes": "AAAA"}', 400, 3, ""),
+    ("POST", "/cosmos/tx/v1beta1/simulate", b'{"tx": {"body": {"messages": [{"@type": {}}]}}}', 400, 3,
+     "the body is no cosmos.tx.v1beta1.SimulateRequest"),
     ("POST", "/cosmos/tx/v1beta1/decode", b'{"tx_bytes": "/w=="}', 400, 3, "not a cosmos.tx.v1beta1.Tx"),
     ("GET", "/cosmos/nothing", None, 501, 12, "Not Implemented"),
     ("GET", "/cosmos/bank/v1beta1/params/", None, 501, 12, "Not Implemented"),
