@@ -5,8 +5,9 @@ is a gRPC method, answered by the very function that answers it over gRPC (grpc_
 A route's path parameters and query string (GET), or its JSON body (POST), fill the request message;
 the `x-cosmos-block-height` header picks the height, and the answer's height comes back in it. The
 answer is JSON as the SDK renders it (`compute_json`): proto field names, every field emitted,
-64-bit integers as strings, bytes base64, enums by name, `@type` on an Any, and `null` for an unset
-message or empty bytes (what gogo's jsonpb writes for a nil pointer or slice). A failure is the SDK's
+64-bit integers as strings, bytes base64, enums by name, `@type` on an Any, `null` for an unset
+message or empty bytes (what gogo's jsonpb writes for a nil pointer or slice), and the zero value of an
+unset message the SDK's protos declare non-nullable (NON_NULLABLE). A failure is the SDK's
 `{"code", "message", "details"}` with the HTTP status grpc-gateway gives its gRPC code; an unknown route
 or method is 501 Unimplemented, as there. `/swagger/openapi.json` is an OpenAPI 3 document of ROUTES.
 
@@ -118,6 +119,38 @@ ROUTES = (
     ("GET", "/maxwell/inference/v1/requests/{request_id}", "/maxwell.inference.v1.Query/Request"),
     ("GET", "/maxwell/inference/v1/results/{request_id}", "/maxwell.inference.v1.Query/Result"),
 )
+
+# The singular message fields the SDK's protos declare (gogoproto.nullable) = false, of the messages the routes
+# answer with: gogo decodes one that is absent from the wire as its zero value, which jsonpb writes out in
+# full (a zero stdtime Timestamp as year 1, a zero Duration as 0s) where a nullable one is null.
+NON_NULLABLE = {
+    "cosmos.bank.v1beta1.QueryDenomMetadataResponse": ("metadata",),
+    "cosmos.bank.v1beta1.QuerySupplyOfResponse": ("amount",),
+    "cosmos.base.tendermint.v1beta1.Block": ("data", "evidence", "header"),
+    "cosmos.base.tendermint.v1beta1.Header": ("last_block_id", "time", "version"),
+    "cosmos.slashing.v1beta1.Params": ("downtime_jail_duration",),
+    "cosmos.slashing.v1beta1.QuerySigningInfoResponse": ("val_signing_info",),
+    "cosmos.slashing.v1beta1.ValidatorSigningInfo": ("jailed_until",),
+    "cosmos.staking.v1beta1.Commission": ("commission_rates", "update_time"),
+    "cosmos.staking.v1beta1.DelegationResponse": ("balance", "delegation"),
+    "cosmos.staking.v1beta1.HistoricalInfo": ("header",),
+    "cosmos.staking.v1beta1.Params": ("unbonding_time",),
+    "cosmos.staking.v1beta1.QueryUnbondingDelegationResponse": ("unbond",),
+    "cosmos.staking.v1beta1.QueryValidatorResponse": ("validator",),
+    "cosmos.staking.v1beta1.UnbondingDelegationEntry": ("completion_time",),
+    "cosmos.staking.v1beta1.Validator": ("commission", "description", "unbonding_time"),
+    "tendermint.p2p.DefaultNodeInfo": ("other", "protocol_version"),
+    "tendermint.types.Block": ("data", "evidence", "header"),
+    "tendermint.types.BlockID": ("part_set_header",),
+    "tendermint.types.Commit": ("block_id",),
+    "tendermint.types.CommitSig": ("timestamp",),
+    "tendermint.types.DuplicateVoteEvidence": ("timestamp",),
+    "tendermint.types.Header": ("last_block_id", "time", "version"),
+    "tendermint.types.LightClientAttackEvidence": ("timestamp",),
+    "tendermint.types.Validator": ("pub_key",),
+    "tendermint.types.Vote": ("block_id", "timestamp"),
+}
+ZERO_VALUES = {"google.protobuf.Timestamp": "0001-01-01T00:00:00Z", "google.protobuf.Duration": "0s"}
 
 F = descriptor.FieldDescriptor
 SIGNED_BITS = {F.TYPE_INT32: 32, F.TYPE_SINT32: 32, F.TYPE_SFIXED32: 32,
@@ -357,8 +390,14 @@ def unpack_any(message):
         message.value)
 
 
+def compute_zero_json(message_descriptor):
+    return ZERO_VALUES.get(message_descriptor.full_name) or compute_json(
+        message_factory.GetMessageClass(message_descriptor)())
+
+
 def fill_nulls(message, rendered: dict) -> None:
-    """Puts in the nulls gogo writes for an unset message and empty bytes, which MessageToDict leaves out."""
+    """Puts in what gogo writes for an unset message (null, or its zero value if non-nullable) and for empty
+    bytes (null), which MessageToDict leaves out or writes as ""."""
     full_name = message.DESCRIPTOR.full_name
     if full_name == ANY_NAME:
         inner = unpack_any(message)
@@ -378,6 +417,8 @@ def fill_nulls(message, rendered: dict) -> None:
             if message.HasField(name):
                 if isinstance(rendered[name], dict):
                     fill_nulls(value, rendered[name])
+            elif name in NON_NULLABLE.get(full_name, ()):
+                rendered[name] = compute_zero_json(field.message_type)
             elif field.containing_oneof is None:  # gogo leaves an unset oneof out, as MessageToDict does
                 rendered[name] = None
         elif field.type == F.TYPE_BYTES and not value and not field.has_presence:

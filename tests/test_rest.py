@@ -18,7 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import json_format
+from google.protobuf import descriptor_pool, json_format
 
 from chain import app as registry
 from chain import crypto
@@ -96,6 +96,8 @@ def assert_sdk_json(shown, expected, where="$"):
         for key, value in shown.items():
             if value is None:
                 assert expected.get(key) in (None, ""), (f"{where}.{key}", expected.get(key))
+            elif key not in expected:  # an unset non-nullable message: its zero value
+                assert is_zero_json(value), (f"{where}.{key}", value)
             else:
                 assert key in expected, f"{where}.{key}"
                 assert_sdk_json(value, expected[key], f"{where}.{key}")
@@ -105,6 +107,13 @@ def assert_sdk_json(shown, expected, where="$"):
             assert_sdk_json(a, b, f"{where}[{index}]")
     else:
         assert shown == expected, (where, shown, expected)
+
+
+def is_zero_json(value) -> bool:
+    if isinstance(value, dict):
+        return all(is_zero_json(v) for k, v in value.items())
+    return value in (None, "", "0", 0, False, [], "0s", "0001-01-01T00:00:00Z") or (
+        isinstance(value, str) and value.endswith("_UNSPECIFIED"))
 
 
 def compute_cases(height: int, tx_hash: str) -> list[tuple[str, str, object]]:
@@ -265,6 +274,60 @@ def test_cosmos_routes_are_the_sdk_google_api_http_annotations():
     for method, template, path in rest.ROUTES:
         if path.startswith("/maxwell."):
             assert template.startswith(f"/maxwell/{path.split('.')[1]}/v1/"), template
+
+
+def compute_upstream_non_nullable(messages: set[str]) -> dict[str, tuple[str, ...]]:
+    """NON_NULLABLE as the SDK's .proto files say it, for `messages`: singular message fields with
+    (gogoproto.nullable) = false."""
+    found = {}
+    for proto in UPSTREAM_PROTOS.rglob("*.proto"):
+        text = re.sub(r"//[^\n]*", "", proto.read_text())
+        package = re.search(r"^package ([\w.]+);", text, re.MULTILINE)
+        for message in re.finditer(r"^message (\w+) \{(.*?)^\}", text, re.MULTILINE | re.DOTALL):
+            name = f"{package.group(1)}.{message.group(1)}"
+            if name not in messages:
+                continue
+            fields = descriptor_pool.Default().FindMessageTypeByName(name).fields_by_name
+            for field in re.finditer(r"^\s+(repeated\s+)?[\w.]+\s+(\w+)\s*=\s*\d+\s*\[([^\]]*)\]",
+                                     message.group(2), re.MULTILINE):
+                ours = fields.get(field.group(2))
+                if (not field.group(1) and re.search(r"nullable\)\s*=\s*false", field.group(3)) and ours is not None
+                        and ours.message_type is not None):
+                    found[name] = found.get(name, ()) + (field.group(2),)
+    return found
+
+
+def compute_answered_messages() -> set[str]:
+    """Every message a route can answer with, through fields and the Anys the chain packs."""
+    seen, pending = set(), [route.response_class.DESCRIPTOR for route in rest.compute_routes()]
+    pending += [descriptor_pool.Default().FindMessageTypeByName(name) for name in (
+        "cosmos.auth.v1beta1.BaseAccount", "cosmos.crypto.secp256k1.PubKey", "cosmos.crypto.ed25519.PubKey")]
+    while pending:
+        message = pending.pop()
+        if message.full_name not in seen:
+            seen.add(message.full_name)
+            pending += [field.message_type for field in message.fields if field.message_type is not None]
+    return seen
+
+
+def test_non_nullable_fields_are_the_sdk_protos():
+    if not UPSTREAM_PROTOS.is_dir():
+        pytest.skip(f"no {UPSTREAM_PROTOS}: run make upstream-protos")
+    upstream = compute_upstream_non_nullable(compute_answered_messages())
+    assert {name: set(fields) for name, fields in rest.NON_NULLABLE.items()} == \
+        {name: set(fields) for name, fields in upstream.items()}
+
+
+def test_unset_non_nullable_fields_show_their_zero_value():
+    shown = rest.compute_json(staking_pb2.QueryValidatorResponse(validator={"operator_address": VALOPER}))
+    validator = shown["validator"]
+    assert validator["unbonding_time"] == "0001-01-01T00:00:00Z" and validator["consensus_pubkey"] is None
+    assert validator["description"] == {"moniker": "", "identity": "", "website": "", "security_contact": "",
+                                        "details": ""}
+    assert validator["commission"]["commission_rates"] == {"rate": "", "max_rate": "", "max_change_rate": ""}
+    assert validator["status"] == "BOND_STATUS_UNSPECIFIED" and validator["jailed"] is False
+    assert rest.compute_json(staking_pb2.QueryValidatorResponse())["validator"]["operator_address"] == ""
+    assert rest.compute_json(bank_pb2.QueryBalanceResponse()) == {"balance": None}
 
 
 def test_every_route_answers_what_grpc_answers_in_the_sdk_json(node):
