@@ -136,7 +136,8 @@ def compute_chain_json(facts: dict, rpc: str, rest: str, grpc: str | None, netwo
 def compute_asset(metadata: dict) -> dict:
     return {
         "description": metadata.get("description", ""),
-        "denom_units": [{"denom": unit["denom"], "exponent": int(unit["exponent"])} for unit in metadata["denom_units"]],
+        "denom_units": [{"denom": unit["denom"], "exponent": int(unit["exponent"])}
+                        for unit in metadata["denom_units"]],
         "base": metadata["base"],
         "name": metadata.get("name", ""),
         "display": metadata["display"],

@@ -81,7 +81,8 @@ ROUTES = (
      "/cosmos.staking.v1beta1.Query/Delegation"),
     ("GET", "/cosmos/staking/v1beta1/validators/{validator_addr}/delegations/{delegator_addr}/unbonding_delegation",
      "/cosmos.staking.v1beta1.Query/UnbondingDelegation"),
-    ("GET", "/cosmos/staking/v1beta1/delegations/{delegator_addr}", "/cosmos.staking.v1beta1.Query/DelegatorDelegations"),
+    ("GET", "/cosmos/staking/v1beta1/delegations/{delegator_addr}",
+     "/cosmos.staking.v1beta1.Query/DelegatorDelegations"),
     ("GET", "/cosmos/staking/v1beta1/historical_info/{height}", "/cosmos.staking.v1beta1.Query/HistoricalInfo"),
     ("GET", "/cosmos/staking/v1beta1/pool", "/cosmos.staking.v1beta1.Query/Pool"),
     ("GET", "/cosmos/staking/v1beta1/params", "/cosmos.staking.v1beta1.Query/Params"),
@@ -555,7 +556,8 @@ def compute_openapi(routes) -> dict:
     for route in routes:
         fields = route.request_class.DESCRIPTOR.fields_by_name
         parameters = [{"name": name, "in": "path", "required": True,
-                       "schema": compute_field_schema(fields[name], schemas, in_url=True)} for name in route.path_fields]
+                       "schema": compute_field_schema(fields[name], schemas, in_url=True)}
+                      for name in route.path_fields]
         operation = {
             "operationId": route.grpc_path.strip("/").replace(".", "_").replace("/", "_"),
             "summary": route.grpc_path,

@@ -34,7 +34,7 @@ from chain.proto.maxwell.inference.v1 import query_pb2 as inference_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_pb2
 from node import grpc_server, keyring, rest
 from tests.helpers import (
-    ALICE, GENESIS_AMOUNT, MNEMONIC, REPO, assert_one_line_error, compute_free_port, init_funded_home, invoke,
+    ALICE, GENESIS_AMOUNT, MAXWELL, MNEMONIC, REPO, assert_one_line_error, compute_free_port, init_funded_home, invoke,
     start_dev_chain, stop_dev_chain, wait_for,
 )
 
@@ -545,3 +545,11 @@ def test_listen_address_and_cors_options_are_checked():
                           "invalid REST listen address")
     assert_one_line_error(invoke("dev", "--rest-cors", "wallet.example", "--home", "/nonexistent"),
                           "invalid CORS origin")
+
+
+def test_a_rest_port_in_use_is_a_one_line_error(node, tmp_path):
+    init_funded_home(tmp_path)
+    rpc = f"tcp://127.0.0.1:{compute_free_port()}"
+    result = subprocess.run([str(MAXWELL), "dev", "--home", str(tmp_path), "--rpc", rpc, "--grpc", "off",
+                             "--rest", node["rest"].removeprefix("http://")], capture_output=True, text=True, timeout=60)
+    assert_one_line_error(result, "cannot listen for REST on 127.0.0.1")

@@ -86,9 +86,10 @@ def run() -> list[tuple[str, str, str, str]]:
                 "REST": measure(lambda: make_http_client(
                     rest_service.port, "GET", f"/cosmos/bank/v1beta1/balances/{alice.bech32}/by_denom?denom=ujoule",
                     None, f'"amount":"{INITIAL_BALANCE}"'.encode())),
-                "ABCI (RPC abci_query)": measure(lambda: make_http_client(chain.rpc_server.port, "POST", "/", json.dumps({
-                    "jsonrpc": "2.0", "id": 1, "method": "abci_query",
-                    "params": {"path": BALANCE_PATH, "data": request.hex()}}).encode(), base64.b64encode(answer))),
+                "ABCI (RPC abci_query)": measure(lambda: make_http_client(
+                    chain.rpc_server.port, "POST", "/", json.dumps({
+                        "jsonrpc": "2.0", "id": 1, "method": "abci_query",
+                        "params": {"path": BALANCE_PATH, "data": request.hex()}}).encode(), base64.b64encode(answer))),
             }
         finally:
             rest_service.stop()
