@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 MAXWELL = Path(sys.executable).with_name("maxwell")
 COMETBFT_VERSION = "v0.38.26"
 COMETBFT = REPO / ".tools" / f"cometbft-{COMETBFT_VERSION}" / "cometbft"
-P2P_PORT, RPC_PORT, ABCI_PORT, GRPC_PORT, PORT_STEP = 26656, 26657, 26658, 9090, 100
+P2P_PORT, RPC_PORT, ABCI_PORT, GRPC_PORT, REST_PORT, PORT_STEP = 26656, 26657, 26658, 9090, 1317, 100
 START_TIMEOUT_SECONDS = 60.0
 STOP_SECONDS = 10.0
 
@@ -52,6 +52,10 @@ class Node:
     @property
     def grpc_port(self) -> int:
         return GRPC_PORT + PORT_STEP * self.index
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{REST_PORT + PORT_STEP * self.index}"
 
     def get(self, path: str, timeout: float = 5.0) -> dict:
         with urllib.request.urlopen(self.rpc + path, timeout=timeout) as response:
@@ -130,7 +134,8 @@ class Localnet:
         log = open(node.home / "app.log", "ab")
         node.app = subprocess.Popen([str(MAXWELL), "start", "--home", str(node.home), "--abci",
                                      f"tcp://127.0.0.1:{node.abci_port}", "--grpc", f"127.0.0.1:{node.grpc_port}",
-                                     "--rpc-node", node.rpc, *node.app_args],
+                                     "--rest", node.rest.removeprefix("http://"), "--rpc-node", node.rpc,
+                                     *node.app_args],
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(lambda: node.app.poll() is None and is_listening(node.abci_port), START_TIMEOUT_SECONDS,
                    f"node {node.index}'s app on port {node.abci_port}")

@@ -33,6 +33,7 @@ from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.store import StoreError
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
 from node import abci_server, circuits_cmd, client, devchain, grpc_backend, grpc_server, keyring, privval, sensors, testnet, txclient
+from node import chain_info, rest
 from node.application import compute_app_state, open_app
 from node.client import DEFAULT_NODE, Client
 
@@ -49,6 +50,8 @@ HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperatur
 PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
 KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="State heights kept for queries and proofs; older ones are pruned.")]
 GrpcOption = Annotated[str, typer.Option("--grpc", help="Listen address (host:port) of the gRPC server; \"off\" for none.")]
+RestOption = Annotated[str, typer.Option("--rest", help="Listen address (host:port) of the REST gateway; \"off\" for none.")]
+RestCorsOption = Annotated[str, typer.Option("--rest-cors", help="Origins the REST gateway allows (CORS): \"*\", a comma-separated list, or \"off\".")]
 
 
 class CliError(Exception):
@@ -68,7 +71,7 @@ class KeyringBackend(str, Enum):
 EXPECTED_ERRORS = (
     CliError, keyring.KeyringError, client.ClientError, crypto.CryptoError, InvalidCoinsError,
     privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, grpc_server.ListenError, StoreError,
-    OSError,
+    rest.InvalidCorsOrigins, chain_info.ChainInfoError, OSError,
 )
 
 
@@ -458,20 +461,28 @@ def start(
         "--snapshot-interval", min=0, help="Keep a state-sync snapshot every N heights (0: none).")] = 0,
     grpc: GrpcOption = grpc_server.DEFAULT_ADDRESS,
     rpc_node: Annotated[str, typer.Option("--rpc-node", help="CometBFT RPC of the node running this app, for the gRPC tx and block services.")] = DEFAULT_NODE,
+    rest_address: RestOption = rest.DEFAULT_ADDRESS,
+    rest_cors: RestCorsOption = "off",
 ):
-    """Run the application as an ABCI server for CometBFT (and the gRPC server)."""
+    """Run the application as an ABCI server for CometBFT (and the gRPC server and REST gateway)."""
     configure_logging(output)
     grpc_server.check_address(grpc)
+    rest.check_address(rest_address)
+    rest.parse_cors(rest_cors)
     client.compute_http_url(rpc_node)
     application = grpc_backend.LockedApp(open_app(
         str(home / "data"), keep_recent=keep_recent, snapshot_interval=snapshot_interval,
         heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts)))
-    grpc_service = None
+    grpc_service = rest_service = None
     try:
         if grpc_server.is_enabled(grpc):
             grpc_service, _ = grpc_server.serve(grpc_backend.CometBackend(application, rpc_node), grpc)
+        if grpc_server.is_enabled(rest_address):
+            rest_service = rest.serve(grpc_backend.CometBackend(application, rpc_node), rest_address, rest_cors)
         abci_server.run(application, abci)
     finally:
+        if rest_service is not None:
+            rest_service.stop()
         if grpc_service is not None:
             grpc_service.stop(grpc_server.SHUTDOWN_GRACE_S).wait()
         application.app.close()
@@ -487,13 +498,35 @@ def dev(
     power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
     keep_recent: KeepRecentOption = 100,
     grpc: GrpcOption = grpc_server.DEFAULT_ADDRESS,
+    rest_address: RestOption = rest.DEFAULT_ADDRESS,
+    rest_cors: RestCorsOption = "off",
 ):
-    """Run a single-node development chain with the CometBFT RPC and the gRPC server (no CometBFT needed)."""
+    """Run a single-node development chain with the CometBFT RPC, the gRPC server and the REST gateway (no CometBFT needed)."""
     block_time_ms = compute_duration_ms(block_time)
     grpc_server.check_address(grpc)
+    rest.check_address(rest_address)
+    rest.parse_cors(rest_cors)
     configure_logging(output)
-    devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, grpc=grpc,
-                 heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts), keep_recent=keep_recent)
+    devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, grpc=grpc, rest_address=rest_address,
+                 rest_cors=rest_cors, heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
+                 keep_recent=keep_recent)
+
+
+@app.command("chain-info")
+def chain_info_command(
+    rpc: Annotated[str, typer.Option("--rpc", help="CometBFT RPC URL wallets should use (http:// or https://).")],
+    rest_url: Annotated[str, typer.Option("--rest", help="REST gateway URL wallets should use.")],
+    grpc: Annotated[Optional[str], typer.Option("--grpc", help="gRPC address (host:port) to list in chain.json.")] = None,
+    network_type: Annotated[str, typer.Option("--network-type", help="mainnet, testnet or devnet.")] = "testnet",
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write chain.json, assetlist.json and keplr.json here.")] = None,
+):
+    """The chain-registry chain.json and assetlist.json and Keplr's suggestChain object, read from a running node."""
+    documents = chain_info.compute_documents(rpc, rest_url, grpc, network_type)
+    if output_dir is None:
+        typer.echo(json.dumps(documents, indent=2))
+        return
+    for path in chain_info.write_documents(documents, output_dir):
+        typer.echo(str(path))
 
 
 # --- keys ------------------------------------------------------------------------------------------

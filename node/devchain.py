@@ -37,7 +37,7 @@ from ibc.tendermint import (
     compute_vote_extension_sign_bytes,
     compute_vote_sign_bytes,
 )
-from node import cometbft_json, grpc_server, privval, rpc
+from node import cometbft_json, grpc_server, privval, rest, rpc
 from node.blockstore import BlockStore, GenesisState, compute_block_bytes, compute_commit
 from node.faults import log_fault
 from node.grpc_backend import DevBackend
@@ -656,25 +656,31 @@ class DevChain:
 
 
 def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TIME_MS, app=None,
-        heat_sensor=None, keep_recent: int = 100, grpc: str = "off") -> None:
+        heat_sensor=None, keep_recent: int = 100, grpc: str = "off", rest_address: str = "off",
+        rest_cors: str = "off") -> None:
     """Run the dev chain until SIGINT/SIGTERM (blocking); `heat_sensor` feeds the app's vote extensions;
-    `grpc` is the gRPC server's host:port (for maxwell's App), or "off"."""
+    `grpc` and `rest_address` are the gRPC server's and the REST gateway's host:port (for maxwell's App),
+    or "off"; `rest_cors` the origins the gateway allows (node.rest.parse_cors)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chain = DevChain(home, app=app, block_time_ms=block_time_ms, heat_sensor=heat_sensor, keep_recent=keep_recent)
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    grpc_service = None
+    grpc_service = rest_service = None
     try:
         chain.start(rpc)
         if grpc_server.is_enabled(grpc):
             grpc_service, _ = grpc_server.serve(DevBackend(chain), grpc)
+        if grpc_server.is_enabled(rest_address):
+            rest_service = rest.serve(DevBackend(chain), rest_address, rest_cors)
         log.info("dev chain %s serving RPC on %s, a block every %d ms",
                  chain.genesis.chain_id, chain.rpc_server.url, block_time_ms)
         while not stopping.wait(0.5):
             pass
         log.info("shutting down")
     finally:
+        if rest_service is not None:
+            rest_service.stop()
         if grpc_service is not None:
             grpc_service.stop(grpc_server.SHUTDOWN_GRACE_S).wait()
         chain.stop()

@@ -34,6 +34,7 @@ from chain.proto.cosmos.tx.v1beta1 import service_pb2, tx_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.tx import compute_tx_hash
 from node import client, grpc_backend
+from node.cometbft_json import INT64_MAX
 
 log = logging.getLogger("maxwell.grpc")
 
@@ -116,10 +117,12 @@ class InvalidListenAddress(ListenError):
 
 
 def compute_app_error(response: abci_pb2.ResponseQuery) -> GrpcError:
-    """The gRPC status of an app error, with the app's log as its message."""
+    """The gRPC status of an app error, with the app's log as its message. A module's own error (a query
+    handler only reads, so it fails on its request: an unknown work kind, a malformed reference) is
+    InvalidArgument, as the SDK's modules answer bad input."""
     if (response.codespace == SDK and response.code == NOT_FOUND_CODE) or "not found" in response.log:
         return NotFound(response.log)
-    if response.codespace == SDK and response.code in INVALID_ARGUMENT_CODES:
+    if response.codespace != SDK or response.code in INVALID_ARGUMENT_CODES:
         return InvalidArgument(response.log)
     return GrpcError(response.log)
 
@@ -134,6 +137,8 @@ def parse_height(metadata) -> int:
     height = int(values[0])
     if height < 0:
         raise InvalidHeightHeader(f"height < 0; can't be negative: {height}")
+    if height > INT64_MAX:
+        raise InvalidHeightHeader(f"invalid height header {HEIGHT_HEADER!r}: {height} is out of the int64 range")
     return height
 
 
@@ -150,6 +155,16 @@ def decode_tx(raw: bytes) -> tx_pb2.Tx:
         return tx_pb2.Tx.FromString(raw)
     except DecodeError:
         return tx_pb2.Tx()
+
+
+def compute_tx_any(raw: bytes) -> any_pb2.Any:
+    """The tx packed as TxResponse.tx has it; a tx that is no cosmos Tx shows empty there too, not as bytes
+    that claim to be a Tx and do not decode as one."""
+    try:
+        tx_pb2.Tx.FromString(raw)
+    except DecodeError:
+        raw = b""
+    return any_pb2.Any(type_url=TX_URL, value=raw)
 
 
 def format_timestamp(timestamp) -> str:
@@ -195,7 +210,7 @@ def compute_tx_response(backend, tx) -> sdk_abci_pb2.TxResponse:
     return sdk_abci_pb2.TxResponse(
         height=tx.height, txhash=tx.hash.hex().upper(), codespace=result.codespace, code=result.code,
         data=result.data.hex().upper(), raw_log=result.log, info=result.info, gas_wanted=result.gas_wanted,
-        gas_used=result.gas_used, tx=any_pb2.Any(type_url=TX_URL, value=tx.result.tx),
+        gas_used=result.gas_used, tx=compute_tx_any(tx.result.tx),
         timestamp=format_timestamp(header.time) if header else "", events=result.events)
 
 
@@ -408,14 +423,31 @@ def make_node_method(backend, request_class, function):
     return answer
 
 
+def make_answers(backend) -> dict:
+    """Every method path served -> answer(request bytes, height) -> (response bytes, height answered);
+    the gRPC server and the REST gateway (node.rest) both answer through these."""
+    answers = {path: make_app_query(backend, path) for path in APP_QUERY_PATHS}
+    answers.update({path: make_node_method(backend, request_class, function)
+                    for path, (request_class, function) in NODE_METHODS.items()})
+    return answers
+
+
+ANSWER_ERRORS = (GrpcError, grpc_backend.BackendError, client.ClientError)
+
+
+def compute_status(error: Exception) -> grpc.StatusCode:
+    """The gRPC status of one of ANSWER_ERRORS."""
+    if isinstance(error, GrpcError):
+        return error.status
+    return next(status for kind, status in NODE_ERROR_STATUSES if isinstance(error, kind))
+
+
 def make_handler(answer):
     def handle(data: bytes, context: grpc.ServicerContext) -> bytes:
         try:
             value, height = answer(data, parse_height(context.invocation_metadata()))
-        except GrpcError as error:
-            context.abort(error.status, str(error))
-        except (grpc_backend.BackendError, client.ClientError) as error:
-            context.abort(next(status for kind, status in NODE_ERROR_STATUSES if isinstance(error, kind)), str(error))
+        except ANSWER_ERRORS as error:
+            context.abort(compute_status(error), str(error))
         context.send_initial_metadata(((HEIGHT_HEADER, str(height)),))
         return value
     return grpc.unary_unary_rpc_method_handler(handle)
@@ -425,10 +457,7 @@ class Handler(grpc.GenericRpcHandler):
     """Raw bytes in and out, by method path; None (UNIMPLEMENTED) for a method no one serves."""
 
     def __init__(self, backend):
-        answers = {path: make_app_query(backend, path) for path in APP_QUERY_PATHS}
-        answers.update({path: make_node_method(backend, request_class, function)
-                        for path, (request_class, function) in NODE_METHODS.items()})
-        self.handlers = {path: make_handler(answer) for path, answer in answers.items()}
+        self.handlers = {path: make_handler(answer) for path, answer in make_answers(backend).items()}
 
     def service(self, handler_call_details):
         return self.handlers.get(handler_call_details.method)

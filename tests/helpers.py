@@ -201,16 +201,16 @@ def init_funded_home(home: Path, chain_id: str = "maxwell-cli-1") -> None:
                   "--home", home).exit_code == 0
 
 
-def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off",
+def start_dev_chain(home: Path, block_time: str = "200ms", grpc: str = "off", rest: str = "off", *args: str,
                     log_path: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """`maxwell dev` on a free port (its gRPC server on `grpc`), once it has made a block; its log goes on in
-    `log_path` (home/dev.log by default) across restarts."""
+    """`maxwell dev` on a free port (its gRPC server on `grpc`, its REST gateway on `rest`, then `args`), once it
+    has made a block; its log goes on in `log_path` (home/dev.log by default) across restarts."""
     port = compute_free_port()
     log_path = log_path or home / "dev.log"
     log = open(log_path, "a")
     process = subprocess.Popen(
         [str(MAXWELL), "dev", "--home", str(home), "--rpc", f"tcp://127.0.0.1:{port}", "--block-time", block_time,
-         "--grpc", grpc],
+         "--grpc", grpc, "--rest", rest, *args],
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
