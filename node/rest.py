@@ -52,7 +52,7 @@ CORS_ANY = "*"
 CORS_METHODS = ("GET", "HEAD", "POST")
 CORS_HEADERS = frozenset({"accept", "accept-language", "content-language", "origin", "content-type", HEIGHT_HEADER})
 NOT_IMPLEMENTED = "Not Implemented"
-REST_OF_PATH = "=**}"  # a last {field=**} takes the rest of the path, slashes included
+REST_OF_PATH = "=**}"  # a {field=**} takes the path up to the template's fixed segments after it, slashes included
 
 # grpc-gateway's runtime.HTTPStatusFromCode
 HTTP_STATUS = {
@@ -119,6 +119,57 @@ ROUTES = (
     ("GET", "/maxwell/inference/v1/models/{name}", "/maxwell.inference.v1.Query/Model"),
     ("GET", "/maxwell/inference/v1/requests/{request_id}", "/maxwell.inference.v1.Query/Request"),
     ("GET", "/maxwell/inference/v1/results/{request_id}", "/maxwell.inference.v1.Query/Result"),
+    ("GET", "/ibc/core/client/v1/client_states/{client_id}", "/ibc.core.client.v1.Query/ClientState"),
+    ("GET", "/ibc/core/client/v1/client_states", "/ibc.core.client.v1.Query/ClientStates"),
+    ("GET", "/ibc/core/client/v1/consensus_states/{client_id}/revision/{revision_number}/height/{revision_height}",
+     "/ibc.core.client.v1.Query/ConsensusState"),
+    ("GET", "/ibc/core/client/v1/consensus_states/{client_id}", "/ibc.core.client.v1.Query/ConsensusStates"),
+    ("GET", "/ibc/core/client/v1/consensus_states/{client_id}/heights",
+     "/ibc.core.client.v1.Query/ConsensusStateHeights"),
+    ("GET", "/ibc/core/client/v1/params", "/ibc.core.client.v1.Query/ClientParams"),
+    ("GET", "/ibc/core/connection/v1/connections/{connection_id}", "/ibc.core.connection.v1.Query/Connection"),
+    ("GET", "/ibc/core/connection/v1/connections", "/ibc.core.connection.v1.Query/Connections"),
+    ("GET", "/ibc/core/connection/v1/client_connections/{client_id}",
+     "/ibc.core.connection.v1.Query/ClientConnections"),
+    ("GET", "/ibc/core/connection/v1/connections/{connection_id}/client_state",
+     "/ibc.core.connection.v1.Query/ConnectionClientState"),
+    ("GET", "/ibc/core/connection/v1/connections/{connection_id}/consensus_state/revision/{revision_number}/height/{revision_height}",
+     "/ibc.core.connection.v1.Query/ConnectionConsensusState"),
+    ("GET", "/ibc/core/connection/v1/params", "/ibc.core.connection.v1.Query/ConnectionParams"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}", "/ibc.core.channel.v1.Query/Channel"),
+    ("GET", "/ibc/core/channel/v1/channels", "/ibc.core.channel.v1.Query/Channels"),
+    ("GET", "/ibc/core/channel/v1/connections/{connection}/channels", "/ibc.core.channel.v1.Query/ConnectionChannels"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/client_state",
+     "/ibc.core.channel.v1.Query/ChannelClientState"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/consensus_state/revision/{revision_number}/height/{revision_height}",
+     "/ibc.core.channel.v1.Query/ChannelConsensusState"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/packet_commitments/{sequence}",
+     "/ibc.core.channel.v1.Query/PacketCommitment"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/packet_commitments",
+     "/ibc.core.channel.v1.Query/PacketCommitments"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/packet_receipts/{sequence}",
+     "/ibc.core.channel.v1.Query/PacketReceipt"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/packet_acks/{sequence}",
+     "/ibc.core.channel.v1.Query/PacketAcknowledgement"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/packet_acknowledgements",
+     "/ibc.core.channel.v1.Query/PacketAcknowledgements"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/packet_commitments/{packet_commitment_sequences}/unreceived_packets",
+     "/ibc.core.channel.v1.Query/UnreceivedPackets"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/packet_commitments/{packet_ack_sequences}/unreceived_acks",
+     "/ibc.core.channel.v1.Query/UnreceivedAcks"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/next_sequence",
+     "/ibc.core.channel.v1.Query/NextSequenceReceive"),
+    ("GET", "/ibc/core/channel/v1/channels/{channel_id}/ports/{port_id}/next_sequence_send",
+     "/ibc.core.channel.v1.Query/NextSequenceSend"),
+    ("GET", "/ibc/core/channel/v1/params", "/ibc.core.channel.v1.Query/ChannelParams"),
+    ("GET", "/ibc/apps/transfer/v1/denom_traces", "/ibc.applications.transfer.v1.Query/DenomTraces"),
+    ("GET", "/ibc/apps/transfer/v1/denom_traces/{hash=**}", "/ibc.applications.transfer.v1.Query/DenomTrace"),
+    ("GET", "/ibc/apps/transfer/v1/params", "/ibc.applications.transfer.v1.Query/Params"),
+    ("GET", "/ibc/apps/transfer/v1/denom_hashes/{trace=**}", "/ibc.applications.transfer.v1.Query/DenomHash"),
+    ("GET", "/ibc/apps/transfer/v1/channels/{channel_id}/ports/{port_id}/escrow_address",
+     "/ibc.applications.transfer.v1.Query/EscrowAddress"),
+    ("GET", "/ibc/apps/transfer/v1/denoms/{denom=**}/total_escrow",
+     "/ibc.applications.transfer.v1.Query/TotalEscrowForDenom"),
 )
 
 # The singular message fields the SDK's protos declare (gogoproto.nullable) = false, of the messages the routes
@@ -229,10 +280,12 @@ def match_template(segments: tuple[str, ...], parts: list[str]) -> dict[str, str
     params = {}
     for index, segment in enumerate(segments):
         if segment.endswith(REST_OF_PATH):
-            if index == len(segments) - 1 and len(parts) > index:
-                params[segment[1:-len(REST_OF_PATH)]] = "/".join(parts[index:])
-                return params
-            return None
+            tail = segments[index + 1:]
+            end = len(parts) - len(tail)
+            if end <= index or any(s != p for s, p in zip(tail, parts[end:])):
+                return None
+            params[segment[1:-len(REST_OF_PATH)]] = "/".join(parts[index:end])
+            return params
         if index >= len(parts):
             return None
         if segment.startswith("{"):
@@ -350,9 +403,16 @@ def process_query_parameters(message, query, path_fields: tuple[str, ...]) -> No
 
 
 def process_path_parameters(message, params: dict[str, str]) -> None:
+    """A repeated field in the path is its values separated by commas, as grpc-gateway reads it."""
     for name, value in params.items():
+        field = message.DESCRIPTOR.fields_by_name[name]
         try:
-            setattr(message, name, parse_scalar(message.DESCRIPTOR.fields_by_name[name], value))
+            if field.is_repeated:
+                target = getattr(message, name)
+                del target[:]
+                target.extend(parse_scalar(field, part) for part in value.split(","))
+                continue
+            setattr(message, name, parse_scalar(field, value))
         except ValueError as error:
             raise invalid_argument(f"type mismatch, parameter: {name}, error: {error}") from None
 

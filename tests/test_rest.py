@@ -32,6 +32,10 @@ from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_pb2
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_pb2
+from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_q
+from chain.proto.ibc.core.channel.v1 import query_pb2 as channel_q
+from chain.proto.ibc.core.client.v1 import query_pb2 as client_q
+from chain.proto.ibc.core.connection.v1 import query_pb2 as connection_q
 from node import grpc_server, keyring, rest
 from tests.helpers import (
     ALICE, GENESIS_AMOUNT, MAXWELL, MNEMONIC, REPO, assert_one_line_error, compute_free_port, init_funded_home, invoke,
@@ -213,7 +217,63 @@ def compute_cases(height: int, tx_hash: str) -> list[tuple[str, str, object]]:
          inference_pb2.QueryRequestRequest(request_id=1)),
         ("/maxwell/inference/v1/results/1", "/maxwell.inference.v1.Query/Result",
          inference_pb2.QueryResultRequest(request_id=1)),
+        *compute_ibc_cases(),
     ]
+
+
+def compute_ibc_cases() -> list[tuple[str, str, object]]:
+    """The IBC routes on a chain with no client yet: ibc-go's not-found errors, its params and empty lists."""
+    client, connection, channel = "07-tendermint-0", "connection-0", "channel-0"
+    ids = {"port_id": "transfer", "channel_id": channel}
+    at = {"revision_number": 1, "revision_height": 5}
+    on_channel = f"/ibc/core/channel/v1/channels/{channel}/ports/transfer"
+    rows = [
+        (f"/ibc/core/client/v1/client_states/{client}", client_q.QueryClientStateRequest(client_id=client)),
+        ("/ibc/core/client/v1/client_states", client_q.QueryClientStatesRequest()),
+        (f"/ibc/core/client/v1/consensus_states/{client}/revision/1/height/5",
+         client_q.QueryConsensusStateRequest(client_id=client, **at)),
+        (f"/ibc/core/client/v1/consensus_states/{client}", client_q.QueryConsensusStatesRequest(client_id=client)),
+        (f"/ibc/core/client/v1/consensus_states/{client}/heights",
+         client_q.QueryConsensusStateHeightsRequest(client_id=client)),
+        ("/ibc/core/client/v1/params", client_q.QueryClientParamsRequest()),
+        (f"/ibc/core/connection/v1/connections/{connection}",
+         connection_q.QueryConnectionRequest(connection_id=connection)),
+        ("/ibc/core/connection/v1/connections", connection_q.QueryConnectionsRequest()),
+        (f"/ibc/core/connection/v1/client_connections/{client}",
+         connection_q.QueryClientConnectionsRequest(client_id=client)),
+        (f"/ibc/core/connection/v1/connections/{connection}/client_state",
+         connection_q.QueryConnectionClientStateRequest(connection_id=connection)),
+        (f"/ibc/core/connection/v1/connections/{connection}/consensus_state/revision/1/height/5",
+         connection_q.QueryConnectionConsensusStateRequest(connection_id=connection, **at)),
+        ("/ibc/core/connection/v1/params", connection_q.QueryConnectionParamsRequest()),
+        (on_channel, channel_q.QueryChannelRequest(**ids)),
+        ("/ibc/core/channel/v1/channels", channel_q.QueryChannelsRequest()),
+        (f"/ibc/core/channel/v1/connections/{connection}/channels",
+         channel_q.QueryConnectionChannelsRequest(connection=connection)),
+        (f"{on_channel}/client_state", channel_q.QueryChannelClientStateRequest(**ids)),
+        (f"{on_channel}/consensus_state/revision/1/height/5", channel_q.QueryChannelConsensusStateRequest(**ids, **at)),
+        (f"{on_channel}/packet_commitments/1", channel_q.QueryPacketCommitmentRequest(**ids, sequence=1)),
+        (f"{on_channel}/packet_commitments", channel_q.QueryPacketCommitmentsRequest(**ids)),
+        (f"{on_channel}/packet_receipts/1", channel_q.QueryPacketReceiptRequest(**ids, sequence=1)),
+        (f"{on_channel}/packet_acks/1", channel_q.QueryPacketAcknowledgementRequest(**ids, sequence=1)),
+        (f"{on_channel}/packet_acknowledgements", channel_q.QueryPacketAcknowledgementsRequest(**ids)),
+        (f"{on_channel}/packet_commitments/1,2/unreceived_packets",
+         channel_q.QueryUnreceivedPacketsRequest(**ids, packet_commitment_sequences=[1, 2])),
+        (f"{on_channel}/packet_commitments/1/unreceived_acks",
+         channel_q.QueryUnreceivedAcksRequest(**ids, packet_ack_sequences=[1])),
+        (f"{on_channel}/next_sequence", channel_q.QueryNextSequenceReceiveRequest(**ids)),
+        (f"{on_channel}/next_sequence_send", channel_q.QueryNextSequenceSendRequest(**ids)),
+        ("/ibc/core/channel/v1/params", channel_q.QueryChannelParamsRequest()),
+        ("/ibc/apps/transfer/v1/denom_traces", transfer_q.QueryDenomTracesRequest()),
+        (f"/ibc/apps/transfer/v1/denom_traces/ibc/{'AB' * 32}", transfer_q.QueryDenomTraceRequest(hash=f"ibc/{'AB' * 32}")),
+        ("/ibc/apps/transfer/v1/params", transfer_q.QueryParamsRequest()),
+        ("/ibc/apps/transfer/v1/denom_hashes/transfer/channel-0/ujoule",
+         transfer_q.QueryDenomHashRequest(trace="transfer/channel-0/ujoule")),
+        (f"/ibc/apps/transfer/v1/channels/{channel}/ports/transfer/escrow_address",
+         transfer_q.QueryEscrowAddressRequest(**ids)),
+        ("/ibc/apps/transfer/v1/denoms/ujoule/total_escrow", transfer_q.QueryTotalEscrowForDenomRequest(denom="ujoule")),
+    ]
+    return [(path, registry.QUERY_PATHS[type(request)], request) for path, request in rows]
 
 
 def compare(node, path: str, method: str, request, height: int) -> tuple[int, dict]:

@@ -1,0 +1,119 @@
+"""maxwell and ibc-go's reference chain (simd v8.8.0), relayed by Hermes: the channel handshake, JOULE to
+simd and back, simd's stake to maxwell and back, and a refund on timeout. simd verifies maxwell's
+SMT proofs and CometBFT headers with ibc-go's own code; maxwell verifies simd's IAVL proofs."""
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, stop_dev_chain
+from tests.ibc.hermes import Chain, Hermes, create_relayer_key
+from tests.ibc.simd import STAKE, Simd
+
+MAXWELL_ID, SIMD_ID = "maxwell-m-1", "simd-1"
+RELAYER_FUNDS = 10**11
+
+
+def compute_voucher(channel: str, denom: str) -> str:
+    return "ibc/" + hashlib.sha256(f"transfer/{channel}/{denom}".encode()).hexdigest().upper()
+
+
+def get_balance(chain: Chain, address: str, denom: str) -> int:
+    result = invoke("query", "balance", address, "--denom", denom, "--node", chain.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return int(json.loads(result.stdout)["amount"])
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ibc-simd")
+    home = directory / MAXWELL_ID
+    home.mkdir()
+    init_funded_home(home, chain_id=MAXWELL_ID)
+    relayer, mnemonic = create_relayer_key(home)
+    assert invoke("genesis", "add-account", "relayer", f"{RELAYER_FUNDS}ujoule", "--keyring-backend", "test",
+                  "--home", home).exit_code == 0
+    (directory / SIMD_ID).mkdir()
+    simd = Simd(directory / SIMD_ID, SIMD_ID, mnemonic)
+    grpc = f"127.0.0.1:{compute_free_port()}"
+    process, url = start_dev_chain(home, "300ms", grpc)
+    try:
+        simd.start()
+        maxwell = Chain(MAXWELL_ID, url, f"http://{grpc}", home)
+        counterparty = Chain(SIMD_ID, simd.rpc, f"http://127.0.0.1:{simd.grpc_port}", simd.home, kind="simd")
+        hermes = Hermes(directory, [maxwell, counterparty])
+        hermes.add_key(MAXWELL_ID, mnemonic)
+        hermes.add_key(SIMD_ID, mnemonic)
+        yield hermes, maxwell, simd, relayer
+    finally:
+        simd.stop()
+        stop_dev_chain(process)
+
+
+def get_escrow(chain: Chain) -> str:
+    result = invoke("query", "ibc", "escrow-address", "transfer", "channel-0", "--node", chain.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["escrow_address"]
+
+
+def relay(hermes: Hermes, chain_id: str) -> None:
+    hermes.run("clear", "packets", "--chain", chain_id, "--port", "transfer", "--channel", "channel-0")
+
+
+def ft_transfer(hermes: Hermes, source: str, destination: str, amount: int, denom: str, *flags: str) -> None:
+    hermes.run("tx", "ft-transfer", "--src-chain", source, "--dst-chain", destination, "--src-port", "transfer",
+               "--src-channel", "channel-0", "--amount", str(amount), "--denom", denom, *flags)
+
+
+def test_hermes_opens_a_channel_between_maxwell_and_simd(network):
+    hermes, maxwell, simd, _ = network
+    began = time.monotonic()
+    created = hermes.run("create", "channel", "--a-chain", MAXWELL_ID, "--b-chain", SIMD_ID, "--a-port", "transfer",
+                         "--b-port", "transfer", "--new-client-connection", "--yes")
+    print(f"maxwell-simd channel in {time.monotonic() - began:.1f} s")
+    assert created["result"]["a_side"]["channel_id"] == "channel-0"
+    assert created["result"]["b_side"]["channel_id"] == "channel-0"
+
+
+def test_joule_goes_to_simd_and_comes_back(network):
+    hermes, maxwell, simd, relayer = network
+    voucher = compute_voucher("channel-0", "ujoule")
+    escrowed = get_balance(maxwell, get_escrow(maxwell), "ujoule")
+    began = time.monotonic()
+    ft_transfer(hermes, MAXWELL_ID, SIMD_ID, 5000, "ujoule", "--timeout-seconds", "300")
+    relay(hermes, MAXWELL_ID)
+    assert simd.get_balance(simd.relayer, voucher) == 5000
+    assert get_balance(maxwell, get_escrow(maxwell), "ujoule") == escrowed + 5000
+    ft_transfer(hermes, SIMD_ID, MAXWELL_ID, 5000, voucher, "--timeout-seconds", "300")
+    relay(hermes, SIMD_ID)
+    assert simd.get_balance(simd.relayer, voucher) == 0
+    print(f"one transfer maxwell -> simd -> maxwell, relayed: {time.monotonic() - began:.1f} s")
+    assert get_balance(maxwell, get_escrow(maxwell), "ujoule") == escrowed, "the escrow did not release the JOULE"
+
+
+def test_simds_stake_comes_to_maxwell_and_goes_home(network):
+    hermes, maxwell, simd, relayer = network
+    voucher = compute_voucher("channel-0", STAKE)
+    ft_transfer(hermes, SIMD_ID, MAXWELL_ID, 777, STAKE, "--timeout-seconds", "300")
+    relay(hermes, SIMD_ID)
+    assert get_balance(maxwell, relayer, voucher) == 777
+    traces = json.loads(invoke("query", "ibc", "denom-traces", "--node", maxwell.rpc, "-o", "json").stdout)
+    assert {"denom": voucher, "path": "transfer/channel-0", "base_denom": STAKE} in traces
+    ft_transfer(hermes, MAXWELL_ID, SIMD_ID, 777, voucher, "--timeout-seconds", "300")
+    relay(hermes, MAXWELL_ID)
+    assert get_balance(maxwell, relayer, voucher) == 0
+
+
+def test_a_transfer_to_simd_that_times_out_is_refunded(network):
+    hermes, maxwell, simd, relayer = network
+    voucher = compute_voucher("channel-0", "ujoule")
+    on_simd = simd.get_balance(simd.relayer, voucher)
+    escrowed = get_balance(maxwell, get_escrow(maxwell), "ujoule")
+    ft_transfer(hermes, MAXWELL_ID, SIMD_ID, 999, "ujoule", "--timeout-height-offset", "2")
+    time.sleep(3)
+    assert get_balance(maxwell, get_escrow(maxwell), "ujoule") == escrowed + 999
+    relay(hermes, MAXWELL_ID)
+    assert simd.get_balance(simd.relayer, voucher) == on_simd
+    assert get_balance(maxwell, get_escrow(maxwell), "ujoule") == escrowed, "the timed-out transfer was not refunded"
