@@ -23,10 +23,13 @@ HERMES_VERSION := 1.11.0
 HERMES := $(TOOLS)/hermes-$(HERMES_VERSION)/bin/hermes
 IBC_GO_VERSION := v8.8.0
 SIMD := $(TOOLS)/simd-$(IBC_GO_VERSION)/simd
+# grpcurl, the gRPC command line that explorers' and relayers' operators use (the gRPC test lists our services)
+GRPCURL_VERSION := v1.9.3
+GRPCURL := $(TOOLS)/grpcurl-$(GRPCURL_VERSION)/grpcurl
 # the source directory of a Go module version, through the Go module proxy
 go_module_dir = $$(go mod download -json $(1) | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')
 
-.PHONY: dev dev-init test test-network bench proto tools tools-ibc localnet upstream-protos
+.PHONY: dev dev-init test test-network test-ibc bench proto tools tools-ibc localnet upstream-protos
 
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -52,7 +55,7 @@ dev-init: $(STAMP)
 
 # test_worker runs its in-process worker threads in a process of its own: after the rest of the suite in
 # the same process they have timed out (see the session notes)
-test: $(STAMP) $(NODE_STAMP) upstream-protos
+test: $(STAMP) $(NODE_STAMP) upstream-protos $(GRPCURL)
 	$(PY) -m pytest -q --ignore=tests/network --ignore=tests/test_worker.py
 	$(PY) -m pytest -q tests/test_worker.py
 
@@ -60,13 +63,21 @@ test: $(STAMP) $(NODE_STAMP) upstream-protos
 test-network: $(STAMP) $(NODE_STAMP) tools
 	$(PY) -m pytest -q tests/network
 
+# IBC through Hermes: two maxwell chains, and maxwell with ibc-go's simd (a few minutes; the first build of
+# Hermes and simd takes half an hour on two cores)
+test-ibc: $(STAMP) tools-ibc
+	$(PY) -m pytest -q tests/ibc
+
 bench: $(STAMP) $(NODE_STAMP) tools
 	$(PY) -m tests.bench
 
 $(COMETBFT):
 	GOBIN=$(abspath $(dir $@)) go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
 
-tools: $(COMETBFT)
+tools: $(COMETBFT) $(GRPCURL)
+
+$(GRPCURL):
+	GOBIN=$(abspath $(dir $@)) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 # the builds run at the lowest priority: on a small machine they would otherwise starve running tests
 tools-ibc: tools $(HERMES) $(SIMD)

@@ -14,7 +14,6 @@ import pytest
 
 from node import client
 from tests.helpers import (
-    MNEMONIC,
     init_funded_home,
     invoke,
     start_dev_chain,
