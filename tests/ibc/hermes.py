@@ -27,6 +27,7 @@ class Chain:
     grpc: str
     home: Path
     kind: str = "maxwell"
+    trusting_period: str = "1days"  # of clients of this chain; below its unbonding time
 
 
 def compute_proof_specs_json() -> str:
@@ -53,7 +54,7 @@ max_msg_num = 30
 max_tx_size = 1800000
 clock_drift = '5s'
 max_block_time = '30s'
-trusting_period = '1days'
+trusting_period = '{chain.trusting_period}'
 trust_threshold = '1/3'
 address_type = {{ derivation = 'cosmos' }}
 compat_mode = '0.38'
