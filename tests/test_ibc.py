@@ -14,9 +14,12 @@ from chain.proto.ibc.core.client.v1 import query_pb2 as client_query, tx_pb2 as 
 from chain.proto.ibc.core.connection.v1 import connection_pb2, query_pb2 as connection_query, tx_pb2 as connection_tx
 from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
+from chain import bank, crypto
+from chain.state import Context, GasMeter, GasParams, State
+from chain.store import Branch
 from chain.tx import pack_any
 from ibc import ics23, transfer
-from tests.helpers import GENESIS_TIME, Chain, events
+from tests.helpers import CHAIN_ID, GENESIS_TIME, Chain, events
 
 OTHER_CHAIN = "other-1"
 DAY = 24 * 3600
@@ -167,3 +170,80 @@ def test_ics20_encodings_are_ibc_gos():
         b'{"error":"ABCI code: 5: error handling packet: see events for details"}'
     assert transfer.compute_escrow_address("transfer", "channel-0") == hashlib.sha256(
         b"ics20-1\x00transfer/channel-0").digest()[:20]
+
+
+def make_packet(data: bytes, source_channel: str = "channel-7") -> channel_pb2.Packet:
+    return channel_pb2.Packet(sequence=1, source_port="transfer", source_channel=source_channel,
+                              destination_port="transfer", destination_channel="channel-0", data=data,
+                              timeout_timestamp=1)
+
+
+def receive(chain, data: bytes, source_channel: str = "channel-7"):
+    """transfer's OnRecvPacket on a branch of the chain's state: (ack, success, branch)."""
+    branch = Branch(chain.app.store)
+    state = State(branch, GasMeter(), GasParams(), transfer.STORE)
+    ctx = Context(CHAIN_ID, chain.height + 1, GENESIS_TIME.seconds * 10**9)
+    ack, success = transfer.on_recv_packet(state, ctx, make_packet(data, source_channel), "relayer")
+    return ack, success, branch
+
+
+def packet_data(**fields) -> bytes:
+    return transfer.encode_packet_data(packet_pb2.FungibleTokenPacketData(**{
+        "denom": "uatom", "amount": "100", "sender": "cosmos1sender", "receiver": RECEIVER, **fields}))
+
+
+RECEIVER = crypto.encode_address(b"\x05" * 20)
+
+
+@pytest.mark.parametrize("data, code", [
+    (b"not json", 12),
+    (b'{"denom":"uatom","amount":"1","sender":"a","receiver":"b","extra":"x"}', 12),
+    (packet_data(amount="0"), 5),
+    (packet_data(amount="-5"), 5),
+    (packet_data(amount=str(2**256)), 5),
+    (packet_data(amount="1.5"), 5),
+    (packet_data(receiver=""), 5),
+    (packet_data(receiver="not-an-address"), 1),
+    (packet_data(denom="transfer/"), 3),
+    (packet_data(denom="transfer/channel-7/ujoule"), 5),  # ours coming home, but nothing was escrowed
+], ids=["not json", "unknown field", "zero amount", "negative amount", "over 256 bits", "fraction",
+        "blank receiver", "receiver not an address", "blank base denom", "unescrowed home token"])
+def test_a_bad_ics20_packet_gets_ibc_gos_error_ack(chain, data, code):
+    ack, success, _ = receive(chain, data)
+    assert not success
+    assert ack == ('{"error":"ABCI code: %d: error handling packet: see events for details"}' % code).encode()
+
+
+def test_a_good_ics20_packet_mints_the_voucher_with_its_trace_and_metadata(chain):
+    ack, success, branch = receive(chain, packet_data())
+    assert success and ack == b'{"result":"AQ=="}'
+    voucher = transfer.compute_ibc_denom(transfer.parse_denom_trace("transfer/channel-0/uatom"))
+    assert bank.get_balance(branch, crypto.decode_address(RECEIVER), voucher) == 100
+    assert bank.get_supply(branch, voucher) == 100
+    assert bank.has_denom_metadata(branch, voucher)
+    stored = transfer.get_denom_trace(branch, bytes.fromhex(voucher.split("/")[1]))
+    assert (stored.path, stored.base_denom) == ("transfer/channel-0", "uatom")
+
+
+def test_an_error_ack_or_a_timeout_refunds_the_escrow_and_a_success_keeps_it(chain, accounts):
+    alice = accounts[0]
+    escrow = transfer.compute_escrow_address("transfer", "channel-0")
+    branch = Branch(chain.app.store)
+    state = State(branch, GasMeter(), GasParams(), transfer.STORE)
+    ctx = Context(CHAIN_ID, chain.height + 1, GENESIS_TIME.seconds * 10**9)
+    data = transfer.encode_packet_data(packet_pb2.FungibleTokenPacketData(
+        denom="ujoule", amount="300", sender=alice.bech32, receiver="cosmos1x"))
+    sent = channel_pb2.Packet(sequence=1, source_port="transfer", source_channel="channel-0", destination_port="transfer",
+                              destination_channel="channel-9", data=data, timeout_timestamp=1)
+    start = bank.get_balance(branch, alice.address, "ujoule")
+    for outcome in ("success", "error", "timeout"):
+        transfer.process_escrow(state, ctx, alice.address, escrow, "ujoule", 300)
+        if outcome == "timeout":
+            transfer.on_timeout_packet(state, ctx, sent, "relayer")
+        else:
+            ack = b'{"result":"AQ=="}' if outcome == "success" else transfer.compute_error_ack(transfer.InvalidAmountError(""))
+            transfer.on_acknowledgement_packet(state, ctx, sent, ack, "relayer")
+    assert bank.get_balance(branch, escrow, "ujoule") == 300 == transfer.get_total_escrow(branch, "ujoule")
+    assert bank.get_balance(branch, alice.address, "ujoule") == start - 300
+    with pytest.raises(transfer.UnknownIbcRequestError):
+        transfer.on_acknowledgement_packet(state, ctx, sent, b"garbage", "relayer")
