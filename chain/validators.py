@@ -343,5 +343,6 @@ def process_historical_info(state, ctx) -> None:
         state.delete(state_key(HISTORICAL_INFO, ctx.height - entries))
 
 
+@public(STORE)
 def get_historical_info(state, height: int) -> staking_pb2.HistoricalInfo | None:
     return get_message(state, staking_pb2.HistoricalInfo, state_key(HISTORICAL_INFO, height))

@@ -17,6 +17,7 @@ from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
 from chain.sdktypes import compute_nanoseconds, compute_timestamp
 from chain.state import MessageHandler, get_page, public
 from chain.tx import compute_type_url, pack_any, parse_address
+from chain.validators import get_historical_info
 from ibc import host, ics23, lightclient
 from ibc.host import Height
 from ibc.state import (
@@ -506,6 +507,26 @@ def query_consensus_state_heights(state, request: query_pb2.QueryConsensusStateH
         pagination={"next_key": next_key})
 
 
+def get_query_time(state, client_id: str, light: lightclient.ClientState) -> int:
+    """"Now" for a status query, which has no block: the queried block's time from staking's historical info
+    (ibc-go judges at the query's block time); where none is kept (a chain whose validators staking does not
+    elect), the time the latest consensus state was stored, a lower bound that still shows a frozen client
+    and one expired already then."""
+    info = get_historical_info(state, state.height)
+    if info is not None:
+        return compute_nanoseconds(info.header.time)
+    return get_uint64(state, state_key(PROCESSED_TIME, client_id, light.latest_height)) or 0
+
+
+def query_client_status(state, request: query_pb2.QueryClientStatusRequest) -> query_pb2.QueryClientStatusResponse:
+    host.validate_client_identifier(request.client_id)
+    client_state = get_existing_client_state(state, request.client_id)
+    light = compute_client_state(client_state)
+    latest = get_consensus_state(state, request.client_id, light.latest_height)
+    return query_pb2.QueryClientStatusResponse(status=lightclient.get_client_status(
+        light, latest and compute_consensus_state(latest), get_query_time(state, request.client_id, light)))
+
+
 def query_client_params(state, request: query_pb2.QueryClientParamsRequest) -> query_pb2.QueryClientParamsResponse:
     return query_pb2.QueryClientParamsResponse(params={"allowed_clients": ALLOWED_CLIENTS})
 
@@ -517,5 +538,6 @@ QUERIES = {
     "/ibc.core.client.v1.Query/ConsensusStates": (query_pb2.QueryConsensusStatesRequest, query_consensus_states),
     "/ibc.core.client.v1.Query/ConsensusStateHeights": (
         query_pb2.QueryConsensusStateHeightsRequest, query_consensus_state_heights),
+    "/ibc.core.client.v1.Query/ClientStatus": (query_pb2.QueryClientStatusRequest, query_client_status),
     "/ibc.core.client.v1.Query/ClientParams": (query_pb2.QueryClientParamsRequest, query_client_params),
 }

@@ -126,6 +126,7 @@ ROUTES = (
     ("GET", "/ibc/core/client/v1/consensus_states/{client_id}", "/ibc.core.client.v1.Query/ConsensusStates"),
     ("GET", "/ibc/core/client/v1/consensus_states/{client_id}/heights",
      "/ibc.core.client.v1.Query/ConsensusStateHeights"),
+    ("GET", "/ibc/core/client/v1/client_status/{client_id}", "/ibc.core.client.v1.Query/ClientStatus"),
     ("GET", "/ibc/core/client/v1/params", "/ibc.core.client.v1.Query/ClientParams"),
     ("GET", "/ibc/core/connection/v1/connections/{connection_id}", "/ibc.core.connection.v1.Query/Connection"),
     ("GET", "/ibc/core/connection/v1/connections", "/ibc.core.connection.v1.Query/Connections"),

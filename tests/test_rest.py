@@ -235,6 +235,7 @@ def compute_ibc_cases() -> list[tuple[str, str, object]]:
         (f"/ibc/core/client/v1/consensus_states/{client}", client_q.QueryConsensusStatesRequest(client_id=client)),
         (f"/ibc/core/client/v1/consensus_states/{client}/heights",
          client_q.QueryConsensusStateHeightsRequest(client_id=client)),
+        (f"/ibc/core/client/v1/client_status/{client}", client_q.QueryClientStatusRequest(client_id=client)),
         ("/ibc/core/client/v1/params", client_q.QueryClientParamsRequest()),
         (f"/ibc/core/connection/v1/connections/{connection}",
          connection_q.QueryConnectionRequest(connection_id=connection)),

@@ -1,11 +1,22 @@
 """Two maxwell dev chains and Hermes between them: clients, a connection and a transfer channel made
 by `hermes create channel`, JOULE sent across and back with every packet relayed by Hermes."""
 
+import base64
 import hashlib
 import json
 import time
+import urllib.request
 
+import nacl.signing
 import pytest
+
+from chain.proto.ibc.core.client.v1 import query_pb2 as client_query_pb2, tx_pb2 as client_tx_pb2
+from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
+from chain.proto.tendermint.types import validator_pb2
+from chain.tx import pack_any
+from ibc import tendermint
+from node import client, keyring, txclient
+from tests import cometbft_json
 
 from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, \
     stop_dev_chain
@@ -154,3 +165,68 @@ def test_hermes_start_relays_200_transfers_both_ways_with_none_lost(network):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def get_rpc(chain: Chain, path: str) -> dict:
+    with urllib.request.urlopen(chain.rpc + path, timeout=10) as response:
+        return json.loads(response.read())["result"]
+
+
+def compute_header(chain: Chain, height: int, trusted: int) -> tendermint_pb2.Header:
+    """The header a relayer sends to move a client of `chain` from `trusted` to `height`."""
+    signed = cometbft_json.signed_header_from_json(get_rpc(chain, f"/commit?height={height}")["signed_header"])
+    return tendermint_pb2.Header(
+        signed_header=signed,
+        validator_set=cometbft_json.validator_set_from_json(get_rpc(chain, f"/validators?height={height}")),
+        trusted_height={"revision_number": 1, "revision_height": trusted},
+        trusted_validators=cometbft_json.validator_set_from_json(get_rpc(chain, f"/validators?height={trusted + 1}")))
+
+
+def compute_fork(chain: Chain, header: tendermint_pb2.Header) -> tendermint_pb2.Header:
+    """The same height with another app hash, signed with the chain's own validator key: a double sign."""
+    key = json.loads((chain.home / "config" / "priv_validator_key.json").read_text())
+    signer = nacl.signing.SigningKey(base64.b64decode(key["priv_key"]["value"])[:32])
+    fork = tendermint_pb2.Header()
+    fork.CopyFrom(header)
+    fork.signed_header.header.app_hash = b"\xee" * 32
+    commit = fork.signed_header.commit
+    commit.block_id.hash = tendermint.compute_header_hash(fork.signed_header.header)
+    for index, signature in enumerate(commit.signatures):
+        if signature.block_id_flag == validator_pb2.BLOCK_ID_FLAG_COMMIT:
+            vote = tendermint.compute_commit_vote(commit, index)
+            signature.signature = signer.sign(tendermint.compute_vote_sign_bytes(chain.chain_id, vote)).signature
+    return fork
+
+
+def get_client_status(chain: Chain) -> str:
+    rpc = client.Client(chain.rpc)
+    return rpc.query(client_query_pb2.QueryClientStatusRequest(client_id="07-tendermint-0"),
+                     client_query_pb2.QueryClientStatusResponse).status
+
+
+def test_misbehaviour_of_chain_a_freezes_chain_bs_client_and_it_takes_no_more_updates(network):
+    """Runs last: it freezes b's client of a."""
+    hermes, (a, b), _ = network
+    rpc = client.Client(b.rpc)
+    state = rpc.query(client_query_pb2.QueryClientStateRequest(client_id="07-tendermint-0"),
+                      client_query_pb2.QueryClientStateResponse)
+    trusted = tendermint_pb2.ClientState.FromString(state.client_state.value).latest_height.revision_height
+    height = client.Client(a.rpc).status().latest_block_height - 1
+    real = compute_header(a, height, trusted)
+    misbehaviour = tendermint_pb2.Misbehaviour(client_id="07-tendermint-0", header_1=compute_fork(a, real),
+                                               header_2=real)
+    signer = txclient.load_signer(rpc, keyring.get_private_key(b.home, "test", "alice"))
+    assert get_client_status(b) == "Active"
+    bogus = tendermint_pb2.Misbehaviour()
+    bogus.CopyFrom(misbehaviour)
+    bogus.header_1.signed_header.commit.signatures[0].signature = b"\x01" * 64
+    with pytest.raises(txclient.TxRejected) as refused:
+        txclient.execute_messages(signer, [client_tx_pb2.MsgSubmitMisbehaviour(
+            client_id="07-tendermint-0", misbehaviour=pack_any(bogus), signer=signer.address)])
+    assert "07-tendermint" in str(refused.value)
+    assert get_client_status(b) == "Active"
+    txclient.execute_messages(signer, [client_tx_pb2.MsgSubmitMisbehaviour(
+        client_id="07-tendermint-0", misbehaviour=pack_any(misbehaviour), signer=signer.address)])
+    assert get_client_status(b) == "Frozen"
+    update = hermes.run("update", "client", "--host-chain", b.chain_id, "--client", "07-tendermint-0", check=False)
+    assert update.get("status") != "success", update
