@@ -23,6 +23,10 @@ HERMES_VERSION := 1.11.0
 HERMES := $(TOOLS)/hermes-$(HERMES_VERSION)/bin/hermes
 IBC_GO_VERSION := v8.8.0
 SIMD := $(TOOLS)/simd-$(IBC_GO_VERSION)/simd
+# Osmosis: v26.0.2 is the newest osmosisd the Go module proxy serves here (v27 and later, v31 included, are
+# refused with 403); built from its module source like simd (its go.work names modules the archive lacks)
+OSMOSIS_VERSION := v26.0.2
+OSMOSISD := $(TOOLS)/osmosisd-$(OSMOSIS_VERSION)/osmosisd
 # grpcurl, the gRPC command line that explorers' and relayers' operators use (the gRPC test lists our services)
 GRPCURL_VERSION := v1.9.3
 GRPCURL := $(TOOLS)/grpcurl-$(GRPCURL_VERSION)/grpcurl
@@ -80,7 +84,7 @@ $(GRPCURL):
 	GOBIN=$(abspath $(dir $@)) go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 
 # the builds run at the lowest priority: on a small machine they would otherwise starve running tests
-tools-ibc: tools $(HERMES) $(SIMD)
+tools-ibc: tools $(HERMES) $(SIMD) $(OSMOSISD)
 
 # Hermes's build compiles .proto files with protoc: grpcio-tools' own protoc (a PyPI wheel) stands in
 PROTOC := $(TOOLS)/protoc/protoc
@@ -100,6 +104,13 @@ $(SIMD):
 	chmod -R u+w $(dir $@).partial
 	cd $(dir $@).partial/src && nice -n 19 go build -o ../simd ./testing/simapp/simd
 	mv $(dir $@).partial/simd $@.built && rm -rf $(dir $@).partial && mv $@.built $@
+
+$(OSMOSISD):
+	rm -rf $(dir $@).partial && mkdir -p $(dir $@).partial
+	cp -R $(call go_module_dir,github.com/osmosis-labs/osmosis/v26@$(OSMOSIS_VERSION))/. $(dir $@).partial/src
+	chmod -R u+w $(dir $@).partial
+	cd $(dir $@).partial/src && GOWORK=off nice -n 19 go build -o ../osmosisd ./cmd/osmosisd
+	mv $(dir $@).partial/osmosisd $@.built && rm -rf $(dir $@).partial && mv $@.built $@
 
 # 4 validators under CometBFT on loopback until Ctrl-C (localnet/README.md)
 localnet: $(STAMP) tools

@@ -65,9 +65,10 @@ store_prefix = 'ibc'
 gas_price = {{ price = {GAS_PRICE}, denom = 'ujoule' }}
 proof_specs = '''{compute_proof_specs_json()}'''
 """
-    return common + f"""account_prefix = 'cosmos'
+    prefix, denom, price = {"simd": ("cosmos", "stake", GAS_PRICE), "osmosis": ("osmo", "uosmo", "0.04")}[chain.kind]
+    return common + f"""account_prefix = '{prefix}'
 store_prefix = 'ibc'
-gas_price = {{ price = {GAS_PRICE}, denom = 'stake' }}
+gas_price = {{ price = {price}, denom = '{denom}' }}
 """
 
 

@@ -1,0 +1,72 @@
+"""maxwell and Osmosis (osmosisd v26.0.2) through Hermes: JOULE to Osmosis, a balancer pool of JOULE
+vouchers and uosmo made there, and a swap on it — the point of looking like a Cosmos chain."""
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, stop_dev_chain
+from tests.ibc.hermes import Chain, Hermes, create_relayer_key
+from tests.ibc.simd import OSMO, Osmosis
+
+MAXWELL_ID, OSMOSIS_ID = "maxwell-o-1", "osmosis-test-1"
+RELAYER_FUNDS = 10**11
+POOL_JOULE, POOL_OSMO = 1_000_000, 5_000_000
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ibc-osmosis")
+    home = directory / MAXWELL_ID
+    home.mkdir()
+    init_funded_home(home, chain_id=MAXWELL_ID)
+    relayer, mnemonic = create_relayer_key(home)
+    assert invoke("genesis", "add-account", "relayer", f"{RELAYER_FUNDS}ujoule", "--keyring-backend", "test",
+                  "--home", home).exit_code == 0
+    (directory / OSMOSIS_ID).mkdir()
+    osmosis = Osmosis(directory / OSMOSIS_ID, OSMOSIS_ID, mnemonic)
+    grpc = f"127.0.0.1:{compute_free_port()}"
+    process, url = start_dev_chain(home, "300ms", grpc)
+    try:
+        osmosis.start()
+        maxwell = Chain(MAXWELL_ID, url, f"http://{grpc}", home)
+        counterparty = Chain(OSMOSIS_ID, osmosis.rpc, f"http://127.0.0.1:{osmosis.grpc_port}", osmosis.home,
+                             kind="osmosis")
+        hermes = Hermes(directory, [maxwell, counterparty])
+        hermes.add_key(MAXWELL_ID, mnemonic)
+        hermes.add_key(OSMOSIS_ID, mnemonic)
+        yield hermes, osmosis, relayer
+    finally:
+        osmosis.stop()
+        stop_dev_chain(process)
+
+
+def test_joule_on_osmosis_makes_a_pool_with_osmo_and_swaps(network):
+    hermes, osmosis, _ = network
+    hermes.run("create", "channel", "--a-chain", MAXWELL_ID, "--b-chain", OSMOSIS_ID, "--a-port", "transfer",
+               "--b-port", "transfer", "--new-client-connection", "--yes")
+    hermes.run("tx", "ft-transfer", "--src-chain", MAXWELL_ID, "--dst-chain", OSMOSIS_ID, "--src-port", "transfer",
+               "--src-channel", "channel-0", "--amount", str(2 * POOL_JOULE), "--denom", "ujoule",
+               "--timeout-seconds", "300")
+    hermes.run("clear", "packets", "--chain", MAXWELL_ID, "--port", "transfer", "--channel", "channel-0")
+    voucher = "ibc/" + hashlib.sha256(b"transfer/channel-0/ujoule").hexdigest().upper()
+    assert osmosis.get_balance(osmosis.relayer, voucher) == 2 * POOL_JOULE
+
+    pool_file = osmosis.home / "pool.json"
+    pool_file.write_text(json.dumps({"weights": f"1{voucher},1{OSMO}",
+                                     "initial-deposit": f"{POOL_JOULE}{voucher},{POOL_OSMO}{OSMO}",
+                                     "swap-fee": "0.003", "exit-fee": "0.000", "future-governor": ""}))
+    osmosis.tx("gamm", "create-pool", "--pool-file", str(pool_file))
+    pools = json.loads(osmosis.run("query", "poolmanager", "all-pools", "--node", osmosis.rpc, "-o", "json"))
+    pool = next(p for p in pools["pools"] if any(a["token"]["denom"] == voucher for a in p.get("pool_assets", [])))
+    pool_id = pool["id"]
+
+    before = osmosis.get_balance(osmosis.relayer, voucher)
+    osmosis.tx("poolmanager", "swap-exact-amount-in", f"100000{OSMO}", "1", "--swap-route-pool-ids", pool_id,
+               "--swap-route-denoms", voucher)
+    bought = osmosis.get_balance(osmosis.relayer, voucher) - before
+    # a constant-product pool of 1 JOULE : 5 OSMO, 0.3 % fee: 0.1 OSMO in buys a little under 0.0196 JOULE
+    expected = POOL_JOULE * 99_700 // (POOL_OSMO + 99_700)
+    assert 0 < bought and abs(bought - expected) <= 2, (bought, expected)
