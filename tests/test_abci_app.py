@@ -20,7 +20,7 @@ HEIGHTS = 12
 def start_app(home) -> tuple[subprocess.Popen, str]:
     address = f"tcp://127.0.0.1:{compute_free_port()}"
     process = subprocess.Popen(
-        [str(MAXWELL), "start", "--home", str(home), "--abci", address, "--grpc", "off"],
+        [str(MAXWELL), "start", "--home", str(home), "--abci", address, "--grpc", "off", "--rest", "off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30
