@@ -479,7 +479,7 @@ def start(
             grpc_service, _ = grpc_server.serve(grpc_backend.CometBackend(application, rpc_node), grpc)
         if grpc_server.is_enabled(rest_address):
             rest_service = rest.serve(grpc_backend.CometBackend(application, rpc_node), rest_address, rest_cors)
-        abci_server.run(application, abci)
+        abci_server.run(grpc_server.NodeQueries(application, grpc_backend.CometBackend(application, rpc_node)), abci)
     finally:
         if rest_service is not None:
             rest_service.stop()

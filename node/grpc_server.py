@@ -7,6 +7,7 @@ The SDK's tx, CometBFT and node services are answered from the node (node.grpc_b
 become gRPC statuses as the SDK's do: NotFound, InvalidArgument for bad input, Unknown otherwise.
 """
 
+import functools
 import importlib.metadata
 import logging
 import re
@@ -23,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from chain import app as registry
 from chain import crypto
 from chain.coins import DENOM
-from chain.errors import SDK
+from chain.errors import SDK, InvalidRequestError
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci_pb2
 from chain.proto.cosmos.base.node.v1beta1 import query_pb2 as node_pb2
@@ -189,8 +190,9 @@ def compute_git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+@functools.cache
 def compute_version_info() -> cmt_pb2.VersionInfo:
-    """maxwell's version, commit and pinned runtime dependencies as installed."""
+    """maxwell's version, commit and pinned runtime dependencies as installed (read once per process)."""
     deps = []
     for requirement in importlib.metadata.requires(registry.APP_NAME) or ():
         if ";" in requirement:
@@ -308,7 +310,7 @@ def compute_sdk_block(block) -> cmt_types_pb2.Block:
 
 def get_node_info(backend, request: cmt_pb2.GetNodeInfoRequest) -> cmt_pb2.GetNodeInfoResponse:
     return cmt_pb2.GetNodeInfoResponse(default_node_info=backend.get_node_info(),
-                                       application_version=backend.version_info)
+                                       application_version=compute_version_info())
 
 
 def get_syncing(backend, request: cmt_pb2.GetSyncingRequest) -> cmt_pb2.GetSyncingResponse:
@@ -423,6 +425,29 @@ def make_node_method(backend, request_class, function):
     return answer
 
 
+class NodeQueries:
+    """The app, with the node's services also answered through ABCI Query (abci_query): the SDK registers
+    them on its query router, so relayers ask `/cosmos.base.node.v1beta1.Service/Config` and
+    `/cosmos.base.tendermint.v1beta1.Service/GetNodeInfo` there (Hermes's health check does)."""
+
+    def __init__(self, app, backend):
+        self.app, self.backend = app, backend
+
+    def __getattr__(self, name):
+        return getattr(self.app, name)
+
+    def query(self, request: abci_pb2.RequestQuery) -> abci_pb2.ResponseQuery:
+        route = NODE_METHODS.get(request.path)
+        if route is None:
+            return self.app.query(request)
+        request_class, function = route
+        try:
+            value = function(self.backend, decode_request(request_class, request.data)).SerializeToString()
+        except ANSWER_ERRORS as error:
+            return abci_pb2.ResponseQuery(code=InvalidRequestError.code, codespace=SDK, log=str(error))
+        return abci_pb2.ResponseQuery(value=value, height=request.height or self.backend.store.height)
+
+
 def make_answers(backend) -> dict:
     """Every method path served -> answer(request bytes, height) -> (response bytes, height answered);
     the gRPC server and the REST gateway (node.rest) both answer through these."""
@@ -473,7 +498,6 @@ def check_address(address: str) -> None:
 def serve(backend, address: str) -> tuple[grpc.Server, int]:
     """Serve `backend` on host:port (port 0 picks a free one); the server and its port."""
     check_address(address)
-    backend.version_info = compute_version_info()
     server = grpc.server(ThreadPoolExecutor(WORKERS, thread_name_prefix="grpc"), handlers=[Handler(backend)],
                          options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS)
     reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)

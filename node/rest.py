@@ -652,8 +652,6 @@ class RestGateway:
 
     def __init__(self, backend, cors: frozenset[str] = frozenset(), max_body_bytes: int = MAX_BODY_BYTES,
                  read_timeout: float = READ_TIMEOUT_S):
-        if not hasattr(backend, "version_info"):
-            backend.version_info = grpc_server.compute_version_info()
         self.answers = grpc_server.make_answers(backend)
         self.routes = compute_routes()
         self.openapi = json.dumps(compute_openapi(self.routes)).encode()
