@@ -9,7 +9,9 @@ from google.protobuf.duration_pb2 import Duration
 
 from chain.proto.ibc.applications.transfer.v1 import tx_pb2 as transfer_tx
 from chain.proto.ibc.applications.transfer.v2 import packet_pb2
+from chain.proto.cosmos.ics23.v1 import proofs_pb2 as ics23_pb2
 from chain.proto.ibc.core.channel.v1 import channel_pb2, tx_pb2 as channel_tx
+from chain.proto.ibc.core.commitment.v1 import commitment_pb2
 from chain.proto.ibc.core.client.v1 import query_pb2 as client_query, tx_pb2 as client_tx
 from chain.proto.ibc.core.connection.v1 import connection_pb2, query_pb2 as connection_query, tx_pb2 as connection_tx
 from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
@@ -247,3 +249,80 @@ def test_an_error_ack_or_a_timeout_refunds_the_escrow_and_a_success_keeps_it(cha
     assert bank.get_balance(branch, alice.address, "ujoule") == start - 300
     with pytest.raises(transfer.UnknownIbcRequestError):
         transfer.on_acknowledgement_packet(state, ctx, sent, b"garbage", "relayer")
+
+
+def open_init(chain, alice) -> None:
+    create_client(chain, alice)
+    counterparty = connection_pb2.Counterparty(client_id="07-tendermint-3", prefix={"key_prefix": b"ibc"})
+    result, _ = chain.run(alice, connection_tx.MsgConnectionOpenInit(client_id="07-tendermint-0",
+                                                                      counterparty=counterparty, signer=alice.bech32))
+    assert result.code == 0, result.log
+
+
+def proof_height(height: int) -> dict:
+    return {"revision_number": 1, "revision_height": height}
+
+
+def test_handshake_steps_out_of_order_and_bad_proofs_are_refused_and_change_nothing(chain, accounts):
+    alice = accounts[0]
+    open_init(chain, alice)
+    before = ibc_records(chain)
+    proof = commitment_pb2.MerkleProof(proofs=[ics23_pb2.CommitmentProof()]).SerializeToString()
+    cases = [
+        (connection_tx.MsgConnectionOpenConfirm(connection_id="connection-0", proof_ack=proof,
+                                                proof_height=proof_height(5), signer=alice.bech32), (6, "connection")),
+        (connection_tx.MsgConnectionOpenAck(connection_id="connection-9", counterparty_connection_id="connection-1",
+                                            version={"identifier": "1", "features": ["ORDER_UNORDERED"]},
+                                            proof_try=proof, proof_height=proof_height(5), signer=alice.bech32),
+         (3, "connection")),
+        (connection_tx.MsgConnectionOpenAck(connection_id="connection-0", counterparty_connection_id="connection-1",
+                                            version={"identifier": "1", "features": ["ORDER_UNORDERED"]},
+                                            proof_try=proof, proof_height=proof_height(9), signer=alice.bech32),
+         (26, "client")),  # a proof above the client's latest height
+        (connection_tx.MsgConnectionOpenAck(connection_id="connection-0", counterparty_connection_id="connection-1",
+                                            version={"identifier": "1", "features": ["ORDER_UNORDERED"]},
+                                            proof_try=proof, proof_height=proof_height(5), signer=alice.bech32),
+         (2, "commitment")),  # a proof that proves nothing against the stored root
+        (connection_tx.MsgConnectionOpenAck(connection_id="connection-0", counterparty_connection_id="connection-1",
+                                            version={"identifier": "1", "features": ["ORDER_UNORDERED"]},
+                                            proof_try=b"\xff\xff", proof_height=proof_height(5), signer=alice.bech32),
+         (4, "commitment")),  # not a MerkleProof at all
+        (connection_tx.MsgConnectionOpenAck(connection_id="connection-0", counterparty_connection_id="connection-1",
+                                            version={"identifier": "2", "features": ["ORDER_UNORDERED"]},
+                                            proof_try=proof, proof_height=proof_height(5), signer=alice.bech32),
+         (9, "connection")),  # a version never offered
+        (channel_tx.MsgChannelOpenInit(port_id="transfer", channel=channel_pb2.Channel(
+            state=channel_pb2.STATE_INIT, ordering=channel_pb2.ORDER_UNORDERED, counterparty={"port_id": "transfer"},
+            connection_hops=["connection-5"], version="ics20-1"), signer=alice.bech32), (3, "connection")),
+        (channel_tx.MsgChannelOpenInit(port_id="transfer", channel=channel_pb2.Channel(
+            state=channel_pb2.STATE_INIT, ordering=channel_pb2.ORDER_ORDERED, counterparty={"port_id": "transfer"},
+            connection_hops=["connection-0"], version="ics20-1"), signer=alice.bech32), (6, "channel")),
+        (channel_tx.MsgChannelOpenInit(port_id="nothing", channel=channel_pb2.Channel(
+            state=channel_pb2.STATE_INIT, ordering=channel_pb2.ORDER_UNORDERED, counterparty={"port_id": "transfer"},
+            connection_hops=["connection-0"], version="ics20-1"), signer=alice.bech32), (3, "port")),
+        (channel_tx.MsgChannelOpenAck(port_id="transfer", channel_id="channel-0", counterparty_channel_id="channel-1",
+                                      counterparty_version="ics20-1", proof_try=proof, proof_height=proof_height(5),
+                                      signer=alice.bech32), (3, "channel")),
+    ]
+    for message, expected in cases:
+        result, _ = chain.run(alice, message)
+        assert (result.code, result.codespace) == expected, (type(message).__name__, result.log)
+    assert ibc_records(chain) == before
+
+
+def test_a_channel_opens_on_an_init_connection_and_its_transfer_waits_for_it_to_open(chain, accounts):
+    """ibc-go lets a channel's INIT step run on a connection still in INIT; a transfer needs an OPEN channel."""
+    alice = accounts[0]
+    open_init(chain, alice)
+    result, response = chain.run(alice, channel_tx.MsgChannelOpenInit(port_id="transfer", channel=channel_pb2.Channel(
+        state=channel_pb2.STATE_INIT, ordering=channel_pb2.ORDER_UNORDERED, counterparty={"port_id": "transfer"},
+        connection_hops=["connection-0"]), signer=alice.bech32))
+    assert result.code == 0, result.log
+    assert events(response, "channel_open_init") == [{
+        "port_id": "transfer", "channel_id": "channel-0", "counterparty_port_id": "transfer",
+        "counterparty_channel_id": "", "connection_id": "connection-0", "version": "ics20-1"}]
+    result, _ = chain.run(alice, transfer_tx.MsgTransfer(
+        source_port="transfer", source_channel="channel-0", token={"denom": "ujoule", "amount": "10"},
+        sender=alice.bech32, receiver="cosmos1receiver", timeout_timestamp=GENESIS_TIME.seconds * 10**9 + 10**12))
+    assert (result.code, result.codespace) == (5, "channel"), result.log
+    assert not transfer.get_total_escrow(chain.app.store, "ujoule")
