@@ -60,7 +60,7 @@ dev-init: $(STAMP)
 # test_worker runs its in-process worker threads in a process of its own: after the rest of the suite in
 # the same process they have timed out (see the session notes)
 test: $(STAMP) $(NODE_STAMP) upstream-protos $(GRPCURL)
-	$(PY) -m pytest -q --ignore=tests/network --ignore=tests/test_worker.py
+	$(PY) -m pytest -q --ignore=tests/network --ignore=tests/ibc --ignore=tests/test_worker.py
 	$(PY) -m pytest -q tests/test_worker.py
 
 # the CometBFT localnet: crashes, halts, state sync (a few minutes)
