@@ -33,7 +33,7 @@ from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.store import StoreError
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
 from node import abci_server, circuits_cmd, client, devchain, grpc_backend, grpc_server, keyring, privval, sensors, testnet, txclient
-from node import chain_info, rest
+from node import chain_info, metrics, rest
 from node.application import compute_app_state, open_app
 from node.client import DEFAULT_NODE, Client
 
@@ -470,9 +470,9 @@ def start(
     rest.check_address(rest_address)
     rest.parse_cors(rest_cors)
     client.compute_http_url(rpc_node)
-    application = grpc_backend.LockedApp(open_app(
+    application = grpc_backend.LockedApp(metrics.InstrumentedApp(open_app(
         str(home / "data"), keep_recent=keep_recent, snapshot_interval=snapshot_interval,
-        heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts)))
+        heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))))
     grpc_service = rest_service = None
     try:
         if grpc_server.is_enabled(grpc):

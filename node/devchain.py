@@ -37,7 +37,7 @@ from ibc.tendermint import (
     compute_vote_extension_sign_bytes,
     compute_vote_sign_bytes,
 )
-from node import cometbft_json, grpc_server, privval, rest, rpc
+from node import cometbft_json, grpc_server, metrics, privval, rest, rpc
 from node.blockstore import BlockStore, GenesisState, compute_block_bytes, compute_commit
 from node.faults import log_fault
 from node.grpc_backend import DevBackend
@@ -334,8 +334,9 @@ class DevChain:
                 self.txindex.close()
                 self.blockstore.close()
                 raise
-        self.app = app
+        self.app = metrics.InstrumentedApp(app)
         self.mempool = Mempool(self.check_tx)
+        metrics.MEMPOOL_SIZE.set_function(self.mempool.size)
         self.validator: validator_pb2.Validator | None = None
         self.state: ChainState | None = None
         self.halt_error: BaseException | None = None

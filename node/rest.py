@@ -31,7 +31,7 @@ from google.protobuf import descriptor, descriptor_pool, json_format, message_fa
 from google.protobuf.message import DecodeError
 
 from chain import app as registry
-from node import grpc_server, rpc
+from node import grpc_server, metrics, rpc
 
 log = logging.getLogger("maxwell.rest")
 http_log = logging.getLogger("maxwell.rest.http")
@@ -39,6 +39,7 @@ http_log.addFilter(rpc._is_server_fault)
 
 DEFAULT_ADDRESS = "127.0.0.1:1317"
 OPENAPI_PATH = "/swagger/openapi.json"
+METRICS_PATH = "/metrics"
 # The SDK's [api] defaults: rpc-max-body-bytes, rpc-read-timeout, max-open-connections.
 MAX_BODY_BYTES = 1_000_000
 READ_TIMEOUT_S = 10.0
@@ -675,6 +676,9 @@ class RestGateway:
     async def answer(self, request: web.BaseRequest) -> web.Response:
         if request.method == "GET" and request.path == OPENAPI_PATH:
             return web.Response(body=self.openapi, content_type=JSON_TYPE)
+        if request.method == "GET" and request.path == METRICS_PATH:
+            body, content_type = metrics.render()
+            return web.Response(body=body, headers={"Content-Type": content_type})
         route, params = find_route(self.routes, request.method, request.path)
         message = route.request_class()
         if route.has_body:

@@ -35,7 +35,7 @@ from chain.inference import MalformedTaskRef, parse_task_ref
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import compute_tx_hash
-from node import client, sensors, txclient
+from node import client, metrics, sensors, txclient
 from zk.artifacts import ArtifactError, Manifest, load_manifest
 from zk.instances import compute_dequantized
 from zk.prove import ProvingError, prove_circuit
@@ -348,6 +348,8 @@ def process_task(w: Worker, task_ref: str) -> None:
              assignment.deadline_height, assignment.price)
     started = time.monotonic()
     proof = prove_circuit(manifest.circuits[manifest.layers[layer]], values, get_pk_dir(w.config.home))
+    metrics.WORKER_PROOFS.inc()
+    metrics.WORKER_LAYER_SECONDS.observe(time.monotonic() - started)
     log.info("task %s: proved in %.1f s (%d bytes, max error %.2g)", task_ref, time.monotonic() - started,
              len(proof.proof), proof.max_error)
     message = inference_tx_pb2.MsgSubmitInference(prover=w.signer.address, request_id=request_id, layer=layer,
@@ -388,6 +390,8 @@ def process_outcome(w: Worker, key: str, result: client.TxResult | None, error: 
     else:
         record["height"] = result.height
         paid = next((dict(e.attributes).get("price") for e in result.events if e.type == "task_proven"), "?")
+        if paid.isdigit():
+            metrics.WORKER_EARNINGS.inc(int(paid))
         completed = next((dict(e.attributes) for e in result.events if e.type == "inference_completed"), None)
         log.info("task %s: verified in block %d, paid %s ujoule%s", key, result.height, paid,
                  f"; request complete, class {completed.get('predicted_class')}" if completed else "")
