@@ -110,6 +110,18 @@ app.add_typer(tx_app, name="tx")
 app.add_typer(testnet_app, name="testnet")
 app.add_typer(circuits_cmd.app, name="circuits")
 
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(grpc_server.compute_version_info().version)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+                                               help="Print the version and exit.")] = False):
+    """maxwell: a compute market chain (token JOULE). Node setup, wallet, transfers and queries."""
+
+
 Home = Annotated[Path, typer.Option("--home", help="Node and wallet directory.")]
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="text for people, json for programs.")]
 Node = Annotated[str, typer.Option("--node", help="CometBFT RPC of a node (http:// or tcp://).")]
@@ -748,6 +760,23 @@ def status(
         "latest_app_hash": info.latest_app_hash.hex().upper(), "latest_block_time": info.latest_block_time,
         "catching_up": info.catching_up,
     })
+
+
+@app.command()
+def version(
+    long: Annotated[bool, typer.Option("--long", help="Also the commit, Python and the pinned dependencies.")] = False,
+    output: Output = OutputFormat.text,
+):
+    """Print maxwell's version (as simd's `version [--long]`)."""
+    info = grpc_server.compute_version_info()
+    if not long:
+        show(output, {"version": info.version}, [info.version])
+        return
+    record = {"name": info.name, "server_name": info.app_name, "version": info.version, "commit": info.git_commit,
+              "python": info.go_version.removeprefix("python "),
+              "build_deps": [f"{dep.path}@{dep.version}" for dep in info.build_deps]}
+    show(output, record, [f"{k}: {v}" for k, v in record.items() if k != "build_deps"] +
+         ["build_deps:"] + [f"- {dep}" for dep in record["build_deps"]])
 
 
 # --- transactions ----------------------------------------------------------------------------------

@@ -514,3 +514,14 @@ def test_staking_and_slashing_commands_answer_and_refuse_bad_input_in_one_line(d
     assert params["min_signed_per_window"] == "0.500000000000000000" and params["signed_blocks_window"] == "100"
     staking_params = json.loads(invoke("query", "staking", "params", "--node", url, "-o", "json").stdout)
     assert staking_params["bond_denom"] == "ujoule"
+
+
+def test_version_and_long_version_say_what_is_installed():
+    import importlib.metadata
+    installed = importlib.metadata.version("maxwell")
+    short = invoke("--version")
+    assert short.exit_code == 0 and short.stdout.strip() == installed
+    assert invoke("version").stdout.strip() == installed
+    long = json.loads(invoke("version", "--long", "-o", "json").stdout)
+    assert long["version"] == installed and len(long["commit"]) == 40
+    assert f"protobuf@{importlib.metadata.version('protobuf')}" in long["build_deps"]
