@@ -48,7 +48,7 @@ $(NODE_STAMP): tests/cosmjs/package.json tests/cosmjs/package-lock.json
 # the dev chain and one local worker (its own key, so its txs never race alice's sequence)
 dev: $(STAMP)
 	@test -f $(DEV_HOME)/config/genesis.json || $(MAKE) --no-print-directory dev-init
-	$(MAXWELL) worker dev --key worker --home $(DEV_HOME)
+	$(MAXWELL) worker dev --key worker --home $(DEV_HOME) --faucet alice
 
 dev-init: $(STAMP)
 	$(MAXWELL) init --chain-id $(DEV_CHAIN_ID) --home $(DEV_HOME)

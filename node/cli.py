@@ -12,6 +12,8 @@ import os
 import re
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -33,7 +35,7 @@ from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.store import StoreError
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
 from node import abci_server, circuits_cmd, client, devchain, grpc_backend, grpc_server, keyring, privval, sensors, testnet, txclient
-from node import chain_info, metrics, rest
+from node import chain_info, faucet, metrics, rest
 from node.application import compute_app_state, open_app
 from node.client import DEFAULT_NODE, Client
 
@@ -52,6 +54,8 @@ KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="Sta
 GrpcOption = Annotated[str, typer.Option("--grpc", help="Listen address (host:port) of the gRPC server; \"off\" for none.")]
 RestOption = Annotated[str, typer.Option("--rest", help="Listen address (host:port) of the REST gateway; \"off\" for none.")]
 RestCorsOption = Annotated[str, typer.Option("--rest-cors", help="Origins the REST gateway allows (CORS): \"*\", a comma-separated list, or \"off\".")]
+FaucetOption = Annotated[Optional[str], typer.Option("--faucet", help="A key of the home's test keyring that answers POST /faucet on the REST port.")]
+FaucetAmountOption = Annotated[str, typer.Option("--faucet-amount", help="What the faucet gives each time.")]
 
 
 class CliError(Exception):
@@ -512,16 +516,58 @@ def dev(
     grpc: GrpcOption = grpc_server.DEFAULT_ADDRESS,
     rest_address: RestOption = rest.DEFAULT_ADDRESS,
     rest_cors: RestCorsOption = "off",
+    faucet_key: FaucetOption = None,
+    faucet_amount: FaucetAmountOption = f"{faucet.DEFAULT_AMOUNT}{DENOM}",
 ):
     """Run a single-node development chain with the CometBFT RPC, the gRPC server and the REST gateway (no CometBFT needed)."""
     block_time_ms = compute_duration_ms(block_time)
     grpc_server.check_address(grpc)
     rest.check_address(rest_address)
     rest.parse_cors(rest_cors)
+    dev_faucet = make_faucet(home, faucet_key, faucet_amount, rpc, rest_address)
     configure_logging(output)
     devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, grpc=grpc, rest_address=rest_address,
                  rest_cors=rest_cors, heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
-                 keep_recent=keep_recent)
+                 keep_recent=keep_recent, faucet=dev_faucet)
+
+
+def make_faucet(home: Path, key: str | None, amount: str, rpc: str, rest_address: str) -> "faucet.Faucet | None":
+    """The dev chain's faucet, giving `amount` from `key` (a test-keyring key) through the chain's own RPC."""
+    if key is None:
+        return None
+    if not grpc_server.is_enabled(rest_address):
+        raise CliError("the faucet answers on the REST port: give --rest an address, not off")
+    coins = parse_coins_text(amount)
+    if list(coins) != [DENOM]:
+        raise CliError(f"invalid faucet amount {amount!r}: the faucet gives {DENOM}")
+    return faucet.Faucet(load_private_key(home, KeyringBackend.test, None, key), "http://" + rpc.split("://", 1)[-1],
+                         coins[DENOM])
+
+
+@app.command("faucet")
+def faucet_command(
+    address: Annotated[str, typer.Argument(help="The address to fund (or the name of a key).")],
+    url: Annotated[str, typer.Option("--url", help="REST gateway of a dev chain run with --faucet.")] = f"http://{rest.DEFAULT_ADDRESS}",
+    keyring_backend: Backend = KeyringBackend.test,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Ask a dev chain's faucet for JOULE."""
+    recipient = resolve_address(home, keyring_backend, address)
+    request = urllib.request.Request(url.rstrip("/") + rest.FAUCET_PATH, data=json.dumps({"address": recipient}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            grant = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read()).get("message", "")
+        except ValueError:
+            message = error.reason
+        raise CliError(f"the faucet at {url} refused: {message or error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise CliError(f"cannot reach the faucet at {url}: {getattr(error, 'reason', error)}") from None
+    show(output, grant, [f"sent {grant['amount']} to {grant['address']}: txhash {grant['txhash']}"])
 
 
 @app.command("chain-info")

@@ -660,10 +660,11 @@ class DevChain:
 
 def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TIME_MS, app=None,
         heat_sensor=None, keep_recent: int = 100, grpc: str = "off", rest_address: str = "off",
-        rest_cors: str = "off") -> None:
+        rest_cors: str = "off", faucet=None) -> None:
     """Run the dev chain until SIGINT/SIGTERM (blocking); `heat_sensor` feeds the app's vote extensions;
     `grpc` and `rest_address` are the gRPC server's and the REST gateway's host:port (for maxwell's App),
-    or "off"; `rest_cors` the origins the gateway allows (node.rest.parse_cors)."""
+    or "off"; `rest_cors` the origins the gateway allows (node.rest.parse_cors); `faucet` (node.faucet.Faucet),
+    when given, answers on the gateway."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chain = DevChain(home, app=app, block_time_ms=block_time_ms, heat_sensor=heat_sensor, keep_recent=keep_recent)
@@ -675,7 +676,7 @@ def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TI
         if grpc_server.is_enabled(grpc):
             grpc_service, _ = grpc_server.serve(DevBackend(chain), grpc)
         if grpc_server.is_enabled(rest_address):
-            rest_service = rest.serve(DevBackend(chain), rest_address, rest_cors)
+            rest_service = rest.serve(DevBackend(chain), rest_address, rest_cors, faucet)
         log.info("dev chain %s serving RPC on %s, a block every %d ms",
                  chain.genesis.chain_id, chain.rpc_server.url, block_time_ms)
         while not stopping.wait(0.5):

@@ -19,7 +19,7 @@ from chain.coins import DENOM, parse_coin_string
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import MAX_GAS_LIMIT
-from node import cli, devchain, grpc_server, sensors, txclient, worker
+from node import cli, devchain, faucet, grpc_server, rest, sensors, txclient, worker
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
 from node.client import DEFAULT_NODE, Client
 from zk.instances import InstanceError, compute_dequantized, compute_quantized
@@ -490,6 +490,9 @@ def worker_dev(
     rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = devchain.DEFAULT_RPC,
     block_time: Annotated[str, typer.Option("--block-time", help="Time between blocks.")] = "1s",
     grpc: cli.GrpcOption = grpc_server.DEFAULT_ADDRESS,
+    rest_address: cli.RestOption = rest.DEFAULT_ADDRESS,
+    faucet_key: cli.FaucetOption = None,
+    faucet_amount: cli.FaucetAmountOption = f"{faucet.DEFAULT_AMOUNT}{DENOM}",
     heat_millicelsius: cli.HeatOption = sensors.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
     keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME,
@@ -497,6 +500,8 @@ def worker_dev(
 ):
     """The dev chain and one local worker in one process (what `make dev` runs)."""
     block_time_ms = cli.compute_duration_ms(block_time)
+    rest.check_address(rest_address)
+    dev_faucet = cli.make_faucet(home, faucet_key, faucet_amount, rpc, rest_address)
     cli.configure_logging(output)
     node = "http://" + rpc.split("://", 1)[-1]
     config = make_worker_config(home, node, key, keyring_backend, keyring_passphrase_file, models, slots, ask, zone,
@@ -505,7 +510,8 @@ def worker_dev(
     thread = threading.Thread(target=worker.run_after_chain_start, args=(config, stopping), name="worker", daemon=True)
     thread.start()
     try:
-        devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, heat_sensor=config.heat_sensor, grpc=grpc)
+        devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, heat_sensor=config.heat_sensor, grpc=grpc,
+                     rest_address=rest_address, faucet=dev_faucet)
     finally:
         stopping.set()
         thread.join(timeout=30)

@@ -31,7 +31,7 @@ from google.protobuf import descriptor, descriptor_pool, json_format, message_fa
 from google.protobuf.message import DecodeError
 
 from chain import app as registry
-from node import grpc_server, metrics, rpc
+from node import client, faucet as faucet_module, grpc_server, metrics, rpc
 
 log = logging.getLogger("maxwell.rest")
 http_log = logging.getLogger("maxwell.rest.http")
@@ -40,6 +40,7 @@ http_log.addFilter(rpc._is_server_fault)
 DEFAULT_ADDRESS = "127.0.0.1:1317"
 OPENAPI_PATH = "/swagger/openapi.json"
 METRICS_PATH = "/metrics"
+FAUCET_PATH = "/faucet"
 # The SDK's [api] defaults: rpc-max-body-bytes, rpc-read-timeout, max-open-connections.
 MAX_BODY_BYTES = 1_000_000
 READ_TIMEOUT_S = 10.0
@@ -652,8 +653,10 @@ class RestGateway:
     """The routes over a backend (grpc_backend.DevBackend or CometBackend), as aiohttp handlers."""
 
     def __init__(self, backend, cors: frozenset[str] = frozenset(), max_body_bytes: int = MAX_BODY_BYTES,
-                 read_timeout: float = READ_TIMEOUT_S):
+                 read_timeout: float = READ_TIMEOUT_S, faucet=None):
+        """`faucet` (node.faucet.Faucet), when given, answers POST /faucet."""
         self.answers = grpc_server.make_answers(backend)
+        self.faucet = faucet
         self.routes = compute_routes()
         self.openapi = json.dumps(compute_openapi(self.routes)).encode()
         self.cors = cors
@@ -679,6 +682,8 @@ class RestGateway:
         if request.method == "GET" and request.path == METRICS_PATH:
             body, content_type = metrics.render()
             return web.Response(body=body, headers={"Content-Type": content_type})
+        if request.method == "POST" and request.path == FAUCET_PATH and self.faucet is not None:
+            return await self.answer_faucet(request)
         route, params = find_route(self.routes, request.method, request.path)
         message = route.request_class()
         if route.has_body:
@@ -699,6 +704,25 @@ class RestGateway:
             raise invalid_argument(f"cannot render the answer as JSON: {error}") from None
         height_headers = {HEIGHT_HEADER: str(height), METADATA_HEIGHT_HEADER: str(height)}
         return make_json_response(body, headers=height_headers)
+
+    async def answer_faucet(self, request: web.BaseRequest) -> web.Response:
+        """`{"address": "mxw1..."}` in; the grant (address, amount, txhash) out."""
+        try:
+            document = json.loads(await self.read_body(request))
+        except ValueError:
+            raise invalid_argument("the body must be JSON: {\"address\": \"mxw1...\"}") from None
+        address = document.get("address") if isinstance(document, dict) else None
+        if not isinstance(address, str):
+            raise invalid_argument("the body must name an address: {\"address\": \"mxw1...\"}")
+        try:
+            grant = await asyncio.get_running_loop().run_in_executor(self.executor, self.faucet.send, address)
+        except faucet_module.InvalidRecipient as error:
+            raise invalid_argument(str(error)) from None
+        except faucet_module.RateLimited as error:
+            raise RestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)) from None
+        except client.ClientError as error:
+            raise RestError(grpc.StatusCode.UNAVAILABLE, f"the faucet could not send: {error}") from None
+        return make_json_response(grant, 200)
 
     async def read_body(self, request: web.BaseRequest) -> bytes:
         """The body within max_body_bytes and the read timeout, else InvalidArgument and the connection closed."""
@@ -818,10 +842,11 @@ def check_address(address: str) -> None:
         parse_address(address)
 
 
-def serve(backend, address: str, cors: str = "off") -> RestServer:
-    """Serve the REST gateway of `backend` on host:port (port 0 picks a free one), started."""
+def serve(backend, address: str, cors: str = "off", faucet=None) -> RestServer:
+    """Serve the REST gateway of `backend` on host:port (port 0 picks a free one), started; with a `faucet`
+    (node.faucet.Faucet) it answers POST /faucet too."""
     host, port = parse_address(address)
-    server = RestServer(RestGateway(backend, parse_cors(cors)), host, port)
+    server = RestServer(RestGateway(backend, parse_cors(cors), faucet=faucet), host, port)
     server.start()
     log.info("REST server listening on %s", server.url)
     return server
