@@ -304,6 +304,18 @@ def _open_db(factory, path: Path):
         raise InvalidHome(f"cannot open {path} (is another node running on this home?): {e}") from None
 
 
+def compute_block_summary(height: int, response: abci_pb2.ResponseFinalizeBlock) -> str:
+    """One log line a block: its txs (and how many failed), gas, the auctions it cleared, the proofs it verified."""
+    results = list(response.tx_results)
+    events = [*response.events, *(e for result in results for e in result.events)]
+    clearings = [dict((a.key, a.value) for a in e.attributes) for e in events if e.type == "auction_cleared"]
+    cleared = ", ".join(f"{c['work']} {c['matched_slots']} slots at {c['price']}ujoule" for c in clearings) or "none"
+    proofs = sum(1 for e in events if e.type == "inference_verified")
+    failed = sum(1 for result in results if result.code)
+    return (f"block {height}: {len(results)} txs ({failed} failed), gas {sum(r.gas_used for r in results)}, "
+            f"cleared {cleared}, {proofs} proofs verified")
+
+
 class DevChain:
     def __init__(self, home: str | Path, app=None, block_time_ms: int = DEFAULT_BLOCK_TIME_MS,
                  moniker: str = DEFAULT_MONIKER, heat_sensor=None, keep_recent: int = 100):
@@ -361,7 +373,11 @@ class DevChain:
 
     def check_tx(self, request: abci_pb2.RequestCheckTx) -> abci_pb2.ResponseCheckTx:
         with self._app_lock:
-            return self.app.check_tx(request)
+            response = self.app.check_tx(request)
+        if response.code:
+            log.info("tx %s rejected: code %d (%s): %s", compute_tx_hash(request.tx).hex().upper()[:16],
+                     response.code, response.codespace, response.log)
+        return response
 
     def subscribe(self, listener) -> None:
         """listener(BlockEvent) is called on the producer thread after every committed block."""
@@ -649,6 +665,7 @@ class DevChain:
                 params=next_params, app_version=app_version, last_commit=seen_commit)
             self.mempool.process_committed(txs, list(response.tx_results))
             self.mempool.process_recheck()
+        log.info(compute_block_summary(height, response))
         event = BlockEvent(block=block, block_id=block_id, response=response, tx_hashes=tx_hashes)
         for listener in list(self._listeners):
             try:

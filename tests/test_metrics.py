@@ -63,3 +63,11 @@ def test_metrics_move_with_blocks_txs_refusals_heat_and_clearings(node):
     assert after[f'maxwell_provider_temperature_celsius{{provider="{alice}"}}'] == 61.5
     assert after['maxwell_matched_slots{work="process"}'] >= 1
     assert after['maxwell_clearing_price_ujoule{work="process"}'] > 0
+
+
+def test_the_log_says_one_line_a_block_and_one_per_refused_tx(node):
+    log = (node["home"] / "dev.log").read_text()
+    blocks = [line for line in log.splitlines() if " block " in line and "txs (" in line]
+    assert blocks and all("gas" in line and "cleared" in line and "proofs verified" in line for line in blocks)
+    assert any("cleared process 1 slots at" in line for line in blocks)
+    assert any("rejected: code 13 (sdk)" in line for line in log.splitlines())
