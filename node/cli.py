@@ -93,6 +93,13 @@ class CliGroup(TyperGroup):
             fail(f"unexpected {type(error).__name__}: {error}")
 
 
+DEFAULT_GAS_ADJUSTMENT = 1.3
+AUTO_GAS = "auto"
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Sign and broadcast without asking.")]
+GasAdjustment = Annotated[float, typer.Option("--gas-adjustment", min=1.0, max=10.0,
+                                              help="With --gas auto: the simulated gas times this.")]
+
+
 def fail(message: str):
     typer.echo(f"Error: {' '.join(message.split())}", err=True)
     raise typer.Exit(1)
@@ -827,12 +834,37 @@ def version(
 
 # --- transactions ----------------------------------------------------------------------------------
 
-def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: int, fee: int | None, wait: bool,
-               output: OutputFormat, memo: str = "", extra: dict | None = None, describe=None) -> None:
-    """Check the funds (`spend` is what the messages move out of the account), sign, broadcast and report:
-    the hash once the node accepts the tx, then its block; `describe(result)` adds fields read from its events."""
+def parse_gas(text: str) -> int | None:
+    """A gas limit, or None for auto."""
+    if text == AUTO_GAS:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= MAX_GAS_LIMIT:
+        raise CliError(f"invalid --gas {text!r}: a limit from 1 to {MAX_GAS_LIMIT}, or {AUTO_GAS}")
+    return int(text)
+
+
+def confirm_tx(messages: list, gas: int, fee: int, yes: bool) -> None:
+    """Shows the tx and asks, as simd does, unless -y or there is no one at a terminal to ask."""
+    if yes or not sys.stdin.isatty():
+        return
+    body = [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in messages]
+    typer.echo(json.dumps({"messages": body, "fee": f"{fee}{DENOM}", "gas": str(gas)}, indent=2), err=True)
+    if not typer.confirm("confirm transaction before signing and broadcasting", err=True):
+        raise CliError("aborted: the transaction was not signed")
+
+
+def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: str | int, fee: int | None,
+               wait: bool, output: OutputFormat, memo: str = "", extra: dict | None = None, describe=None,
+               yes: bool = False, gas_adjustment: float = DEFAULT_GAS_ADJUSTMENT) -> None:
+    """Check the funds (`spend` is what the messages move out of the account), confirm, sign, broadcast and
+    report: the hash once the node accepts the tx, then its block; `describe(result)` adds fields read from its
+    events. `gas` "auto" simulates the tx and takes its gas times --gas-adjustment."""
+    gas = parse_gas(str(gas))
+    if gas is None:
+        gas = txclient.estimate_gas(signer, messages, memo, gas_adjustment)
     fee = txclient.compute_fee(signer, gas, fee)
     txclient.check_funds(signer, spend, fee)
+    confirm_tx(messages, gas, fee, yes)
     tx_hash, result = txclient.execute_messages(signer, messages, gas, fee, memo, wait,
                                                 on_accepted=lambda accepted: show_accepted(output, accepted, wait))
     record = {"hash": tx_hash.hex().upper(), **(extra or {})}
@@ -853,9 +885,11 @@ def tx_send(
     recipient: Annotated[str, typer.Argument(metavar="TO", help="A bech32 address or the name of a key.")],
     amount: Annotated[str, typer.Argument(help=f"Coins, e.g. 1000{DENOM}.")],
     fees: Annotated[Optional[str], typer.Option("--fees", help=f"Fee in {DENOM}; default: gas x minimum gas price.")] = None,
-    gas: Annotated[int, typer.Option("--gas", min=1, max=MAX_GAS_LIMIT, help="Gas limit.")] = txclient.DEFAULT_GAS,
+    gas: Annotated[str, typer.Option("--gas", help="Gas limit, or auto to simulate the tx first.")] = str(txclient.DEFAULT_GAS),
     memo: Annotated[str, typer.Option("--memo")] = "",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")] = True,
+    yes: Yes = False,
+    gas_adjustment: GasAdjustment = DEFAULT_GAS_ADJUSTMENT,
     node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file,
     keyring_passphrase_file: PassphraseFile = None,
@@ -869,4 +903,4 @@ def tx_send(
     private_key = load_private_key(home, keyring_backend, keyring_passphrase_file, sender)
     signer = txclient.load_signer(Client(node), private_key)
     message = bank_tx_pb2.MsgSend(from_address=signer.address, to_address=to_address, amount=compute_coin_list(coins))
-    execute_tx(signer, [message], coins, gas, fee, wait, output, memo)
+    execute_tx(signer, [message], coins, gas, fee, wait, output, memo, yes=yes, gas_adjustment=gas_adjustment)

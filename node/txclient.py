@@ -6,16 +6,19 @@ includes the tx.
 worker all send through here.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
 from chain import crypto
+from chain.app import SIMULATE_PATH
 from chain.coins import DENOM
 from chain.errors import InvalidSequenceError
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2
-from chain.tx import TxParams, compute_required_fee, sign_tx
+from chain.proto.cosmos.tx.v1beta1 import service_pb2
+from chain.tx import MAX_GAS_LIMIT, TxParams, compute_required_fee, sign_tx
 from node import client
 
 DEFAULT_GAS = 200_000
@@ -104,6 +107,17 @@ def compute_signed_tx(signer: Signer, messages: list, gas: int, fee: int | None 
     """The tx at the signer's sequence; without a fee, it pays the chain's minimum for `gas`."""
     return sign_tx(signer.private_key, messages, chain_id=signer.chain_id, account_number=signer.account_number,
                    sequence=signer.sequence, fee=compute_fee(signer, gas, fee), gas_limit=gas, memo=memo)
+
+
+def estimate_gas(signer: Signer, messages: list, memo: str, adjustment: float) -> int:
+    """The gas the chain's Simulate says the messages use, times `adjustment` (rounded up), within the limit."""
+    tx = compute_signed_tx(signer, messages, MAX_GAS_LIMIT, fee=0, memo=memo)  # Simulate charges no fee
+    response = signer.rpc.abci_query(SIMULATE_PATH, service_pb2.SimulateRequest(tx_bytes=tx).SerializeToString())
+    if response.code:
+        raise TxRejected(f"simulation failed: code {response.code} ({response.codespace}): {response.log}",
+                         response.code)
+    used = service_pb2.SimulateResponse.FromString(response.value).gas_info.gas_used
+    return min(math.ceil(used * adjustment), MAX_GAS_LIMIT)
 
 
 def get_balances(rpc: client.Client, address: str) -> dict[str, int]:

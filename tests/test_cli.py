@@ -525,3 +525,17 @@ def test_version_and_long_version_say_what_is_installed():
     long = json.loads(invoke("version", "--long", "-o", "json").stdout)
     assert long["version"] == installed and len(long["commit"]) == 40
     assert f"protobuf@{importlib.metadata.version('protobuf')}" in long["build_deps"]
+
+
+def test_gas_auto_simulates_and_yes_skips_the_prompt(devnet):
+    home, url = devnet
+    bob = keyring.get_key(home, "file", "bob").address
+    common = ("--node", url, "--keyring-backend", "test", "--home", home, "-o", "json")
+    auto = invoke("tx", "send", "alice", bob, "5ujoule", "--gas", "auto", "--gas-adjustment", "1.5", "-y", *common)
+    assert auto.exit_code == 0, auto.stderr
+    sent = json.loads(auto.stdout)
+    assert int(sent["gas_used"]) < int(sent["gas_wanted"]) <= int(sent["gas_used"]) * 1.6
+    assert int(sent["gas_wanted"]) < 200_000  # below the default limit: the fee follows the simulated gas
+    assert_one_line_error(invoke("tx", "send", "alice", bob, "5ujoule", "--gas", "lots", *common), "invalid --gas")
+    below = invoke("tx", "send", "alice", bob, "5ujoule", "--gas-adjustment", "0.5", *common)
+    assert below.exit_code == 2 and "--gas-adjustment" in below.output  # refused by the option's own range
