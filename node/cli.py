@@ -722,6 +722,29 @@ def query_balance(
     show(output, record, [f"{address}: {record['amount']}{denom} at height {height}"])
 
 
+@query_app.command("balances")
+def query_balances(
+    address: Annotated[str, typer.Argument(help="A bech32 address or the name of a key.")],
+    node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Show every denom an account holds (JOULE and IBC vouchers alike)."""
+    address = resolve_address(home, keyring_backend, address)
+    rpc, balances, key, height = Client(node), [], b"", 0
+    while True:
+        reply, height = rpc.query_grpc(bank_query_pb2.QueryAllBalancesRequest(
+            address=address, pagination={"key": key, "limit": 1000}), bank_query_pb2.QueryAllBalancesResponse)
+        balances.extend({"denom": coin.denom, "amount": coin.amount} for coin in reply.balances)
+        key = reply.pagination.next_key
+        if not key:
+            break
+    record = {"address": address, "balances": balances, "height": str(height)}
+    show(output, record, [f"{address} at height {height}:"] +
+         [f"  {b['amount']}{b['denom']}" for b in balances] + ([] if balances else ["  nothing"]))
+
+
 @query_app.command("account")
 def query_account(
     address: Annotated[str, typer.Argument(help="A bech32 address or the name of a key.")],

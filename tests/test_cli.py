@@ -539,3 +539,13 @@ def test_gas_auto_simulates_and_yes_skips_the_prompt(devnet):
     assert_one_line_error(invoke("tx", "send", "alice", bob, "5ujoule", "--gas", "lots", *common), "invalid --gas")
     below = invoke("tx", "send", "alice", bob, "5ujoule", "--gas-adjustment", "0.5", *common)
     assert below.exit_code == 2 and "--gas-adjustment" in below.output  # refused by the option's own range
+
+
+def test_query_balances_lists_every_denom(devnet):
+    home, url = devnet
+    shown = json.loads(invoke("query", "balances", "alice", "--node", url, "--keyring-backend", "test", "--home", home,
+                              "-o", "json").stdout)
+    assert shown["address"] == ALICE and [b["denom"] for b in shown["balances"]] == ["ujoule"]
+    assert int(shown["balances"][0]["amount"]) > 0
+    empty = invoke("query", "balances", crypto.encode_address(b"\x09" * 20), "--node", url)
+    assert empty.exit_code == 0 and "nothing" in empty.stdout
