@@ -19,7 +19,8 @@ from pathlib import Path
 
 import plyvel
 
-from chain import merkle
+from chain import bank, crypto, merkle
+from chain.coins import DENOM
 from chain.proto.tendermint.abci import types_pb2 as abci_pb2
 from chain.proto.tendermint.crypto import keys_pb2
 from chain.proto.tendermint.types import block_pb2, evidence_pb2, params_pb2, types_pb2, validator_pb2
@@ -37,7 +38,7 @@ from ibc.tendermint import (
     compute_vote_extension_sign_bytes,
     compute_vote_sign_bytes,
 )
-from node import cometbft_json, grpc_server, metrics, privval, rest, rpc
+from node import cometbft_json, grpc_server, keyring, metrics, privval, rest, rpc
 from node.blockstore import BlockStore, GenesisState, compute_block_bytes, compute_commit
 from node.faults import log_fault
 from node.grpc_backend import DevBackend
@@ -302,6 +303,19 @@ def _open_db(factory, path: Path):
         return factory(str(path))
     except plyvel.Error as e:
         raise InvalidHome(f"cannot open {path} (is another node running on this home?): {e}") from None
+
+
+def compute_dev_accounts(home: Path, chain: "DevChain") -> list[str]:
+    """The funded accounts of the home's test keyring — dev keys, unencrypted — with their mnemonics, as anvil
+    lists its accounts at start."""
+    lines = []
+    for key in keyring.get_keys(home, "test"):
+        with chain._app_lock:
+            balance = bank.get_balance(chain.app.store, crypto.decode_address(key.address), DENOM)
+        if balance:
+            lines += [f"  {key.name}: {key.address} {balance}{DENOM}",
+                      f"    mnemonic (dev only, never for real funds): {keyring.get_mnemonic(home, 'test', key.name)}"]
+    return ["funded dev accounts (test keyring):", *lines] if lines else []
 
 
 def compute_block_summary(height: int, response: abci_pb2.ResponseFinalizeBlock) -> str:
@@ -696,6 +710,8 @@ def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TI
             rest_service = rest.serve(DevBackend(chain), rest_address, rest_cors, faucet)
         log.info("dev chain %s serving RPC on %s, a block every %d ms",
                  chain.genesis.chain_id, chain.rpc_server.url, block_time_ms)
+        for line in compute_dev_accounts(Path(home), chain):
+            log.info(line)
         while not stopping.wait(0.5):
             pass
         log.info("shutting down")

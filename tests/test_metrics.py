@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, stop_dev_chain, wait_for
+from tests.helpers import MNEMONIC, compute_free_port, init_funded_home, invoke, start_dev_chain, stop_dev_chain, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,12 @@ def test_the_log_says_one_line_a_block_and_one_per_refused_tx(node):
     assert blocks and all("gas" in line and "cleared" in line and "proofs verified" in line for line in blocks)
     assert any("cleared process 1 slots at" in line for line in blocks)
     assert any("rejected: code 13 (sdk)" in line for line in log.splitlines())
+
+
+def test_the_dev_chain_lists_its_funded_dev_accounts_at_start(node):
+    log = (node["home"] / "dev.log").read_text()
+    assert "funded dev accounts (test keyring):" in log
+    alice = json.loads(invoke("keys", "show", "alice", "--home", node["home"], "--keyring-backend", "test",
+                              "-o", "json").stdout)["address"]
+    assert f"alice: {alice} " in log and f"mnemonic (dev only, never for real funds): {MNEMONIC}" in log
+    assert "bob:" not in log  # a file-keyring key is listed nowhere
