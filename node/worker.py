@@ -139,11 +139,15 @@ def process_heat_report(signer: txclient.Signer, reading: heat.HeatReading) -> m
     message = market_tx_pb2.MsgReportHeat(provider=signer.address, temperature_millicelsius=reading.temperature_millicelsius,
                                           power_milliwatts=reading.power_milliwatts)
     txclient.execute_messages(signer, [message])
-    view = get_provider_view(signer.rpc, signer.address)
-    log.info("heat %.1f °C (zone %.1f °C): effective ask %s ujoule for a stated ask of %s",
-             view.temperature_millicelsius / 1000, view.zone_temperature_millicelsius / 1000,
-             view.effective_ask or "none (withdrawn)", view.provider.ask_price)
-    return view
+    return get_provider_view(signer.rpc, signer.address)
+
+
+def log_heat(view: market_query_pb2.ProviderView, previous_ask: str | None) -> None:
+    """At info only when the heat moved the price this worker asks; at debug otherwise."""
+    level = logging.INFO if view.effective_ask != previous_ask else logging.DEBUG
+    log.log(level, "heat %.1f °C (zone %.1f °C): effective ask %s ujoule for a stated ask of %s",
+            view.temperature_millicelsius / 1000, view.zone_temperature_millicelsius / 1000,
+            view.effective_ask or "none (withdrawn)", view.provider.ask_price)
 
 
 # --- persistent state --------------------------------------------------------------------------
@@ -273,6 +277,7 @@ class Worker:
     state: WorkerState
     checked_models: set[str] = field(default_factory=set)
     last_heat_height: int = 0
+    last_effective_ask: str | None = None
 
 
 def load_manifests(circuits_dir: Path, models: tuple[str, ...]) -> dict[str, Manifest]:
@@ -422,8 +427,9 @@ def process_unconfirmed(w: Worker) -> None:
 def process_heat_if_due(w: Worker, height: int) -> None:
     if height - w.last_heat_height < w.config.heat_interval_blocks:
         return
-    process_heat_report(w.signer, w.config.heat_sensor())
-    w.last_heat_height = height
+    view = process_heat_report(w.signer, w.config.heat_sensor())
+    log_heat(view, w.last_effective_ask)
+    w.last_heat_height, w.last_effective_ask = height, view.effective_ask
 
 
 def process_pending(w: Worker) -> None:

@@ -2,6 +2,7 @@
 scraped before and after a transfer, a refused tx, a provider's heat report and a cleared auction."""
 
 import json
+import logging
 import re
 import time
 import urllib.request
@@ -80,3 +81,16 @@ def test_the_dev_chain_lists_its_funded_dev_accounts_at_start(node):
                               "-o", "json").stdout)["address"]
     assert f"alice: {alice} " in log and f"mnemonic (dev only, never for real funds): {MNEMONIC}" in log
     assert "bob:" not in log  # a file-keyring key is listed nowhere
+
+
+def test_heat_is_logged_at_info_only_when_it_moves_the_ask(caplog):
+    from chain.proto.maxwell.market.v1 import query_pb2
+    from node import worker
+    view = query_pb2.ProviderView(temperature_millicelsius=61_000, zone_temperature_millicelsius=60_000,
+                                  effective_ask="110", provider={"ask_price": "100"})
+    with caplog.at_level(logging.DEBUG, logger=worker.log.name):
+        worker.log_heat(view, None)
+        worker.log_heat(view, "110")
+        view.effective_ask = "120"
+        worker.log_heat(view, "110")
+    assert [record.levelno for record in caplog.records] == [logging.INFO, logging.DEBUG, logging.INFO]
