@@ -52,6 +52,7 @@ dev: $(STAMP)
 
 dev-init: $(STAMP)
 	$(MAXWELL) init --chain-id $(DEV_CHAIN_ID) --home $(DEV_HOME)
+	$(MAXWELL) config set keyring-backend test --home $(DEV_HOME)
 	$(MAXWELL) keys add alice --keyring-backend test --home $(DEV_HOME)
 	$(MAXWELL) genesis add-account alice 1000000000000ujoule --keyring-backend test --home $(DEV_HOME)
 	$(MAXWELL) keys add worker --keyring-backend test --home $(DEV_HOME) > /dev/null

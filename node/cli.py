@@ -35,7 +35,7 @@ from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.store import StoreError
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
 from node import abci_server, circuits_cmd, client, devchain, grpc_backend, grpc_server, keyring, privval, sensors, testnet, txclient
-from node import chain_info, faucet, metrics, rest
+from node import chain_info, client_config, faucet, metrics, rest
 from node.application import compute_app_state, open_app
 from node.client import DEFAULT_NODE, Client
 
@@ -73,16 +73,20 @@ class KeyringBackend(str, Enum):
 
 
 EXPECTED_ERRORS = (
-    CliError, keyring.KeyringError, client.ClientError, crypto.CryptoError, InvalidCoinsError,
+    CliError, keyring.KeyringError, client.ClientError, client_config.ClientConfigError, crypto.CryptoError, InvalidCoinsError,
     privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, grpc_server.ListenError, StoreError,
     rest.InvalidCorsOrigins, chain_info.ChainInfoError, OSError,
 )
+
+
+ARGS_META = "maxwell.args"
 
 
 class CliGroup(TyperGroup):
     """Turns every failure inside a command into one line on stderr and exit status 1."""
 
     def invoke(self, ctx):
+        ctx.meta[ARGS_META] = [*ctx._protected_args, *ctx.args]  # the group clears them before its callback
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
@@ -128,12 +132,50 @@ def show_version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
+def main(ctx: typer.Context,
+         version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True,
                                                help="Print the version and exit.")] = False):
     """maxwell: a compute market chain (token JOULE). Node setup, wallet, transfers and queries."""
+    home = client_config.find_home(ctx.meta.get(ARGS_META, []), get_default_home())
+    settings = client_config.read(home)
+    if settings:
+        ctx.default_map = client_config.DefaultMap(settings, client_config.compute_command_names(ctx.command))
 
 
-Home = Annotated[Path, typer.Option("--home", help="Node and wallet directory.")]
+def get_default_home() -> Path:
+    return Path(os.environ[client_config.HOME_ENV]) if os.environ.get(client_config.HOME_ENV) else DEFAULT_HOME
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Read and change the home's client.toml.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("get")
+def config_get(
+    key: Annotated[str, typer.Argument(help=f"One of: {', '.join(client_config.SETTINGS)}.")],
+    home: Annotated[Path, typer.Option("--home", envvar=client_config.HOME_ENV, help="Node and wallet directory.")]
+    = DEFAULT_HOME,
+):
+    """Print a setting (its default when client.toml does not set it)."""
+    client_config.check(key, client_config.DEFAULTS.get(key, ""))
+    typer.echo(client_config.read(home).get(key, client_config.DEFAULTS[key]))
+
+
+@config_app.command("set")
+def config_set(
+    key: Annotated[str, typer.Argument(help=f"One of: {', '.join(client_config.SETTINGS)}.")],
+    value: Annotated[str, typer.Argument()],
+    home: Annotated[Path, typer.Option("--home", envvar=client_config.HOME_ENV, help="Node and wallet directory.")]
+    = DEFAULT_HOME,
+):
+    """Change a setting in client.toml (written with every setting and its comment)."""
+    client_config.check(key, value)
+    settings = client_config.read(home)
+    settings[key] = value
+    typer.echo(f"{key} = {value!r} in {client_config.write(home, settings)}")
+
+
+Home = Annotated[Path, typer.Option("--home", envvar="MAXWELL_HOME", help="Node and wallet directory (MAXWELL_HOME).")]
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="text for people, json for programs.")]
 Node = Annotated[str, typer.Option("--node", help="CometBFT RPC of a node (http:// or tcp://).")]
 Backend = Annotated[KeyringBackend, typer.Option("--keyring-backend", help="file (encrypted) or test (unencrypted, dev only).")]
@@ -325,6 +367,8 @@ def init(
     validator = privval.load(key_path) if key_path.exists() else privval.generate(key_path)
     genesis = devchain.create_genesis_doc(chain_id, validator, compute_app_state(), moniker=moniker)
     (home / "data").mkdir(parents=True, exist_ok=True)
+    if not client_config.get_path(home).exists():
+        client_config.write(home, {"chain-id": chain_id})
     with open(genesis_path, "x") as f:
         f.write(json.dumps(genesis, indent=2) + "\n")
     record = {"chain_id": chain_id, "home": str(home), "genesis": str(genesis_path),
