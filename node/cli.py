@@ -808,6 +808,14 @@ def query_account(
                   "pub_key": compute_pubkey_record(public_key) if public_key else None})
 
 
+def compute_message_types(tx_bytes: bytes) -> list[str]:
+    """The type URLs of a tx's messages; none for what is no cosmos tx (the heat tx a block opens with)."""
+    try:
+        return [message["@type"] for message in compute_messages(tx_bytes)]
+    except DecodeError:
+        return []
+
+
 def compute_messages(tx_bytes: bytes) -> list[dict]:
     raw = tx_pb2.TxRaw.FromString(tx_bytes)
     messages = []
@@ -848,6 +856,29 @@ def query_tx(
     show(output, {k: v for k, v in record.items() if k != "events"})
     show_table("events", ["type", "attributes"],
                [[e.type, ", ".join(f"{k}={v}" for k, v in e.attributes)] for e in result.events])
+
+
+@query_app.command("txs")
+def query_txs(
+    events: Annotated[str, typer.Option("--events", help="An events query, e.g. \"message.sender='mxw1…'\" "
+                                        "(AND-joined conditions, as CometBFT's tx_search takes).")],
+    page: Annotated[int, typer.Option("--page", min=1)] = 1,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100)] = 30,
+    order: Annotated[str, typer.Option("--order", help="asc or desc by height.")] = "asc",
+    node: Node = DEFAULT_NODE,
+    output: Output = OutputFormat.text,
+):
+    """List the included txs an events query finds."""
+    if order not in ("asc", "desc"):
+        raise CliError(f"invalid --order {order!r}: asc or desc")
+    results, total = Client(node).search_txs(events, page, limit, order)
+    records = [{"hash": r.hash.hex().upper(), "height": str(r.height), "code": r.code, "gas_used": str(r.gas_used),
+                "messages": compute_message_types(r.tx)} for r in results]
+    if output == OutputFormat.json:
+        show(output, {"total_count": str(total), "page": str(page), "txs": records})
+        return
+    show_table(f"{total} txs (page {page})", ["hash", "height", "code", "messages"],
+               [[r["hash"], r["height"], str(r["code"]), ", ".join(r["messages"])] for r in records])
 
 
 @query_app.command("block")

@@ -365,6 +365,12 @@ class Client:
             raise
         return decode_tx_result(result)
 
+    def search_txs(self, query: str, page: int = 1, per_page: int = 30, order: str = "asc") -> tuple[list[TxResult], int]:
+        """The txs CometBFT's index finds for an events query (`tx_search`), and how many there are in all."""
+        result = self.call("tx_search", {"query": query, "prove": False, "page": str(page),
+                                         "per_page": str(per_page), "order_by": order})
+        return [decode_tx_result(tx) for tx in _field(result, "txs", [])], int(_field(result, "total_count", 0))
+
     def block(self, height: int | None = None) -> Block:
         return decode_block(self.call("block", {} if height is None else {"height": str(height)}))
 

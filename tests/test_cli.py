@@ -549,3 +549,17 @@ def test_query_balances_lists_every_denom(devnet):
     assert int(shown["balances"][0]["amount"]) > 0
     empty = invoke("query", "balances", crypto.encode_address(b"\x09" * 20), "--node", url)
     assert empty.exit_code == 0 and "nothing" in empty.stdout
+
+
+def test_query_txs_finds_txs_by_their_events(devnet):
+    home, url = devnet
+    bob = keyring.get_key(home, "file", "bob").address
+    sent = json.loads(invoke("tx", "send", "alice", bob, "3ujoule", "--node", url, "--keyring-backend", "test",
+                             "--home", home, "-o", "json").stdout)
+    found = json.loads(invoke("query", "txs", "--events", f"message.sender='{ALICE}'", "--order", "desc", "--limit", "5",
+                              "--node", url, "-o", "json").stdout)
+    assert int(found["total_count"]) >= 1 and found["txs"][0]["hash"] == sent["hash"]
+    assert found["txs"][0]["messages"] == ["/cosmos.bank.v1beta1.MsgSend"]
+    assert_one_line_error(invoke("query", "txs", "--events", "message.sender=", "--node", url), "")
+    assert_one_line_error(invoke("query", "txs", "--events", "tx.height>0", "--order", "up", "--node", url),
+                          "invalid --order")
