@@ -703,6 +703,52 @@ def keys_list(
         show_table(f"{keyring_backend.value} keyring", ["name", "address"], [[r["name"], r["address"]] for r in records])
 
 
+@keys_app.command("export")
+def keys_export(
+    name: str,
+    keyring_backend: Backend = KeyringBackend.file,
+    keyring_passphrase_file: PassphraseFile = None,
+    export_passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--export-passphrase-file", help="Read the passphrase that seals the export from this file.")] = None,
+    home: Home = DEFAULT_HOME,
+):
+    """Print a key, sealed with a passphrase of its own, as ASCII armor (`keys import` reads it)."""
+    passphrase = None
+    if keyring_backend == KeyringBackend.file:
+        passphrase = read_passphrase(keyring_passphrase_file, confirm=False)
+    mnemonic = keyring.get_mnemonic(home, keyring_backend.value, name, passphrase)
+    if export_passphrase_file is None:
+        typer.echo("Passphrase to seal the exported key:", err=True)
+    typer.echo(keyring.compute_armor(mnemonic, read_passphrase(export_passphrase_file, confirm=True)), nl=False)
+
+
+@keys_app.command("import")
+def keys_import(
+    name: str,
+    armor_file: Annotated[Path, typer.Argument(metavar="FILE", help="An armored key, from `keys export`.")],
+    keyring_backend: Backend = KeyringBackend.file,
+    keyring_passphrase_file: PassphraseFile = None,
+    export_passphrase_file: Annotated[Optional[Path], typer.Option(
+        "--export-passphrase-file", help="Read the passphrase that seals the export from this file.")] = None,
+    home: Home = DEFAULT_HOME,
+    output: Output = OutputFormat.text,
+):
+    """Add a key from an armored export."""
+    if keyring.is_key(home, keyring_backend.value, name):
+        raise CliError(f"key {name!r} already exists")
+    try:
+        text = armor_file.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read {armor_file}: {error}") from None
+    mnemonic = keyring.parse_armor(text, read_passphrase(export_passphrase_file, confirm=False))
+    passphrase = None
+    if keyring_backend == KeyringBackend.file:
+        passphrase = read_passphrase(keyring_passphrase_file, confirm=True)
+        keyring.check_passphrase(passphrase)
+    info = keyring.add_key(home, keyring_backend.value, name, mnemonic, passphrase)
+    show(output, compute_key_record(info), [f"imported key {name!r} ({info.address})"])
+
+
 @keys_app.command("delete")
 def keys_delete(
     name: str,

@@ -267,3 +267,37 @@ def delete_key(home: Path, backend: str, name: str) -> None:
         path.unlink()
     except FileNotFoundError:
         raise KeyNotFound(f"key {name!r} not found") from None
+
+
+# --- export and import: an armored, passphrase-encrypted key ---------------------------------------
+
+ARMOR_BEGIN = "-----BEGIN MAXWELL PRIVATE KEY-----"
+ARMOR_END = "-----END MAXWELL PRIVATE KEY-----"
+ARMOR_HEADERS = ("kdf", "opslimit", "memlimit", "salt", "cipher")
+
+
+class InvalidArmor(KeyringError):
+    pass
+
+
+def compute_armor(mnemonic: str, passphrase: str) -> str:
+    """The key's mnemonic sealed with `passphrase` (argon2id, XSalsa20-Poly1305), in ASCII armor as
+    `simd keys export` writes keys: headers, a blank line, the base64 body."""
+    check_passphrase(passphrase)
+    sealed = compute_encrypted_mnemonic(mnemonic, passphrase)
+    headers = [f"{name}: {sealed[name]}" for name in ARMOR_HEADERS]
+    return "\n".join([ARMOR_BEGIN, *headers, "", sealed["ciphertext"], ARMOR_END]) + "\n"
+
+
+def parse_armor(text: str, passphrase: str) -> str:
+    """The mnemonic an armor seals, or InvalidArmor / WrongPassphrase."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    if len(lines) < 4 or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END or "" not in lines:
+        raise InvalidArmor(f"not an exported maxwell key: expected {ARMOR_BEGIN} … {ARMOR_END}")
+    blank = lines.index("")
+    sealed = dict(line.split(": ", 1) for line in lines[1:blank] if ": " in line)
+    sealed["ciphertext"] = "".join(lines[blank + 1:-1])
+    try:
+        return compute_decrypted_mnemonic("in the armor", sealed, passphrase)
+    except CorruptKeyFile as error:
+        raise InvalidArmor(str(error)) from None

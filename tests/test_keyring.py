@@ -137,3 +137,28 @@ def test_absurd_kdf_parameters_are_refused(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(keyring.CorruptKeyFile, match="key derivation parameters"):
         keyring.get_mnemonic(tmp_path, "file", "alice", PASSPHRASE)
+
+
+def test_an_exported_key_imports_elsewhere_and_nothing_else_does(tmp_path):
+    from tests.helpers import ALICE, MNEMONIC, assert_one_line_error, invoke
+    source, target = tmp_path / "a", tmp_path / "b"
+    assert invoke("keys", "add", "alice", "--recover", "--keyring-backend", "test", "--home", source,
+                  input=MNEMONIC + "\n").exit_code == 0
+    (tmp_path / "seal").write_text("correct horse battery\n")
+    (tmp_path / "wrong").write_text("wrong horse battery\n")
+    exported = invoke("keys", "export", "alice", "--keyring-backend", "test", "--export-passphrase-file",
+                      tmp_path / "seal", "--home", source)
+    assert exported.exit_code == 0 and exported.stdout.startswith("-----BEGIN MAXWELL PRIVATE KEY-----")
+    assert MNEMONIC.split()[0] not in exported.stdout  # sealed, not in the clear
+    armor = tmp_path / "alice.armor"
+    armor.write_text(exported.stdout)
+    assert_one_line_error(invoke("keys", "import", "alice", armor, "--keyring-backend", "test",
+                                 "--export-passphrase-file", tmp_path / "wrong", "--home", target), "wrong passphrase")
+    (tmp_path / "garbage").write_text("hello\n")
+    assert_one_line_error(invoke("keys", "import", "alice", tmp_path / "garbage", "--keyring-backend", "test",
+                                 "--export-passphrase-file", tmp_path / "seal", "--home", target),
+                          "not an exported maxwell key")
+    imported = invoke("keys", "import", "alice", armor, "--keyring-backend", "test", "--export-passphrase-file",
+                      tmp_path / "seal", "--home", target, "-o", "json")
+    assert imported.exit_code == 0, imported.stderr
+    assert json.loads(imported.stdout)["address"] == ALICE
