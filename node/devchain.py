@@ -702,12 +702,12 @@ def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TI
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     grpc_service = rest_service = None
-    try:
-        chain.start(rpc)
+    try:  # the listeners first: a port in use is refused before any block is made
         if grpc_server.is_enabled(grpc):
             grpc_service, _ = grpc_server.serve(DevBackend(chain), grpc)
         if grpc_server.is_enabled(rest_address):
             rest_service = rest.serve(DevBackend(chain), rest_address, rest_cors, faucet)
+        chain.start(rpc)
         log.info("dev chain %s serving RPC on %s, a block every %d ms",
                  chain.genesis.chain_id, chain.rpc_server.url, block_time_ms)
         for line in compute_dev_accounts(Path(home), chain):
