@@ -402,13 +402,19 @@ class DevChain:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self, rpc_laddr: str | None = None, rpc_config: rpc.RPCConfig = rpc.RPCConfig()) -> None:
-        """Handshake with the app, serve RPC (when an address is given) and produce blocks."""
+    def start(self, rpc_laddr: str | None = None, rpc_config: rpc.RPCConfig = rpc.RPCConfig(),
+              produce: bool = True) -> None:
+        """Handshake with the app, serve RPC (when an address is given) and produce blocks (or, without
+        `produce`, wait for `start_producing`)."""
         self.process_handshake()
         if rpc_laddr is not None:
             server = rpc.RPCServer(self, rpc_laddr, rpc_config)
             server.start()
             self.rpc_server = server
+        if produce:
+            self.start_producing()
+
+    def start_producing(self) -> None:
         self._producer = threading.Thread(target=self._run_producer, name="block-producer", daemon=True)
         self._producer.start()
 
@@ -702,12 +708,13 @@ def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TI
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     grpc_service = rest_service = None
-    try:  # the listeners first: a port in use is refused before any block is made
+    try:  # blocks once every listener is up: a port in use is refused before any block is made
+        chain.start(rpc, produce=False)
         if grpc_server.is_enabled(grpc):
             grpc_service, _ = grpc_server.serve(DevBackend(chain), grpc)
         if grpc_server.is_enabled(rest_address):
             rest_service = rest.serve(DevBackend(chain), rest_address, rest_cors, faucet)
-        chain.start(rpc)
+        chain.start_producing()
         log.info("dev chain %s serving RPC on %s, a block every %d ms",
                  chain.genesis.chain_id, chain.rpc_server.url, block_time_ms)
         for line in compute_dev_accounts(Path(home), chain):

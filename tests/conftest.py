@@ -1,6 +1,7 @@
 """Shared fixtures: funded test accounts, a fresh App on real LevelDB, the digits circuits and their proofs."""
 
 import json
+import logging
 import os
 
 import pytest
@@ -81,3 +82,14 @@ def kv_node(tmp_path_factory):
     yield chain
     chain.stop()
     app.close()
+
+
+@pytest.fixture(autouse=True)
+def drop_closed_log_handlers():
+    """A command run in-process (CliRunner) leaves a log handler on its own stderr, closed when it returns;
+    the dev chains other tests keep running would log to it."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(getattr(handler, "stream", None), "closed", False):
+            root.removeHandler(handler)
