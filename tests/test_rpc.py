@@ -104,6 +104,7 @@ def test_header_json_matches_a_real_cometbft_header():
 
 
 def test_status_reports_a_cometbft_038_node(node):
+    wait_for(lambda: int(result(node, "status")["sync_info"]["latest_block_height"]) >= 2, timeout=20)
     status = result(node, "status")
     info, sync, validator = status["node_info"], status["sync_info"], status["validator_info"]
     assert info["version"].startswith("0.38.") and info["network"] == CHAIN_ID
