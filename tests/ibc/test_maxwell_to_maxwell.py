@@ -13,6 +13,8 @@ import pytest
 
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2
 from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_query_pb2
+from chain.proto.cosmos.tx.v1beta1 import tx_pb2
+from chain.proto.ibc.core.channel.v1 import tx_pb2 as channel_tx_pb2
 from chain.proto.ibc.core.client.v1 import query_pb2 as client_query_pb2, tx_pb2 as client_tx_pb2
 from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
 from chain.proto.tendermint.types import validator_pb2
@@ -158,6 +160,24 @@ def test_joule_goes_over_with_the_cli_comes_back_and_the_escrow_follows(network)
     assert get_balance(a, escrow, "ujoule") == escrowed + 3000
     assert get_balance(a, alice, "ujoule") == home_balance - 5000 - FEE + 2000
     assert_escrow_backs_the_vouchers(a, b)
+
+
+def test_a_replayed_packet_changes_nothing(network):
+    """The MsgRecvPacket Hermes relayed, sent again by someone else: ibc-go's redundant relay, a success that
+    answers NOOP (no recv or ack event) and pays nobody twice."""
+    _, (a, b), _ = network
+    voucher = compute_voucher("transfer", "channel-0", "ujoule")
+    found, _ = client.Client(b.rpc).search_txs("recv_packet.packet_sequence='1'")
+    assert found, "no relayed packet 1 on b"
+    relayed = tx_pb2.TxBody.FromString(tx_pb2.TxRaw.FromString(found[0].tx).body_bytes)
+    recv = next(channel_tx_pb2.MsgRecvPacket.FromString(m.value) for m in relayed.messages
+                if m.type_url == "/ibc.core.channel.v1.MsgRecvPacket")
+    signer = txclient.load_signer(client.Client(b.rpc), keyring.get_private_key(b.home, "test", "alice"))
+    recv.signer = signer.address
+    before = {address: get_balance(b, address, voucher) for address in (get_alice(b), network[2])}
+    _, result = txclient.execute_messages(signer, [recv])
+    assert result.code == 0 and not [e for e in result.events if e.type in ("recv_packet", "write_acknowledgement")]
+    assert {address: get_balance(b, address, voucher) for address in before} == before
 
 
 def test_a_transfer_whose_timeout_passes_is_refunded(network):
