@@ -23,10 +23,12 @@ never sends an update.
 import gc
 import json
 from collections import OrderedDict
+from fractions import Fraction
 
 from chain import auth, bank, crypto, heat, inference, market, process, slashing, staking
 from chain.ante import SignatureCache, compute_signature_key, process_ante
-from chain.errors import GenesisError, InvalidRequestError, TxError, UnknownRequestError
+from chain.coins import DENOM
+from chain.errors import GenesisError, InsufficientFeeError, InvalidRequestError, TxError, UnknownRequestError
 from chain.proto.cosmos.base.abci.v1beta1 import abci_pb2 as sdk_abci
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
@@ -67,12 +69,14 @@ def compute_default_genesis(**sections: dict) -> dict:
 
 class App:
     def __init__(self, data_dir: str, keep_recent: int = 100, heat_sensor=None, verifier=None, signature_helper=None,
-                 snapshots=None):
+                 snapshots=None, minimum_gas_price: Fraction | None = None):
         """What the node gives the app: `heat_sensor() -> heat.HeatReading | None`, its thermometer, read
         in ExtendVote; `verifier`, its proof verifier (chain.inference.ProofVerifier); `signature_helper`,
         a process that verifies a block's unseen signatures ahead of it (node.sighelper); `snapshots`, its
-        state-sync snapshots (node.snapshots)."""
+        state-sync snapshots (node.snapshots); `minimum_gas_price`, the node's own floor (ujoule per gas)
+        for the fees of the txs its CheckTx admits, as app.toml's minimum-gas-prices in the SDK."""
         self.heat_sensor = heat_sensor
+        self.minimum_gas_price = minimum_gas_price
         self.verifier = verifier
         self.snapshots = snapshots
         self.store = Store(f"{data_dir}/application.db", STORES, keep_recent)
@@ -369,11 +373,27 @@ class App:
 
     def check_tx(self, request: abci.RequestCheckTx) -> abci.ResponseCheckTx:
         response = abci.ResponseCheckTx()
+        try:
+            self.check_node_fee(request.tx)
+        except TxError as error:
+            self.decoded.pop(bytes(request.tx), None)
+            response.code, response.codespace, response.log = error.code, error.codespace, str(error)
+            return response
         self.execute_tx(self.check_state, self.context(self.store.height + 1, self.check_time_ns, budget=self.check_budget), request.tx,
                         response, keep_fee_on_failure=False)
         if response.code:
             self.decoded.pop(bytes(request.tx), None)  # a rejected tx is not in our mempool: keep no copy of it
         return response
+
+    def check_node_fee(self, tx_bytes: bytes) -> None:
+        """The node's own fee floor; blocks are judged by the chain's (auth Params), never by this."""
+        if self.minimum_gas_price is None:
+            return
+        tx = self.decode(tx_bytes)
+        required = -(-tx.gas_limit * self.minimum_gas_price.numerator // self.minimum_gas_price.denominator)
+        if tx.fee < required:
+            raise InsufficientFeeError(f"insufficient fee; got: {tx.fee}{DENOM} required: {required}{DENOM} "
+                                       "(this node's minimum gas price)")
 
     # --- queries ---------------------------------------------------------------------------
 

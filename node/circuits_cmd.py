@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from node.app_config import DEFAULT_CIRCUITS_DIR
 
-DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
 DEFAULT_PK_DIR = Path.home() / ".cache" / "maxwell" / "pk"
 INSECURE_SRS_NOTICE = (
     "[bold yellow]INSECURE development SRS[/]: these circuits are set up with a locally generated SRS "
@@ -21,7 +18,7 @@ INSECURE_SRS_NOTICE = (
     "(srs/kzg<logrows>.srs) in the circuits directory, rebuilds, and pins the SRS sha256 in genesis."
 )
 
-app = typer.Typer(no_args_is_help=True, help="Build zero-knowledge circuits for models (EZKL).")
+app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Build zero-knowledge circuits for models (EZKL).")
 
 CircuitsDir = Annotated[Path, typer.Option("--circuits-dir", help="Where circuits and the dev SRS live.")]
 PkDir = Annotated[Path, typer.Option("--pk-dir", help="Cache of proving keys, keyed by vk sha256.")]
@@ -61,6 +58,8 @@ def _run(action: Callable) -> None:
     from zk.build import BuildError
     from zk.instances import InstanceError
     from zk.prove import ProvingError
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     columns = (
@@ -88,6 +87,8 @@ def _run(action: Callable) -> None:
 
 
 def _show_report(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
     table = Table(title=f"circuits written to {report.manifest_path}", title_justify="left")
     for column in ("circuit", "logrows", "rows", "decomp", "setup", "prove", "verify", "proof", "max err", "tolerance"):
         table.add_column(column, justify="right")

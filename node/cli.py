@@ -7,7 +7,6 @@ on stderr and exit status 1.
 
 import base64
 import json
-import logging
 import os
 import re
 import sys
@@ -22,21 +21,15 @@ from typing import Annotated, Optional
 import typer
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
-from chain import auth, bank, crypto
-from chain.app import HANDLERS, App, GenesisError
+from chain import crypto
 from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
 from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
-from chain.store import StoreError
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
-from node import abci_server, circuits_cmd, client, devchain, grpc_backend, grpc_server, keyring, privval, sensors, testnet, txclient
-from node import chain_info, client_config, faucet, metrics, rest
-from node.application import compute_app_state, open_app
+from node import app_config, circuits_cmd, client, client_config, keyring, txclient
 from node.client import DEFAULT_NODE, Client
 
 DEFAULT_HOME = Path.home() / ".maxwell"
@@ -72,11 +65,20 @@ class KeyringBackend(str, Enum):
     test = "test"
 
 
-EXPECTED_ERRORS = (
-    CliError, keyring.KeyringError, client.ClientError, client_config.ClientConfigError, crypto.CryptoError, InvalidCoinsError,
-    privval.PrivValError, abci_server.ABCIServerError, devchain.DevChainError, grpc_server.ListenError, StoreError,
-    rest.InvalidCorsOrigins, chain_info.ChainInfoError, OSError,
-)
+# the failures a command reports in one line, by module: the node's servers are imported only by the commands
+# that run them, and an error of a module never imported cannot have been raised
+EXPECTED_ERRORS = {
+    "node.cli": ("CliError",), "node.keyring": ("KeyringError",), "node.client": ("ClientError",),
+    "node.client_config": ("ClientConfigError",), "node.app_config": ("AppConfigError",), "chain.crypto": ("CryptoError",),
+    "chain.errors": ("InvalidCoinsError",), "node.privval": ("PrivValError",), "node.abci_server": ("ABCIServerError",),
+    "node.devchain": ("DevChainError",), "node.grpc_server": ("ListenError",), "chain.store": ("StoreError",),
+    "node.rest": ("InvalidCorsOrigins",), "node.logs": ("LogConfigError",), "node.chain_info": ("ChainInfoError",), "builtins": ("OSError",),
+}
+
+
+def is_expected_error(error: Exception) -> bool:
+    return any(isinstance(error, getattr(sys.modules[module], name))
+               for module, names in EXPECTED_ERRORS.items() if module in sys.modules for name in names)
 
 
 ARGS_META = "maxwell.args"
@@ -91,10 +93,8 @@ class CliGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
             raise
-        except EXPECTED_ERRORS as error:
-            fail(str(error))
         except Exception as error:
-            fail(f"unexpected {type(error).__name__}: {error}")
+            fail(str(error) if is_expected_error(error) else f"unexpected {type(error).__name__}: {error}")
 
 
 DEFAULT_GAS_ADJUSTMENT = 1.3
@@ -110,14 +110,14 @@ def fail(message: str):
 
 
 app = typer.Typer(
-    cls=CliGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None, cls=CliGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="maxwell: a compute market chain (token JOULE). Node setup, wallet, transfers and queries.",
 )
-keys_app = typer.Typer(no_args_is_help=True, help="Manage the wallet's keys.")
-genesis_app = typer.Typer(no_args_is_help=True, help="Edit the genesis file.")
-query_app = typer.Typer(no_args_is_help=True, help="Query a running node.")
-tx_app = typer.Typer(no_args_is_help=True, help="Sign and broadcast transactions.")
-testnet_app = typer.Typer(no_args_is_help=True, help="Local networks of validators.")
+keys_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Manage the wallet's keys.")
+genesis_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Edit the genesis file.")
+query_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Query a running node.")
+tx_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Sign and broadcast transactions.")
+testnet_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Local networks of validators.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(genesis_app, name="genesis")
 app.add_typer(query_app, name="query")
@@ -127,6 +127,7 @@ app.add_typer(circuits_cmd.app, name="circuits")
 
 def show_version(value: bool) -> None:
     if value:
+        from node import grpc_server
         typer.echo(grpc_server.compute_version_info().version)
         raise typer.Exit()
 
@@ -137,16 +138,15 @@ def main(ctx: typer.Context,
                                                help="Print the version and exit.")] = False):
     """maxwell: a compute market chain (token JOULE). Node setup, wallet, transfers and queries."""
     home = client_config.find_home(ctx.meta.get(ARGS_META, []), get_default_home())
-    settings = client_config.read(home)
-    if settings:
-        ctx.default_map = client_config.DefaultMap(settings, client_config.compute_command_names(ctx.command))
+    ctx.default_map = client_config.DefaultMap(client_config.read(home), client_config.compute_command_names(ctx.command),
+                                               node_settings=lambda: app_config.read(home))
 
 
 def get_default_home() -> Path:
     return Path(os.environ[client_config.HOME_ENV]) if os.environ.get(client_config.HOME_ENV) else DEFAULT_HOME
 
 
-config_app = typer.Typer(no_args_is_help=True, help="Read and change the home's client.toml.")
+config_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Read and change the home's client.toml.")
 app.add_typer(config_app, name="config")
 
 
@@ -186,7 +186,8 @@ PassphraseFile = Annotated[
 
 # --- output ----------------------------------------------------------------------------------------
 
-def make_console() -> Console:
+def make_console():
+    from rich.console import Console  # rich only where a command prints a table or markup
     return Console(highlight=False, width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH)
 
 
@@ -215,6 +216,7 @@ def show_accepted(output: OutputFormat, tx_hash: bytes, wait: bool) -> None:
 
 
 def show_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -357,7 +359,9 @@ def init(
     home: Home = DEFAULT_HOME,
     output: Output = OutputFormat.text,
 ):
-    """Create config/genesis.json and a validator key in a new node home."""
+    """Create config/genesis.json, app.toml, config.toml, client.toml and a validator key in a new node home."""
+    from node import devchain, privval
+    from node.application import compute_app_state
     if not CHAIN_ID_PATTERN.fullmatch(chain_id):
         raise CliError(f"invalid chain id {chain_id!r}: use 1-50 letters, digits, '.', '_' or '-'")
     genesis_path = get_genesis_path(home)
@@ -369,6 +373,7 @@ def init(
     (home / "data").mkdir(parents=True, exist_ok=True)
     if not client_config.get_path(home).exists():
         client_config.write(home, {"chain-id": chain_id})
+    app_config.write(home)
     with open(genesis_path, "x") as f:
         f.write(json.dumps(genesis, indent=2) + "\n")
     record = {"chain_id": chain_id, "home": str(home), "genesis": str(genesis_path),
@@ -389,6 +394,7 @@ def genesis_gentx(
     output: Output = OutputFormat.text,
 ):
     """Sign a MsgCreateValidator for this node's consensus key into config/gentx/, as simd's gentx does."""
+    from node import privval, testnet
     genesis = read_genesis(home)
     if chain_id is not None and chain_id != genesis.get("chain_id"):
         raise CliError(f"--chain-id {chain_id} is not the genesis file's chain id {genesis.get('chain_id')!r}")
@@ -413,6 +419,7 @@ def genesis_collect_gentxs(
     output: Output = OutputFormat.text,
 ):
     """Put every gentx of a folder into the genesis file's genutil section; its validators become the set."""
+    from node import testnet
     directory = gentx_dir or home / testnet.GENTX_DIR
     paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
     if not paths:
@@ -434,6 +441,8 @@ def genesis_validate(
 ):
     """Check a genesis file as a node would start from it: CometBFT's fields, then every module's section
     through the app's InitChain (on a scratch store)."""
+    from chain.app import App, GenesisError
+    from node import devchain
     path = path or get_genesis_path(home)
     try:
         genesis = devchain.decode_genesis(json.loads(path.read_text()))
@@ -488,6 +497,7 @@ def testnet_init_files(
     output: Output = OutputFormat.text,
 ):
     """Write the homes of a local network: per node a CometBFT config, keys and the shared genesis."""
+    from node import testnet
     if not CHAIN_ID_PATTERN.fullmatch(chain_id):
         raise CliError(f"invalid chain id {chain_id!r}: use 1-50 letters, digits, '.', '_' or '-'")
     try:
@@ -503,43 +513,63 @@ def testnet_init_files(
 
 # --- processes -------------------------------------------------------------------------------------
 
-class JsonLogFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"time": self.formatTime(record), "level": record.levelname.lower(),
-                           "module": record.name, "msg": record.getMessage()})
+def configure_logging(level: str, log_format: str) -> None:
+    from node import logs
+    logs.configure(level, log_format)
 
 
-def configure_logging(output: OutputFormat) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonLogFormatter() if output == OutputFormat.json
-                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, error or none.")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="plain, or json (one object a line).")]
+MinimumGasPrices = Annotated[str, typer.Option("--minimum-gas-prices", help=(
+    f"This node's floor for the fees it lets into its mempool, e.g. 0.05{DENOM} (empty: the chain's min_gas_price)."))]
+
+
+def parse_minimum_gas_price(text: str):
+    """app.toml's minimum-gas-prices as a Fraction of ujoule per gas, or None for the chain's own."""
+    from fractions import Fraction
+    if not text:
+        return None
+    match = re.fullmatch(rf"([0-9]+(?:\.[0-9]+)?){DENOM}", text.strip())
+    if not match:
+        raise CliError(f"invalid minimum gas price {text!r}: a decimal amount of {DENOM}, e.g. 0.05{DENOM}")
+    return Fraction(match.group(1))
+
+
+def check_listen_addresses(grpc: str, rest_address: str, rest_cors: str) -> None:
+    from node import grpc_server, rest
+    grpc_server.check_address(grpc)
+    rest.check_address(rest_address)
+    rest.parse_cors(rest_cors)
 
 
 @app.command()
 def start(
-    abci: Annotated[str, typer.Option("--abci", help="Listen address for CometBFT (tcp:// or unix://).")] = "tcp://127.0.0.1:26658",
+    abci: Annotated[str, typer.Option("--abci", help="Listen address for CometBFT (tcp:// or unix://).")] = app_config.DEFAULT_ABCI_ADDRESS,
     home: Home = DEFAULT_HOME,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
-    heat_millicelsius: HeatOption = sensors.DEFAULT_MILLICELSIUS,
-    power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
-    keep_recent: KeepRecentOption = 100,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "plain",
+    heat_millicelsius: HeatOption = app_config.DEFAULT_MILLICELSIUS,
+    power_milliwatts: PowerOption = app_config.DEFAULT_MILLIWATTS,
+    keep_recent: KeepRecentOption = app_config.DEFAULT_KEEP_RECENT,
     snapshot_interval: Annotated[int, typer.Option(
         "--snapshot-interval", min=0, help="Keep a state-sync snapshot every N heights (0: none).")] = 0,
-    grpc: GrpcOption = grpc_server.DEFAULT_ADDRESS,
+    grpc: GrpcOption = app_config.DEFAULT_GRPC_ADDRESS,
     rpc_node: Annotated[str, typer.Option("--rpc-node", help="CometBFT RPC of the node running this app, for the gRPC tx and block services.")] = DEFAULT_NODE,
-    rest_address: RestOption = rest.DEFAULT_ADDRESS,
+    rest_address: RestOption = app_config.DEFAULT_REST_ADDRESS,
     rest_cors: RestCorsOption = "off",
+    minimum_gas_prices: MinimumGasPrices = "",
 ):
-    """Run the application as an ABCI server for CometBFT (and the gRPC server and REST gateway)."""
-    configure_logging(output)
-    grpc_server.check_address(grpc)
-    rest.check_address(rest_address)
-    rest.parse_cors(rest_cors)
+    """Run the application as an ABCI server for CometBFT (and the gRPC server and REST gateway); the home's
+    app.toml and config.toml give the defaults of these flags."""
+    from node import abci_server, grpc_backend, grpc_server, metrics, rest, sensors
+    from node.application import open_app
+    configure_logging(log_level, log_format)
+    check_listen_addresses(grpc, rest_address, rest_cors)
     client.compute_http_url(rpc_node)
     application = grpc_backend.LockedApp(metrics.InstrumentedApp(open_app(
         str(home / "data"), keep_recent=keep_recent, snapshot_interval=snapshot_interval,
-        heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts))))
+        heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
+        minimum_gas_price=parse_minimum_gas_price(minimum_gas_prices))))
     grpc_service = rest_service = None
     try:
         if grpc_server.is_enabled(grpc):
@@ -557,34 +587,38 @@ def start(
 
 @app.command()
 def dev(
-    rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = "tcp://127.0.0.1:26657",
+    rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = app_config.DEFAULT_RPC_ADDRESS,
     block_time: Annotated[str, typer.Option("--block-time", help="Time between blocks, e.g. 1s or 200ms.")] = "1s",
     home: Home = DEFAULT_HOME,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
-    heat_millicelsius: HeatOption = sensors.DEFAULT_MILLICELSIUS,
-    power_milliwatts: PowerOption = sensors.DEFAULT_MILLIWATTS,
-    keep_recent: KeepRecentOption = 100,
-    grpc: GrpcOption = grpc_server.DEFAULT_ADDRESS,
-    rest_address: RestOption = rest.DEFAULT_ADDRESS,
+    log_level: LogLevel = "info",
+    log_format: LogFormat = "plain",
+    heat_millicelsius: HeatOption = app_config.DEFAULT_MILLICELSIUS,
+    power_milliwatts: PowerOption = app_config.DEFAULT_MILLIWATTS,
+    keep_recent: KeepRecentOption = app_config.DEFAULT_KEEP_RECENT,
+    grpc: GrpcOption = app_config.DEFAULT_GRPC_ADDRESS,
+    rest_address: RestOption = app_config.DEFAULT_REST_ADDRESS,
     rest_cors: RestCorsOption = "off",
     faucet_key: FaucetOption = None,
-    faucet_amount: FaucetAmountOption = f"{faucet.DEFAULT_AMOUNT}{DENOM}",
+    faucet_amount: FaucetAmountOption = f"{app_config.DEFAULT_FAUCET_UJOULE}{DENOM}",
+    minimum_gas_prices: MinimumGasPrices = "",
 ):
-    """Run a single-node development chain with the CometBFT RPC, the gRPC server and the REST gateway (no CometBFT needed)."""
+    """Run a single-node development chain with the CometBFT RPC, the gRPC server and the REST gateway (no
+    CometBFT needed); the home's app.toml and config.toml give the defaults of these flags."""
+    from node import devchain, sensors
     block_time_ms = compute_duration_ms(block_time)
-    grpc_server.check_address(grpc)
-    rest.check_address(rest_address)
-    rest.parse_cors(rest_cors)
+    check_listen_addresses(grpc, rest_address, rest_cors)
     dev_faucet = make_faucet(home, faucet_key, faucet_amount, rpc, rest_address)
-    configure_logging(output)
+    configure_logging(log_level, log_format)
     devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, grpc=grpc, rest_address=rest_address,
                  rest_cors=rest_cors, heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
-                 keep_recent=keep_recent, faucet=dev_faucet)
+                 keep_recent=keep_recent, faucet=dev_faucet, minimum_gas_price=parse_minimum_gas_price(minimum_gas_prices))
 
 
-def make_faucet(home: Path, key: str | None, amount: str, rpc: str, rest_address: str) -> "faucet.Faucet | None":
-    """The dev chain's faucet, giving `amount` from `key` (a test-keyring key) through the chain's own RPC."""
-    if key is None:
+def make_faucet(home: Path, key: str | None, amount: str, rpc: str, rest_address: str):
+    """The dev chain's faucet (a node.faucet.Faucet, or None without a key), giving `amount` from `key` (a
+    test-keyring key) through the chain's own RPC."""
+    from node import faucet, grpc_server
+    if not key:
         return None
     if not grpc_server.is_enabled(rest_address):
         raise CliError("the faucet answers on the REST port: give --rest an address, not off")
@@ -598,12 +632,13 @@ def make_faucet(home: Path, key: str | None, amount: str, rpc: str, rest_address
 @app.command("faucet")
 def faucet_command(
     address: Annotated[str, typer.Argument(help="The address to fund (or the name of a key).")],
-    url: Annotated[str, typer.Option("--url", help="REST gateway of a dev chain run with --faucet.")] = f"http://{rest.DEFAULT_ADDRESS}",
+    url: Annotated[str, typer.Option("--url", help="REST gateway of a dev chain run with --faucet.")] = f"http://{app_config.DEFAULT_REST_ADDRESS}",
     keyring_backend: Backend = KeyringBackend.test,
     home: Home = DEFAULT_HOME,
     output: Output = OutputFormat.text,
 ):
     """Ask a dev chain's faucet for JOULE."""
+    from node import rest
     recipient = resolve_address(home, keyring_backend, address)
     request = urllib.request.Request(url.rstrip("/") + rest.FAUCET_PATH, data=json.dumps({"address": recipient}).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
@@ -630,6 +665,7 @@ def chain_info_command(
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Write chain.json, assetlist.json and keplr.json here.")] = None,
 ):
     """The chain-registry chain.json and assetlist.json and Keplr's suggestChain object, read from a running node."""
+    from node import chain_info
     documents = chain_info.compute_documents(rpc, rest_url, grpc, network_type)
     if output_dir is None:
         typer.echo(json.dumps(documents, indent=2))
@@ -769,6 +805,7 @@ def keys_delete(
 
 def get_proven_balance(node: Client, address: str, denom: str) -> dict:
     """The balance read with a proof at height h, checked against the app hash in block h+1."""
+    from chain import bank
     key = bank.state_key(bank.BALANCE, crypto.decode_address(address), denom)
     response = node.abci_query(f"store/{bank.STORE}/key", key, prove=True)
     if response.code:
@@ -844,6 +881,7 @@ def query_account(
     output: Output = OutputFormat.text,
 ):
     """Show an account's number, sequence and public key."""
+    from chain import auth
     address = resolve_address(home, keyring_backend, address)
     account = Client(node).get_account(address)
     if account is None:
@@ -867,6 +905,7 @@ def compute_messages(tx_bytes: bytes) -> list[dict]:
     messages = []
     for any_message in tx_pb2.TxBody.FromString(raw.body_bytes).messages:
         record = {"@type": any_message.type_url}
+        from chain.app import HANDLERS
         handler = HANDLERS.get(any_message.type_url)
         if handler is not None:
             record.update(json_format.MessageToDict(handler.proto.FromString(any_message.value), preserving_proto_field_name=True))
@@ -965,6 +1004,7 @@ def version(
     output: Output = OutputFormat.text,
 ):
     """Print maxwell's version (as simd's `version [--long]`)."""
+    from node import grpc_server
     info = grpc_server.compute_version_info()
     if not long:
         show(output, {"version": info.version}, [info.version])

@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 from google.protobuf.message import DecodeError
 
-from chain.app import QUERY_PATHS
 from chain.errors import NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
@@ -28,6 +27,18 @@ POLL_INTERVAL_SECONDS = 0.2
 PROOF_OP_TYPES = ("ics23:smt", "ics23:simple")
 PROOF_SPECS = (ics23.SMT_SPEC, ics23.TENDERMINT_SPEC)
 
+
+
+def compute_method_path(request_class) -> str:
+    """The gRPC method path (/package.Service/Method) that takes `request_class`, read from the services of
+    the request's own .proto file: what the chain answers over ABCI Query (chain.app.QUERY_PATHS), known
+    without importing the chain's modules."""
+    request = request_class.DESCRIPTOR
+    paths = [f"/{service.full_name}/{method.name}" for service in request.file.services_by_name.values()
+             for method in service.methods if method.input_type is request]
+    if len(paths) != 1:
+        raise ValueError(f"{request.full_name} is the request of {len(paths)} methods of its file's services")
+    return paths[0]
 
 class ClientError(Exception):
     pass
@@ -316,9 +327,9 @@ class Client:
         return decode_query_response(self.call("abci_query", params))
 
     def query_grpc(self, request, response_class, height: int = 0):
-        """A module query over ABCI (at the path chain.app.QUERY_PATHS gives the request's class): the
-        decoded answer and the height it was answered at."""
-        path = QUERY_PATHS[type(request)]
+        """A module query over ABCI (at its gRPC method's path): the decoded answer and the height it was
+        answered at."""
+        path = compute_method_path(type(request))
         response = self.abci_query(path, request.SerializeToString(), height=height)
         if response.code:
             raise QueryFailed(path, response)

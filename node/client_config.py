@@ -8,6 +8,8 @@ is --home, else MAXWELL_HOME, else ~/.maxwell).
 import tomllib
 from pathlib import Path
 
+from node.app_config import NODE_COMMANDS
+
 CLIENT_TOML = Path("config") / "client.toml"
 HOME_ENV = "MAXWELL_HOME"
 SETTINGS = {  # client.toml key -> (the commands' parameter name, allowed values or None, comment)
@@ -77,15 +79,19 @@ def find_home(args: list[str], default: Path) -> Path:
 
 class DefaultMap(dict):
     """click's default_map for a whole command tree: a setting for a parameter of that name, and itself for
-    any subcommand, so every command of every group sees the same settings."""
+    any subcommand, so every command of every group sees the same settings; the node commands (`start`,
+    `dev`) see `node_settings()` too (node.app_config: app.toml and config.toml), read only when one runs."""
 
-    def __init__(self, settings: dict[str, str], command_names: frozenset[str]):
+    def __init__(self, settings: dict[str, str], command_names: frozenset[str], node_settings=dict):
         super().__init__({SETTINGS[key][0]: value for key, value in settings.items()})
         self.command_names = command_names
+        self.node_settings = node_settings
 
     def get(self, name, default=None):
         if name in self:
             return self[name]
+        if name in NODE_COMMANDS:
+            return {**self, **self.node_settings()}
         return self if name in self.command_names else default
 
 

@@ -7,19 +7,19 @@ there is any. `mount` adds the commands to node.cli's app (node.main does).
 
 import typer
 
-from chain.app import STORES
-from chain.store import Store
 from node import cli
 from node.cli import CliError, Home, Output, OutputFormat
 
 APPLICATION_DB = "data/application.db"
 
-debug_app = typer.Typer(no_args_is_help=True, help="Look into a stopped node's data.")
+debug_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Look into a stopped node's data.")
 
 
 @debug_app.command("verify-store")
 def verify_store(home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text):
     """Check every store's tree at the latest height against the flat index and the app hash."""
+    from chain.app import STORES
+    from chain.store import Store
     path = home / APPLICATION_DB
     if not path.is_dir():
         raise CliError(f"no application state at {path}")

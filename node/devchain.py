@@ -38,16 +38,16 @@ from ibc.tendermint import (
     compute_vote_extension_sign_bytes,
     compute_vote_sign_bytes,
 )
-from node import cometbft_json, grpc_server, keyring, metrics, privval, rest, rpc
+from node import app_config, cometbft_json, grpc_server, keyring, metrics, privval, rest, rpc
 from node.blockstore import BlockStore, GenesisState, compute_block_bytes, compute_commit
 from node.faults import log_fault
+from node.logs import LOG_FIELDS, PLAIN_FORMAT
 from node.grpc_backend import DevBackend
 from node.mempool import Mempool, compute_proto_tx_size
 from node.txindex import TxIndex
 
 log = logging.getLogger("maxwell.devchain")
 
-DEFAULT_RPC = "tcp://127.0.0.1:26657"
 DEFAULT_BLOCK_TIME_MS = 1000
 DEFAULT_VOTING_POWER = 10
 DEFAULT_MONIKER = "maxwell-dev"
@@ -318,21 +318,26 @@ def compute_dev_accounts(home: Path, chain: "DevChain") -> list[str]:
     return ["funded dev accounts (test keyring):", *lines] if lines else []
 
 
-def compute_block_summary(height: int, response: abci_pb2.ResponseFinalizeBlock) -> str:
-    """One log line a block: its txs (and how many failed), gas, the auctions it cleared, the proofs it verified."""
+def compute_block_summary(height: int, response: abci_pb2.ResponseFinalizeBlock) -> tuple[str, dict]:
+    """One log line a block: its txs (and how many failed), gas, the auctions it cleared, the proofs it verified;
+    and the same as fields, for the JSON log format."""
     results = list(response.tx_results)
     events = [*response.events, *(e for result in results for e in result.events)]
     clearings = [dict((a.key, a.value) for a in e.attributes) for e in events if e.type == "auction_cleared"]
     cleared = ", ".join(f"{c['work']} {c['matched_slots']} slots at {c['price']}ujoule" for c in clearings) or "none"
     proofs = sum(1 for e in events if e.type == "inference_verified")
     failed = sum(1 for result in results if result.code)
-    return (f"block {height}: {len(results)} txs ({failed} failed), gas {sum(r.gas_used for r in results)}, "
-            f"cleared {cleared}, {proofs} proofs verified")
+    gas = sum(r.gas_used for r in results)
+    fields = {"height": height, "txs": len(results), "failed": failed, "gas": gas, "proofs_verified": proofs,
+              "cleared": [{"work": c["work"], "matched_slots": int(c["matched_slots"]), "price": int(c["price"])}
+                          for c in clearings]}
+    return (f"block {height}: {len(results)} txs ({failed} failed), gas {gas}, cleared {cleared}, "
+            f"{proofs} proofs verified"), fields
 
 
 class DevChain:
     def __init__(self, home: str | Path, app=None, block_time_ms: int = DEFAULT_BLOCK_TIME_MS,
-                 moniker: str = DEFAULT_MONIKER, heat_sensor=None, keep_recent: int = 100):
+                 moniker: str = DEFAULT_MONIKER, heat_sensor=None, keep_recent: int = 100, minimum_gas_price=None):
         if block_time_ms <= 0:
             raise DevChainError(f"block time must be positive, got {block_time_ms} ms")
         home = Path(home)
@@ -355,7 +360,8 @@ class DevChain:
         if app is None:
             try:
                 from node.application import open_app
-                app = open_app(str(data_dir), keep_recent=keep_recent, heat_sensor=heat_sensor)
+                app = open_app(str(data_dir), keep_recent=keep_recent, heat_sensor=heat_sensor,
+                               minimum_gas_price=minimum_gas_price)
             except BaseException:
                 self.txindex.close()
                 self.blockstore.close()
@@ -389,8 +395,9 @@ class DevChain:
         with self._app_lock:
             response = self.app.check_tx(request)
         if response.code:
-            log.info("tx %s rejected: code %d (%s): %s", compute_tx_hash(request.tx).hex().upper()[:16],
-                     response.code, response.codespace, response.log)
+            tx_hash = compute_tx_hash(request.tx).hex().upper()
+            log.info("tx %s rejected: code %d (%s): %s", tx_hash[:16], response.code, response.codespace, response.log,
+                     extra={LOG_FIELDS: {"tx": tx_hash, "code": response.code, "codespace": response.codespace}})
         return response
 
     def subscribe(self, listener) -> None:
@@ -685,7 +692,8 @@ class DevChain:
                 params=next_params, app_version=app_version, last_commit=seen_commit)
             self.mempool.process_committed(txs, list(response.tx_results))
             self.mempool.process_recheck()
-        log.info(compute_block_summary(height, response))
+        message, fields = compute_block_summary(height, response)
+        log.info(message, extra={LOG_FIELDS: fields})
         event = BlockEvent(block=block, block_id=block_id, response=response, tx_hashes=tx_hashes)
         for listener in list(self._listeners):
             try:
@@ -695,16 +703,17 @@ class DevChain:
         return height
 
 
-def run(home: str, rpc: str = DEFAULT_RPC, block_time_ms: int = DEFAULT_BLOCK_TIME_MS, app=None,
+def run(home: str, rpc: str = app_config.DEFAULT_RPC_ADDRESS, block_time_ms: int = DEFAULT_BLOCK_TIME_MS, app=None,
         heat_sensor=None, keep_recent: int = 100, grpc: str = "off", rest_address: str = "off",
-        rest_cors: str = "off", faucet=None) -> None:
+        rest_cors: str = "off", faucet=None, minimum_gas_price=None) -> None:
     """Run the dev chain until SIGINT/SIGTERM (blocking); `heat_sensor` feeds the app's vote extensions;
     `grpc` and `rest_address` are the gRPC server's and the REST gateway's host:port (for maxwell's App),
     or "off"; `rest_cors` the origins the gateway allows (node.rest.parse_cors); `faucet` (node.faucet.Faucet),
-    when given, answers on the gateway."""
+    when given, answers on the gateway; `minimum_gas_price` is the node's fee floor (chain.app.App)."""
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    chain = DevChain(home, app=app, block_time_ms=block_time_ms, heat_sensor=heat_sensor, keep_recent=keep_recent)
+        logging.basicConfig(level=logging.INFO, format=PLAIN_FORMAT)
+    chain = DevChain(home, app=app, block_time_ms=block_time_ms, heat_sensor=heat_sensor, keep_recent=keep_recent,
+                     minimum_gas_price=minimum_gas_price)
     stopping = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     grpc_service = rest_service = None

@@ -11,8 +11,8 @@ from chain import crypto
 from chain.coins import DENOM
 from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx_pb2
 from node import client, txclient
+from node.app_config import DEFAULT_FAUCET_UJOULE
 
-DEFAULT_AMOUNT = 10_000_000  # 10 JOULE
 ADDRESS_INTERVAL_S = 60.0
 MAX_GRANTS_PER_MINUTE = 30
 MINUTE_S = 60.0
@@ -31,7 +31,7 @@ class RateLimited(FaucetError):
 
 
 class Faucet:
-    def __init__(self, private_key: bytes, rpc_url: str, amount: int = DEFAULT_AMOUNT,
+    def __init__(self, private_key: bytes, rpc_url: str, amount: int = DEFAULT_FAUCET_UJOULE,
                  address_interval_s: float = ADDRESS_INTERVAL_S, max_per_minute: int = MAX_GRANTS_PER_MINUTE):
         self.private_key, self.rpc_url, self.amount = private_key, rpc_url, amount
         self.address_interval_s, self.max_per_minute = address_interval_s, max_per_minute

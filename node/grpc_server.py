@@ -39,7 +39,6 @@ from node.cometbft_json import INT64_MAX
 
 log = logging.getLogger("maxwell.grpc")
 
-DEFAULT_ADDRESS = "127.0.0.1:9090"
 DISABLED_ADDRESSES = ("", "off")
 HEIGHT_HEADER = "x-cosmos-block-height"
 MAX_RECEIVE_BYTES = 10 * 1024 * 1024

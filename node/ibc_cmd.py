@@ -15,7 +15,6 @@ from chain.proto.ibc.core.channel.v1 import query_pb2 as channel_query_pb2
 from chain.proto.ibc.core.client.v1 import query_pb2 as client_query_pb2
 from chain.proto.ibc.core.connection.v1 import query_pb2 as connection_query_pb2
 from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
-from ibc import transfer
 from node import cli, txclient
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
 from node.client import DEFAULT_NODE, Client
@@ -25,8 +24,8 @@ PAGE_LIMIT = 1000
 DEFAULT_TIMEOUT_SECONDS = 600
 NANOS = 10**9
 
-tx_transfer_app = typer.Typer(no_args_is_help=True, help="ICS-20 token transfers over IBC.")
-query_ibc_app = typer.Typer(no_args_is_help=True, help="IBC clients, connections, channels and denom traces.")
+tx_transfer_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="ICS-20 token transfers over IBC.")
+query_ibc_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="IBC clients, connections, channels and denom traces.")
 
 
 def get_pages(rpc: Client, make_request, response_class, field: str) -> list:
@@ -130,6 +129,7 @@ def query_denom_traces(node: Node = DEFAULT_NODE, output: Output = OutputFormat.
     """The vouchers minted here: each `ibc/<hash>` with the path it came along."""
     traces = get_pages(Client(node), lambda page: transfer_query_pb2.QueryDenomTracesRequest(pagination=page),
                        transfer_query_pb2.QueryDenomTracesResponse, "denom_traces")
+    from ibc import transfer
     records = [{"denom": transfer.compute_ibc_denom(t), "path": t.path, "base_denom": t.base_denom} for t in traces]
     show_list(output, "denom traces", records, {"denom": "denom", "path": "path", "base denom": "base_denom"})
 

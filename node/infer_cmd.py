@@ -14,14 +14,12 @@ from typing import Annotated, Optional
 import typer
 from google.protobuf import json_format
 
-from chain import heat, inference, market
 from chain.coins import DENOM, parse_coin_string
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
-from node import cli, devchain, faucet, grpc_server, rest, sensors, txclient, worker
+from node import app_config, cli, txclient
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
 from node.client import DEFAULT_NODE, Client
-from zk.instances import InstanceError, compute_dequantized, compute_quantized
 
 DEFAULT_DEADLINE_BLOCKS = 100
 DEFAULT_ORDER_LIFETIME_BLOCKS = 100
@@ -37,11 +35,11 @@ class RequestInterrupted(CliError):
     """Ctrl-C while an inference request waits for its block: the request id is not known yet."""
 
 
-market_app = typer.Typer(no_args_is_help=True, help="Look at the compute market: providers, order books, clearings.")
-tx_market_app = typer.Typer(no_args_is_help=True, help="Market transactions: bid, cancel, register a provider, report heat.")
-tx_process_app = typer.Typer(no_args_is_help=True, help="Processes: lease slots and keep memory on chain.")
-infer_app = typer.Typer(no_args_is_help=True, help="Ask the network for a proven inference.")
-worker_app = typer.Typer(no_args_is_help=True, help="Run a worker: a market provider that proves inferences.")
+market_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Look at the compute market: providers, order books, clearings.")
+tx_market_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Market transactions: bid, cancel, register a provider, report heat.")
+tx_process_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Processes: lease slots and keep memory on chain.")
+infer_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Ask the network for a proven inference.")
+worker_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Run a worker: a market provider that proves inferences.")
 
 Sender = Annotated[str, typer.Argument(metavar="FROM", help="Name (or address) of a key in the keyring.")]
 Gas = Annotated[str, typer.Option("--gas", help="Gas limit, or auto to simulate the tx first.")]
@@ -136,6 +134,7 @@ def market_book(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show open orders, best bid first."""
+    from chain import market
     rpc = Client(node)
     works = [work] if work else market.compute_works(get_market_params(rpc).models)
     orders = []
@@ -163,6 +162,8 @@ def market_clearing(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show the last clearing price of each work (as of HEIGHT)."""
+    from chain import market
+    from node import worker
     rpc = Client(node)
     works = [work] if work else market.compute_works(get_market_params(rpc).models)
     clearings = []
@@ -231,6 +232,7 @@ def tx_market_register_provider(
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Offer execution slots on the market."""
+    from chain import market
     message_models = [m for m in models.split(",") if m]
     ask_price, stake_amount = parse_amount(ask), parse_amount(stake)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
@@ -243,12 +245,14 @@ def tx_market_register_provider(
 def tx_market_report_heat(
     sender: Sender,
     temperature: Annotated[Optional[float], typer.Option("--celsius", help="Default: the host's hottest sensor.")] = None,
-    power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
+    power_milliwatts: cli.PowerOption = app_config.DEFAULT_MILLIWATTS,
     gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Report your provider's temperature and power draw."""
+    from chain import heat
+    from node import sensors
     if temperature is None:
         millicelsius = sensors.read_host_millicelsius()
         if millicelsius is None:
@@ -388,6 +392,9 @@ def infer_request(
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Request an inference; workers prove it layer by layer and are paid from the reward."""
+    from chain import inference
+    from node import worker
+    from zk.instances import InstanceError, compute_quantized
     values = read_input_values(input_path)
     amount = parse_amount(reward)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
@@ -418,6 +425,8 @@ def query_inference(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show an inference request: status, proven layers and, once complete, the verified class."""
+    from node import worker
+    from zk.instances import compute_dequantized
     rpc = Client(node)
     request = rpc.query(inference_query_pb2.QueryRequestRequest(request_id=request_id),
                         inference_query_pb2.QueryRequestResponse).request
@@ -449,7 +458,8 @@ def query_inference(
 
 def make_worker_config(home: Path, node: str, key: str, backend: KeyringBackend, passphrase_file: Path | None,
                        models: str, slots: int, ask: str, zone: str, stake: str, circuits_dir: Path,
-                       heat_millicelsius: int, power_milliwatts: int) -> worker.WorkerConfig:
+                       heat_millicelsius: int, power_milliwatts: int) -> "worker.WorkerConfig":
+    from node import sensors, worker
     return worker.WorkerConfig(
         home=home, node=node, private_key=cli.load_private_key(home, backend, passphrase_file, key),
         offer=worker.Offer(models=tuple(m for m in models.split(",") if m), slots_per_block=slots,
@@ -470,14 +480,16 @@ CircuitsDir = Annotated[Path, typer.Option("--circuits-dir", help="Where the mod
 @worker_app.command("start")
 def worker_start(
     key: WorkerKey, models: Models = "digits", slots: Slots = DEFAULT_SLOTS, ask: Ask = f"{DEFAULT_ASK}{DENOM}",
-    zone: Zone = DEFAULT_ZONE, stake: Stake = f"{DEFAULT_STAKE}{DENOM}", circuits_dir: CircuitsDir = worker.DEFAULT_CIRCUITS_DIR,
-    heat_millicelsius: cli.HeatOption = sensors.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
+    zone: Zone = DEFAULT_ZONE, stake: Stake = f"{DEFAULT_STAKE}{DENOM}", circuits_dir: CircuitsDir = app_config.DEFAULT_CIRCUITS_DIR,
+    heat_millicelsius: cli.HeatOption = app_config.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = app_config.DEFAULT_MILLIWATTS,
     node: Node = DEFAULT_NODE, keyring_backend: Backend = KeyringBackend.file,
     keyring_passphrase_file: PassphraseFile = None, home: Home = cli.DEFAULT_HOME,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+    log_level: cli.LogLevel = "info",
+    log_format: cli.LogFormat = "plain",
 ):
     """Run the worker daemon until interrupted: register, report heat, prove assigned layers."""
-    cli.configure_logging(output)
+    from node import worker
+    cli.configure_logging(log_level, log_format)
     config = make_worker_config(home, node, key, keyring_backend, keyring_passphrase_file, models, slots, ask, zone,
                                 stake, circuits_dir, heat_millicelsius, power_milliwatts)
     worker.run(config)
@@ -487,23 +499,28 @@ def worker_start(
 def worker_dev(
     key: WorkerKey = "alice", models: Models = "digits", slots: Slots = DEFAULT_SLOTS,
     ask: Ask = f"{DEFAULT_ASK}{DENOM}", zone: Zone = DEFAULT_ZONE, stake: Stake = f"{DEFAULT_STAKE}{DENOM}",
-    circuits_dir: CircuitsDir = worker.DEFAULT_CIRCUITS_DIR,
-    rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = devchain.DEFAULT_RPC,
+    circuits_dir: CircuitsDir = app_config.DEFAULT_CIRCUITS_DIR,
+    rpc: Annotated[str, typer.Option("--rpc", help="Listen address of the CometBFT RPC.")] = app_config.DEFAULT_RPC_ADDRESS,
     block_time: Annotated[str, typer.Option("--block-time", help="Time between blocks.")] = "1s",
-    grpc: cli.GrpcOption = grpc_server.DEFAULT_ADDRESS,
-    rest_address: cli.RestOption = rest.DEFAULT_ADDRESS,
+    grpc: cli.GrpcOption = app_config.DEFAULT_GRPC_ADDRESS,
+    rest_address: cli.RestOption = app_config.DEFAULT_REST_ADDRESS,
+    rest_cors: cli.RestCorsOption = "off",
+    keep_recent: cli.KeepRecentOption = app_config.DEFAULT_KEEP_RECENT,
+    minimum_gas_prices: cli.MinimumGasPrices = "",
     faucet_key: cli.FaucetOption = None,
-    faucet_amount: cli.FaucetAmountOption = f"{faucet.DEFAULT_AMOUNT}{DENOM}",
-    heat_millicelsius: cli.HeatOption = sensors.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = sensors.DEFAULT_MILLIWATTS,
+    faucet_amount: cli.FaucetAmountOption = f"{app_config.DEFAULT_FAUCET_UJOULE}{DENOM}",
+    heat_millicelsius: cli.HeatOption = app_config.DEFAULT_MILLICELSIUS, power_milliwatts: cli.PowerOption = app_config.DEFAULT_MILLIWATTS,
     keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Log format.")] = OutputFormat.text,
+    log_level: cli.LogLevel = "info",
+    log_format: cli.LogFormat = "plain",
 ):
     """The dev chain and one local worker in one process (what `make dev` runs)."""
+    from node import devchain, worker
     block_time_ms = cli.compute_duration_ms(block_time)
-    rest.check_address(rest_address)
+    cli.check_listen_addresses(grpc, rest_address, rest_cors)
     dev_faucet = cli.make_faucet(home, faucet_key, faucet_amount, rpc, rest_address)
-    cli.configure_logging(output)
+    cli.configure_logging(log_level, log_format)
     node = "http://" + rpc.split("://", 1)[-1]
     config = make_worker_config(home, node, key, keyring_backend, keyring_passphrase_file, models, slots, ask, zone,
                                 stake, circuits_dir, heat_millicelsius, power_milliwatts)
@@ -512,7 +529,8 @@ def worker_dev(
     thread.start()
     try:
         devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, heat_sensor=config.heat_sensor, grpc=grpc,
-                     rest_address=rest_address, faucet=dev_faucet)
+                     rest_address=rest_address, rest_cors=rest_cors, keep_recent=keep_recent, faucet=dev_faucet,
+                     minimum_gas_price=cli.parse_minimum_gas_price(minimum_gas_prices))
     finally:
         stopping.set()
         thread.join(timeout=30)
@@ -522,7 +540,7 @@ def worker_dev(
 
 def mount(app: typer.Typer) -> None:
     """Adds these commands to node.cli's app (see node.main), and their errors to its one-line errors."""
-    cli.EXPECTED_ERRORS += (worker.WorkerError,)
+    cli.EXPECTED_ERRORS["node.worker"] = ("WorkerError",)
     query_app, tx_app = cli.query_app, cli.tx_app
     app.add_typer(market_app, name="market")
     app.add_typer(infer_app, name="infer")

@@ -37,7 +37,6 @@ log = logging.getLogger("maxwell.rest")
 http_log = logging.getLogger("maxwell.rest.http")
 http_log.addFilter(rpc._is_server_fault)
 
-DEFAULT_ADDRESS = "127.0.0.1:1317"
 OPENAPI_PATH = "/swagger/openapi.json"
 METRICS_PATH = "/metrics"
 FAUCET_PATH = "/faucet"

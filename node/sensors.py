@@ -8,10 +8,9 @@ report the configured value. Power has no portable source, so it is always the c
 import glob
 
 from chain.heat import HeatReading
+from node.app_config import DEFAULT_MILLICELSIUS, DEFAULT_MILLIWATTS
 
 SENSOR_GLOBS = ("/sys/class/thermal/thermal_zone*/temp", "/sys/class/hwmon/hwmon*/temp*_input")
-DEFAULT_MILLICELSIUS = 40_000
-DEFAULT_MILLIWATTS = 65_000
 
 
 def read_host_millicelsius() -> int | None:

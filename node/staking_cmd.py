@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from chain import crypto, validators
+from chain import crypto
 from chain.coins import DENOM
 from chain.sdktypes import encode_sdk_json
 from chain.proto.cosmos.slashing.v1beta1 import query_pb2 as slashing_query_pb2, tx_pb2 as slashing_tx_pb2
@@ -23,10 +23,10 @@ from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get
 
 PAGE_LIMIT = 1000
 
-tx_staking_app = typer.Typer(no_args_is_help=True, help="Bond JOULE to validators, and take it back.")
-tx_slashing_app = typer.Typer(no_args_is_help=True, help="Bring a jailed validator back.")
-query_staking_app = typer.Typer(no_args_is_help=True, help="Validators, delegations and staking parameters.")
-query_slashing_app = typer.Typer(no_args_is_help=True, help="Validators' signing records and slashing parameters.")
+tx_staking_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Bond JOULE to validators, and take it back.")
+tx_slashing_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Bring a jailed validator back.")
+query_staking_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Validators, delegations and staking parameters.")
+query_slashing_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Validators' signing records and slashing parameters.")
 
 Validator = Annotated[str, typer.Argument(metavar="VALIDATOR", help="Operator address (mxwvaloper…) or key name.")]
 Amount = Annotated[str, typer.Argument(help=f"Amount in {DENOM}, e.g. 1000000{DENOM}.")]
@@ -34,6 +34,7 @@ Amount = Annotated[str, typer.Argument(help=f"Amount in {DENOM}, e.g. 1000000{DE
 
 def resolve_operator(home: Path, backend: KeyringBackend, text: str) -> str:
     """An operator address as given, or the operator address of a key of that name."""
+    from chain import validators
     try:
         validators.parse_operator(text)
         return text
@@ -77,6 +78,7 @@ def compute_sdk_record(message) -> dict:
 
 
 def compute_validator_record(validator: staking_pb2.Validator) -> dict:
+    from chain import validators
     record = compute_sdk_record(validator)
     record["consensus_address"] = validators.format_consensus(validators.compute_consensus_address(validator))
     record["moniker"] = validator.description.moniker
@@ -148,6 +150,7 @@ def tx_slashing_unjail(
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Bring your validator back into the set once its jail time is over."""
+    from chain import validators
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     operator = validators.format_operator(crypto.decode_address(signer.address))
     execute(signer, [slashing_tx_pb2.MsgUnjail(validator_addr=operator)], {}, gas, fees, wait, output, yes, gas_adjustment,

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from chain import crypto
-from chain.app import SIMULATE_PATH
 from chain.coins import DENOM
 from chain.errors import InvalidSequenceError
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
@@ -112,7 +111,7 @@ def compute_signed_tx(signer: Signer, messages: list, gas: int, fee: int | None 
 def estimate_gas(signer: Signer, messages: list, memo: str, adjustment: float) -> int:
     """The gas the chain's Simulate says the messages use, times `adjustment` (rounded up), within the limit."""
     tx = compute_signed_tx(signer, messages, MAX_GAS_LIMIT, fee=0, memo=memo)  # Simulate charges no fee
-    response = signer.rpc.abci_query(SIMULATE_PATH, service_pb2.SimulateRequest(tx_bytes=tx).SerializeToString())
+    response = signer.rpc.abci_query(client.compute_method_path(service_pb2.SimulateRequest), service_pb2.SimulateRequest(tx_bytes=tx).SerializeToString())
     if response.code:
         raise TxRejected(f"simulation failed: code {response.code} ({response.codespace}): {response.log}",
                          response.code)

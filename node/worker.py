@@ -36,6 +36,7 @@ from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, t
 from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
 from chain.tx import compute_tx_hash
 from node import client, metrics, sensors, txclient
+from node.app_config import DEFAULT_CIRCUITS_DIR
 from zk.artifacts import ArtifactError, Manifest, load_manifest
 from zk.instances import compute_dequantized
 from zk.prove import ProvingError, prove_circuit
@@ -54,7 +55,6 @@ TASK_ASSIGNED_EVENT = "task_assigned"
 NOT_FOUND_ERRORS = {(e.codespace, e.code) for e in (
     NotFoundError, market.ProviderNotFoundError, market.AssignmentNotFoundError)}
 REQUEST_EVENT = "inference_requested"
-DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"
 
 
 class WorkerError(Exception):

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Sequence
 
-import ezkl
 
 FIELD_MODULUS = 0x30644E72E131A029B85045B68181585D2833E84879B9709143E1F593F0000001
 FELT_BYTES = 32
@@ -160,6 +159,7 @@ def compute_input_hash(values: Sequence[float], scale: int) -> int:
 
 def compute_output_hash(outputs: Sequence[int]) -> int:
     """The output instance of a hashed-output circuit: Poseidon over its quantized outputs."""
+    import ezkl  # only here: the chain's and the CLI's decoding needs no EZKL
     digest = ezkl.poseidon_hash([felt_to_hex(q) for q in outputs])
     return bytes_to_felt(bytes.fromhex(digest[0]))
 
