@@ -68,6 +68,7 @@ class DevBackend:
         self.query = chain.get_query
         self.info = chain.get_info
         self.store = chain.app.store
+        self.minimum_gas_price = chain.app.minimum_gas_price
 
     def get_latest_height(self) -> int:
         return self.chain.state.last_block_height
@@ -235,6 +236,7 @@ class CometBackend:
         self.client = Client(node)
         self.query = app.query
         self.store = app.app.store
+        self.minimum_gas_price = app.app.minimum_gas_price
         self.app = app
 
     def info(self) -> abci_pb2.ResponseInfo:

@@ -14,6 +14,8 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import grpc
@@ -360,9 +362,12 @@ def query_abci(backend, request: cmt_pb2.ABCIQueryRequest) -> cmt_pb2.ABCIQueryR
 
 
 def get_config(backend, request: node_pb2.ConfigRequest) -> node_pb2.ConfigResponse:
+    """The node's minimum gas price: its own (app.toml) where it is above the chain's, else the chain's."""
     response = backend.query(abci_pb2.RequestQuery(path=registry.QUERY_PATHS[auth_query_pb2.QueryParamsRequest]))
-    params = auth_query_pb2.QueryParamsResponse.FromString(response.value).params
-    return node_pb2.ConfigResponse(minimum_gas_price=params.min_gas_price + DENOM,
+    price = auth_query_pb2.QueryParamsResponse.FromString(response.value).params.min_gas_price
+    if backend.minimum_gas_price is not None and backend.minimum_gas_price > Fraction(price):
+        price = format(Decimal(backend.minimum_gas_price.numerator) / backend.minimum_gas_price.denominator, "f")
+    return node_pb2.ConfigResponse(minimum_gas_price=price + DENOM,
                                    pruning_keep_recent=str(backend.store.keep_recent),
                                    pruning_interval=PRUNING_INTERVAL)
 
