@@ -4,6 +4,10 @@ PY := $(VENV)/bin/python
 MAXWELL := $(VENV)/bin/maxwell
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/cosmjs/node_modules/.installed
+# the dashboard test: Playwright (npm) drives Debian's Chromium
+DASHBOARD_STAMP := tests/dashboard/node_modules/.installed
+CHROMIUM := /usr/bin/chromium
+APT_GET := $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get
 DEV_HOME ?= .dev-home
 DEV_CHAIN_ID ?= maxwell-dev-1
 # Real peers, built from their Go modules and cached per version (a new pin builds anew)
@@ -45,6 +49,14 @@ $(NODE_STAMP): tests/cosmjs/package.json tests/cosmjs/package-lock.json
 	cd tests/cosmjs && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+$(DASHBOARD_STAMP): tests/dashboard/package.json tests/dashboard/package-lock.json
+	cd tests/dashboard && npm ci --no-audit --no-fund --loglevel=error
+	touch $(DASHBOARD_STAMP)
+
+$(CHROMIUM):
+	$(APT_GET) install -y --no-install-recommends chromium || \
+		($(APT_GET) update && $(APT_GET) install -y --no-install-recommends chromium)
+
 # the dev chain and one local worker (its own key, so its txs never race alice's sequence)
 dev: $(STAMP)
 	@test -f $(DEV_HOME)/config/genesis.json || $(MAKE) --no-print-directory dev-init
@@ -60,7 +72,7 @@ dev-init: $(STAMP)
 
 # test_worker runs its in-process worker threads in a process of its own: after the rest of the suite in
 # the same process they have timed out (see the session notes)
-test: $(STAMP) $(NODE_STAMP) upstream-protos $(GRPCURL)
+test: $(STAMP) $(NODE_STAMP) $(DASHBOARD_STAMP) $(CHROMIUM) upstream-protos $(GRPCURL)
 	$(PY) -m pytest -q --ignore=tests/network --ignore=tests/ibc --ignore=tests/test_worker.py
 	$(PY) -m pytest -q tests/test_worker.py
 

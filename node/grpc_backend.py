@@ -14,7 +14,7 @@ from chain.proto.tendermint.p2p import types_pb2 as p2p_pb2
 from chain.proto.tendermint.types import block_pb2, evidence_pb2, types_pb2, validator_pb2
 from chain.proto.tendermint.version import types_pb2 as version_pb2
 from node import cometbft_json, rpc, txindex
-from node.client import Client, RpcError, decode_base64, decode_hex, decode_int, decode_str
+from node.client import Client, RpcError, compute_http_url, decode_base64, decode_hex, decode_int, decode_str
 from node.mempool import MempoolError
 
 MAX_VALIDATORS_PER_PAGE = 100
@@ -72,6 +72,9 @@ class DevBackend:
 
     def get_latest_height(self) -> int:
         return self.chain.state.last_block_height
+
+    def get_rpc_url(self) -> str:
+        return self.chain.rpc_server.url
 
     def get_base_height(self) -> int:
         return self.chain.blockstore.get_base()
@@ -238,6 +241,9 @@ class CometBackend:
         self.store = app.app.store
         self.minimum_gas_price = app.app.minimum_gas_price
         self.app = app
+
+    def get_rpc_url(self) -> str:
+        return compute_http_url(self.client.node)
 
     def info(self) -> abci_pb2.ResponseInfo:
         return self.app.info(abci_pb2.RequestInfo())

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import threading
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,6 +41,9 @@ http_log.addFilter(rpc._is_server_fault)
 OPENAPI_PATH = "/swagger/openapi.json"
 METRICS_PATH = "/metrics"
 FAUCET_PATH = "/faucet"
+DASHBOARD_PATH = "/dashboard"
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"  # static files, shipped in the package
+DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 # The SDK's [api] defaults: rpc-max-body-bytes, rpc-read-timeout, max-open-connections.
 MAX_BODY_BYTES = 1_000_000
 READ_TIMEOUT_S = 10.0
@@ -112,8 +116,8 @@ ROUTES = (
     ("GET", "/maxwell/market/v1/params", "/maxwell.market.v1.Query/Params"),
     ("GET", "/maxwell/market/v1/providers", "/maxwell.market.v1.Query/Providers"),
     ("GET", "/maxwell/market/v1/providers/{address}", "/maxwell.market.v1.Query/Provider"),
-    ("GET", "/maxwell/market/v1/book/{work}", "/maxwell.market.v1.Query/Book"),
-    ("GET", "/maxwell/market/v1/clearing/{work}", "/maxwell.market.v1.Query/Clearing"),
+    ("GET", "/maxwell/market/v1/book/{work=**}", "/maxwell.market.v1.Query/Book"),  # inference/<model>
+    ("GET", "/maxwell/market/v1/clearing/{work=**}", "/maxwell.market.v1.Query/Clearing"),
     ("GET", "/maxwell/market/v1/processes/{id}", "/maxwell.market.v1.Query/Process"),
     ("GET", "/maxwell/market/v1/assignments/{task_ref=**}", "/maxwell.market.v1.Query/Assignment"),
     ("GET", "/maxwell/inference/v1/models", "/maxwell.inference.v1.Query/Models"),
@@ -646,6 +650,18 @@ def compute_openapi(routes) -> dict:
             "paths": paths, "components": {"schemas": schemas}}
 
 
+# --- the dashboard ------------------------------------------------------------------------------
+
+def compute_dashboard_files(rpc_url: str) -> dict[str, tuple[bytes, str]]:
+    """The dashboard's static files by name, read once, and config.json: where the page finds the node's
+    CometBFT websocket (the page reads everything else from this gateway)."""
+    files = {path.name: (path.read_bytes(), DASHBOARD_TYPES[path.suffix])
+             for path in sorted(DASHBOARD_DIR.iterdir()) if path.suffix in DASHBOARD_TYPES}
+    config = {"rpc": rpc_url, "websocket": "ws" + rpc_url.removeprefix("http").rstrip("/") + "/websocket"}
+    files["config.json"] = (json.dumps(config).encode(), JSON_TYPE)
+    return files
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 class RestGateway:
@@ -658,6 +674,8 @@ class RestGateway:
         self.faucet = faucet
         self.routes = compute_routes()
         self.openapi = json.dumps(compute_openapi(self.routes)).encode()
+        self.backend = backend
+        self.dashboard = None  # read at the first request: the node's RPC listens by then
         self.cors = cors
         self.max_body_bytes = max_body_bytes
         self.read_timeout = read_timeout
@@ -683,6 +701,8 @@ class RestGateway:
             return web.Response(body=body, headers={"Content-Type": content_type})
         if request.method == "POST" and request.path == FAUCET_PATH and self.faucet is not None:
             return await self.answer_faucet(request)
+        if request.method == "GET" and (request.path == DASHBOARD_PATH or request.path.startswith(DASHBOARD_PATH + "/")):
+            return self.answer_dashboard(request.path)
         route, params = find_route(self.routes, request.method, request.path)
         message = route.request_class()
         if route.has_body:
@@ -703,6 +723,15 @@ class RestGateway:
             raise invalid_argument(f"cannot render the answer as JSON: {error}") from None
         height_headers = {HEIGHT_HEADER: str(height), METADATA_HEIGHT_HEADER: str(height)}
         return make_json_response(body, headers=height_headers)
+
+    def answer_dashboard(self, path: str) -> web.Response:
+        if self.dashboard is None:
+            self.dashboard = compute_dashboard_files(self.backend.get_rpc_url())
+        name = path.removeprefix(DASHBOARD_PATH).strip("/") or "index.html"
+        if name not in self.dashboard:
+            raise RestError(grpc.StatusCode.NOT_FOUND, f"no dashboard file {name!r}")
+        body, content_type = self.dashboard[name]
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
 
     async def answer_faucet(self, request: web.BaseRequest) -> web.Response:
         """`{"address": "mxw1..."}` in; the grant (address, amount, txhash) out."""
