@@ -201,6 +201,14 @@ def sign_tx(
 ) -> bytes:
     """Build and sign a TxRaw with SIGN_MODE_DIRECT, as Keplr and cosmjs do."""
     body = tx_pb2.TxBody(messages=[pack_any(m) for m in messages], memo=memo, timeout_height=timeout_height)
+    fee_message = tx_pb2.Fee(amount=[{"denom": DENOM, "amount": str(fee)}] if fee else [], gas_limit=gas_limit)
+    return sign_body(private_key, body, fee_message, chain_id=chain_id, account_number=account_number,
+                     sequence=sequence).SerializeToString()
+
+
+def sign_body(private_key: bytes, body: tx_pb2.TxBody, fee: tx_pb2.Fee, *, chain_id: str, account_number: int,
+              sequence: int) -> tx_pb2.TxRaw:
+    """A tx body and fee signed by one key (SIGN_MODE_DIRECT): what `sign_tx` builds, and `tx sign` signs."""
     public_key = crypto.compute_public_key(private_key)
     auth_info = tx_pb2.AuthInfo(
         signer_infos=[
@@ -210,9 +218,9 @@ def sign_tx(
                 sequence=sequence,
             )
         ],
-        fee=tx_pb2.Fee(amount=[{"denom": DENOM, "amount": str(fee)}] if fee else [], gas_limit=gas_limit),
+        fee=fee,
     )
     body_bytes = body.SerializeToString()
     auth_info_bytes = auth_info.SerializeToString()
     signature = crypto.sign(private_key, compute_sign_bytes(body_bytes, auth_info_bytes, chain_id, account_number))
-    return tx_pb2.TxRaw(body_bytes=body_bytes, auth_info_bytes=auth_info_bytes, signatures=[signature]).SerializeToString()
+    return tx_pb2.TxRaw(body_bytes=body_bytes, auth_info_bytes=auth_info_bytes, signatures=[signature])

@@ -1051,6 +1051,10 @@ def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], g
     confirm_tx(messages, gas, fee, yes)
     tx_hash, result = txclient.execute_messages(signer, messages, gas, fee, memo, wait,
                                                 on_accepted=lambda accepted: show_accepted(output, accepted, wait))
+    show_outcome(output, tx_hash, result, extra, describe)
+
+
+def show_outcome(output: OutputFormat, tx_hash: bytes, result, extra: dict | None = None, describe=None) -> None:
     record = {"hash": tx_hash.hex().upper(), **(extra or {})}
     lines = []
     if result is not None:
@@ -1074,6 +1078,9 @@ def tx_send(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")] = True,
     yes: Yes = False,
     gas_adjustment: GasAdjustment = DEFAULT_GAS_ADJUSTMENT,
+    generate_only: Annotated[bool, typer.Option("--generate-only", help=(
+        "Print the unsigned tx as JSON (for `tx sign` on an offline machine) instead of signing it; FROM may be "
+        "an address."))] = False,
     node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file,
     keyring_passphrase_file: PassphraseFile = None,
@@ -1084,7 +1091,116 @@ def tx_send(
     coins = parse_coins_text(amount)
     fee = parse_fee(fees)
     to_address = resolve_address(home, keyring_backend, recipient)
+    if generate_only:
+        from_address = resolve_address(home, keyring_backend, sender)
+        message = bank_tx_pb2.MsgSend(from_address=from_address, to_address=to_address, amount=compute_coin_list(coins))
+        typer.echo(compute_tx_json(compute_unsigned_tx([message], gas, fee, memo, node)))
+        return
     private_key = load_private_key(home, keyring_backend, keyring_passphrase_file, sender)
     signer = txclient.load_signer(Client(node), private_key)
     message = bank_tx_pb2.MsgSend(from_address=signer.address, to_address=to_address, amount=compute_coin_list(coins))
     execute_tx(signer, [message], coins, gas, fee, wait, output, memo, yes=yes, gas_adjustment=gas_adjustment)
+
+
+# --- offline signing: --generate-only, tx sign, tx broadcast ---------------------------------------
+
+def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, node: str) -> tx_pb2.Tx:
+    """A tx with no signer yet; without --fees it pays the chain's minimum for its gas (asked of the node)."""
+    from chain.tx import compute_required_fee, pack_any
+    gas_limit = parse_gas(gas)
+    if gas_limit is None:
+        raise CliError("--gas auto simulates a signed tx: give --generate-only a gas limit")
+    if fee is None:
+        fee = compute_required_fee(gas_limit, txclient.get_fee_params(Client(node)))
+    return tx_pb2.Tx(body=tx_pb2.TxBody(messages=[pack_any(m) for m in messages], memo=memo),
+                     auth_info=tx_pb2.AuthInfo(fee=tx_pb2.Fee(amount=compute_coin_list({DENOM: fee} if fee else {}),
+                                                              gas_limit=gas_limit)))
+
+
+def compute_tx_json(tx: tx_pb2.Tx) -> str:
+    return json_format.MessageToJson(tx, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
+                                     indent=2)
+
+
+def read_tx_json(path: Path) -> tx_pb2.Tx:
+    """A tx as `--generate-only` or `tx sign` wrote it (the SDK's JSON of cosmos.tx.v1beta1.Tx)."""
+    import chain.app  # noqa: F401  (registers every message type the tx's Anys may name)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read {path}: {error}") from None
+    try:
+        return json_format.Parse(text, tx_pb2.Tx())
+    except json_format.ParseError as error:
+        raise CliError(f"{path} is not a tx in JSON: {error}") from None
+
+
+@tx_app.command("sign")
+def tx_sign(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="An unsigned tx (JSON), e.g. from --generate-only.")],
+    sender: Annotated[str, typer.Option("--from", help="The key that signs.")],
+    offline: Annotated[bool, typer.Option("--offline", help="Ask no node: give --chain-id, --account-number, --sequence.")] = False,
+    chain_id: Annotated[Optional[str], typer.Option("--chain-id", help="The chain the signature is for.")] = None,
+    account_number: Annotated[Optional[int], typer.Option("--account-number", min=0)] = None,
+    sequence: Annotated[Optional[int], typer.Option("--sequence", min=0)] = None,
+    output_document: Annotated[Optional[Path], typer.Option("--output-document", help="Write the signed tx here.")] = None,
+    node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file,
+    keyring_passphrase_file: PassphraseFile = None,
+    home: Home = DEFAULT_HOME,
+):
+    """Sign a tx file with one of your keys (SIGN_MODE_DIRECT), as simd's `tx sign`; prints the signed tx."""
+    from chain.app import HANDLERS
+    from chain.errors import TxError
+    from chain.tx import TxParams, decode_tx, sign_body
+    tx = read_tx_json(path)
+    if tx.signatures or tx.auth_info.signer_infos:
+        raise CliError(f"{path} is already signed: maxwell txs have exactly one signer")
+    private_key = load_private_key(home, keyring_backend, keyring_passphrase_file, sender)
+    address = crypto.encode_address(crypto.compute_address(crypto.compute_public_key(private_key)))
+    draft = sign_body(private_key, tx.body, tx.auth_info.fee, chain_id="", account_number=0, sequence=0)
+    try:  # the chain's stateless checks, and whose tx it is, before any node is asked
+        signer = decode_tx(draft.SerializeToString(), HANDLERS, TxParams(), simulate=True).signer
+    except TxError as error:
+        raise CliError(f"the signed tx would be refused: {error}") from None
+    if crypto.encode_address(signer) != address:
+        raise CliError(f"{sender} ({address}) cannot sign for {crypto.encode_address(signer)}, the tx's signer")
+    if offline:
+        if chain_id is None or account_number is None or sequence is None:
+            raise CliError("--offline signs with what you give: --chain-id, --account-number and --sequence")
+    else:
+        rpc = Client(node)
+        node_chain_id = rpc.status().chain_id
+        if chain_id is not None and chain_id != node_chain_id:
+            raise CliError(f"--chain-id {chain_id} is not the node's chain {node_chain_id}")
+        account = rpc.get_account(address)
+        if account is None:
+            raise CliError(f"account {address} not found on chain {node_chain_id}: it has never received tokens")
+        chain_id = node_chain_id
+        account_number = account.account_number if account_number is None else account_number
+        sequence = account.sequence if sequence is None else sequence
+    raw = sign_body(private_key, tx.body, tx.auth_info.fee, chain_id=chain_id, account_number=account_number,
+                    sequence=sequence)
+    signed = tx_pb2.Tx(body=tx.body, auth_info=tx_pb2.AuthInfo.FromString(raw.auth_info_bytes), signatures=raw.signatures)
+    if output_document is None:
+        typer.echo(compute_tx_json(signed))
+    else:
+        write_file_atomically(output_document, compute_tx_json(signed) + "\n")
+
+
+@tx_app.command("broadcast")
+def tx_broadcast(
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="A signed tx (JSON), e.g. from `tx sign`.")],
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")] = True,
+    node: Node = DEFAULT_NODE,
+    output: Output = OutputFormat.text,
+):
+    """Broadcast a signed tx file, as simd's `tx broadcast`."""
+    tx = read_tx_json(path)
+    if len(tx.signatures) != 1:
+        raise CliError(f"{path} is not signed: sign it with `maxwell tx sign`")
+    raw = tx_pb2.TxRaw(body_bytes=tx.body.SerializeToString(), auth_info_bytes=tx.auth_info.SerializeToString(),
+                       signatures=tx.signatures).SerializeToString()
+    tx_hash, result = txclient.execute_broadcast(Client(node), raw, wait,
+                                                 on_accepted=lambda accepted: show_accepted(output, accepted, wait))
+    show_outcome(output, tx_hash, result)

@@ -200,11 +200,25 @@ def execute_messages(signer: Signer, messages: list, gas: int = DEFAULT_GAS, fee
             if error.code != InvalidSequenceError.code or attempt:
                 raise
             process_account_refresh(signer)
+    return process_accepted(signer.rpc, checked, wait, on_accepted)
+
+
+def process_accepted(rpc: client.Client, checked: client.BroadcastResult, wait: bool,
+                     on_accepted: Callable[[bytes], None] | None) -> tuple[bytes, client.TxResult | None]:
     try:
         if on_accepted is not None:
             on_accepted(checked.hash)
-        return checked.hash, wait_for_inclusion(signer.rpc, checked.hash) if wait else None
+        return checked.hash, wait_for_inclusion(rpc, checked.hash) if wait else None
     except KeyboardInterrupt:
         tx_hash = checked.hash.hex().upper()
         raise TxInterrupted(f"interrupted: tx {tx_hash} was accepted by the node and may still land; "
                             f"look it up with `maxwell query tx {tx_hash}`") from None
+
+
+def execute_broadcast(rpc: client.Client, tx: bytes, wait: bool = True,
+                      on_accepted: Callable[[bytes], None] | None = None) -> tuple[bytes, client.TxResult | None]:
+    """Broadcast a tx signed elsewhere (`maxwell tx broadcast`), then as execute_messages."""
+    checked = rpc.broadcast_tx_sync(tx)
+    if checked.code:
+        raise compute_check_tx_error(checked)
+    return process_accepted(rpc, checked, wait, on_accepted)

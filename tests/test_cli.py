@@ -563,3 +563,39 @@ def test_query_txs_finds_txs_by_their_events(devnet):
     assert_one_line_error(invoke("query", "txs", "--events", "message.sender=", "--node", url), "")
     assert_one_line_error(invoke("query", "txs", "--events", "tx.height>0", "--order", "up", "--node", url),
                           "invalid --order")
+
+
+def test_offline_signing_generate_sign_elsewhere_then_broadcast(devnet, tmp_path):
+    home, url = devnet
+    bob = keyring.get_key(home, "file", "bob").address
+    before = get_balance(home, url, bob)
+    generated = invoke("tx", "send", ALICE, bob, "777ujoule", "--generate-only", "--node", url, "--home", home)
+    assert generated.exit_code == 0, generated.stderr
+    unsigned = json.loads(generated.stdout)
+    assert unsigned["signatures"] == [] and unsigned["body"]["messages"][0]["@type"] == "/cosmos.bank.v1beta1.MsgSend"
+    assert unsigned["auth_info"]["fee"] == {"amount": [{"denom": "ujoule", "amount": "5000"}], "gas_limit": "200000",
+                                            "payer": "", "granter": ""}
+    (tmp_path / "unsigned.json").write_text(generated.stdout)
+    account = json.loads(invoke("query", "account", "alice", "--node", url, "--keyring-backend", "test", "--home", home,
+                                "-o", "json").stdout)
+    # the signing machine asks no node: the node flag points nowhere
+    signed = invoke("tx", "sign", tmp_path / "unsigned.json", "--from", "alice", "--offline", "--chain-id", "maxwell-cli-1",
+                    "--account-number", account["account_number"], "--sequence", account["sequence"],
+                    "--keyring-backend", "test", "--home", home, "--node", "http://127.0.0.1:9", "--output-document",
+                    tmp_path / "signed.json")
+    assert signed.exit_code == 0, signed.stderr
+    assert len(json.loads((tmp_path / "signed.json").read_text())["signatures"]) == 1
+    assert_one_line_error(invoke("tx", "sign", tmp_path / "signed.json", "--from", "alice", "--keyring-backend", "test",
+                                 "--home", home, "--node", url), "already signed")
+    assert_one_line_error(invoke("tx", "sign", tmp_path / "unsigned.json", "--from", "bob", "--keyring-passphrase-file",
+                                 home / "passphrase", "--home", home, "--node", url), "cannot sign for", ALICE)
+    assert_one_line_error(invoke("tx", "sign", tmp_path / "unsigned.json", "--from", "alice", "--offline",
+                                 "--keyring-backend", "test", "--home", home), "--account-number")
+    assert_one_line_error(invoke("tx", "broadcast", tmp_path / "unsigned.json", "--node", url), "not signed")
+    (tmp_path / "junk.json").write_text('{"body": 7}')
+    assert_one_line_error(invoke("tx", "broadcast", tmp_path / "junk.json", "--node", url), "not a tx in JSON")
+    broadcast = invoke("tx", "broadcast", tmp_path / "signed.json", "--node", url, "-o", "json")
+    assert broadcast.exit_code == 0, broadcast.stderr
+    assert json.loads(broadcast.stdout)["code"] == 0 and get_balance(home, url, bob) == before + 777
+    again = invoke("tx", "broadcast", tmp_path / "signed.json", "--node", url)  # as CometBFT's mempool cache says
+    assert_one_line_error(again, "tx already exists in cache")
