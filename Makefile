@@ -42,7 +42,7 @@ go_module_dir = $$(go mod download -json $(1) | python3 -c 'import json, sys; pr
 $(STAMP): pyproject.toml setup.py chain/_smt.c chain/_events.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,dev]'
+	$(PY) -m pip install -q -e '.[train,dev]' --config-settings editable_mode=compat  # a path in a .pth: no import hook to pay for at every CLI start
 	touch $(STAMP)
 
 $(NODE_STAMP): tests/cosmjs/package.json tests/cosmjs/package-lock.json

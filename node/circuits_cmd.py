@@ -9,6 +9,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
+from node import cli
 from node.app_config import DEFAULT_CIRCUITS_DIR
 
 DEFAULT_PK_DIR = Path.home() / ".cache" / "maxwell" / "pk"
@@ -18,7 +19,11 @@ INSECURE_SRS_NOTICE = (
     "(srs/kzg<logrows>.srs) in the circuits directory, rebuilds, and pins the SRS sha256 in genesis."
 )
 
-app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Build zero-knowledge circuits for models (EZKL).")
+app = cli.make_group("circuits")
+
+
+def mount() -> None:
+    cli.GROUPS["circuits"] = app
 
 CircuitsDir = Annotated[Path, typer.Option("--circuits-dir", help="Where circuits and the dev SRS live.")]
 PkDir = Annotated[Path, typer.Option("--pk-dir", help="Cache of proving keys, keyed by vk sha256.")]

@@ -6,11 +6,11 @@ on stderr and exit status 1.
 """
 
 import base64
+import importlib
 import json
 import os
 import re
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from decimal import Decimal
@@ -29,7 +29,7 @@ from chain.errors import InvalidCoinsError
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
 from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
-from node import app_config, circuits_cmd, client, client_config, keyring, txclient
+from node import app_config, client, client_config, keyring, txclient
 from node.client import DEFAULT_NODE, Client
 
 DEFAULT_HOME = Path.home() / ".maxwell"
@@ -84,8 +84,86 @@ def is_expected_error(error: Exception) -> bool:
 ARGS_META = "maxwell.args"
 
 
+# The command groups are built when first named, so a command's start-up pays for its own group alone:
+# name -> (the modules whose mount() adds commands to it, its help). GROUPS maps a name to its typer app.
+LAZY_GROUPS = {
+    "keys": ((), "Manage the wallet's keys."),
+    "genesis": ((), "Edit the genesis file."),
+    "query": (("node.infer_cmd", "node.staking_cmd", "node.ibc_cmd"), "Query a running node."),
+    "tx": (("node.infer_cmd", "node.staking_cmd", "node.ibc_cmd"), "Sign and broadcast transactions."),
+    "testnet": ((), "Local networks of validators."),
+    "circuits": (("node.circuits_cmd",), "Build zero-knowledge circuits for models (EZKL)."),
+    "config": ((), "Read and change the home's client.toml."),
+    "market": (("node.infer_cmd",), "Look at the compute market: providers, order books, clearings."),
+    "infer": (("node.infer_cmd",), "Ask the network for a proven inference."),
+    "worker": (("node.infer_cmd",), "Run a worker: a market provider that proves inferences."),
+    "debug": (("node.debug_cmd",), "Look into a stopped node's data."),
+}
+GROUPS: dict[str, typer.Typer] = {}
+GROUPS_OF_CLI = ("keys", "genesis", "query", "tx", "testnet", "config")  # the groups this module makes
+MOUNTED: set[str] = set()
+
+
+def process_mounts(name: str) -> None:
+    for module in LAZY_GROUPS[name][0]:
+        if module not in MOUNTED:
+            importlib.import_module(module).mount()
+            MOUNTED.add(module)
+
+
+class ModuleGroup(TyperGroup):
+    """A group (query, tx) some of whose commands other modules add: those modules load only when a command
+    this group does not hold yet is named, or the group's commands are listed."""
+
+    complete = False
+
+    def process_complete(self) -> None:
+        if not self.complete:
+            process_mounts(self.name)
+            self.commands.update(typer.main.get_group(GROUPS[self.name]).commands)
+            self.complete = True
+
+    def get_command(self, ctx, name):
+        if name not in self.commands:
+            self.process_complete()
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx):
+        self.process_complete()
+        return super().list_commands(ctx)
+
+
+def make_group(name: str) -> typer.Typer:
+    return typer.Typer(rich_markup_mode=None, no_args_is_help=True, help=LAZY_GROUPS[name][1],
+                       cls=ModuleGroup if name in GROUPS_OF_CLI and LAZY_GROUPS[name][0] else TyperGroup)
+
+
+def get_group(name: str):
+    """The click group of a top-level name (the modules that make it loaded first, for a group they make)."""
+    if name not in GROUPS:
+        process_mounts(name)
+    group = typer.main.get_group(GROUPS[name])
+    group.name = name
+    return group
+
+
 class CliGroup(TyperGroup):
-    """Turns every failure inside a command into one line on stderr and exit status 1."""
+    """Turns every failure inside a command into one line on stderr and exit status 1; builds the groups of
+    LAZY_GROUPS when named."""
+
+    def list_commands(self, ctx):
+        return [*super().list_commands(ctx), *(name for name in LAZY_GROUPS if name not in self.commands)]
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in LAZY_GROUPS:
+            self.commands[name] = get_group(name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, self.commands[name].get_short_help_str(formatter.width - 16) if name in self.commands
+                 else LAZY_GROUPS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx):
         ctx.meta[ARGS_META] = [*ctx._protected_args, *ctx.args]  # the group clears them before its callback
@@ -113,17 +191,8 @@ app = typer.Typer(
     rich_markup_mode=None, cls=CliGroup, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="maxwell: a compute market chain (token JOULE). Node setup, wallet, transfers and queries.",
 )
-keys_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Manage the wallet's keys.")
-genesis_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Edit the genesis file.")
-query_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Query a running node.")
-tx_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Sign and broadcast transactions.")
-testnet_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Local networks of validators.")
-app.add_typer(keys_app, name="keys")
-app.add_typer(genesis_app, name="genesis")
-app.add_typer(query_app, name="query")
-app.add_typer(tx_app, name="tx")
-app.add_typer(testnet_app, name="testnet")
-app.add_typer(circuits_cmd.app, name="circuits")
+keys_app, genesis_app, query_app, tx_app, testnet_app, config_app = (
+    GROUPS.setdefault(name, make_group(name)) for name in GROUPS_OF_CLI)
 
 def show_version(value: bool) -> None:
     if value:
@@ -146,8 +215,6 @@ def get_default_home() -> Path:
     return Path(os.environ[client_config.HOME_ENV]) if os.environ.get(client_config.HOME_ENV) else DEFAULT_HOME
 
 
-config_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Read and change the home's client.toml.")
-app.add_typer(config_app, name="config")
 
 
 @config_app.command("get")
@@ -450,6 +517,7 @@ def genesis_validate(
         raise CliError(f"no genesis file at {path}") from None
     except (ValueError, UnicodeDecodeError, devchain.InvalidGenesis) as error:
         raise CliError(f"genesis file {path} is invalid: {error}") from None
+    import tempfile
     with tempfile.TemporaryDirectory() as scratch:
         application = App(scratch)
         try:

@@ -19,13 +19,11 @@ from google.protobuf.message import DecodeError
 from chain.errors import NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
-from ibc import ics23
 
 DEFAULT_NODE = "http://127.0.0.1:26657"
 REQUEST_TIMEOUT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.2
 PROOF_OP_TYPES = ("ics23:smt", "ics23:simple")
-PROOF_SPECS = (ics23.SMT_SPEC, ics23.TENDERMINT_SPEC)
 
 
 
@@ -413,6 +411,8 @@ def verify_store_proof(store: str, key: bytes, value: bytes, proof_ops: tuple[Pr
 
     The proof is [ics23 proof of the key in the store, ics23 proof of the store root in the app hash].
     """
+    from ibc import ics23  # only commands that check proofs pay for importing the verifier
+    specs = (ics23.SMT_SPEC, ics23.TENDERMINT_SPEC)
     if tuple(op.type for op in proof_ops) != PROOF_OP_TYPES:
         raise ProofError(f"expected proof ops {list(PROOF_OP_TYPES)}, got {[op.type for op in proof_ops]}")
     if proof_ops[0].key != key or proof_ops[1].key != store.encode():
@@ -420,8 +420,8 @@ def verify_store_proof(store: str, key: bytes, value: bytes, proof_ops: tuple[Pr
     try:
         proofs = [ics23.decode_commitment_proof(op.data) for op in proof_ops]
         if value:
-            ics23.verify_chained_membership(PROOF_SPECS, app_hash, proofs, [store.encode(), key], value)
+            ics23.verify_chained_membership(specs, app_hash, proofs, [store.encode(), key], value)
         else:
-            ics23.verify_chained_non_membership(PROOF_SPECS, app_hash, proofs, [store.encode(), key])
+            ics23.verify_chained_non_membership(specs, app_hash, proofs, [store.encode(), key])
     except ics23.Ics23Error as error:
         raise ProofError(f"proof does not verify: {error}") from None

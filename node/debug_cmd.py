@@ -12,7 +12,7 @@ from node.cli import CliError, Home, Output, OutputFormat
 
 APPLICATION_DB = "data/application.db"
 
-debug_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Look into a stopped node's data.")
+debug_app = cli.make_group("debug")
 
 
 @debug_app.command("verify-store")
@@ -37,5 +37,5 @@ def verify_store(home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.te
         cli.fail(f"{len(mismatches)} mismatches at height {height}: {path} is damaged")
 
 
-def mount(app: typer.Typer) -> None:
-    app.add_typer(debug_app, name="debug")
+def mount() -> None:
+    cli.GROUPS["debug"] = debug_app

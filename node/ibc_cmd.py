@@ -145,6 +145,6 @@ def query_escrow_address(
     cli.show(output, {"escrow_address": reply.escrow_address})
 
 
-def mount(app: typer.Typer) -> None:
+def mount() -> None:
     cli.tx_app.add_typer(tx_transfer_app, name="ibc-transfer")
     cli.query_app.add_typer(query_ibc_app, name="ibc")

@@ -35,11 +35,11 @@ class RequestInterrupted(CliError):
     """Ctrl-C while an inference request waits for its block: the request id is not known yet."""
 
 
-market_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Look at the compute market: providers, order books, clearings.")
+market_app = cli.make_group("market")
 tx_market_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Market transactions: bid, cancel, register a provider, report heat.")
 tx_process_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Processes: lease slots and keep memory on chain.")
-infer_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Ask the network for a proven inference.")
-worker_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Run a worker: a market provider that proves inferences.")
+infer_app = cli.make_group("infer")
+worker_app = cli.make_group("worker")
 
 Sender = Annotated[str, typer.Argument(metavar="FROM", help="Name (or address) of a key in the keyring.")]
 Gas = Annotated[str, typer.Option("--gas", help="Gas limit, or auto to simulate the tx first.")]
@@ -538,13 +538,11 @@ def worker_dev(
 
 # --- mounting ----------------------------------------------------------------------------------
 
-def mount(app: typer.Typer) -> None:
+def mount() -> None:
     """Adds these commands to node.cli's app (see node.main), and their errors to its one-line errors."""
     cli.EXPECTED_ERRORS["node.worker"] = ("WorkerError",)
     query_app, tx_app = cli.query_app, cli.tx_app
-    app.add_typer(market_app, name="market")
-    app.add_typer(infer_app, name="infer")
-    app.add_typer(worker_app, name="worker")
+    cli.GROUPS.update(market=market_app, infer=infer_app, worker=worker_app)
     tx_app.add_typer(tx_market_app, name="market")
     tx_app.add_typer(tx_process_app, name="process")
     query_app.command("process")(query_process)

@@ -234,7 +234,7 @@ def query_slashing_params(node: Node = DEFAULT_NODE, output: Output = OutputForm
     cli.show(output, compute_sdk_record(reply.params))
 
 
-def mount(app: typer.Typer) -> None:
+def mount() -> None:
     cli.tx_app.add_typer(tx_staking_app, name="staking")
     cli.tx_app.add_typer(tx_slashing_app, name="slashing")
     cli.query_app.add_typer(query_staking_app, name="staking")

@@ -50,8 +50,7 @@ MAX_QUERY_STRING = 8000  # aiohttp answers a longer request line 400 in plain te
 LIMITED_NODE = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))
-sys.path.insert(0, {tests!r})
-from test_devchain import KVStoreApp
+from tests.test_devchain import KVStoreApp
 from node.devchain import run
 
 class FileOpeningApp(KVStoreApp):
@@ -308,7 +307,7 @@ def test_connections_beyond_the_cap_are_closed_and_blocks_keep_coming(tmp_path):
     cap = hard - rpc.FD_RESERVE
     make_home(tmp_path)
     port = compute_free_port()
-    code = LIMITED_NODE.format(soft=soft, hard=hard, tests=str(REPO / "tests"), marker=str(tmp_path / "marker"),
+    code = LIMITED_NODE.format(soft=soft, hard=hard, marker=str(tmp_path / "marker"),
                                home=str(tmp_path), port=port, data=str(tmp_path / "data"))
     log_path = tmp_path / "node.log"
     with open(log_path, "w") as log_file:
