@@ -321,14 +321,30 @@ def compute_duration_ms(text: str) -> int:
     return int(value)
 
 
-def parse_fee(fees: str | None) -> int | None:
-    """--fees: an amount of ujoule, or None for the chain's minimum."""
+def parse_fee(fees: str | None, gas_prices: str | None = None) -> "int | Fraction | None":
+    """--fees (an amount of ujoule) or --gas-prices (ujoule per gas, a Fraction), as simd takes one or the other;
+    None for the chain's minimum."""
+    if fees is not None and gas_prices is not None:
+        raise CliError("give --fees or --gas-prices, not both")
+    if gas_prices is not None:
+        return parse_gas_price(gas_prices, "--gas-prices")
     if fees is None:
         return None
     fee, denom = parse_coin_string(fees)
     if denom != DENOM:
         raise CliError(f"invalid fees {fees!r}: fees are paid in {DENOM}")
     return fee
+
+
+def compute_gas_fee(fee, gas: int) -> int | None:
+    """parse_fee's answer for a gas limit: the fee, gas times the price, or None (the chain's minimum)."""
+    if fee is None or isinstance(fee, int):
+        return fee
+    return -(-gas * fee.numerator // fee.denominator)
+
+
+GasPrices = Annotated[Optional[str], typer.Option("--gas-prices", help=(
+    f"Pay gas x this price (e.g. 0.05{DENOM}) instead of --fees."))]
 
 
 def parse_tx_hash(text: str) -> bytes:
@@ -592,14 +608,14 @@ MinimumGasPrices = Annotated[str, typer.Option("--minimum-gas-prices", help=(
     f"This node's floor for the fees it lets into its mempool, e.g. 0.05{DENOM} (empty: the chain's min_gas_price)."))]
 
 
-def parse_minimum_gas_price(text: str):
-    """app.toml's minimum-gas-prices as a Fraction of ujoule per gas, or None for the chain's own."""
+def parse_gas_price(text: str | None, flag: str):
+    """A gas price (--gas-prices, app.toml's minimum-gas-prices) as a Fraction of ujoule per gas; None if empty."""
     from fractions import Fraction
     if not text:
         return None
     match = re.fullmatch(rf"([0-9]+(?:\.[0-9]+)?){DENOM}", text.strip())
     if not match:
-        raise CliError(f"invalid minimum gas price {text!r}: a decimal amount of {DENOM}, e.g. 0.05{DENOM}")
+        raise CliError(f"invalid {flag} {text!r}: a decimal amount of {DENOM} per gas, e.g. 0.05{DENOM}")
     return Fraction(match.group(1))
 
 
@@ -637,7 +653,7 @@ def start(
     application = grpc_backend.LockedApp(metrics.InstrumentedApp(open_app(
         str(home / "data"), keep_recent=keep_recent, snapshot_interval=snapshot_interval,
         heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
-        minimum_gas_price=parse_minimum_gas_price(minimum_gas_prices))))
+        minimum_gas_price=parse_gas_price(minimum_gas_prices, "minimum gas price"))))
     grpc_service = rest_service = None
     try:
         if grpc_server.is_enabled(grpc):
@@ -679,7 +695,8 @@ def dev(
     configure_logging(log_level, log_format)
     devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, grpc=grpc, rest_address=rest_address,
                  rest_cors=rest_cors, heat_sensor=sensors.make_heat_sensor(heat_millicelsius, power_milliwatts),
-                 keep_recent=keep_recent, faucet=dev_faucet, minimum_gas_price=parse_minimum_gas_price(minimum_gas_prices))
+                 keep_recent=keep_recent, faucet=dev_faucet,
+                 minimum_gas_price=parse_gas_price(minimum_gas_prices, "minimum gas price"))
 
 
 def make_faucet(home: Path, key: str | None, amount: str, rpc: str, rest_address: str):
@@ -1105,16 +1122,16 @@ def confirm_tx(messages: list, gas: int, fee: int, yes: bool) -> None:
         raise CliError("aborted: the transaction was not signed")
 
 
-def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: str | int, fee: int | None,
+def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: str | int, fee,
                wait: bool, output: OutputFormat, memo: str = "", extra: dict | None = None, describe=None,
                yes: bool = False, gas_adjustment: float = DEFAULT_GAS_ADJUSTMENT) -> None:
     """Check the funds (`spend` is what the messages move out of the account), confirm, sign, broadcast and
     report: the hash once the node accepts the tx, then its block; `describe(result)` adds fields read from its
-    events. `gas` "auto" simulates the tx and takes its gas times --gas-adjustment."""
+    events. `gas` "auto" simulates the tx and takes its gas times --gas-adjustment; `fee` is parse_fee's."""
     gas = parse_gas(str(gas))
     if gas is None:
         gas = txclient.estimate_gas(signer, messages, memo, gas_adjustment)
-    fee = txclient.compute_fee(signer, gas, fee)
+    fee = txclient.compute_fee(signer, gas, compute_gas_fee(fee, gas))
     txclient.check_funds(signer, spend, fee)
     confirm_tx(messages, gas, fee, yes)
     tx_hash, result = txclient.execute_messages(signer, messages, gas, fee, memo, wait,
@@ -1141,6 +1158,7 @@ def tx_send(
     recipient: Annotated[str, typer.Argument(metavar="TO", help="A bech32 address or the name of a key.")],
     amount: Annotated[str, typer.Argument(help=f"Coins, e.g. 1000{DENOM}.")],
     fees: Annotated[Optional[str], typer.Option("--fees", help=f"Fee in {DENOM}; default: gas x minimum gas price.")] = None,
+    gas_prices: GasPrices = None,
     gas: Annotated[str, typer.Option("--gas", help="Gas limit, or auto to simulate the tx first.")] = str(txclient.DEFAULT_GAS),
     memo: Annotated[str, typer.Option("--memo")] = "",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")] = True,
@@ -1157,7 +1175,7 @@ def tx_send(
 ):
     """Send tokens from one of your keys."""
     coins = parse_coins_text(amount)
-    fee = parse_fee(fees)
+    fee = parse_fee(fees, gas_prices)
     to_address = resolve_address(home, keyring_backend, recipient)
     if generate_only:
         from_address = resolve_address(home, keyring_backend, sender)
@@ -1178,6 +1196,7 @@ def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, no
     gas_limit = parse_gas(gas)
     if gas_limit is None:
         raise CliError("--gas auto simulates a signed tx: give --generate-only a gas limit")
+    fee = compute_gas_fee(fee, gas_limit)
     if fee is None:
         fee = compute_required_fee(gas_limit, txclient.get_fee_params(Client(node)))
     return tx_pb2.Tx(body=tx_pb2.TxBody(messages=[pack_any(m) for m in messages], memo=memo),

@@ -59,7 +59,7 @@ def tx_ibc_transfer(
     timeout_height: Annotated[str, typer.Option("--packet-timeout-height",
                                                 help="Timeout height on the other chain, REVISION-HEIGHT.")] = "0-0",
     memo: Annotated[str, typer.Option("--memo")] = "",
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -85,7 +85,7 @@ def tx_ibc_transfer(
         source_port=port, source_channel=channel, token={"denom": denom, "amount": str(value)}, sender=signer.address,
         receiver=receiver, timeout_height={"revision_number": revision, "revision_height": height},
         timeout_timestamp=timestamp, memo=memo)
-    execute(signer, [message], coins, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [message], coins, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             describe=lambda result: {"sequence": get_event_attribute(result, "send_packet", "packet_sequence")})
 
 

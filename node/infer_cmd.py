@@ -77,10 +77,11 @@ def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | Non
     return txclient.load_signer(Client(node), private_key)
 
 
-def execute(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: str, fees: str | None, wait: bool,
+def execute(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: str, fees: tuple, wait: bool,
             output: OutputFormat, yes: bool = False, gas_adjustment: float = cli.DEFAULT_GAS_ADJUSTMENT,
             extra: dict | None = None, describe=None) -> None:
-    cli.execute_tx(signer, messages, spend, gas, cli.parse_fee(fees), wait, output, extra=extra, describe=describe,
+    """`fees` is (--fees, --gas-prices)."""
+    cli.execute_tx(signer, messages, spend, gas, cli.parse_fee(*fees), wait, output, extra=extra, describe=describe,
                    yes=yes, gas_adjustment=gas_adjustment)
 
 
@@ -191,7 +192,7 @@ def tx_market_bid(
     expiry_blocks: Annotated[int, typer.Option("--expiry-blocks", min=0, help="The order expires this many blocks from now.")]
     = DEFAULT_ORDER_LIFETIME_BLOCKS,
     task_ref: Annotated[str, typer.Option("--task-ref", help="Inference work: the task this order buys.")] = "",
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -201,21 +202,21 @@ def tx_market_bid(
     expiry = signer.rpc.status().latest_block_height + 1 + expiry_blocks
     message = market_tx_pb2.MsgBid(owner=signer.address, work=work, slots=slots, max_price=str(price),
                                    expiry_height=expiry, task_ref=task_ref)
-    execute(signer, [message], {DENOM: slots * price}, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [message], {DENOM: slots * price}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             describe=lambda result: {"order": get_event_attribute(result, "order_placed", "order")})
 
 
 @tx_market_app.command("cancel")
 def tx_market_cancel(
     sender: Sender, order_id: Annotated[int, typer.Argument(metavar="ORDER", min=1)],
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Cancel one of your orders; what is left of its escrow is refunded."""
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)
-    execute(signer, [message], {}, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             describe=lambda result: {"refund": get_event_attribute(result, "order_ended", "refund")})
 
 
@@ -227,7 +228,7 @@ def tx_market_register_provider(
     ask: Annotated[str, typer.Option("--ask", help="Asking price per slot.")] = f"{DEFAULT_ASK}{DENOM}",
     zone: Annotated[str, typer.Option("--zone", help="Thermal zone (e.g. a rack or room).")] = DEFAULT_ZONE,
     stake: Annotated[str, typer.Option("--stake", help="Stake, slashable on a missed task.")] = f"{DEFAULT_STAKE}{DENOM}",
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -238,7 +239,7 @@ def tx_market_register_provider(
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgRegisterProvider(provider=signer.address, models=message_models, slots_per_block=slots,
                                                 ask_price=str(ask_price), zone=zone, stake=str(stake_amount))
-    execute(signer, [message], {DENOM: stake_amount}, gas, fees, wait, output, yes, gas_adjustment, extra={"provider": signer.address})
+    execute(signer, [message], {DENOM: stake_amount}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment, extra={"provider": signer.address})
 
 
 @tx_market_app.command("report-heat")
@@ -246,7 +247,7 @@ def tx_market_report_heat(
     sender: Sender,
     temperature: Annotated[Optional[float], typer.Option("--celsius", help="Default: the host's hottest sensor.")] = None,
     power_milliwatts: cli.PowerOption = app_config.DEFAULT_MILLIWATTS,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -266,7 +267,7 @@ def tx_market_report_heat(
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgReportHeat(provider=signer.address, temperature_millicelsius=millicelsius,
                                           power_milliwatts=power_milliwatts)
-    execute(signer, [message], {}, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             extra={"temperature_millicelsius": str(millicelsius), "power_milliwatts": str(power_milliwatts)})
 
 
@@ -278,7 +279,7 @@ def tx_process_start(
     max_rent: Annotated[str, typer.Argument(help="Highest rent per slot per block.")],
     escrow: Annotated[str, typer.Argument(help="Paid in; rent and memory rent are drawn from it.")],
     slots: Annotated[int, typer.Option("--slots", min=1)] = 1,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -286,7 +287,7 @@ def tx_process_start(
     rent, amount = parse_amount(max_rent), parse_amount(escrow)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgStartProcess(owner=signer.address, slots=slots, max_rent=str(rent), escrow=str(amount))
-    execute(signer, [message], {DENOM: amount}, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [message], {DENOM: amount}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             describe=lambda result: {"process": get_event_attribute(result, "process_started", "process")})
 
 
@@ -294,7 +295,7 @@ def tx_process_start(
 def tx_process_write(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str, value: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY and VALUE are hex, not text.")] = False,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -303,14 +304,14 @@ def tx_process_write(
                                             value=parse_memory_bytes(value, hex_input))
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message.owner = signer.address
-    execute(signer, [message], {}, gas, fees, wait, output, yes, gas_adjustment)
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
 
 
 @tx_process_app.command("delete")
 def tx_process_delete(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY is hex, not text.")] = False,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -318,13 +319,13 @@ def tx_process_delete(
     message = market_tx_pb2.MsgProcessDelete(process_id=process_id, key=parse_memory_bytes(key, hex_input))
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message.owner = signer.address
-    execute(signer, [message], {}, gas, fees, wait, output, yes, gas_adjustment)
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
 
 
 @tx_process_app.command("top-up")
 def tx_process_top_up(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], amount: str,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -332,21 +333,21 @@ def tx_process_top_up(
     value = parse_amount(amount)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgTopUp(owner=signer.address, process_id=process_id, amount=str(value))
-    execute(signer, [message], {DENOM: value}, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [message], {DENOM: value}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             describe=lambda result: {"escrow": get_event_attribute(result, "process_topped_up", "escrow")})
 
 
 @tx_process_app.command("stop")
 def tx_process_stop(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)],
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Stop a process; its memory is erased and what is left of its escrow refunded."""
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)
-    execute(signer, [message], {}, gas, fees, wait, output, yes, gas_adjustment)
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
 
 
 def query_process(
@@ -387,7 +388,7 @@ def infer_request(
     reward: Annotated[str, typer.Option("--reward", help=f"Paid to the provers, e.g. 1000{DENOM}.")] = ...,
     deadline_blocks: Annotated[int, typer.Option("--deadline-blocks", min=1, help="Blocks the provers have.")]
     = DEFAULT_DEADLINE_BLOCKS,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -413,7 +414,7 @@ def infer_request(
     message = inference_tx_pb2.MsgRequestInference(requester=signer.address, model=model, input=quantized,
                                                     reward=str(amount), deadline_height=deadline)
     try:
-        execute(signer, [message], {DENOM: amount}, gas, fees, wait, output, yes, gas_adjustment, extra={"deadline_height": str(deadline)},
+        execute(signer, [message], {DENOM: amount}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment, extra={"deadline_height": str(deadline)},
                 describe=lambda result: {"request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
     except txclient.TxInterrupted as error:
         raise RequestInterrupted(f"{error}, whose {worker.REQUEST_EVENT} event names the request id for "
@@ -530,7 +531,7 @@ def worker_dev(
     try:
         devchain.run(str(home), rpc=rpc, block_time_ms=block_time_ms, heat_sensor=config.heat_sensor, grpc=grpc,
                      rest_address=rest_address, rest_cors=rest_cors, keep_recent=keep_recent, faucet=dev_faucet,
-                     minimum_gas_price=cli.parse_minimum_gas_price(minimum_gas_prices))
+                     minimum_gas_price=cli.parse_gas_price(minimum_gas_prices, "minimum gas price"))
     finally:
         stopping.set()
         thread.join(timeout=30)

@@ -95,7 +95,7 @@ VALIDATOR_COLUMNS = {"operator": "operator_address", "moniker": "moniker", "stat
 @tx_staking_app.command("delegate")
 def tx_staking_delegate(
     sender: Sender, validator: Validator, amount: Amount,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -104,13 +104,13 @@ def tx_staking_delegate(
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = staking_tx_pb2.MsgDelegate(delegator_address=signer.address, validator_address=operator,
                                          amount=compute_coin(value))
-    execute(signer, [message], {DENOM: value}, gas, fees, wait, output, yes, gas_adjustment)
+    execute(signer, [message], {DENOM: value}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
 
 
 @tx_staking_app.command("unbond")
 def tx_staking_unbond(
     sender: Sender, validator: Validator, amount: Amount,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -119,7 +119,7 @@ def tx_staking_unbond(
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = staking_tx_pb2.MsgUndelegate(delegator_address=signer.address, validator_address=operator,
                                            amount=compute_coin(value))
-    execute(signer, [message], {}, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             describe=lambda result: {"completion_time": get_event_attribute(result, "unbond", "completion_time")})
 
 
@@ -129,7 +129,7 @@ def tx_staking_redelegate(
     source: Annotated[str, typer.Argument(metavar="SRC_VALIDATOR", help="Operator address or key name.")],
     destination: Annotated[str, typer.Argument(metavar="DST_VALIDATOR", help="Operator address or key name.")],
     amount: Amount,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -139,13 +139,13 @@ def tx_staking_redelegate(
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = staking_tx_pb2.MsgBeginRedelegate(delegator_address=signer.address, validator_src_address=src,
                                                 validator_dst_address=dst, amount=compute_coin(value))
-    execute(signer, [message], {}, gas, fees, wait, output, yes, gas_adjustment)
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
 
 
 @tx_slashing_app.command("unjail")
 def tx_slashing_unjail(
     sender: Annotated[str, typer.Argument(metavar="FROM", help="The key that operates the jailed validator.")],
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
@@ -153,7 +153,7 @@ def tx_slashing_unjail(
     from chain import validators
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     operator = validators.format_operator(crypto.decode_address(signer.address))
-    execute(signer, [slashing_tx_pb2.MsgUnjail(validator_addr=operator)], {}, gas, fees, wait, output, yes, gas_adjustment,
+    execute(signer, [slashing_tx_pb2.MsgUnjail(validator_addr=operator)], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
             extra={"validator": operator})
 
 

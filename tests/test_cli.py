@@ -541,6 +541,29 @@ def test_gas_auto_simulates_and_yes_skips_the_prompt(devnet):
     assert below.exit_code == 2 and "--gas-adjustment" in below.output  # refused by the option's own range
 
 
+def test_gas_prices_set_the_fee_as_gas_times_price_on_every_tx_command(devnet):
+    home, url = devnet
+    bob = keyring.get_key(home, "file", "bob").address
+    common = ("--node", url, "--keyring-backend", "test", "--home", home, "-o", "json")
+    before = get_balance(home, url, "alice")
+    priced = invoke("tx", "send", "alice", bob, "5ujoule", "--gas", "100000", "--gas-prices", "0.05ujoule", *common)
+    assert priced.exit_code == 0, priced.stderr
+    assert get_balance(home, url, "alice") == before - 5 - 5000  # 100000 gas x 0.05
+    assert_one_line_error(invoke("tx", "send", "alice", bob, "5ujoule", "--fees", "9000ujoule", "--gas-prices",
+                                 "0.05ujoule", *common), "--fees or --gas-prices, not both")
+    assert_one_line_error(invoke("tx", "send", "alice", bob, "5ujoule", "--gas-prices", "cheap", *common),
+                          "invalid --gas-prices")
+    bid = ("tx", "market", "register-provider", "alice", "--models", "digits", "--stake", "1000000ujoule")  # another module
+    assert_one_line_error(invoke(*bid, "--gas-prices", "0.001ujoule", *common), "insufficient fee")  # < the chain's
+    before = get_balance(home, url, "alice")
+    placed = invoke(*bid, "--gas", "120000", "--gas-prices", "0.05ujoule", *common)
+    assert placed.exit_code == 0, placed.stderr
+    assert get_balance(home, url, "alice") == before - 6000 - 1_000_000  # the fee (120000 x 0.05) and the stake
+    unsigned = json.loads(invoke("tx", "send", ALICE, bob, "1ujoule", "--generate-only", "--gas", "10000",
+                                 "--gas-prices", "0.1ujoule", "--node", url, "--home", home).stdout)
+    assert unsigned["auth_info"]["fee"]["amount"] == [{"denom": "ujoule", "amount": "1000"}]
+
+
 def test_query_balances_lists_every_denom(devnet):
     home, url = devnet
     shown = json.loads(invoke("query", "balances", "alice", "--node", url, "--keyring-backend", "test", "--home", home,
