@@ -326,3 +326,73 @@ def test_a_channel_opens_on_an_init_connection_and_its_transfer_waits_for_it_to_
         sender=alice.bech32, receiver="cosmos1receiver", timeout_timestamp=GENESIS_TIME.seconds * 10**9 + 10**12))
     assert (result.code, result.codespace) == (5, "channel"), result.log
     assert not transfer.get_total_escrow(chain.app.store, "ujoule")
+
+
+# --- MsgUpdateClient through the App: bad headers are refused with ibc-go's errors ----------------
+
+def make_tendermint_client(signers, trusting_seconds: int = DAY):
+    """A 07-tendermint client of OTHER_CHAIN trusting `signers` at 1-5, as of genesis time."""
+    from tests.test_lightclient import make_validator_set
+    from ibc import lightclient as lc
+    client_state = make_client_state(trusting_period=Duration(seconds=trusting_seconds))
+    if trusting_seconds < DAY:
+        client_state.unbonding_period.seconds = 2 * trusting_seconds
+    consensus_state = tendermint_pb2.ConsensusState(
+        timestamp={"seconds": GENESIS_TIME.seconds}, root={"hash": b"\x07" * 32},
+        next_validators_hash=lc.compute_validator_set_hash(make_validator_set(signers)))
+    return client_state, consensus_state
+
+
+def make_update(signers, height: int, time_seconds: int, signer, signing=None, corrupt=False, app_hash=b"\x01" * 32):
+    from tests.test_lightclient import make_signed_header, make_validator_set
+    signed = make_signed_header(signers, signers, height, time_seconds * 10**9, signing, chain_id=OTHER_CHAIN,
+                                app_hash=app_hash)
+    if corrupt:
+        first = signed.commit.signatures[0]
+        first.signature = bytes([first.signature[0] ^ 1]) + first.signature[1:]
+    header = tendermint_pb2.Header(signed_header=signed, validator_set=make_validator_set(signers),
+                                   trusted_height={"revision_number": 1, "revision_height": 5},
+                                   trusted_validators=make_validator_set(signers))
+    return client_tx.MsgUpdateClient(client_id="07-tendermint-0", client_message=pack_any(header), signer=signer)
+
+
+@pytest.mark.parametrize("case, expected, cause", [
+    ("bad signature", "InvalidSignatureError", "wrong signature"),
+    ("too little power", "NotEnoughVotingPowerError", "insufficient voting power: got 40, needed more than 66"),
+    ("from the future", "HeaderFromFutureError", "time from the future"),
+    ("outside the trusting period", "ClientExpiredError", "status Expired"),
+    ("for a frozen client", "ClientExpiredError", "status Frozen"),  # ibc-go: ErrClientNotActive either way
+])
+def test_a_bad_header_in_msg_update_client_is_refused_and_changes_nothing(chain, accounts, case, expected, cause):
+    from ibc import lightclient as lc
+    from tests.test_lightclient import POWERS, make_signers
+    alice = accounts[0]
+    signers = make_signers(POWERS)
+    client_state, consensus_state = make_tendermint_client(signers, trusting_seconds=3 if "trusting" in case else DAY)
+    assert create_client(chain, alice, client_state, consensus_state)[0].code == 0
+    now = GENESIS_TIME.seconds + chain.height + 1  # the next block's time
+    if "trusting" in case:
+        for _ in range(4):
+            chain.block([])
+        now = GENESIS_TIME.seconds + chain.height + 1
+    if "frozen" in case:  # two valid headers for one height: misbehaviour freezes the client
+        first, second = (tendermint_pb2.Header.FromString(make_update(signers, 6, now - 1, alice.bech32, app_hash=h)
+                                                          .client_message.value) for h in (b"\x01" * 32, b"\x02" * 32))
+        evidence = tendermint_pb2.Misbehaviour(client_id="07-tendermint-0", header_1=first, header_2=second)
+        result, _ = chain.run(alice, client_tx.MsgSubmitMisbehaviour(client_id="07-tendermint-0",
+                                                                    misbehaviour=pack_any(evidence), signer=alice.bech32))
+        assert result.code == 0, result.log
+        now = GENESIS_TIME.seconds + chain.height + 1
+    update = {"bad signature": dict(corrupt=True), "too little power": dict(signing=[0, 3]),
+              "from the future": dict(time_seconds=now + 60)}.get(case, {})
+    message = make_update(signers, 6, update.pop("time_seconds", now - 1), alice.bech32, **update)
+    before = ibc_records(chain)
+    result, _ = chain.run(alice, message)
+    error = getattr(lc, expected)
+    assert (result.code, result.codespace) == (error.code, error.codespace), result.log
+    assert cause in result.log  # ibc-go wraps these causes in one error code, as here
+    assert ibc_records(chain) == before
+    if case == "bad signature":  # the same header, signed right, updates the client
+        result, response = chain.run(alice, make_update(signers, 6, now, alice.bech32))
+        assert result.code == 0, result.log
+        assert events(response, "update_client")[0]["consensus_heights"] == "1-6"
