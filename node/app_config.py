@@ -12,8 +12,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from node import logs
-
 DEFAULT_RPC_ADDRESS = "tcp://127.0.0.1:26657"
 DEFAULT_ABCI_ADDRESS = "tcp://127.0.0.1:26658"
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:9090"
@@ -22,6 +20,8 @@ DEFAULT_MILLICELSIUS = 40_000
 DEFAULT_MILLIWATTS = 65_000
 DEFAULT_FAUCET_UJOULE = 10_000_000  # 10 JOULE
 DEFAULT_KEEP_RECENT = 100
+LOG_LEVELS = ("debug", "info", "error", "none")  # CometBFT's
+LOG_FORMATS = ("plain", "json")
 DEFAULT_CIRCUITS_DIR = Path(__file__).resolve().parents[1] / "circuits"  # the models, settings and keys shipped
 APP_TOML = "app.toml"
 CONFIG_TOML = "config.toml"
@@ -59,9 +59,9 @@ SETTINGS = (
     Setting(APP_TOML, "faucet.key", "faucet_key", "",
             "`maxwell dev` only: a key of the test keyring that answers POST /faucet (empty: no faucet)."),
     Setting(APP_TOML, "faucet.amount", "faucet_amount", f"{DEFAULT_FAUCET_UJOULE}ujoule", "What the faucet gives each time."),
-    Setting(CONFIG_TOML, "log_level", "log_level", "info", "Log level.", choices=tuple(logs.LEVELS)),
+    Setting(CONFIG_TOML, "log_level", "log_level", "info", "Log level.", choices=LOG_LEVELS),
     Setting(CONFIG_TOML, "log_format", "log_format", "plain", "Log format: plain or json (one object a line).",
-            choices=logs.FORMATS),
+            choices=LOG_FORMATS),
     Setting(CONFIG_TOML, "proxy_app", "abci", DEFAULT_ABCI_ADDRESS,
             "Where `maxwell start` serves ABCI to CometBFT (tcp:// or unix://)."),
     Setting(CONFIG_TOML, "rpc.laddr", "rpc", DEFAULT_RPC_ADDRESS, "`maxwell dev` only: the CometBFT RPC it serves."),

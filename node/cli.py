@@ -11,8 +11,6 @@ import json
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -723,6 +721,8 @@ def faucet_command(
     output: Output = OutputFormat.text,
 ):
     """Ask a dev chain's faucet for JOULE."""
+    import urllib.error
+    import urllib.request
     from node import rest
     recipient = resolve_address(home, keyring_backend, address)
     request = urllib.request.Request(url.rstrip("/") + rest.FAUCET_PATH, data=json.dumps({"address": recipient}).encode(),

@@ -5,9 +5,10 @@ Libraries' own chatter (EZKL, ONNX, gRPC) shows only at debug."""
 import json
 import logging
 
+from node.app_config import LOG_FORMATS, LOG_LEVELS
+
 LOG_FIELDS = "fields"  # the `extra` key of a record's structured fields
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "error": logging.ERROR, "none": logging.CRITICAL + 1}
-FORMATS = ("plain", "json")
+LEVELS = dict(zip(LOG_LEVELS, (logging.DEBUG, logging.INFO, logging.ERROR, logging.CRITICAL + 1)))
 CHATTY_LOGGERS = ("ezkl", "onnx", "onnxruntime", "grpc", "aiohttp.access")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -28,8 +29,8 @@ class JsonLogFormatter(logging.Formatter):
 def configure(level: str, log_format: str) -> None:
     if level not in LEVELS:
         raise LogConfigError(f"invalid log level {level!r}: one of {', '.join(LEVELS)}")
-    if log_format not in FORMATS:
-        raise LogConfigError(f"invalid log format {log_format!r}: one of {', '.join(FORMATS)}")
+    if log_format not in LOG_FORMATS:
+        raise LogConfigError(f"invalid log format {log_format!r}: one of {', '.join(LOG_FORMATS)}")
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT))
     logging.basicConfig(level=LEVELS[level], handlers=[handler], force=True)
