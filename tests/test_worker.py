@@ -41,13 +41,22 @@ def add_test_key(home: Path, name: str, mnemonic: str | None = None) -> str:
 
 
 def add_digits_model_to_genesis(home: Path, authority: str) -> None:
-    from chain import inference
+    from google.protobuf import json_format
+
+    from chain import inference, market
+    from chain.proto.maxwell.market.v1 import market_pb2
     from zk.models import compute_genesis_models
 
     path = home / "config" / "genesis.json"
     genesis = json.loads(path.read_text())
     genesis["app_state"]["inference"] = inference.compute_default_genesis(
         authority, compute_genesis_models(CIRCUITS / "digits" / "manifest.json"))
+    # 60 blocks (12 s at 200 ms) to prove a layer: with the default 20 (4 s) a slow moment of the machine misses
+    # a deadline, and the slash puts carol under the minimum stake, so no one is left to assign tasks to
+    params = market_pb2.Params()
+    params.CopyFrom(market.DEFAULT_PARAMS)
+    params.task_deadline_blocks = 60
+    genesis["app_state"]["market"] = {"params": json_format.MessageToDict(params, preserving_proto_field_name=True)}
     path.write_text(json.dumps(genesis, indent=2))
 
 
