@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from typer.core import TyperGroup
 
@@ -261,9 +260,8 @@ def show(output: OutputFormat, record: dict, text_lines: list[str] | None = None
     if output == OutputFormat.json:
         typer.echo(json.dumps(record, indent=2))
         return
-    console = make_console()
     for line in text_lines if text_lines is not None else [f"{k}: {compute_text(v)}" for k, v in record.items()]:
-        console.print(line, markup=False, soft_wrap=True)
+        typer.echo(line)
 
 
 def compute_text(value) -> str:
@@ -986,6 +984,7 @@ def compute_message_types(tx_bytes: bytes) -> list[str]:
 
 
 def compute_messages(tx_bytes: bytes) -> list[dict]:
+    from google.protobuf import json_format
     raw = tx_pb2.TxRaw.FromString(tx_bytes)
     messages = []
     for any_message in tx_pb2.TxBody.FromString(raw.body_bytes).messages:
@@ -1114,6 +1113,7 @@ def parse_gas(text: str) -> int | None:
 
 def confirm_tx(messages: list, gas: int, fee: int, yes: bool) -> None:
     """Shows the tx and asks, as simd does, unless -y or there is no one at a terminal to ask."""
+    from google.protobuf import json_format
     if yes or not sys.stdin.isatty():
         return
     body = [json_format.MessageToDict(m, preserving_proto_field_name=True) for m in messages]
@@ -1205,12 +1205,14 @@ def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, no
 
 
 def compute_tx_json(tx: tx_pb2.Tx) -> str:
+    from google.protobuf import json_format
     return json_format.MessageToJson(tx, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
                                      indent=2)
 
 
 def read_tx_json(path: Path) -> tx_pb2.Tx:
     """A tx as `--generate-only` or `tx sign` wrote it (the SDK's JSON of cosmos.tx.v1beta1.Tx)."""
+    from google.protobuf import json_format
     import chain.app  # noqa: F401  (registers every message type the tx's Anys may name)
     try:
         text = path.read_text()

@@ -9,8 +9,6 @@ import binascii
 import http.client
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -288,20 +286,28 @@ class Client:
         self.timeout = timeout
         self.next_id = 0
 
+    def post(self, body: bytes) -> tuple[int, bytes]:
+        """One JSON-RPC POST on a connection of its own (http.client: no proxy lookup, nothing to import)."""
+        parsed = urlparse(self.url)
+        connection_class = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(parsed.hostname, parsed.port, timeout=self.timeout)
+        try:
+            connection.request("POST", (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else ""), body,
+                               {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
     def call(self, method: str, params: dict) -> dict:
         self.next_id += 1
         body = json.dumps({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}).encode()
-        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as error:
-            raw = error.read()
-            if not raw:
-                raise RpcError(f"{method}: HTTP {error.code} from {self.node}") from None
+            status, raw = self.post(body)
         except (OSError, http.client.HTTPException) as error:
-            reason = getattr(error, "reason", error)
-            raise NodeUnreachable(f"cannot reach node at {self.node}: {reason}") from None
+            raise NodeUnreachable(f"cannot reach node at {self.node}: {error}") from None
+        if status >= 400 and not raw:
+            raise RpcError(f"{method}: HTTP {status} from {self.node}")
         try:
             reply = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
