@@ -35,7 +35,7 @@ from chain.proto.tendermint.abci import types_pb2 as abci
 from chain.proto.tendermint.crypto import proof_pb2
 from chain.state import Budget, Context, GasMeter, GasParams, State, write_events
 from chain.store import Branch, Store, StoreError
-from chain.tx import DecodedTx, MAX_GAS_LIMIT, decode_tx, pack_any
+from chain.tx import DecodedTx, MAX_GAS_LIMIT, compute_gas_cost, decode_tx, pack_any
 from ibc import core as ibc, transfer
 
 APP_NAME = "maxwell"
@@ -390,7 +390,7 @@ class App:
         if self.minimum_gas_price is None:
             return
         tx = self.decode(tx_bytes)
-        required = -(-tx.gas_limit * self.minimum_gas_price.numerator // self.minimum_gas_price.denominator)
+        required = compute_gas_cost(tx.gas_limit, self.minimum_gas_price.numerator, self.minimum_gas_price.denominator)
         if tx.fee < required:
             raise InsufficientFeeError(f"insufficient fee; got: {tx.fee}{DENOM} required: {required}{DENOM} "
                                        "(this node's minimum gas price)")

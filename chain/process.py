@@ -35,7 +35,7 @@ from chain.state import (
     MessageHandler, decode_key as decode_key_of, encode_key, get_message, get_messages, get_shared_message,
     get_number, iterate_prefix, process_next_number, public, set_message, set_number,
 )
-from chain.tx import compute_type_url, parse_address
+from chain.tx import compute_required_fee, compute_type_url, parse_address
 
 STORE = "process"
 CODESPACE = "process"
@@ -125,7 +125,7 @@ def compute_death_height(paid_height: int, escrow: int, memory_bytes: int, rent_
 def compute_erase_tax(erased_bytes: int, gas_params, tx_params) -> int:
     """The entropy tax of erasing `erased_bytes`, in ujoule at the minimum gas price (rounded up)."""
     gas = erased_bytes * gas_params.erase_cost_per_byte
-    return -(-gas * tx_params.min_gas_price_numerator // tx_params.min_gas_price_denominator)
+    return compute_required_fee(gas, tx_params)
 
 
 # --- state ---------------------------------------------------------------------------------

@@ -86,8 +86,13 @@ def compute_sign_bytes(body_bytes: bytes, auth_info_bytes: bytes, chain_id: str,
     ).SerializeToString()
 
 
+def compute_gas_cost(gas: int, numerator: int, denominator: int) -> int:
+    """`gas` at a price of numerator/denominator ujoule per gas, rounded up."""
+    return -(-gas * numerator // denominator)
+
+
 def compute_required_fee(gas_limit: int, params: TxParams) -> int:
-    return -(-gas_limit * params.min_gas_price_numerator // params.min_gas_price_denominator)
+    return compute_gas_cost(gas_limit, params.min_gas_price_numerator, params.min_gas_price_denominator)
 
 
 def _parse(message_class, data: bytes, what: str):

@@ -334,9 +334,10 @@ def parse_fee(fees: str | None, gas_prices: str | None = None) -> "int | Fractio
 
 def compute_gas_fee(fee, gas: int) -> int | None:
     """parse_fee's answer for a gas limit: the fee, gas times the price, or None (the chain's minimum)."""
+    from chain.tx import compute_gas_cost
     if fee is None or isinstance(fee, int):
         return fee
-    return -(-gas * fee.numerator // fee.denominator)
+    return compute_gas_cost(gas, fee.numerator, fee.denominator)
 
 
 GasPrices = Annotated[Optional[str], typer.Option("--gas-prices", help=(
