@@ -205,10 +205,16 @@ def sign_tx(
     timeout_height: int = 0,
 ) -> bytes:
     """Build and sign a TxRaw with SIGN_MODE_DIRECT, as Keplr and cosmjs do."""
-    body = tx_pb2.TxBody(messages=[pack_any(m) for m in messages], memo=memo, timeout_height=timeout_height)
-    fee_message = tx_pb2.Fee(amount=[{"denom": DENOM, "amount": str(fee)}] if fee else [], gas_limit=gas_limit)
-    return sign_body(private_key, body, fee_message, chain_id=chain_id, account_number=account_number,
-                     sequence=sequence).SerializeToString()
+    return sign_body(private_key, compute_tx_body(messages, memo, timeout_height), compute_fee_message(fee, gas_limit),
+                     chain_id=chain_id, account_number=account_number, sequence=sequence).SerializeToString()
+
+
+def compute_tx_body(messages: list, memo: str = "", timeout_height: int = 0) -> tx_pb2.TxBody:
+    return tx_pb2.TxBody(messages=[pack_any(m) for m in messages], memo=memo, timeout_height=timeout_height)
+
+
+def compute_fee_message(fee: int, gas_limit: int) -> tx_pb2.Fee:
+    return tx_pb2.Fee(amount=[{"denom": DENOM, "amount": str(fee)}] if fee else [], gas_limit=gas_limit)
 
 
 def sign_body(private_key: bytes, body: tx_pb2.TxBody, fee: tx_pb2.Fee, *, chain_id: str, account_number: int,

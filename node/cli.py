@@ -130,9 +130,13 @@ class ModuleGroup(TyperGroup):
         return super().list_commands(ctx)
 
 
+def make_typer(description: str, cls=TyperGroup) -> typer.Typer:
+    """A command group with click's plain help (rich's would be imported by every --help)."""
+    return typer.Typer(rich_markup_mode=None, no_args_is_help=True, help=description, cls=cls)
+
+
 def make_group(name: str) -> typer.Typer:
-    return typer.Typer(rich_markup_mode=None, no_args_is_help=True, help=LAZY_GROUPS[name][1],
-                       cls=ModuleGroup if name in GROUPS_OF_CLI and LAZY_GROUPS[name][0] else TyperGroup)
+    return make_typer(LAZY_GROUPS[name][1], ModuleGroup if name in GROUPS_OF_CLI and LAZY_GROUPS[name][0] else TyperGroup)
 
 
 def get_group(name: str):
@@ -191,6 +195,7 @@ app = typer.Typer(
 keys_app, genesis_app, query_app, tx_app, testnet_app, config_app = (
     GROUPS.setdefault(name, make_group(name)) for name in GROUPS_OF_CLI)
 
+
 def show_version(value: bool) -> None:
     if value:
         from node import grpc_server
@@ -210,8 +215,6 @@ def main(ctx: typer.Context,
 
 def get_default_home() -> Path:
     return Path(os.environ[client_config.HOME_ENV]) if os.environ.get(client_config.HOME_ENV) else DEFAULT_HOME
-
-
 
 
 @config_app.command("get")
@@ -521,6 +524,7 @@ def genesis_validate(
 ):
     """Check a genesis file as a node would start from it: CometBFT's fields, then every module's section
     through the app's InitChain (on a scratch store)."""
+    import tempfile
     from chain.app import App, GenesisError
     from node import devchain
     path = path or get_genesis_path(home)
@@ -530,7 +534,6 @@ def genesis_validate(
         raise CliError(f"no genesis file at {path}") from None
     except (ValueError, UnicodeDecodeError, devchain.InvalidGenesis) as error:
         raise CliError(f"genesis file {path} is invalid: {error}") from None
-    import tempfile
     with tempfile.TemporaryDirectory() as scratch:
         application = App(scratch)
         try:
@@ -986,11 +989,11 @@ def compute_message_types(tx_bytes: bytes) -> list[str]:
 
 def compute_messages(tx_bytes: bytes) -> list[dict]:
     from google.protobuf import json_format
+    from chain.app import HANDLERS
     raw = tx_pb2.TxRaw.FromString(tx_bytes)
     messages = []
     for any_message in tx_pb2.TxBody.FromString(raw.body_bytes).messages:
         record = {"@type": any_message.type_url}
-        from chain.app import HANDLERS
         handler = HANDLERS.get(any_message.type_url)
         if handler is not None:
             record.update(json_format.MessageToDict(handler.proto.FromString(any_message.value), preserving_proto_field_name=True))
@@ -1193,16 +1196,14 @@ def tx_send(
 
 def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, node: str) -> tx_pb2.Tx:
     """A tx with no signer yet; without --fees it pays the chain's minimum for its gas (asked of the node)."""
-    from chain.tx import compute_required_fee, pack_any
+    from chain.tx import compute_fee_message, compute_required_fee, compute_tx_body
     gas_limit = parse_gas(gas)
     if gas_limit is None:
         raise CliError("--gas auto simulates a signed tx: give --generate-only a gas limit")
     fee = compute_gas_fee(fee, gas_limit)
     if fee is None:
         fee = compute_required_fee(gas_limit, txclient.get_fee_params(Client(node)))
-    return tx_pb2.Tx(body=tx_pb2.TxBody(messages=[pack_any(m) for m in messages], memo=memo),
-                     auth_info=tx_pb2.AuthInfo(fee=tx_pb2.Fee(amount=compute_coin_list({DENOM: fee} if fee else {}),
-                                                              gas_limit=gas_limit)))
+    return tx_pb2.Tx(body=compute_tx_body(messages, memo), auth_info=tx_pb2.AuthInfo(fee=compute_fee_message(fee, gas_limit)))
 
 
 def compute_tx_json(tx: tx_pb2.Tx) -> str:
@@ -1259,16 +1260,12 @@ def tx_sign(
         if chain_id is None or account_number is None or sequence is None:
             raise CliError("--offline signs with what you give: --chain-id, --account-number and --sequence")
     else:
-        rpc = Client(node)
-        node_chain_id = rpc.status().chain_id
-        if chain_id is not None and chain_id != node_chain_id:
-            raise CliError(f"--chain-id {chain_id} is not the node's chain {node_chain_id}")
-        account = rpc.get_account(address)
-        if account is None:
-            raise CliError(f"account {address} not found on chain {node_chain_id}: it has never received tokens")
-        chain_id = node_chain_id
-        account_number = account.account_number if account_number is None else account_number
-        sequence = account.sequence if sequence is None else sequence
+        signer = txclient.load_signer(Client(node), private_key)
+        if chain_id is not None and chain_id != signer.chain_id:
+            raise CliError(f"--chain-id {chain_id} is not the node's chain {signer.chain_id}")
+        chain_id = signer.chain_id
+        account_number = signer.account_number if account_number is None else account_number
+        sequence = signer.sequence if sequence is None else sequence
     raw = sign_body(private_key, tx.body, tx.auth_info.fee, chain_id=chain_id, account_number=account_number,
                     sequence=sequence)
     signed = tx_pb2.Tx(body=tx.body, auth_info=tx_pb2.AuthInfo.FromString(raw.auth_info_bytes), signatures=raw.signatures)

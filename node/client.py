@@ -24,7 +24,6 @@ POLL_INTERVAL_SECONDS = 0.2
 PROOF_OP_TYPES = ("ics23:smt", "ics23:simple")
 
 
-
 def compute_method_path(request_class) -> str:
     """The gRPC method path (/package.Service/Method) that takes `request_class`, read from the services of
     the request's own .proto file: what the chain answers over ABCI Query (chain.app.QUERY_PATHS), known
@@ -35,6 +34,7 @@ def compute_method_path(request_class) -> str:
     if len(paths) != 1:
         raise ValueError(f"{request.full_name} is the request of {len(paths)} methods of its file's services")
     return paths[0]
+
 
 class ClientError(Exception):
     pass

@@ -24,8 +24,8 @@ PAGE_LIMIT = 1000
 DEFAULT_TIMEOUT_SECONDS = 600
 NANOS = 10**9
 
-tx_transfer_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="ICS-20 token transfers over IBC.")
-query_ibc_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="IBC clients, connections, channels and denom traces.")
+tx_transfer_app = cli.make_typer("ICS-20 token transfers over IBC.")
+query_ibc_app = cli.make_typer("IBC clients, connections, channels and denom traces.")
 
 
 def get_pages(rpc: Client, make_request, response_class, field: str) -> list:

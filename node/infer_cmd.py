@@ -36,8 +36,8 @@ class RequestInterrupted(CliError):
 
 
 market_app = cli.make_group("market")
-tx_market_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Market transactions: bid, cancel, register a provider, report heat.")
-tx_process_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Processes: lease slots and keep memory on chain.")
+tx_market_app = cli.make_typer("Market transactions: bid, cancel, register a provider, report heat.")
+tx_process_app = cli.make_typer("Processes: lease slots and keep memory on chain.")
 infer_app = cli.make_group("infer")
 worker_app = cli.make_group("worker")
 

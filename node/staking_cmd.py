@@ -23,10 +23,10 @@ from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get
 
 PAGE_LIMIT = 1000
 
-tx_staking_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Bond JOULE to validators, and take it back.")
-tx_slashing_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Bring a jailed validator back.")
-query_staking_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Validators, delegations and staking parameters.")
-query_slashing_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True, help="Validators' signing records and slashing parameters.")
+tx_staking_app = cli.make_typer("Bond JOULE to validators, and take it back.")
+tx_slashing_app = cli.make_typer("Bring a jailed validator back.")
+query_staking_app = cli.make_typer("Validators, delegations and staking parameters.")
+query_slashing_app = cli.make_typer("Validators' signing records and slashing parameters.")
 
 Validator = Annotated[str, typer.Argument(metavar="VALIDATOR", help="Operator address (mxwvaloper…) or key name.")]
 Amount = Annotated[str, typer.Argument(help=f"Amount in {DENOM}, e.g. 1000000{DENOM}.")]
