@@ -43,7 +43,7 @@ METRICS_PATH = "/metrics"
 FAUCET_PATH = "/faucet"
 DASHBOARD_PATH = "/dashboard"
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"  # static files, shipped in the package
-DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 # The SDK's [api] defaults: rpc-max-body-bytes, rpc-read-timeout, max-open-connections.
 MAX_BODY_BYTES = 1_000_000
 READ_TIMEOUT_S = 10.0
