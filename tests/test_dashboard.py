@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -131,6 +132,10 @@ def test_clients_that_never_read_stop_neither_blocks_nor_the_dashboard(tmp_path)
             assert b"dashboard.js" in page.read()
         with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/dashboard/config.json", timeout=5) as config:
             assert json.loads(config.read())["websocket"] == f"ws://127.0.0.1:{rpc_port}/websocket"
+        for name in ("nope.js", "..%2F..%2Fsetup.py", "../pyproject.toml"):  # only the package's own files
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/dashboard/{name}", timeout=5)
+            assert refused.value.code == 404 and json.loads(refused.value.read())["code"] == 5
     finally:
         for sock in silent:
             sock.close()
