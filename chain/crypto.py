@@ -3,16 +3,15 @@
 secp256k1 over sha256 with 64-byte r||s low-S signatures, 33-byte compressed public keys, addresses
 ripemd160(sha256(pubkey)) in bech32 with the chain prefix, keys derived from BIP39 mnemonics along
 BIP44 coin type 118.
+
+libsecp256k1 (coincurve), bip32 and mnemonic are imported by the functions that use them: reading an address
+(every CLI query does) needs bech32 alone.
 """
 
 import hashlib
 from functools import lru_cache
 
 import bech32
-import coincurve
-from bip32 import BIP32
-from coincurve.ecdsa import cdata_to_der, deserialize_compact
-from mnemonic import Mnemonic
 
 BECH32_PREFIX = "mxw"
 HD_PATH = "m/44'/118'/0'/0/0"
@@ -36,10 +35,13 @@ class InvalidMnemonic(CryptoError):
 
 
 def generate_mnemonic() -> str:
+    from mnemonic import Mnemonic
     return Mnemonic("english").generate(strength=MNEMONIC_STRENGTH_BITS)
 
 
 def derive_private_key(mnemonic: str, path: str = HD_PATH) -> bytes:
+    from bip32 import BIP32
+    from mnemonic import Mnemonic
     words = " ".join(mnemonic.split())
     if not Mnemonic("english").check(words):
         raise InvalidMnemonic("invalid mnemonic: wrong words or checksum")
@@ -48,6 +50,7 @@ def derive_private_key(mnemonic: str, path: str = HD_PATH) -> bytes:
 
 
 def compute_public_key(private_key: bytes) -> bytes:
+    import coincurve
     return coincurve.PrivateKey(private_key).public_key.format(compressed=True)
 
 
@@ -101,11 +104,14 @@ def decode_address(text: str, prefix: str = BECH32_PREFIX) -> bytes:
 
 def sign(private_key: bytes, message: bytes) -> bytes:
     """64-byte r||s over sha256(message); libsecp256k1 always produces low-S."""
+    import coincurve
     return coincurve.PrivateKey(private_key).sign_recoverable(message)[:SIGNATURE_LENGTH]
 
 
 def is_valid_signature(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Verifies r||s over sha256(message); high-S signatures are rejected as in the Cosmos SDK."""
+    import coincurve
+    from coincurve.ecdsa import cdata_to_der, deserialize_compact
     if len(public_key) != PUBKEY_LENGTH or len(signature) != SIGNATURE_LENGTH:
         return False
     try:

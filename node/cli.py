@@ -3,6 +3,9 @@
 Every command takes `--home` and `--output text|json`. Expected failures (bad input, unknown key,
 wrong passphrase, unreachable node, rejected tx, Ctrl-C while a tx waits for its block) are one line
 on stderr and exit status 1.
+
+Beyond typer and the config readers, modules are imported inside the functions that use them, so a command's
+start-up pays for what it runs (test_cli checks what --help and queries load; make bench times them).
 """
 
 import base64
@@ -20,14 +23,9 @@ import typer
 from google.protobuf.message import DecodeError
 from typer.core import TyperGroup
 
-from chain import crypto
 from chain.coins import DENOM, format_coins, parse_coin_string, parse_denom
-from chain.errors import InvalidCoinsError
-from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2, tx_pb2 as bank_tx_pb2
-from chain.proto.cosmos.tx.v1beta1 import tx_pb2
-from chain.tx import MAX_GAS_LIMIT, SECP256K1_PUBKEY_URL, compute_tx_hash
-from node import app_config, client, client_config, keyring, txclient
-from node.client import DEFAULT_NODE, Client
+from node import app_config, client_config
+from node.client_config import DEFAULT_NODE
 
 DEFAULT_HOME = Path.home() / ".maxwell"
 DEFAULT_MONIKER = "maxwell"
@@ -37,7 +35,6 @@ CHAIN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 DURATION_PATTERN = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s)")
 TX_HASH_PATTERN = re.compile(r"(?:0x)?([0-9A-Fa-f]{64})")
 WAIT_TIMEOUT_SECONDS = 60.0
-UNWRAPPED_WIDTH = 10_000
 HeatOption = Annotated[int, typer.Option("--heat-millicelsius", help="Temperature reported when the host has no sensor.")]
 PowerOption = Annotated[int, typer.Option("--power-milliwatts", help="Power draw reported with every heat reading.")]
 KeepRecentOption = Annotated[int, typer.Option("--keep-recent", min=1, help="State heights kept for queries and proofs; older ones are pruned.")]
@@ -253,11 +250,6 @@ PassphraseFile = Annotated[
 
 # --- output ----------------------------------------------------------------------------------------
 
-def make_console():
-    from rich.console import Console  # rich only where a command prints a table or markup
-    return Console(highlight=False, width=None if sys.stdout.isatty() else UNWRAPPED_WIDTH)
-
-
 def show(output: OutputFormat, record: dict, text_lines: list[str] | None = None) -> None:
     """JSON: the record. Text: `text_lines` if given, else `key: value` lines of the record."""
     if output == OutputFormat.json:
@@ -282,13 +274,12 @@ def show_accepted(output: OutputFormat, tx_hash: bytes, wait: bool) -> None:
 
 
 def show_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    make_console().print(table)
+    """Columns padded to their widest cell, as `kubectl get` prints them: one line per row for grep and awk, and
+    cells (zones, models, memos from the chain) printed as they are, never read as markup."""
+    widths = [max(len(cell) for cell in column) for column in zip(columns, *rows)]
+    typer.echo(title)
+    for row in (columns, *rows):
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 # --- parsing ---------------------------------------------------------------------------------------
@@ -356,17 +347,20 @@ def parse_tx_hash(text: str) -> bytes:
 
 def resolve_address(home: Path, backend: KeyringBackend, text: str) -> str:
     """A bech32 address as given, or the address of a key of that name."""
+    from chain import crypto
     try:
         crypto.decode_address(text)
         return text
     except crypto.InvalidAddress as error:
+        from node import keyring
         if keyring.NAME_PATTERN.fullmatch(text) and keyring.is_key(home, backend.value, text):
             return keyring.get_key(home, backend.value, text).address
         raise CliError(f"{text!r} is neither a valid address ({error}) nor a key in the {backend.value} keyring") from None
 
 
-def resolve_key(home: Path, backend: KeyringBackend, text: str) -> keyring.KeyInfo:
+def resolve_key(home: Path, backend: KeyringBackend, text: str) -> "keyring.KeyInfo":
     """A key by name, or by the address of one of the keyring's keys."""
+    from node import keyring
     if keyring.NAME_PATTERN.fullmatch(text) and keyring.is_key(home, backend.value, text):
         return keyring.get_key(home, backend.value, text)
     for info in keyring.get_keys(home, backend.value):
@@ -389,6 +383,7 @@ def read_passphrase(passphrase_file: Path | None, confirm: bool) -> str:
 
 def load_private_key(home: Path, backend: KeyringBackend, passphrase_file: Path | None, name: str) -> bytes:
     """The private key of a key given by name or address; the file keyring asks for its passphrase."""
+    from node import keyring
     info = resolve_key(home, backend, name)
     passphrase = read_passphrase(passphrase_file, confirm=False) if backend == KeyringBackend.file else None
     return keyring.get_private_key(home, backend.value, info.name, passphrase)
@@ -403,10 +398,11 @@ def read_mnemonic() -> str:
 
 
 def compute_pubkey_record(public_key: bytes) -> dict:
+    from chain.tx import SECP256K1_PUBKEY_URL
     return {"@type": SECP256K1_PUBKEY_URL, "key": base64.b64encode(public_key).decode()}
 
 
-def compute_key_record(info: keyring.KeyInfo) -> dict:
+def compute_key_record(info: "keyring.KeyInfo") -> dict:
     return {"name": info.name, "type": "local", "address": info.address, "pubkey": compute_pubkey_record(info.public_key)}
 
 
@@ -645,7 +641,7 @@ def start(
 ):
     """Run the application as an ABCI server for CometBFT (and the gRPC server and REST gateway); the home's
     app.toml and config.toml give the defaults of these flags."""
-    from node import abci_server, grpc_backend, grpc_server, metrics, rest, sensors
+    from node import abci_server, client, grpc_backend, grpc_server, metrics, rest, sensors
     from node.application import open_app
     configure_logging(log_level, log_format)
     check_listen_addresses(grpc, rest_address, rest_cors)
@@ -773,6 +769,8 @@ def keys_add(
     output: Output = OutputFormat.text,
 ):
     """Create a key (shows its new mnemonic once) or recover one from a mnemonic."""
+    from chain import crypto
+    from node import keyring
     if keyring.is_key(home, keyring_backend.value, name):
         raise CliError(f"key {name!r} already exists")
     if recover:
@@ -803,6 +801,7 @@ def keys_show(
     output: Output = OutputFormat.text,
 ):
     """Show a key's address and public key."""
+    from node import keyring
     record = compute_key_record(keyring.get_key(home, keyring_backend.value, name))
     if address_only:
         show(output, {"address": record["address"]}, [record["address"]])
@@ -817,6 +816,7 @@ def keys_list(
     output: Output = OutputFormat.text,
 ):
     """List the keyring's keys."""
+    from node import keyring
     records = [compute_key_record(info) for info in keyring.get_keys(home, keyring_backend.value)]
     if output == OutputFormat.json:
         typer.echo(json.dumps(records, indent=2))
@@ -836,6 +836,7 @@ def keys_export(
     home: Home = DEFAULT_HOME,
 ):
     """Print a key, sealed with a passphrase of its own, as ASCII armor (`keys import` reads it)."""
+    from node import keyring
     passphrase = None
     if keyring_backend == KeyringBackend.file:
         passphrase = read_passphrase(keyring_passphrase_file, confirm=False)
@@ -857,6 +858,7 @@ def keys_import(
     output: Output = OutputFormat.text,
 ):
     """Add a key from an armored export."""
+    from node import keyring
     if keyring.is_key(home, keyring_backend.value, name):
         raise CliError(f"key {name!r} already exists")
     try:
@@ -881,6 +883,7 @@ def keys_delete(
     output: Output = OutputFormat.text,
 ):
     """Delete a key; without its mnemonic the account cannot be recovered."""
+    from node import keyring
     info = keyring.get_key(home, keyring_backend.value, name)
     if not yes and not typer.confirm(f"Delete key {name!r} ({info.address})?", err=True):
         raise CliError("aborted: key not deleted")
@@ -890,9 +893,10 @@ def keys_delete(
 
 # --- queries ---------------------------------------------------------------------------------------
 
-def get_proven_balance(node: Client, address: str, denom: str) -> dict:
+def get_proven_balance(node: "Client", address: str, denom: str) -> dict:
     """The balance read with a proof at height h, checked against the app hash in block h+1."""
-    from chain import bank
+    from chain import bank, crypto
+    from node import client
     key = bank.state_key(bank.BALANCE, crypto.decode_address(address), denom)
     response = node.abci_query(f"store/{bank.STORE}/key", key, prove=True)
     if response.code:
@@ -920,6 +924,8 @@ def query_balance(
     output: Output = OutputFormat.text,
 ):
     """Show an account's balance of one denom."""
+    from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2
+    from node.client import Client
     parse_denom(denom)
     address = resolve_address(home, keyring_backend, address)
     rpc = Client(node)
@@ -945,6 +951,8 @@ def query_balances(
     output: Output = OutputFormat.text,
 ):
     """Show every denom an account holds (JOULE and IBC vouchers alike)."""
+    from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2
+    from node.client import Client
     address = resolve_address(home, keyring_backend, address)
     rpc, balances, key, height = Client(node), [], b"", 0
     while True:
@@ -968,6 +976,7 @@ def query_account(
     output: Output = OutputFormat.text,
 ):
     """Show an account's number, sequence and public key."""
+    from node.client import Client
     from chain import auth
     address = resolve_address(home, keyring_backend, address)
     account = Client(node).get_account(address)
@@ -988,6 +997,7 @@ def compute_message_types(tx_bytes: bytes) -> list[str]:
 
 
 def compute_messages(tx_bytes: bytes) -> list[dict]:
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
     from google.protobuf import json_format
     from chain.app import HANDLERS
     raw = tx_pb2.TxRaw.FromString(tx_bytes)
@@ -1009,6 +1019,7 @@ def query_tx(
     output: Output = OutputFormat.text,
 ):
     """Show an included transaction and its result."""
+    from node.client import Client
     digest = parse_tx_hash(tx_hash)
     result = Client(node).tx(digest)
     if result is None:
@@ -1042,6 +1053,7 @@ def query_txs(
     output: Output = OutputFormat.text,
 ):
     """List the included txs an events query finds."""
+    from node.client import Client
     if order not in ("asc", "desc"):
         raise CliError(f"invalid --order {order!r}: asc or desc")
     results, total = Client(node).search_txs(events, page, limit, order)
@@ -1062,6 +1074,8 @@ def query_block(
     output: Output = OutputFormat.text,
 ):
     """Show a block header and its transactions' hashes."""
+    from chain.tx import compute_tx_hash
+    from node.client import Client
     block = Client(node).block(height)
     show(output, {
         "height": str(block.height), "hash": block.hash.hex().upper(), "chain_id": block.chain_id, "time": block.time,
@@ -1077,6 +1091,7 @@ def status(
     output: Output = OutputFormat.text,
 ):
     """Show the node's chain id, version and latest block."""
+    from node.client import Client
     info = Client(node).status()
     show(output, {
         "chain_id": info.chain_id, "version": info.version, "moniker": info.moniker,
@@ -1108,6 +1123,7 @@ def version(
 
 def parse_gas(text: str) -> int | None:
     """A gas limit, or None for auto."""
+    from chain.tx import MAX_GAS_LIMIT
     if text == AUTO_GAS:
         return None
     if not text.isdigit() or not 1 <= int(text) <= MAX_GAS_LIMIT:
@@ -1126,12 +1142,13 @@ def confirm_tx(messages: list, gas: int, fee: int, yes: bool) -> None:
         raise CliError("aborted: the transaction was not signed")
 
 
-def execute_tx(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: str | int, fee,
+def execute_tx(signer: "txclient.Signer", messages: list, spend: dict[str, int], gas: str | int, fee,
                wait: bool, output: OutputFormat, memo: str = "", extra: dict | None = None, describe=None,
                yes: bool = False, gas_adjustment: float = DEFAULT_GAS_ADJUSTMENT) -> None:
     """Check the funds (`spend` is what the messages move out of the account), confirm, sign, broadcast and
     report: the hash once the node accepts the tx, then its block; `describe(result)` adds fields read from its
     events. `gas` "auto" simulates the tx and takes its gas times --gas-adjustment; `fee` is parse_fee's."""
+    from node import txclient
     gas = parse_gas(str(gas))
     if gas is None:
         gas = txclient.estimate_gas(signer, messages, memo, gas_adjustment)
@@ -1163,7 +1180,7 @@ def tx_send(
     amount: Annotated[str, typer.Argument(help=f"Coins, e.g. 1000{DENOM}.")],
     fees: Annotated[Optional[str], typer.Option("--fees", help=f"Fee in {DENOM}; default: gas x minimum gas price.")] = None,
     gas_prices: GasPrices = None,
-    gas: Annotated[str, typer.Option("--gas", help="Gas limit, or auto to simulate the tx first.")] = str(txclient.DEFAULT_GAS),
+    gas: Annotated[str, typer.Option("--gas", help="Gas limit, or auto to simulate the tx first.")] = str(client_config.DEFAULT_GAS),
     memo: Annotated[str, typer.Option("--memo")] = "",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx is in a block.")] = True,
     yes: Yes = False,
@@ -1178,6 +1195,9 @@ def tx_send(
     output: Output = OutputFormat.text,
 ):
     """Send tokens from one of your keys."""
+    from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx_pb2
+    from node import txclient
+    from node.client import Client
     coins = parse_coins_text(amount)
     fee = parse_fee(fees, gas_prices)
     to_address = resolve_address(home, keyring_backend, recipient)
@@ -1194,8 +1214,11 @@ def tx_send(
 
 # --- offline signing: --generate-only, tx sign, tx broadcast ---------------------------------------
 
-def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, node: str) -> tx_pb2.Tx:
+def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, node: str) -> "tx_pb2.Tx":
     """A tx with no signer yet; without --fees it pays the chain's minimum for its gas (asked of the node)."""
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
+    from node import txclient
+    from node.client import Client
     from chain.tx import compute_fee_message, compute_required_fee, compute_tx_body
     gas_limit = parse_gas(gas)
     if gas_limit is None:
@@ -1206,14 +1229,15 @@ def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, no
     return tx_pb2.Tx(body=compute_tx_body(messages, memo), auth_info=tx_pb2.AuthInfo(fee=compute_fee_message(fee, gas_limit)))
 
 
-def compute_tx_json(tx: tx_pb2.Tx) -> str:
+def compute_tx_json(tx: "tx_pb2.Tx") -> str:
     from google.protobuf import json_format
     return json_format.MessageToJson(tx, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
                                      indent=2)
 
 
-def read_tx_json(path: Path) -> tx_pb2.Tx:
+def read_tx_json(path: Path) -> "tx_pb2.Tx":
     """A tx as `--generate-only` or `tx sign` wrote it (the SDK's JSON of cosmos.tx.v1beta1.Tx)."""
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
     from google.protobuf import json_format
     import chain.app  # noqa: F401  (registers every message type the tx's Anys may name)
     try:
@@ -1241,6 +1265,10 @@ def tx_sign(
     home: Home = DEFAULT_HOME,
 ):
     """Sign a tx file with one of your keys (SIGN_MODE_DIRECT), as simd's `tx sign`; prints the signed tx."""
+    from chain import crypto
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
+    from node import txclient
+    from node.client import Client
     from chain.app import HANDLERS
     from chain.errors import TxError
     from chain.tx import TxParams, decode_tx, sign_body
@@ -1283,6 +1311,9 @@ def tx_broadcast(
     output: Output = OutputFormat.text,
 ):
     """Broadcast a signed tx file, as simd's `tx broadcast`."""
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
+    from node import txclient
+    from node.client import Client
     tx = read_tx_json(path)
     if len(tx.signatures) != 1:
         raise CliError(f"{path} is not signed: sign it with `maxwell tx sign`")

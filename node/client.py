@@ -17,8 +17,8 @@ from google.protobuf.message import DecodeError
 from chain.errors import NotFoundError
 from chain.proto.cosmos.auth.v1beta1 import auth_pb2
 from chain.proto.cosmos.auth.v1beta1 import query_pb2 as auth_query_pb2
+from node.client_config import DEFAULT_NODE
 
-DEFAULT_NODE = "http://127.0.0.1:26657"
 REQUEST_TIMEOUT_SECONDS = 10.0
 POLL_INTERVAL_SECONDS = 0.2
 PROOF_OP_TYPES = ("ics23:smt", "ics23:simple")

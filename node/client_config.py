@@ -12,13 +12,15 @@ from node.app_config import NODE_COMMANDS
 
 CLIENT_TOML = Path("config") / "client.toml"
 HOME_ENV = "MAXWELL_HOME"
+DEFAULT_NODE = "tcp://127.0.0.1:26657"
+DEFAULT_GAS = 200_000  # a tx's gas limit when neither --gas nor simulation says otherwise
 SETTINGS = {  # client.toml key -> (the commands' parameter name, allowed values or None, comment)
     "chain-id": ("chain_id", None, "The network's chain id."),
     "keyring-backend": ("keyring_backend", ("file", "test"), "Where keys live: file (encrypted) or test (dev only)."),
     "output": ("output", ("text", "json"), "How commands answer: text for people, json for programs."),
     "node": ("node", None, "CometBFT RPC of the node to talk to (http:// or tcp://)."),
 }
-DEFAULTS = {"chain-id": "", "keyring-backend": "file", "output": "text", "node": "tcp://127.0.0.1:26657"}
+DEFAULTS = {"chain-id": "", "keyring-backend": "file", "output": "text", "node": DEFAULT_NODE}
 
 
 class ClientConfigError(Exception):

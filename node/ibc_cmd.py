@@ -8,16 +8,10 @@ import json
 from typing import Annotated
 
 import typer
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_query_pb2, tx_pb2 as transfer_tx_pb2
-from chain.proto.ibc.core.channel.v1 import query_pb2 as channel_query_pb2
-from chain.proto.ibc.core.client.v1 import query_pb2 as client_query_pb2
-from chain.proto.ibc.core.connection.v1 import query_pb2 as connection_query_pb2
-from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
-from node import cli, txclient
+from node import cli, client_config
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
-from node.client import DEFAULT_NODE, Client
+from node.client_config import DEFAULT_NODE
 from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get_event_attribute, load_signer
 
 PAGE_LIMIT = 1000
@@ -28,7 +22,7 @@ tx_transfer_app = cli.make_typer("ICS-20 token transfers over IBC.")
 query_ibc_app = cli.make_typer("IBC clients, connections, channels and denom traces.")
 
 
-def get_pages(rpc: Client, make_request, response_class, field: str) -> list:
+def get_pages(rpc: "Client", make_request, response_class, field: str) -> list:
     found, key = [], b""
     while True:
         reply = rpc.query(make_request({"key": key, "limit": PAGE_LIMIT}), response_class)
@@ -59,12 +53,14 @@ def tx_ibc_transfer(
     timeout_height: Annotated[str, typer.Option("--packet-timeout-height",
                                                 help="Timeout height on the other chain, REVISION-HEIGHT.")] = "0-0",
     memo: Annotated[str, typer.Option("--memo")] = "",
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Send AMOUNT to RECEIVER over CHANNEL: escrowed here (or burnt, for a voucher going home) until the
     packet is acknowledged; refunded on an error acknowledgement or a timeout."""
+    from chain.proto.ibc.applications.transfer.v1 import tx_pb2 as transfer_tx_pb2
+    from google.protobuf.timestamp_pb2 import Timestamp
     coins = cli.parse_coins_text(amount)
     if len(coins) != 1:
         raise CliError(f"invalid amount {amount!r}: transfer one coin at a time")
@@ -92,6 +88,9 @@ def tx_ibc_transfer(
 @query_ibc_app.command("client-states")
 def query_client_states(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """The light clients of other chains kept here."""
+    from chain.proto.ibc.core.client.v1 import query_pb2 as client_query_pb2
+    from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
+    from node.client import Client
     states = get_pages(Client(node), lambda page: client_query_pb2.QueryClientStatesRequest(pagination=page),
                        client_query_pb2.QueryClientStatesResponse, "client_states")
     records = []
@@ -107,6 +106,8 @@ def query_client_states(node: Node = DEFAULT_NODE, output: Output = OutputFormat
 @query_ibc_app.command("connections")
 def query_connections(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """Connections between the clients here and their counterparts."""
+    from chain.proto.ibc.core.connection.v1 import query_pb2 as connection_query_pb2
+    from node.client import Client
     connections = get_pages(Client(node), lambda page: connection_query_pb2.QueryConnectionsRequest(pagination=page),
                             connection_query_pb2.QueryConnectionsResponse, "connections")
     records = [compute_record(c) for c in connections]
@@ -116,6 +117,8 @@ def query_connections(node: Node = DEFAULT_NODE, output: Output = OutputFormat.t
 @query_ibc_app.command("channels")
 def query_channels(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """Channels, with their counterparties and state."""
+    from chain.proto.ibc.core.channel.v1 import query_pb2 as channel_query_pb2
+    from node.client import Client
     channels = get_pages(Client(node), lambda page: channel_query_pb2.QueryChannelsRequest(pagination=page),
                          channel_query_pb2.QueryChannelsResponse, "channels")
     records = [{**compute_record(c), "counterparty": f"{c.counterparty.port_id}/{c.counterparty.channel_id}"}
@@ -127,6 +130,8 @@ def query_channels(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text
 @query_ibc_app.command("denom-traces")
 def query_denom_traces(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """The vouchers minted here: each `ibc/<hash>` with the path it came along."""
+    from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_query_pb2
+    from node.client import Client
     traces = get_pages(Client(node), lambda page: transfer_query_pb2.QueryDenomTracesRequest(pagination=page),
                        transfer_query_pb2.QueryDenomTracesResponse, "denom_traces")
     from ibc import transfer
@@ -140,6 +145,8 @@ def query_escrow_address(
     node: Node = DEFAULT_NODE, output: Output = OutputFormat.text,
 ):
     """The account that holds this chain's tokens sent over CHANNEL."""
+    from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_query_pb2
+    from node.client import Client
     reply = Client(node).query(transfer_query_pb2.QueryEscrowAddressRequest(port_id=port, channel_id=channel),
                                transfer_query_pb2.QueryEscrowAddressResponse)
     cli.show(output, {"escrow_address": reply.escrow_address})

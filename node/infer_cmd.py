@@ -12,14 +12,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from google.protobuf import json_format
 
 from chain.coins import DENOM, parse_coin_string
-from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2, tx_pb2 as inference_tx_pb2
-from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2, tx_pb2 as market_tx_pb2
-from node import app_config, cli, txclient
+from node import app_config, cli, client_config
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
-from node.client import DEFAULT_NODE, Client
+from node.client_config import DEFAULT_NODE
 
 DEFAULT_DEADLINE_BLOCKS = 100
 DEFAULT_ORDER_LIFETIME_BLOCKS = 100
@@ -50,6 +47,7 @@ Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the tx 
 # --- helpers -----------------------------------------------------------------------------------
 
 def compute_record(message) -> dict:
+    from google.protobuf import json_format
     return json_format.MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
 
 
@@ -72,12 +70,14 @@ def parse_memory_bytes(text: str, hex_input: bool) -> bytes:
         raise CliError(f"invalid hex {text!r}") from None
 
 
-def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | None, name: str, node: str) -> txclient.Signer:
+def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | None, name: str, node: str) -> "txclient.Signer":
+    from node import txclient
+    from node.client import Client
     private_key = cli.load_private_key(home, backend, passphrase_file, name)
     return txclient.load_signer(Client(node), private_key)
 
 
-def execute(signer: txclient.Signer, messages: list, spend: dict[str, int], gas: str, fees: tuple, wait: bool,
+def execute(signer: "txclient.Signer", messages: list, spend: dict[str, int], gas: str, fees: tuple, wait: bool,
             output: OutputFormat, yes: bool = False, gas_adjustment: float = cli.DEFAULT_GAS_ADJUSTMENT,
             extra: dict | None = None, describe=None) -> None:
     """`fees` is (--fees, --gas-prices)."""
@@ -92,11 +92,13 @@ def get_event_attribute(result, event_type: str, key: str) -> str:
     return ""
 
 
-def get_market_params(rpc: Client):
+def get_market_params(rpc: "Client"):
+    from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
     return rpc.query(market_query_pb2.QueryParamsRequest(), market_query_pb2.QueryParamsResponse).params
 
 
-def get_all_providers(rpc: Client) -> list:
+def get_all_providers(rpc: "Client") -> list:
+    from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
     views, key = [], b""
     while True:
         reply = rpc.query(market_query_pb2.QueryProvidersRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
@@ -116,6 +118,7 @@ def format_celsius(millicelsius: int) -> str:
 @market_app.command("providers")
 def market_providers(node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text):
     """List providers: offer, stake, heat and the effective ask the market clears them on."""
+    from node.client import Client
     views = get_all_providers(Client(node))
     records = [compute_record(view) for view in views]
     if output == OutputFormat.json:
@@ -135,6 +138,8 @@ def market_book(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show open orders, best bid first."""
+    from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
+    from node.client import Client
     from chain import market
     rpc = Client(node)
     works = [work] if work else market.compute_works(get_market_params(rpc).models)
@@ -163,6 +168,8 @@ def market_clearing(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show the last clearing price of each work (as of HEIGHT)."""
+    from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
+    from node.client import Client
     from chain import market
     from node import worker
     rpc = Client(node)
@@ -192,11 +199,12 @@ def tx_market_bid(
     expiry_blocks: Annotated[int, typer.Option("--expiry-blocks", min=0, help="The order expires this many blocks from now.")]
     = DEFAULT_ORDER_LIFETIME_BLOCKS,
     task_ref: Annotated[str, typer.Option("--task-ref", help="Inference work: the task this order buys.")] = "",
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Place an order; slots x max price is escrowed until it fills, expires or is cancelled."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     price = parse_amount(max_price)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     expiry = signer.rpc.status().latest_block_height + 1 + expiry_blocks
@@ -209,11 +217,12 @@ def tx_market_bid(
 @tx_market_app.command("cancel")
 def tx_market_cancel(
     sender: Sender, order_id: Annotated[int, typer.Argument(metavar="ORDER", min=1)],
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Cancel one of your orders; what is left of its escrow is refunded."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)
     execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
@@ -228,11 +237,12 @@ def tx_market_register_provider(
     ask: Annotated[str, typer.Option("--ask", help="Asking price per slot.")] = f"{DEFAULT_ASK}{DENOM}",
     zone: Annotated[str, typer.Option("--zone", help="Thermal zone (e.g. a rack or room).")] = DEFAULT_ZONE,
     stake: Annotated[str, typer.Option("--stake", help="Stake, slashable on a missed task.")] = f"{DEFAULT_STAKE}{DENOM}",
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Offer execution slots on the market."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     from chain import market
     message_models = [m for m in models.split(",") if m]
     ask_price, stake_amount = parse_amount(ask), parse_amount(stake)
@@ -247,11 +257,12 @@ def tx_market_report_heat(
     sender: Sender,
     temperature: Annotated[Optional[float], typer.Option("--celsius", help="Default: the host's hottest sensor.")] = None,
     power_milliwatts: cli.PowerOption = app_config.DEFAULT_MILLIWATTS,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Report your provider's temperature and power draw."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     from chain import heat
     from node import sensors
     if temperature is None:
@@ -279,11 +290,12 @@ def tx_process_start(
     max_rent: Annotated[str, typer.Argument(help="Highest rent per slot per block.")],
     escrow: Annotated[str, typer.Argument(help="Paid in; rent and memory rent are drawn from it.")],
     slots: Annotated[int, typer.Option("--slots", min=1)] = 1,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Start a process that bids for its slots every block until its escrow runs out."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     rent, amount = parse_amount(max_rent), parse_amount(escrow)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgStartProcess(owner=signer.address, slots=slots, max_rent=str(rent), escrow=str(amount))
@@ -295,11 +307,12 @@ def tx_process_start(
 def tx_process_write(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str, value: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY and VALUE are hex, not text.")] = False,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Write a key of a process's memory (memory pays rent every block)."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     message = market_tx_pb2.MsgProcessWrite(process_id=process_id, key=parse_memory_bytes(key, hex_input),
                                             value=parse_memory_bytes(value, hex_input))
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
@@ -311,11 +324,12 @@ def tx_process_write(
 def tx_process_delete(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY is hex, not text.")] = False,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Delete a key of a process's memory."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     message = market_tx_pb2.MsgProcessDelete(process_id=process_id, key=parse_memory_bytes(key, hex_input))
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message.owner = signer.address
@@ -325,11 +339,12 @@ def tx_process_delete(
 @tx_process_app.command("top-up")
 def tx_process_top_up(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], amount: str,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Add to a process's escrow."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     value = parse_amount(amount)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgTopUp(owner=signer.address, process_id=process_id, amount=str(value))
@@ -340,11 +355,12 @@ def tx_process_top_up(
 @tx_process_app.command("stop")
 def tx_process_stop(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)],
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Stop a process; its memory is erased and what is left of its escrow refunded."""
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)
     execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
@@ -355,6 +371,8 @@ def query_process(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show a process: slots, rent, escrow and its memory."""
+    from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
+    from node.client import Client
     reply = Client(node).query(market_query_pb2.QueryProcessRequest(id=process_id), market_query_pb2.QueryProcessResponse)
     record = compute_record(reply.process)
     record["memory"] = [{"key": entry.key.hex(), "value": entry.value.hex()} for entry in reply.memory]
@@ -388,13 +406,14 @@ def infer_request(
     reward: Annotated[str, typer.Option("--reward", help=f"Paid to the provers, e.g. 1000{DENOM}.")] = ...,
     deadline_blocks: Annotated[int, typer.Option("--deadline-blocks", min=1, help="Blocks the provers have.")]
     = DEFAULT_DEADLINE_BLOCKS,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Request an inference; workers prove it layer by layer and are paid from the reward."""
     from chain import inference
-    from node import worker
+    from chain.proto.maxwell.inference.v1 import tx_pb2 as inference_tx_pb2
+    from node import txclient, worker
     from zk.instances import InstanceError, compute_quantized
     values = read_input_values(input_path)
     amount = parse_amount(reward)
@@ -426,6 +445,8 @@ def query_inference(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show an inference request: status, proven layers and, once complete, the verified class."""
+    from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2
+    from node.client import Client
     from node import worker
     from zk.instances import compute_dequantized
     rpc = Client(node)

@@ -11,14 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from chain import crypto
+
 from chain.coins import DENOM
-from chain.sdktypes import encode_sdk_json
-from chain.proto.cosmos.slashing.v1beta1 import query_pb2 as slashing_query_pb2, tx_pb2 as slashing_tx_pb2
-from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query_pb2, staking_pb2, tx_pb2 as staking_tx_pb2
-from node import cli, txclient
+from node import cli, client_config
 from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
-from node.client import DEFAULT_NODE, Client
+from node.client_config import DEFAULT_NODE
 from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get_event_attribute, load_signer, parse_amount
 
 PAGE_LIMIT = 1000
@@ -34,7 +31,7 @@ Amount = Annotated[str, typer.Argument(help=f"Amount in {DENOM}, e.g. 1000000{DE
 
 def resolve_operator(home: Path, backend: KeyringBackend, text: str) -> str:
     """An operator address as given, or the operator address of a key of that name."""
-    from chain import validators
+    from chain import crypto, validators
     try:
         validators.parse_operator(text)
         return text
@@ -52,7 +49,8 @@ def compute_coin(amount: int) -> dict:
     return {"denom": DENOM, "amount": str(amount)}
 
 
-def get_all_validators(rpc: Client) -> list[staking_pb2.Validator]:
+def get_all_validators(rpc: "Client") -> "list[staking_pb2.Validator]":
+    from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query_pb2
     found, key = [], b""
     while True:
         reply = rpc.query(staking_query_pb2.QueryValidatorsRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
@@ -74,10 +72,11 @@ def show_records(output: OutputFormat, title: str, records: list[dict], columns:
 
 def compute_sdk_record(message) -> dict:
     """The message as the SDK's JSON writes it (LegacyDecs as decimals)."""
+    from chain.sdktypes import encode_sdk_json
     return encode_sdk_json(compute_record(message), message.DESCRIPTOR)
 
 
-def compute_validator_record(validator: staking_pb2.Validator) -> dict:
+def compute_validator_record(validator: "staking_pb2.Validator") -> dict:
     from chain import validators
     record = compute_sdk_record(validator)
     record["consensus_address"] = validators.format_consensus(validators.compute_consensus_address(validator))
@@ -95,11 +94,12 @@ VALIDATOR_COLUMNS = {"operator": "operator_address", "moniker": "moniker", "stat
 @tx_staking_app.command("delegate")
 def tx_staking_delegate(
     sender: Sender, validator: Validator, amount: Amount,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Bond AMOUNT to VALIDATOR: its voting power grows from the next block."""
+    from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx_pb2
     value, operator = parse_amount(amount), resolve_operator(home, keyring_backend, validator)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = staking_tx_pb2.MsgDelegate(delegator_address=signer.address, validator_address=operator,
@@ -110,11 +110,12 @@ def tx_staking_delegate(
 @tx_staking_app.command("unbond")
 def tx_staking_unbond(
     sender: Sender, validator: Validator, amount: Amount,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Undelegate AMOUNT from VALIDATOR: it returns to your balance after the unbonding time."""
+    from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx_pb2
     value, operator = parse_amount(amount), resolve_operator(home, keyring_backend, validator)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     message = staking_tx_pb2.MsgUndelegate(delegator_address=signer.address, validator_address=operator,
@@ -129,11 +130,12 @@ def tx_staking_redelegate(
     source: Annotated[str, typer.Argument(metavar="SRC_VALIDATOR", help="Operator address or key name.")],
     destination: Annotated[str, typer.Argument(metavar="DST_VALIDATOR", help="Operator address or key name.")],
     amount: Amount,
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Move AMOUNT of your bond from SRC_VALIDATOR to DST_VALIDATOR at once."""
+    from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx_pb2
     value = parse_amount(amount)
     src, dst = (resolve_operator(home, keyring_backend, text) for text in (source, destination))
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
@@ -145,12 +147,13 @@ def tx_staking_redelegate(
 @tx_slashing_app.command("unjail")
 def tx_slashing_unjail(
     sender: Annotated[str, typer.Argument(metavar="FROM", help="The key that operates the jailed validator.")],
-    gas: Gas = txclient.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
     keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Bring your validator back into the set once its jail time is over."""
-    from chain import validators
+    from chain import crypto, validators
+    from chain.proto.cosmos.slashing.v1beta1 import tx_pb2 as slashing_tx_pb2
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
     operator = validators.format_operator(crypto.decode_address(signer.address))
     execute(signer, [slashing_tx_pb2.MsgUnjail(validator_addr=operator)], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
@@ -162,6 +165,7 @@ def tx_slashing_unjail(
 @query_staking_app.command("validators")
 def query_staking_validators(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """Every validator: status, jailed, tokens and voting power."""
+    from node.client import Client
     records = [compute_validator_record(v) for v in get_all_validators(Client(node))]
     show_records(output, "validators", records, VALIDATOR_COLUMNS)
 
@@ -172,6 +176,8 @@ def query_staking_validator(
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """One validator."""
+    from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query_pb2
+    from node.client import Client
     operator = resolve_operator(home, keyring_backend, validator)
     reply = Client(node).query(staking_query_pb2.QueryValidatorRequest(validator_addr=operator),
                                staking_query_pb2.QueryValidatorResponse)
@@ -185,6 +191,8 @@ def query_staking_delegation(
     output: Output = OutputFormat.text,
 ):
     """What DELEGATOR has bonded to VALIDATOR."""
+    from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query_pb2
+    from node.client import Client
     request = staking_query_pb2.QueryDelegationRequest(
         delegator_addr=cli.resolve_address(home, keyring_backend, delegator),
         validator_addr=resolve_operator(home, keyring_backend, validator))
@@ -196,6 +204,8 @@ def query_staking_delegation(
 @query_staking_app.command("params")
 def query_staking_params(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """Staking parameters (unbonding time, max validators, bond denom, …)."""
+    from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_query_pb2
+    from node.client import Client
     reply = Client(node).query(staking_query_pb2.QueryParamsRequest(), staking_query_pb2.QueryParamsResponse)
     cli.show(output, compute_sdk_record(reply.params))
 
@@ -203,6 +213,8 @@ def query_staking_params(node: Node = DEFAULT_NODE, output: Output = OutputForma
 @query_slashing_app.command("signing-infos")
 def query_slashing_signing_infos(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """Every validator's signing record: missed blocks, jailed until, tombstoned."""
+    from chain.proto.cosmos.slashing.v1beta1 import query_pb2 as slashing_query_pb2
+    from node.client import Client
     rpc, infos, key = Client(node), [], b""
     while True:
         reply = rpc.query(slashing_query_pb2.QuerySigningInfosRequest(pagination={"key": key, "limit": PAGE_LIMIT}),
@@ -222,6 +234,8 @@ def query_slashing_signing_info(
     node: Node = DEFAULT_NODE, output: Output = OutputFormat.text,
 ):
     """One validator's signing record."""
+    from chain.proto.cosmos.slashing.v1beta1 import query_pb2 as slashing_query_pb2
+    from node.client import Client
     reply = Client(node).query(slashing_query_pb2.QuerySigningInfoRequest(cons_address=address),
                                slashing_query_pb2.QuerySigningInfoResponse)
     cli.show(output, compute_record(reply.val_signing_info))
@@ -230,6 +244,8 @@ def query_slashing_signing_info(
 @query_slashing_app.command("params")
 def query_slashing_params(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
     """Slashing parameters (window, minimum signed, jail time, slash fractions)."""
+    from chain.proto.cosmos.slashing.v1beta1 import query_pb2 as slashing_query_pb2
+    from node.client import Client
     reply = Client(node).query(slashing_query_pb2.QueryParamsRequest(), slashing_query_pb2.QueryParamsResponse)
     cli.show(output, compute_sdk_record(reply.params))
 

@@ -19,8 +19,8 @@ from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
 from chain.tx import MAX_GAS_LIMIT, TxParams, compute_required_fee, sign_tx
 from node import client
+from node.client_config import DEFAULT_GAS
 
-DEFAULT_GAS = 200_000
 TX_TIMEOUT_SECONDS = 60.0
 
 

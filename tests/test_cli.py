@@ -622,3 +622,37 @@ def test_offline_signing_generate_sign_elsewhere_then_broadcast(devnet, tmp_path
     assert json.loads(broadcast.stdout)["code"] == 0 and get_balance(home, url, bob) == before + 777
     again = invoke("tx", "broadcast", tmp_path / "signed.json", "--node", url)  # as CometBFT's mempool cache says
     assert_one_line_error(again, "tx already exists in cache")
+
+
+HEAVY_PACKAGES = ("coincurve", "nacl", "bip32", "mnemonic", "rich", "ezkl", "onnx", "onnxruntime", "numpy", "grpc",
+                  "plyvel", "aiohttp", "prometheus_client", "chain.app", "node.txclient")
+
+
+def compute_loaded_modules(tmp_path: Path, *args: str) -> set[str]:
+    """The modules `maxwell ARGS` has imported when it ends."""
+    listing = tmp_path / "modules.json"
+    script = (f"import json, sys\nsys.argv = ['maxwell', *{list(args)!r}]\nfrom node.main import main\n"
+              f"try:\n    main()\nexcept SystemExit:\n    pass\n"
+              f"open({str(listing)!r}, 'w').write(json.dumps(sorted(sys.modules)))")
+    subprocess.run([str(MAXWELL.parent / "python"), "-c", script], capture_output=True, timeout=60, check=True)
+    return set(json.loads(listing.read_text()))
+
+
+def is_loaded(modules: set[str], package: str) -> bool:
+    return any(module == package or module.startswith(package + ".") for module in modules)
+
+
+def test_help_and_queries_import_only_what_they_use(tmp_path):
+    """Start-up time is import time (make bench measures it against the 0.3 s target): --help loads no protobuf
+    message, HTTP client or crypto library; a query loads its messages and the RPC client but nothing that signs,
+    proves, serves or draws."""
+    for args in (["--help"], ["tx", "--help"], ["query", "--help"], ["market", "--help"]):
+        loaded = compute_loaded_modules(tmp_path, *args)
+        assert "typer" in loaded
+        assert not [p for p in (*HEAVY_PACKAGES, "http.client", "chain.proto", "node.client") if is_loaded(loaded, p)], args
+    dead_node = f"http://127.0.0.1:{compute_free_port()}"
+    for args in (["query", "balances", ALICE], ["market", "providers"], ["query", "staking", "validators"],
+                 ["query", "ibc", "channels"]):
+        loaded = compute_loaded_modules(tmp_path, *args, "--node", dead_node)
+        assert is_loaded(loaded, "node.client") and is_loaded(loaded, "chain.proto"), args
+        assert not [p for p in HEAVY_PACKAGES if is_loaded(loaded, p)], args
