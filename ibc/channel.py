@@ -235,6 +235,16 @@ def get_handshake_connection(state, ctx, channel: channel_pb2.Channel) -> connec
     return connection
 
 
+def compute_counterparty_channel(channel_state: int, ordering: int, port_id: str, channel_id: str, connection,
+                                 version: str, upgrade_sequence: int = 0) -> channel_pb2.Channel:
+    """The counterparty's end of our channel (port_id, channel_id) as it stores it once in `channel_state`: the
+    value a handshake, close or timeout-on-close proof must show at the counterparty's channel path."""
+    return channel_pb2.Channel(state=channel_state, ordering=ordering,
+                               counterparty={"port_id": port_id, "channel_id": channel_id},
+                               connection_hops=[connection.counterparty.connection_id], version=version,
+                               upgrade_sequence=upgrade_sequence)
+
+
 def verify_channel_state(state, ctx, connection, height, proof: bytes, port_id: str, channel_id: str,
                          expected: channel_pb2.Channel) -> None:
     connections.verify_membership(state, ctx, connection, compute_height(height), proof,
@@ -279,10 +289,8 @@ def check_and_execute_open_try(state, ctx, msg: tx_pb2.MsgChannelOpenTry) -> tx_
         raise connections.InvalidConnectionStateError(
             f"connection state is not OPEN (got {connection_pb2.State.Name(connection.state)})")
     channel_id = host.format_channel_identifier(process_next_identifier(state, NEXT_CHANNEL_SEQUENCE))
-    expected = channel_pb2.Channel(state=INIT, ordering=msg.channel.ordering,
-                                   counterparty={"port_id": msg.port_id},
-                                   connection_hops=[connection.counterparty.connection_id],
-                                   version=msg.counterparty_version)
+    expected = compute_counterparty_channel(INIT, msg.channel.ordering, msg.port_id, "", connection,
+                                            msg.counterparty_version)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_init, msg.channel.counterparty.port_id,
                          msg.channel.counterparty.channel_id, expected)
     channel = channel_pb2.Channel()
@@ -306,10 +314,8 @@ def check_and_execute_open_ack(state, ctx, msg: tx_pb2.MsgChannelOpenAck) -> tx_
     if channel.state != INIT:
         raise InvalidChannelStateError(f"channel state should be INIT (got {channel_pb2.State.Name(channel.state)})")
     connection = get_open_connection(state, channel)
-    expected = channel_pb2.Channel(state=TRYOPEN, ordering=channel.ordering,
-                                   counterparty={"port_id": msg.port_id, "channel_id": msg.channel_id},
-                                   connection_hops=[connection.counterparty.connection_id],
-                                   version=msg.counterparty_version)
+    expected = compute_counterparty_channel(TRYOPEN, channel.ordering, msg.port_id, msg.channel_id, connection,
+                                            msg.counterparty_version)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_try, channel.counterparty.port_id,
                          msg.counterparty_channel_id, expected)
     get_application(msg.port_id).on_chan_open_ack(state, ctx, msg.port_id, msg.channel_id, msg.counterparty_channel_id,
@@ -335,9 +341,8 @@ def check_and_execute_open_confirm(state, ctx, msg: tx_pb2.MsgChannelOpenConfirm
         raise InvalidChannelStateError(
             f"channel state is not TRYOPEN (got {channel_pb2.State.Name(channel.state)})")
     connection = get_open_connection(state, channel)
-    expected = channel_pb2.Channel(state=OPEN, ordering=channel.ordering,
-                                   counterparty={"port_id": msg.port_id, "channel_id": msg.channel_id},
-                                   connection_hops=[connection.counterparty.connection_id], version=channel.version)
+    expected = compute_counterparty_channel(OPEN, channel.ordering, msg.port_id, msg.channel_id, connection,
+                                            channel.version)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_ack, channel.counterparty.port_id,
                          channel.counterparty.channel_id, expected)
     get_application(msg.port_id).on_chan_open_confirm(state, ctx, msg.port_id, msg.channel_id)
@@ -378,10 +383,8 @@ def check_and_execute_close_confirm(state, ctx, msg: tx_pb2.MsgChannelCloseConfi
     if channel.state == CLOSED:
         raise InvalidChannelStateError("channel is already CLOSED")
     connection = get_open_connection(state, channel)
-    expected = channel_pb2.Channel(state=CLOSED, ordering=channel.ordering,
-                                   counterparty={"port_id": msg.port_id, "channel_id": msg.channel_id},
-                                   connection_hops=[connection.counterparty.connection_id], version=channel.version,
-                                   upgrade_sequence=msg.counterparty_upgrade_sequence)
+    expected = compute_counterparty_channel(CLOSED, channel.ordering, msg.port_id, msg.channel_id, connection,
+                                            channel.version, msg.counterparty_upgrade_sequence)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_init, channel.counterparty.port_id,
                          channel.counterparty.channel_id, expected)
     application.on_chan_close_confirm(state, ctx, msg.port_id, msg.channel_id)
@@ -650,10 +653,8 @@ def process_timeout_on_close(state, ctx, msg: tx_pb2.MsgTimeoutOnClose) -> None:
     channel = get_packet_channel(state, packet, incoming=False)
     connection = connections.get_existing_connection(state, channel.connection_hops[0])
     get_sent_commitment(state, packet)
-    expected = channel_pb2.Channel(state=CLOSED, ordering=channel.ordering,
-                                   counterparty={"port_id": packet.source_port, "channel_id": packet.source_channel},
-                                   connection_hops=[connection.counterparty.connection_id], version=channel.version,
-                                   upgrade_sequence=msg.counterparty_upgrade_sequence)
+    expected = compute_counterparty_channel(CLOSED, channel.ordering, packet.source_port, packet.source_channel,
+                                            connection, channel.version, msg.counterparty_upgrade_sequence)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_close, packet.destination_port,
                          packet.destination_channel, expected)
     process_timeout_proofs(state, ctx, msg, channel, connection, msg.proof_unreceived)
