@@ -287,7 +287,7 @@ class Client:
         self.next_id = 0
 
     def post(self, body: bytes) -> tuple[int, bytes]:
-        """One JSON-RPC POST on a connection of its own (http.client: no proxy lookup, nothing to import)."""
+        """One JSON-RPC POST on a connection of its own (http.client directly: urllib.request would look up proxies)."""
         parsed = urlparse(self.url)
         connection_class = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
         connection = connection_class(parsed.hostname, parsed.port, timeout=self.timeout)
