@@ -976,8 +976,8 @@ def query_account(
     output: Output = OutputFormat.text,
 ):
     """Show an account's number, sequence and public key."""
-    from node.client import Client
     from chain import auth
+    from node.client import Client
     address = resolve_address(home, keyring_backend, address)
     account = Client(node).get_account(address)
     if account is None:
@@ -997,9 +997,9 @@ def compute_message_types(tx_bytes: bytes) -> list[str]:
 
 
 def compute_messages(tx_bytes: bytes) -> list[dict]:
-    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
     from google.protobuf import json_format
     from chain.app import HANDLERS
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
     raw = tx_pb2.TxRaw.FromString(tx_bytes)
     messages = []
     for any_message in tx_pb2.TxBody.FromString(raw.body_bytes).messages:
@@ -1217,9 +1217,9 @@ def tx_send(
 def compute_unsigned_tx(messages: list, gas: str, fee: int | None, memo: str, node: str) -> "tx_pb2.Tx":
     """A tx with no signer yet; without --fees it pays the chain's minimum for its gas (asked of the node)."""
     from chain.proto.cosmos.tx.v1beta1 import tx_pb2
+    from chain.tx import compute_fee_message, compute_required_fee, compute_tx_body
     from node import txclient
     from node.client import Client
-    from chain.tx import compute_fee_message, compute_required_fee, compute_tx_body
     gas_limit = parse_gas(gas)
     if gas_limit is None:
         raise CliError("--gas auto simulates a signed tx: give --generate-only a gas limit")
@@ -1237,9 +1237,9 @@ def compute_tx_json(tx: "tx_pb2.Tx") -> str:
 
 def read_tx_json(path: Path) -> "tx_pb2.Tx":
     """A tx as `--generate-only` or `tx sign` wrote it (the SDK's JSON of cosmos.tx.v1beta1.Tx)."""
-    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
     from google.protobuf import json_format
     import chain.app  # noqa: F401  (registers every message type the tx's Anys may name)
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
@@ -1266,12 +1266,12 @@ def tx_sign(
 ):
     """Sign a tx file with one of your keys (SIGN_MODE_DIRECT), as simd's `tx sign`; prints the signed tx."""
     from chain import crypto
-    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
-    from node import txclient
-    from node.client import Client
     from chain.app import HANDLERS
     from chain.errors import TxError
+    from chain.proto.cosmos.tx.v1beta1 import tx_pb2
     from chain.tx import TxParams, decode_tx, sign_body
+    from node import txclient
+    from node.client import Client
     tx = read_tx_json(path)
     if tx.signatures or tx.auth_info.signer_infos:
         raise CliError(f"{path} is already signed: maxwell txs have exactly one signer")

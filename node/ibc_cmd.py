@@ -59,8 +59,8 @@ def tx_ibc_transfer(
 ):
     """Send AMOUNT to RECEIVER over CHANNEL: escrowed here (or burnt, for a voucher going home) until the
     packet is acknowledged; refunded on an error acknowledgement or a timeout."""
-    from chain.proto.ibc.applications.transfer.v1 import tx_pb2 as transfer_tx_pb2
     from google.protobuf.timestamp_pb2 import Timestamp
+    from chain.proto.ibc.applications.transfer.v1 import tx_pb2 as transfer_tx_pb2
     coins = cli.parse_coins_text(amount)
     if len(coins) != 1:
         raise CliError(f"invalid amount {amount!r}: transfer one coin at a time")

@@ -138,9 +138,9 @@ def market_book(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show open orders, best bid first."""
+    from chain import market
     from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
     from node.client import Client
-    from chain import market
     rpc = Client(node)
     works = [work] if work else market.compute_works(get_market_params(rpc).models)
     orders = []
@@ -168,10 +168,10 @@ def market_clearing(
     node: Node = DEFAULT_NODE, home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Show the last clearing price of each work (as of HEIGHT)."""
-    from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
-    from node.client import Client
     from chain import market
+    from chain.proto.maxwell.market.v1 import query_pb2 as market_query_pb2
     from node import worker
+    from node.client import Client
     rpc = Client(node)
     works = [work] if work else market.compute_works(get_market_params(rpc).models)
     clearings = []
@@ -242,8 +242,8 @@ def tx_market_register_provider(
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Offer execution slots on the market."""
-    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     from chain import market
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     message_models = [m for m in models.split(",") if m]
     ask_price, stake_amount = parse_amount(ask), parse_amount(stake)
     signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
@@ -262,8 +262,8 @@ def tx_market_report_heat(
     home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
 ):
     """Report your provider's temperature and power draw."""
-    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     from chain import heat
+    from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     from node import sensors
     if temperature is None:
         millicelsius = sensors.read_host_millicelsius()
@@ -446,8 +446,8 @@ def query_inference(
 ):
     """Show an inference request: status, proven layers and, once complete, the verified class."""
     from chain.proto.maxwell.inference.v1 import query_pb2 as inference_query_pb2
-    from node.client import Client
     from node import worker
+    from node.client import Client
     from zk.instances import compute_dequantized
     rpc = Client(node)
     request = rpc.query(inference_query_pb2.QueryRequestRequest(request_id=request_id),
