@@ -36,13 +36,13 @@ from chain.proto.tendermint.crypto import proof_pb2
 from chain.state import Budget, Context, GasMeter, GasParams, State, write_events
 from chain.store import Branch, Store, StoreError
 from chain.tx import DecodedTx, MAX_GAS_LIMIT, compute_gas_cost, decode_tx, pack_any
-from ibc import core as ibc, transfer
+from ibc import core as ibc, ica_controller, transfer
 
 APP_NAME = "maxwell"
 APP_VERSION = 1
 SOFTWARE_VERSION = "0.1.0"
 
-MODULES = (auth, bank, staking, slashing, heat, market, process, inference, ibc, transfer)
+MODULES = (auth, bank, staking, slashing, heat, market, process, inference, ibc, transfer, ica_controller)
 
 STORES = tuple(module.STORE for module in MODULES)
 HANDLERS = {url: handler for module in MODULES for url, handler in getattr(module, "MESSAGES", {}).items()}

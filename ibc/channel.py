@@ -8,6 +8,7 @@ writes for a received packet are kept only when its acknowledgement is a success
 """
 
 import dataclasses
+import json
 
 from chain.errors import TxError
 from chain.proto.ibc.core.channel.v1 import channel_pb2, query_pb2, tx_pb2
@@ -29,8 +30,10 @@ INIT, TRYOPEN, OPEN, CLOSED = (channel_pb2.STATE_INIT, channel_pb2.STATE_TRYOPEN
 UNORDERED, ORDERED = channel_pb2.ORDER_UNORDERED, channel_pb2.ORDER_ORDERED
 NOOP, SUCCESS = tx_pb2.RESPONSE_RESULT_TYPE_NOOP, tx_pb2.RESPONSE_RESULT_TYPE_SUCCESS
 CALLBACK_ERROR_PREFIX = "ibccallbackerror-"
+ACK_ERROR_TEXT = "error handling packet: see events for details"
 
 ROUTES: dict[str, object] = {}  # port -> the application bound to it
+PREFIX_ROUTES: dict[str, object] = {}  # port prefix -> the application that binds such ports as it runs
 
 
 class ChannelError(TxError):
@@ -85,6 +88,10 @@ class AcknowledgementExistsError(ChannelError):
     code = 17
 
 
+class PacketReceivedError(ChannelError):
+    code = 19
+
+
 class PacketSequenceOutOfOrderError(ChannelError):
     code = 21
 
@@ -114,11 +121,37 @@ def bind_port(port_id: str, application) -> None:
     ROUTES[port_id] = application
 
 
-def get_application(port_id: str):
+def bind_port_prefix(prefix: str, application) -> None:
+    """Ports `prefix…` route to `application` once its `is_port_bound(state, port_id)` says it bound them
+    (ibc-go's capabilities for ports made at run time, as ICS-27's `icacontroller-<owner>`)."""
+    PREFIX_ROUTES[prefix] = application
+
+
+def get_application(state, port_id: str):
     application = ROUTES.get(port_id)
+    if application is None:
+        application = next((candidate for prefix, candidate in PREFIX_ROUTES.items()
+                            if port_id.startswith(prefix) and candidate.is_port_bound(state, port_id)), None)
     if application is None:
         raise PortNotFoundError(f"route not found to module: no application bound to port {port_id!r}")
     return application
+
+
+# --- acknowledgements ----------------------------------------------------------------------------
+
+def encode_go_json(document) -> bytes:
+    """JSON as Go's encoding/json writes a sorted document (sdk.MustSortJSON): compact, keys sorted, and
+    <, > and & escaped."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
+                          ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text.encode()
+
+
+def compute_error_ack(error: TxError) -> bytes:
+    """ibc-go NewErrorAcknowledgement: the code only, which is deterministic (never the log)."""
+    return encode_go_json({"error": f"ABCI code: {error.code}: {ACK_ERROR_TEXT}"})
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -165,11 +198,11 @@ def compute_commitment(packet: channel_pb2.Packet) -> bytes:
 # --- events --------------------------------------------------------------------------------------
 
 def emit_channel_event(ctx, kind: str, port_id: str, channel_id: str, channel: channel_pb2.Channel,
-                       with_version: bool = False) -> None:
+                       *extra: tuple[str, str], with_version: bool = False) -> None:
     attributes = [("port_id", port_id), ("channel_id", channel_id),
                   ("counterparty_port_id", channel.counterparty.port_id),
                   ("counterparty_channel_id", channel.counterparty.channel_id),
-                  ("connection_id", channel.connection_hops[0])]
+                  ("connection_id", channel.connection_hops[0]), *extra]
     if with_version:
         attributes.append(("version", channel.version))
     ctx.emit(kind, *attributes)
@@ -264,16 +297,23 @@ def check_stateless_open_init(msg: tx_pb2.MsgChannelOpenInit) -> None:
 
 
 def check_and_execute_open_init(state, ctx, msg: tx_pb2.MsgChannelOpenInit) -> tx_pb2.MsgChannelOpenInitResponse:
-    application = get_application(msg.port_id)
+    application = get_application(state, msg.port_id)
     get_handshake_connection(state, ctx, msg.channel)
     channel_id = host.format_channel_identifier(process_next_identifier(state, NEXT_CHANNEL_SEQUENCE))
     channel = channel_pb2.Channel()
     channel.CopyFrom(msg.channel)
-    channel.version = application.on_chan_open_init(state, ctx, channel.ordering, msg.port_id, channel_id,
-                                                    channel.counterparty, channel.version)
+    channel.version = application.on_chan_open_init(state, ctx, channel.ordering, channel.connection_hops,
+                                                    msg.port_id, channel_id, channel.counterparty, channel.version)
     process_new_channel(state, msg.port_id, channel_id, channel)
     emit_channel_event(ctx, "channel_open_init", msg.port_id, channel_id, channel, with_version=True)
     return tx_pb2.MsgChannelOpenInitResponse(channel_id=channel_id, version=channel.version)
+
+
+@public(STORE)
+def process_open_init(state, ctx, msg: tx_pb2.MsgChannelOpenInit) -> tx_pb2.MsgChannelOpenInitResponse:
+    """A MsgChannelOpenInit an application sends itself (ICS-27 registering an account)."""
+    check_stateless_open_init(msg)
+    return check_and_execute_open_init(state, ctx, msg)
 
 
 def check_stateless_open_try(msg: tx_pb2.MsgChannelOpenTry) -> None:
@@ -283,7 +323,7 @@ def check_stateless_open_try(msg: tx_pb2.MsgChannelOpenTry) -> None:
 
 
 def check_and_execute_open_try(state, ctx, msg: tx_pb2.MsgChannelOpenTry) -> tx_pb2.MsgChannelOpenTryResponse:
-    application = get_application(msg.port_id)
+    application = get_application(state, msg.port_id)
     connection = get_handshake_connection(state, ctx, msg.channel)
     if connection.state != connections.OPEN:
         raise connections.InvalidConnectionStateError(
@@ -295,8 +335,9 @@ def check_and_execute_open_try(state, ctx, msg: tx_pb2.MsgChannelOpenTry) -> tx_
                          msg.channel.counterparty.channel_id, expected)
     channel = channel_pb2.Channel()
     channel.CopyFrom(msg.channel)
-    channel.version = application.on_chan_open_try(state, ctx, channel.ordering, msg.port_id, channel_id,
-                                                   channel.counterparty, msg.counterparty_version)
+    channel.version = application.on_chan_open_try(state, ctx, channel.ordering, channel.connection_hops,
+                                                   msg.port_id, channel_id, channel.counterparty,
+                                                   msg.counterparty_version)
     process_new_channel(state, msg.port_id, channel_id, channel)
     emit_channel_event(ctx, "channel_open_try", msg.port_id, channel_id, channel, with_version=True)
     return tx_pb2.MsgChannelOpenTryResponse(version=channel.version, channel_id=channel_id)
@@ -318,7 +359,7 @@ def check_and_execute_open_ack(state, ctx, msg: tx_pb2.MsgChannelOpenAck) -> tx_
                                             msg.counterparty_version)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_try, channel.counterparty.port_id,
                          msg.counterparty_channel_id, expected)
-    get_application(msg.port_id).on_chan_open_ack(state, ctx, msg.port_id, msg.channel_id, msg.counterparty_channel_id,
+    get_application(state, msg.port_id).on_chan_open_ack(state, ctx, msg.port_id, msg.channel_id, msg.counterparty_channel_id,
                                                   msg.counterparty_version)
     channel.state = OPEN
     channel.version = msg.counterparty_version
@@ -345,7 +386,7 @@ def check_and_execute_open_confirm(state, ctx, msg: tx_pb2.MsgChannelOpenConfirm
                                             channel.version)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_ack, channel.counterparty.port_id,
                          channel.counterparty.channel_id, expected)
-    get_application(msg.port_id).on_chan_open_confirm(state, ctx, msg.port_id, msg.channel_id)
+    get_application(state, msg.port_id).on_chan_open_confirm(state, ctx, msg.port_id, msg.channel_id)
     channel.state = OPEN
     set_message(state, state_key(CHANNEL, msg.port_id, msg.channel_id), channel)
     emit_channel_event(ctx, "channel_open_confirm", msg.port_id, msg.channel_id, channel)
@@ -358,7 +399,7 @@ def check_stateless_close_init(msg: tx_pb2.MsgChannelCloseInit) -> None:
 
 
 def check_and_execute_close_init(state, ctx, msg: tx_pb2.MsgChannelCloseInit) -> tx_pb2.MsgChannelCloseInitResponse:
-    application = get_application(msg.port_id)
+    application = get_application(state, msg.port_id)
     channel = get_existing_channel(state, msg.port_id, msg.channel_id)
     if channel.state == CLOSED:
         raise InvalidChannelStateError("channel is already CLOSED")
@@ -378,7 +419,7 @@ def check_stateless_close_confirm(msg: tx_pb2.MsgChannelCloseConfirm) -> None:
 
 def check_and_execute_close_confirm(state, ctx, msg: tx_pb2.MsgChannelCloseConfirm
                                     ) -> tx_pb2.MsgChannelCloseConfirmResponse:
-    application = get_application(msg.port_id)
+    application = get_application(state, msg.port_id)
     channel = get_existing_channel(state, msg.port_id, msg.channel_id)
     if channel.state == CLOSED:
         raise InvalidChannelStateError("channel is already CLOSED")
@@ -505,7 +546,7 @@ def process_recv_packet(state, ctx, msg: tx_pb2.MsgRecvPacket) -> None:
                                                 f"{expected})")
         set_uint64(state, key, expected + 1)
     emit_packet_event(ctx, "recv_packet", packet, channel)
-    application = get_application(port)
+    application = get_application(state, port)
     callback_state, branch = compute_sub_state(state)
     callback_ctx = compute_callback_context(ctx)
     ack, success = application.on_recv_packet(callback_state, callback_ctx, packet, msg.signer)
@@ -584,7 +625,7 @@ def process_acknowledgement(state, ctx, msg: tx_pb2.MsgAcknowledgement) -> None:
         set_uint64(state, key, expected + 1)
     state.delete(state_key(PACKET_COMMITMENT, packet.source_port, packet.source_channel, packet.sequence))
     emit_packet_event(ctx, "acknowledge_packet", packet, channel, with_data=False)
-    get_application(packet.source_port).on_acknowledgement_packet(state, ctx, packet, msg.acknowledgement, msg.signer)
+    get_application(state, packet.source_port).on_acknowledgement_packet(state, ctx, packet, msg.acknowledgement, msg.signer)
 
 
 def check_and_execute_acknowledgement(state, ctx, msg: tx_pb2.MsgAcknowledgement) -> tx_pb2.MsgAcknowledgementResponse:
@@ -593,15 +634,15 @@ def check_and_execute_acknowledgement(state, ctx, msg: tx_pb2.MsgAcknowledgement
     return execute_packet_message(state, ctx, msg, process_acknowledgement, tx_pb2.MsgAcknowledgementResponse)
 
 
-def process_timeout_proofs(state, ctx, msg, channel, connection, proof: bytes) -> None:
+def process_timeout_proofs(state, ctx, msg, channel, connection, proof: bytes, received_error: type) -> None:
     """What proves a packet was not received: no receipt (unordered), or a next receive sequence at or below
-    the packet's (ordered)."""
+    the packet's (ordered); else `received_error`."""
     packet = msg.packet
     height = compute_height(msg.proof_height)
     if channel.ordering == ORDERED:
         if msg.next_sequence_recv > packet.sequence:
-            raise PacketSequenceOutOfOrderError(f"packet already received, next sequence receive > packet sequence "
-                                                f"({msg.next_sequence_recv} > {packet.sequence})")
+            raise received_error(f"packet already received, next sequence receive > packet sequence "
+                                 f"({msg.next_sequence_recv} > {packet.sequence})")
         connections.verify_membership(
             state, ctx, connection, height, proof,
             host.next_sequence_recv_path(packet.destination_port, packet.destination_channel),
@@ -617,25 +658,24 @@ def process_timed_out(state, ctx, packet, channel, port_id: str, signer: str) ->
     if channel.ordering == ORDERED:
         channel.state = CLOSED
         set_message(state, state_key(CHANNEL, packet.source_port, packet.source_channel), channel)
-        emit_channel_event(ctx, "channel_closed", packet.source_port, packet.source_channel, channel)
+        emit_channel_event(ctx, "channel_closed", packet.source_port, packet.source_channel, channel,
+                           ("packet_channel_ordering", channel_pb2.Order.Name(channel.ordering)))
     emit_packet_event(ctx, "timeout_packet", packet, channel, with_data=False)
-    get_application(port_id).on_timeout_packet(state, ctx, packet, signer)
+    get_application(state, port_id).on_timeout_packet(state, ctx, packet, signer)
 
 
 def process_timeout(state, ctx, msg: tx_pb2.MsgTimeout) -> None:
     packet = msg.packet
     channel = get_packet_channel(state, packet, incoming=False)
-    if channel.state != OPEN:
-        raise InvalidChannelStateError(f"channel state is not OPEN (got {channel_pb2.State.Name(channel.state)})")
     connection = connections.get_existing_connection(state, channel.connection_hops[0])
-    get_sent_commitment(state, packet)
     height = compute_height(msg.proof_height)
     timestamp = client.get_timestamp_at_height(state, connection.client_id, height)
     if not is_timeout_elapsed(packet.timeout_height, packet.timeout_timestamp, height, timestamp):
         raise TimeoutNotReachedError(f"proof height {height} and its time {timestamp} are before the packet's "
                                      f"timeout (height {compute_height(packet.timeout_height)}, time "
                                      f"{packet.timeout_timestamp}): packet timeout not reached")
-    process_timeout_proofs(state, ctx, msg, channel, connection, msg.proof_unreceived)
+    get_sent_commitment(state, packet)
+    process_timeout_proofs(state, ctx, msg, channel, connection, msg.proof_unreceived, PacketReceivedError)
     process_timed_out(state, ctx, packet, channel, packet.source_port, msg.signer)
 
 
@@ -657,7 +697,7 @@ def process_timeout_on_close(state, ctx, msg: tx_pb2.MsgTimeoutOnClose) -> None:
                                             connection, channel.version, msg.counterparty_upgrade_sequence)
     verify_channel_state(state, ctx, connection, msg.proof_height, msg.proof_close, packet.destination_port,
                          packet.destination_channel, expected)
-    process_timeout_proofs(state, ctx, msg, channel, connection, msg.proof_unreceived)
+    process_timeout_proofs(state, ctx, msg, channel, connection, msg.proof_unreceived, InvalidPacketError)
     process_timed_out(state, ctx, packet, channel, packet.source_port, msg.signer)
 
 

@@ -9,7 +9,7 @@ import base64
 
 from chain.errors import GenesisError
 from chain.state import public
-from ibc import channel, client, connection, transfer
+from ibc import channel, client, connection, ica_controller, transfer
 from ibc.state import STORE, decode_key, state_key
 
 MODULES = (client, connection, channel)
@@ -18,6 +18,7 @@ MESSAGES = {url: handler for module in MODULES for url, handler in module.MESSAG
 QUERIES = {path: route for module in MODULES for path, route in module.QUERIES.items()}
 
 channel.bind_port(transfer.PORT_ID, transfer)
+channel.bind_port_prefix(ica_controller.PORT_PREFIX, ica_controller)
 
 
 def init_chain(state, section: dict, ctx) -> None:

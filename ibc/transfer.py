@@ -36,7 +36,6 @@ MAX_RECEIVER_LENGTH = 2048
 MAX_MEMO_LENGTH = 32768
 MAX_CHANNEL_SEQUENCE = 2**32 - 1
 SUCCESS_ACK = b'{"result":"AQ=="}'
-ACK_ERROR_TEXT = "error handling packet: see events for details"
 
 DENOM_TRACE = 0x01
 TOTAL_ESCROW = 0x02
@@ -154,19 +153,9 @@ def compute_escrow_address(port_id: str, channel_id: str) -> bytes:
 
 # --- packet data, acknowledgements --------------------------------------------------------------------
 
-def encode_go_json(document) -> bytes:
-    """JSON as Go's encoding/json writes a sorted document (sdk.MustSortJSON): compact, keys sorted, and
-    <, > and & escaped."""
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                          ("\u2029", "\\u2029")):
-        text = text.replace(char, escaped)
-    return text.encode()
-
-
 def encode_packet_data(data: packet_pb2.FungibleTokenPacketData) -> bytes:
     """ibc-go GetBytes: jsonpb with field names, no empty fields, keys sorted."""
-    return encode_go_json({field.name: value for field, value in data.ListFields()})
+    return channels.encode_go_json({field.name: value for field, value in data.ListFields()})
 
 
 def decode_packet_data(raw: bytes) -> packet_pb2.FungibleTokenPacketData:
@@ -200,11 +189,6 @@ def check_packet_data(data: packet_pb2.FungibleTokenPacketData) -> int:
         raise InvalidMemoError(f"memo must not exceed {MAX_MEMO_LENGTH} bytes")
     validate_prefixed_denom(data.denom)
     return amount
-
-
-def compute_error_ack(error: TxError) -> bytes:
-    """ibc-go NewErrorAcknowledgement: the code only, which is deterministic (never the log)."""
-    return encode_go_json({"error": f"ABCI code: {error.code}: {ACK_ERROR_TEXT}"})
 
 
 def decode_ack(raw: bytes) -> tuple[bool, str]:
@@ -353,7 +337,7 @@ def check_channel_params(ordering: int, port_id: str, channel_id: str) -> None:
 
 
 @public(STORE)
-def on_chan_open_init(state, ctx, ordering: int, port_id: str, channel_id: str, counterparty, version: str) -> str:
+def on_chan_open_init(state, ctx, ordering: int, connection_hops, port_id: str, channel_id: str, counterparty, version: str) -> str:
     check_channel_params(ordering, port_id, channel_id)
     if version and version != VERSION:
         raise InvalidVersionError(f"expected {VERSION}, got {version}")
@@ -361,7 +345,7 @@ def on_chan_open_init(state, ctx, ordering: int, port_id: str, channel_id: str, 
 
 
 @public(STORE)
-def on_chan_open_try(state, ctx, ordering: int, port_id: str, channel_id: str, counterparty,
+def on_chan_open_try(state, ctx, ordering: int, connection_hops, port_id: str, channel_id: str, counterparty,
                      counterparty_version: str) -> str:
     check_channel_params(ordering, port_id, channel_id)
     if counterparty_version != VERSION:
@@ -425,7 +409,7 @@ def on_recv_packet(state, ctx, packet, relayer: str) -> tuple[bytes, bool]:
         process_receive(state, ctx, packet, data)
     except TxError as failure:
         error = failure
-    ack = SUCCESS_ACK if error is None else compute_error_ack(error)
+    ack = SUCCESS_ACK if error is None else channels.compute_error_ack(error)
     extra = [("success", "true" if error is None else "false")]
     if error is not None:
         extra.append(("error", str(error)))

@@ -1,10 +1,13 @@
-"""CLI of IBC, as simd users know it: `maxwell tx ibc-transfer transfer PORT CHANNEL RECEIVER AMOUNT` and
-`maxwell query ibc client-states|connections|channels|denom-traces|escrow-address`.
+"""CLI of IBC, as simd users know it: `maxwell tx ibc-transfer transfer PORT CHANNEL RECEIVER AMOUNT`,
+`maxwell query ibc client-states|connections|channels|denom-traces|escrow-address`, and the interchain
+accounts controller's `maxwell tx|query interchain-accounts controller …` (alias `ica`).
 
 `mount` adds them to node.cli's app (node.main does).
 """
 
 import json
+from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,9 +20,19 @@ from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get
 PAGE_LIMIT = 1000
 DEFAULT_TIMEOUT_SECONDS = 600
 NANOS = 10**9
+DEFAULT_ICA_TIMEOUT_NS = 10 * 60 * NANOS
 
 tx_transfer_app = cli.make_typer("ICS-20 token transfers over IBC.")
 query_ibc_app = cli.make_typer("IBC clients, connections, channels and denom traces.")
+tx_ica_app = cli.make_typer("Interchain accounts (ICS-27).")
+tx_controller_app = cli.make_typer("Accounts on other chains, controlled from here.")
+query_ica_app = cli.make_typer("Interchain accounts (ICS-27).")
+query_controller_app = cli.make_typer("Accounts on other chains, controlled from here.")
+
+
+class Ordering(str, Enum):
+    ordered = "ORDER_ORDERED"
+    unordered = "ORDER_UNORDERED"
 
 
 def get_pages(rpc: "Client", make_request, response_class, field: str) -> list:
@@ -152,6 +165,95 @@ def query_escrow_address(
     cli.show(output, {"escrow_address": reply.escrow_address})
 
 
+@tx_controller_app.command("register")
+def tx_ica_register(
+    sender: Sender,
+    connection: Annotated[str, typer.Argument(help="The connection here to the host chain, e.g. connection-0.")],
+    ordering: Annotated[Ordering, typer.Option("--ordering", help="The channel's ordering.")] = Ordering.unordered,
+    channel_version: Annotated[str, typer.Option("--version", help="Channel version (ICS-27 metadata JSON); "
+                                                                   "empty for the default.")] = "",
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True,
+    yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Open a channel from port icacontroller-<your address> to the host's icahost over CONNECTION; once a
+    relayer finishes the handshake, the host has made your account there."""
+    from chain.proto.ibc.applications.interchain_accounts.controller.v1 import tx_pb2 as ica_tx_pb2
+    from chain.proto.ibc.core.channel.v1 import channel_pb2
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message = ica_tx_pb2.MsgRegisterInterchainAccount(owner=signer.address, connection_id=connection,
+                                                     version=channel_version,
+                                                     ordering=channel_pb2.Order.Value(ordering.value))
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
+            describe=lambda result: {"port_id": get_event_attribute(result, "channel_open_init", "port_id"),
+                                     "channel_id": get_event_attribute(result, "channel_open_init", "channel_id")})
+
+
+def parse_packet_data(text: str) -> "packet_pb2.InterchainAccountPacketData":
+    """Packet data as JSON, or a file of it (what `simd tx ica host generate-packet-data` prints)."""
+    from google.protobuf import json_format
+    from chain.proto.ibc.applications.interchain_accounts.v1 import packet_pb2
+    path = Path(text)
+    if not text.lstrip().startswith("{") and path.is_file():
+        text = path.read_text()
+    try:
+        return json_format.Parse(text, packet_pb2.InterchainAccountPacketData())
+    except json_format.ParseError as error:
+        raise CliError(f"invalid packet data: {error}") from None
+
+
+@tx_controller_app.command("send-tx")
+def tx_ica_send_tx(
+    sender: Sender,
+    connection: Annotated[str, typer.Argument(help="The connection of your interchain account, e.g. connection-0.")],
+    packet_data: Annotated[str, typer.Argument(help="InterchainAccountPacketData as JSON, or a file of it.")],
+    relative_timeout: Annotated[int, typer.Option("--relative-packet-timeout", min=1,
+                                                  help="Timeout in nanoseconds from the last block's time.")]
+    = DEFAULT_ICA_TIMEOUT_NS,
+    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True,
+    yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
+    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
+    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+):
+    """Send your interchain account on CONNECTION messages to run on the host chain."""
+    from chain.proto.ibc.applications.interchain_accounts.controller.v1 import tx_pb2 as ica_tx_pb2
+    data = parse_packet_data(packet_data)
+    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    message = ica_tx_pb2.MsgSendTx(owner=signer.address, connection_id=connection, packet_data=data,
+                                   relative_timeout=relative_timeout)
+    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
+            describe=lambda result: {"sequence": get_event_attribute(result, "send_packet", "packet_sequence")})
+
+
+@query_controller_app.command("interchain-account")
+def query_interchain_account(
+    owner: Annotated[str, typer.Argument(help="The owner's address here.")],
+    connection: Annotated[str, typer.Argument(help="The connection to the host chain.")],
+    node: Node = DEFAULT_NODE, output: Output = OutputFormat.text,
+):
+    """The address of OWNER's account on the host chain of CONNECTION."""
+    from chain.proto.ibc.applications.interchain_accounts.controller.v1 import query_pb2 as ica_query_pb2
+    from node.client import Client
+    reply = Client(node).query(ica_query_pb2.QueryInterchainAccountRequest(owner=owner, connection_id=connection),
+                               ica_query_pb2.QueryInterchainAccountResponse)
+    cli.show(output, {"address": reply.address})
+
+
+@query_controller_app.command("params")
+def query_controller_params(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
+    """Whether this chain controls interchain accounts."""
+    from chain.proto.ibc.applications.interchain_accounts.controller.v1 import query_pb2 as ica_query_pb2
+    from node.client import Client
+    reply = Client(node).query(ica_query_pb2.QueryParamsRequest(), ica_query_pb2.QueryParamsResponse)
+    cli.show(output, {"controller_enabled": reply.params.controller_enabled})
+
+
 def mount() -> None:
     cli.tx_app.add_typer(tx_transfer_app, name="ibc-transfer")
     cli.query_app.add_typer(query_ibc_app, name="ibc")
+    tx_ica_app.add_typer(tx_controller_app, name="controller")
+    query_ica_app.add_typer(query_controller_app, name="controller")
+    for name in ("interchain-accounts", "ica"):
+        cli.tx_app.add_typer(tx_ica_app, name=name, hidden=name == "ica")
+        cli.query_app.add_typer(query_ica_app, name=name, hidden=name == "ica")

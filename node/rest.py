@@ -176,6 +176,10 @@ ROUTES = (
      "/ibc.applications.transfer.v1.Query/EscrowAddress"),
     ("GET", "/ibc/apps/transfer/v1/denoms/{denom=**}/total_escrow",
      "/ibc.applications.transfer.v1.Query/TotalEscrowForDenom"),
+    ("GET", "/ibc/apps/interchain_accounts/controller/v1/owners/{owner}/connections/{connection_id}",
+     "/ibc.applications.interchain_accounts.controller.v1.Query/InterchainAccount"),
+    ("GET", "/ibc/apps/interchain_accounts/controller/v1/params",
+     "/ibc.applications.interchain_accounts.controller.v1.Query/Params"),
 )
 
 # The singular message fields the SDK's protos declare (gogoproto.nullable) = false, of the messages the routes

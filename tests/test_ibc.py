@@ -20,7 +20,7 @@ from chain import bank, crypto
 from chain.state import Context, GasMeter, GasParams, State
 from chain.store import Branch
 from chain.tx import pack_any
-from ibc import ics23, transfer
+from ibc import channel as channels, ics23, transfer
 from tests.helpers import CHAIN_ID, GENESIS_TIME, Chain, events
 
 OTHER_CHAIN = "other-1"
@@ -168,7 +168,7 @@ def test_ics20_encodings_are_ibc_gos():
     odd = transfer.parse_denom_trace("transfer/channel-1/gamm/pool/1")
     assert (odd.path, odd.base_denom) == ("transfer/channel-1", "gamm/pool/1")
     assert transfer.decode_packet_data(transfer.encode_packet_data(data)) == data
-    assert transfer.compute_error_ack(transfer.InvalidAmountError("x")) == \
+    assert channels.compute_error_ack(transfer.InvalidAmountError("x")) == \
         b'{"error":"ABCI code: 5: error handling packet: see events for details"}'
     assert transfer.compute_escrow_address("transfer", "channel-0") == hashlib.sha256(
         b"ics20-1\x00transfer/channel-0").digest()[:20]
@@ -243,7 +243,7 @@ def test_an_error_ack_or_a_timeout_refunds_the_escrow_and_a_success_keeps_it(cha
         if outcome == "timeout":
             transfer.on_timeout_packet(state, ctx, sent, "relayer")
         else:
-            ack = b'{"result":"AQ=="}' if outcome == "success" else transfer.compute_error_ack(transfer.InvalidAmountError(""))
+            ack = b'{"result":"AQ=="}' if outcome == "success" else channels.compute_error_ack(transfer.InvalidAmountError(""))
             transfer.on_acknowledgement_packet(state, ctx, sent, ack, "relayer")
     assert bank.get_balance(branch, escrow, "ujoule") == 300 == transfer.get_total_escrow(branch, "ujoule")
     assert bank.get_balance(branch, alice.address, "ujoule") == start - 300

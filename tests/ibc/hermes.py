@@ -4,19 +4,21 @@ running its commands (the binary `make tools-ibc` builds)."""
 import json
 import os
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import json_format
 
 from ibc import ics23
-from tests.helpers import MAXWELL
+from tests.helpers import MAXWELL, compute_free_port, init_funded_home, invoke, start_dev_chain, stop_dev_chain
 
 REPO = Path(__file__).resolve().parents[2]
 HERMES_VERSION = "1.11.0"
 HERMES = REPO / ".tools" / f"hermes-{HERMES_VERSION}" / "bin" / "hermes"
 COMMAND_TIMEOUT_S = 240
 GAS_PRICE = "0.025"
+RELAYER_FUNDS = 10**11
 
 
 @dataclass
@@ -142,3 +144,31 @@ def create_relayer_key(home: Path) -> tuple[str, str]:
                            "-o", "json"], capture_output=True, text=True, check=True)
     record = json.loads(made.stdout)
     return record["address"], record["mnemonic"]
+
+
+@contextmanager
+def relay_dev_chain_and(directory: Path, maxwell_id: str, make_peer, peer_id: str, kind: str):
+    """A maxwell dev chain (alice and a relayer key funded in genesis) and a Cosmos SDK chain made by
+    `make_peer(home, chain_id, relayer_mnemonic)` (tests.ibc.simd), running, with Hermes holding the
+    relayer's key on both: (hermes, the maxwell Chain, the peer, the relayer's maxwell address)."""
+    home = directory / maxwell_id
+    home.mkdir()
+    init_funded_home(home, chain_id=maxwell_id)
+    relayer, mnemonic = create_relayer_key(home)
+    assert invoke("genesis", "add-account", "relayer", f"{RELAYER_FUNDS}ujoule", "--keyring-backend", "test",
+                  "--home", home).exit_code == 0
+    (directory / peer_id).mkdir()
+    peer = make_peer(directory / peer_id, peer_id, mnemonic)
+    grpc = f"127.0.0.1:{compute_free_port()}"
+    process, url = start_dev_chain(home, "300ms", grpc)
+    try:
+        peer.start()
+        maxwell = Chain(maxwell_id, url, f"http://{grpc}", home)
+        counterparty = Chain(peer_id, peer.rpc, f"http://127.0.0.1:{peer.grpc_port}", peer.home, kind=kind)
+        hermes = Hermes(directory, [maxwell, counterparty])
+        hermes.add_key(maxwell_id, mnemonic)
+        hermes.add_key(peer_id, mnemonic)
+        yield hermes, maxwell, peer, relayer
+    finally:
+        peer.stop()
+        stop_dev_chain(process)

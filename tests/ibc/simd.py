@@ -108,6 +108,24 @@ class Simd:
         answer = json.loads(self.run("query", "bank", "balance", address, denom, "--node", self.rpc, "-o", "json"))
         return int(answer["balance"]["amount"])
 
+    def tx(self, *args: str) -> dict:
+        """A tx from the relayer key, waited for: its result."""
+        sent = json.loads(self.run("tx", *args, "--from", "relayer", "--keyring-backend", "test", "--chain-id",
+                                   self.chain_id, "--node", self.rpc, "--gas", "auto", "--gas-adjustment", "1.5",
+                                   "--fees", f"20000{self.denom}", "--yes", "-o", "json"))
+        assert sent["code"] == 0, sent
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                found = json.loads(self.run("query", "tx", sent["txhash"], "--node", self.rpc, "-o", "json"))
+                assert found["code"] == 0, found
+                return found
+            except AssertionError as error:
+                if "not found" not in str(error):
+                    raise
+            time.sleep(0.5)
+        raise AssertionError(f"tx {sent['txhash']} not included")
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -132,21 +150,3 @@ class Osmosis(Simd):
             genesis["app_state"][module]["params"]["pool_creation_fee"] = [
                 {"denom": OSMO, "amount": self.POOL_CREATION_FEE}]
         path.write_text(json.dumps(genesis))
-
-    def tx(self, *args: str) -> dict:
-        """A tx from the relayer key, waited for: its result."""
-        sent = json.loads(self.run("tx", *args, "--from", "relayer", "--keyring-backend", "test", "--chain-id",
-                                   self.chain_id, "--node", self.rpc, "--gas", "auto", "--gas-adjustment", "1.5",
-                                   "--fees", f"20000{OSMO}", "--yes", "-o", "json"))
-        assert sent["code"] == 0, sent
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                found = json.loads(self.run("query", "tx", sent["txhash"], "--node", self.rpc, "-o", "json"))
-                assert found["code"] == 0, found
-                return found
-            except AssertionError as error:
-                if "not found" not in str(error):
-                    raise
-            time.sleep(0.5)
-        raise AssertionError(f"tx {sent['txhash']} not included")

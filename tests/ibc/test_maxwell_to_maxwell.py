@@ -25,10 +25,9 @@ from tests import cometbft_json
 
 from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, \
     stop_dev_chain
-from tests.ibc.hermes import HERMES, Chain, Hermes, create_relayer_key
+from tests.ibc.hermes import HERMES, RELAYER_FUNDS, Chain, Hermes, create_relayer_key
 
 CHAIN_IDS = ("maxwell-a-1", "maxwell-b-1")
-RELAYER_FUNDS = 10**11
 FEE = 5000  # the CLI's default: 200,000 gas at the chain's 0.025ujoule
 
 

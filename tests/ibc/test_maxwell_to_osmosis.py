@@ -7,40 +7,18 @@ import time
 
 import pytest
 
-from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, stop_dev_chain
-from tests.ibc.hermes import Chain, Hermes, create_relayer_key
+from tests.ibc.hermes import relay_dev_chain_and
 from tests.ibc.simd import OSMO, Osmosis
 
 MAXWELL_ID, OSMOSIS_ID = "maxwell-o-1", "osmosis-test-1"
-RELAYER_FUNDS = 10**11
 POOL_JOULE, POOL_OSMO = 1_000_000, 5_000_000
 
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ibc-osmosis")
-    home = directory / MAXWELL_ID
-    home.mkdir()
-    init_funded_home(home, chain_id=MAXWELL_ID)
-    relayer, mnemonic = create_relayer_key(home)
-    assert invoke("genesis", "add-account", "relayer", f"{RELAYER_FUNDS}ujoule", "--keyring-backend", "test",
-                  "--home", home).exit_code == 0
-    (directory / OSMOSIS_ID).mkdir()
-    osmosis = Osmosis(directory / OSMOSIS_ID, OSMOSIS_ID, mnemonic)
-    grpc = f"127.0.0.1:{compute_free_port()}"
-    process, url = start_dev_chain(home, "300ms", grpc)
-    try:
-        osmosis.start()
-        maxwell = Chain(MAXWELL_ID, url, f"http://{grpc}", home)
-        counterparty = Chain(OSMOSIS_ID, osmosis.rpc, f"http://127.0.0.1:{osmosis.grpc_port}", osmosis.home,
-                             kind="osmosis")
-        hermes = Hermes(directory, [maxwell, counterparty])
-        hermes.add_key(MAXWELL_ID, mnemonic)
-        hermes.add_key(OSMOSIS_ID, mnemonic)
+    with relay_dev_chain_and(tmp_path_factory.mktemp("ibc-osmosis"), MAXWELL_ID, Osmosis, OSMOSIS_ID,
+                             "osmosis") as (hermes, _, osmosis, relayer):
         yield hermes, osmosis, relayer
-    finally:
-        osmosis.stop()
-        stop_dev_chain(process)
 
 
 def test_joule_on_osmosis_makes_a_pool_with_osmo_and_swaps(network):

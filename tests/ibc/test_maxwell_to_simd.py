@@ -8,12 +8,11 @@ import time
 
 import pytest
 
-from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, stop_dev_chain
-from tests.ibc.hermes import Chain, Hermes, create_relayer_key
+from tests.helpers import invoke
+from tests.ibc.hermes import Chain, Hermes, relay_dev_chain_and
 from tests.ibc.simd import STAKE, Simd
 
 MAXWELL_ID, SIMD_ID = "maxwell-m-1", "simd-1"
-RELAYER_FUNDS = 10**11
 
 
 def compute_voucher(channel: str, denom: str) -> str:
@@ -28,28 +27,8 @@ def get_balance(chain: Chain, address: str, denom: str) -> int:
 
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ibc-simd")
-    home = directory / MAXWELL_ID
-    home.mkdir()
-    init_funded_home(home, chain_id=MAXWELL_ID)
-    relayer, mnemonic = create_relayer_key(home)
-    assert invoke("genesis", "add-account", "relayer", f"{RELAYER_FUNDS}ujoule", "--keyring-backend", "test",
-                  "--home", home).exit_code == 0
-    (directory / SIMD_ID).mkdir()
-    simd = Simd(directory / SIMD_ID, SIMD_ID, mnemonic)
-    grpc = f"127.0.0.1:{compute_free_port()}"
-    process, url = start_dev_chain(home, "300ms", grpc)
-    try:
-        simd.start()
-        maxwell = Chain(MAXWELL_ID, url, f"http://{grpc}", home)
-        counterparty = Chain(SIMD_ID, simd.rpc, f"http://127.0.0.1:{simd.grpc_port}", simd.home, kind="simd")
-        hermes = Hermes(directory, [maxwell, counterparty])
-        hermes.add_key(MAXWELL_ID, mnemonic)
-        hermes.add_key(SIMD_ID, mnemonic)
-        yield hermes, maxwell, simd, relayer
-    finally:
-        simd.stop()
-        stop_dev_chain(process)
+    with relay_dev_chain_and(tmp_path_factory.mktemp("ibc-simd"), MAXWELL_ID, Simd, SIMD_ID, "simd") as network:
+        yield network
 
 
 def get_escrow(chain: Chain) -> str:

@@ -1,0 +1,166 @@
+"""An interchain account on simd v8.8.0 controlled from maxwell (ICS-27) over an ORDERED channel, relayed
+by Hermes: the handshake maxwell starts and simd's host finishes, txs that simd runs for a maxwell
+account, an error acknowledgement in order, a timeout that closes the channel, the close confirmed on
+simd, a packet timed out on the closed channel (MsgTimeoutOnClose), and the account reopened."""
+
+import hashlib
+import json
+import time
+
+import pytest
+
+from chain import crypto
+from tests.helpers import ALICE, invoke
+from tests.ibc.hermes import relay_dev_chain_and
+from tests.ibc.simd import STAKE, Simd
+
+MAXWELL_ID, SIMD_ID = "maxwell-a-1", "simd-3"
+PORT = f"icacontroller-{ALICE}"
+HOST_PORT = "icahost"
+FUNDS = 1_000_000
+RECIPIENT = crypto.encode_address(hashlib.sha256(b"ica recipient").digest()[:20], "cosmos")
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    with relay_dev_chain_and(tmp_path_factory.mktemp("ibc-ica"), MAXWELL_ID, Simd, SIMD_ID, "simd") as network:
+        hermes = network[0]
+        hermes.run("create", "connection", "--a-chain", MAXWELL_ID, "--b-chain", SIMD_ID)
+        yield network
+
+
+def ica_tx(maxwell, *args: str) -> dict:
+    result = invoke("tx", "ica", "controller", *args, "--keyring-backend", "test", "--home", maxwell.home,
+                    "--node", maxwell.rpc, "--yes", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def get_channel(maxwell, channel_id: str) -> dict:
+    result = invoke("query", "ibc", "channels", "--node", maxwell.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return next(c for c in json.loads(result.stdout) if c["port_id"] == PORT and c["channel_id"] == channel_id)
+
+
+def get_simd_channel(simd, channel_id: str) -> dict:
+    return json.loads(simd.run("query", "ibc", "channel", "end", HOST_PORT, channel_id, "--node", simd.rpc,
+                               "-o", "json"))["channel"]
+
+
+def get_account(maxwell) -> str:
+    result = invoke("query", "ica", "controller", "interchain-account", ALICE, "connection-0", "--node", maxwell.rpc,
+                    "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)["address"]
+
+
+def open_account(hermes, maxwell, channel_id: str) -> None:
+    """alice registers on an ORDERED channel; Hermes carries the handshake to simd's host and back."""
+    registered = ica_tx(maxwell, "register", "alice", "connection-0", "--ordering", "ORDER_ORDERED")
+    assert (registered["port_id"], registered["channel_id"]) == (PORT, channel_id)
+    ends = ("--dst-connection", "connection-0")
+    hermes.run("tx", "chan-open-try", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, *ends, "--dst-port",
+               HOST_PORT, "--src-port", PORT, "--src-channel", channel_id)
+    hermes.run("tx", "chan-open-ack", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, *ends, "--dst-port", PORT,
+               "--src-port", HOST_PORT, "--dst-channel", channel_id, "--src-channel", channel_id)
+    hermes.run("tx", "chan-open-confirm", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, *ends, "--dst-port",
+               HOST_PORT, "--src-port", PORT, "--dst-channel", channel_id, "--src-channel", channel_id)
+
+
+def write_send(simd, account: str, amount: int, name: str) -> str:
+    """Packet data for a bank send from the account, as simd's own CLI makes it: a file for send-tx."""
+    message = {"@type": "/cosmos.bank.v1beta1.MsgSend", "from_address": account, "to_address": RECIPIENT,
+               "amount": [{"denom": STAKE, "amount": str(amount)}]}
+    path = simd.home / f"{name}.json"
+    path.write_text(simd.run("tx", "interchain-accounts", "host", "generate-packet-data", json.dumps(message),
+                             "--encoding", "proto3"))
+    return str(path)
+
+
+def relay(hermes, channel_id: str, sequence: int) -> None:
+    hermes.run("tx", "packet-recv", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, "--src-port", PORT,
+               "--src-channel", channel_id, "--packet-sequences", str(sequence))
+
+
+def get_commitments(hermes, channel_id: str) -> list[int]:
+    return hermes.run("query", "packet", "commitments", "--chain", MAXWELL_ID, "--port", PORT, "--channel",
+                      channel_id)["result"]["seqs"]
+
+
+def get_messages_of(maxwell, events: str) -> list[str]:
+    """The message types of the txs on maxwell whose events match."""
+    result = invoke("query", "txs", "--events", events, "--node", maxwell.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return [message for tx in json.loads(result.stdout)["txs"] for message in tx["messages"]]
+
+
+def test_simd_hosts_an_account_that_maxwell_controls_over_an_ordered_channel(network):
+    hermes, maxwell, simd, _ = network
+    open_account(hermes, maxwell, "channel-0")
+    assert get_channel(maxwell, "channel-0")["ordering"] == "ORDER_ORDERED"
+    assert get_channel(maxwell, "channel-0")["state"] == "STATE_OPEN"
+    account = get_account(maxwell)
+    assert account.startswith("cosmos1")
+    simd.tx("bank", "send", "relayer", account, f"{FUNDS}{STAKE}")
+
+    assert ica_tx(maxwell, "send-tx", "alice", "connection-0", write_send(simd, account, 1234, "send"))["sequence"] == "1"
+    hermes.run("clear", "packets", "--chain", MAXWELL_ID, "--port", PORT, "--channel", "channel-0")
+    assert simd.get_balance(RECIPIENT, STAKE) == 1234
+    assert simd.get_balance(account, STAKE) == FUNDS - 1234
+    assert get_commitments(hermes, "channel-0") == []
+
+    # more than the account holds: simd acknowledges with an error, in order, and the channel stays open
+    ica_tx(maxwell, "send-tx", "alice", "connection-0", write_send(simd, account, 10 * FUNDS, "too-much"))
+    hermes.run("clear", "packets", "--chain", MAXWELL_ID, "--port", PORT, "--channel", "channel-0")
+    assert simd.get_balance(RECIPIENT, STAKE) == 1234
+    assert get_commitments(hermes, "channel-0") == []
+    assert get_channel(maxwell, "channel-0")["state"] == "STATE_OPEN"
+
+
+def test_the_account_refuses_a_user_close(network):
+    hermes, maxwell, simd, _ = network
+    refused = hermes.run("tx", "chan-close-init", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID,
+                         "--dst-connection", "connection-0", "--dst-port", PORT, "--src-port", HOST_PORT,
+                         "--dst-channel", "channel-0", "--src-channel", "channel-0", check=False)
+    assert refused.get("status") != "success"
+    assert "user cannot close channel" in json.dumps(refused), refused
+    assert get_channel(maxwell, "channel-0")["state"] == "STATE_OPEN"
+
+
+def test_a_timeout_closes_the_ordered_channel_and_a_packet_behind_it_times_out_on_close(network):
+    hermes, maxwell, simd, _ = network
+    account = get_account(maxwell)
+    late = ica_tx(maxwell, "send-tx", "alice", "connection-0", write_send(simd, account, 5, "late"),
+                  "--relative-packet-timeout", str(2 * 10**9))["sequence"]
+    behind = ica_tx(maxwell, "send-tx", "alice", "connection-0", write_send(simd, account, 7, "behind"))["sequence"]
+    assert (late, behind) == ("3", "4")
+    time.sleep(4)
+    relay(hermes, "channel-0", 3)  # MsgTimeout on maxwell: an ORDERED channel closes
+    assert get_channel(maxwell, "channel-0")["state"] == "STATE_CLOSED"
+    assert get_commitments(hermes, "channel-0") == [4]
+    closed_by = "timeout_packet.packet_sequence='3' AND channel_closed.packet_channel_ordering='ORDER_ORDERED'"
+    assert "/ibc.core.channel.v1.MsgTimeout" in get_messages_of(maxwell, closed_by)
+    assert get_simd_channel(simd, "channel-0")["state"] == "STATE_OPEN"
+
+    hermes.run("tx", "chan-close-confirm", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, "--dst-connection",
+               "connection-0", "--dst-port", HOST_PORT, "--src-port", PORT, "--dst-channel", "channel-0",
+               "--src-channel", "channel-0")
+    assert get_simd_channel(simd, "channel-0")["state"] == "STATE_CLOSED"
+
+    relay(hermes, "channel-0", 4)  # simd's end is closed: MsgTimeoutOnClose on maxwell
+    assert get_commitments(hermes, "channel-0") == []
+    assert "/ibc.core.channel.v1.MsgTimeoutOnClose" in get_messages_of(maxwell, "timeout_packet.packet_sequence='4'")
+    assert simd.get_balance(RECIPIENT, STAKE) == 1234, "a timed-out packet ran on simd"
+    refused = invoke("tx", "ica", "controller", "send-tx", "alice", "connection-0", write_send(simd, account, 1, "x"),
+                     "--keyring-backend", "test", "--home", maxwell.home, "--node", maxwell.rpc, "--yes")
+    assert refused.exit_code == 1 and "failed to retrieve active channel" in refused.stderr, refused.stderr
+
+
+def test_registering_again_reopens_the_same_account(network):
+    hermes, maxwell, simd, _ = network
+    account = get_account(maxwell)
+    open_account(hermes, maxwell, "channel-1")
+    assert get_account(maxwell) == account
+    ica_tx(maxwell, "send-tx", "alice", "connection-0", write_send(simd, account, 100, "again"))
+    hermes.run("clear", "packets", "--chain", MAXWELL_ID, "--port", PORT, "--channel", "channel-1")
+    assert simd.get_balance(RECIPIENT, STAKE) == 1334
