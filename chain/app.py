@@ -36,13 +36,13 @@ from chain.proto.tendermint.crypto import proof_pb2
 from chain.state import Budget, Context, GasMeter, GasParams, State, write_events
 from chain.store import Branch, Store, StoreError
 from chain.tx import DecodedTx, MAX_GAS_LIMIT, compute_gas_cost, decode_tx, pack_any
-from ibc import core as ibc, ica_controller, transfer
+from ibc import core as ibc, ica_controller, ica_host, transfer
 
 APP_NAME = "maxwell"
 APP_VERSION = 1
 SOFTWARE_VERSION = "0.1.0"
 
-MODULES = (auth, bank, staking, slashing, heat, market, process, inference, ibc, transfer, ica_controller)
+MODULES = (auth, bank, staking, slashing, heat, market, process, inference, ibc, transfer, ica_controller, ica_host)
 
 STORES = tuple(module.STORE for module in MODULES)
 HANDLERS = {url: handler for module in MODULES for url, handler in getattr(module, "MESSAGES", {}).items()}
@@ -51,6 +51,7 @@ QUERIES = {path: route for module in MODULES for path, route in getattr(module, 
 QUERY_STORE = {path: module.STORE for module in MODULES for path in getattr(module, "QUERIES", {})}
 QUERY_PATHS = {request_class: path for path, (request_class, _) in QUERIES.items()}
 GENESIS = tuple((module.STORE, module.init_chain, module.export_genesis) for module in MODULES)
+ica_host.bind_router(HANDLERS, MODULE_OF)
 BEGIN_BLOCK = tuple((module.STORE, module.begin_block) for module in MODULES if hasattr(module, "begin_block"))
 END_BLOCK = tuple((module.STORE, module.end_block) for module in MODULES if hasattr(module, "end_block"))
 
@@ -239,13 +240,14 @@ class App:
         hooks = self.context(request.height, time_ns, txs=tuple(request.txs), budget=budget,
                              votes=tuple(request.decided_last_commit.votes), misbehavior=tuple(request.misbehavior),
                              proposer_address=request.proposer_address,
-                             next_validators_hash=request.next_validators_hash)
+                             next_validators_hash=request.next_validators_hash, block_hash=request.hash)
         run_hooks(BEGIN_BLOCK, self, block, hooks)
         for index, tx in enumerate(request.txs):
             result = response.tx_results.add()
             if index == 0 and heat.is_heat_tx(tx):
                 continue  # its readings were applied by heat's begin_block; its events are the block's
-            self.execute_tx(block, self.context(request.height, time_ns, budget=budget), tx, result)
+            self.execute_tx(block, self.context(request.height, time_ns, budget=budget, block_hash=request.hash), tx,
+                            result)
         run_hooks(END_BLOCK, self, block, hooks)
         response.validator_updates.extend(hooks.validator_updates)
         self.validators_changed = bool(hooks.validator_updates)

@@ -114,7 +114,7 @@ class Context:
     `verifier` is the node's proof verifier (chain.inference.ProofVerifier), None where it runs none;
     `budget` is shared by the txs of one block. For the block hooks: `votes` are the decided last
     commit's (abci.VoteInfo), `misbehavior` the evidence CometBFT reports (abci.Misbehavior),
-    `proposer_address` and `next_validators_hash` the header's; end_block hooks put the validator set's
+    `proposer_address` and `next_validators_hash` the header's, `block_hash` the block's (b"" in CheckTx); end_block hooks put the validator set's
     changes (abci.ValidatorUpdate) in `validator_updates`, which FinalizeBlock returns.
     """
 
@@ -130,6 +130,7 @@ class Context:
     misbehavior: tuple = ()
     proposer_address: bytes = b""
     next_validators_hash: bytes = b""
+    block_hash: bytes = b""
     validator_updates: list = field(default_factory=list)
 
     def emit(self, kind: str, *attributes: tuple[str, str]) -> None:

@@ -9,7 +9,7 @@ import base64
 
 from chain.errors import GenesisError
 from chain.state import public
-from ibc import channel, client, connection, ica_controller, transfer
+from ibc import channel, client, connection, ica_controller, ica_host, transfer
 from ibc.state import STORE, decode_key, state_key
 
 MODULES = (client, connection, channel)
@@ -19,6 +19,7 @@ QUERIES = {path: route for module in MODULES for path, route in module.QUERIES.i
 
 channel.bind_port(transfer.PORT_ID, transfer)
 channel.bind_port_prefix(ica_controller.PORT_PREFIX, ica_controller)
+channel.bind_port(ica_host.PORT_ID, ica_host)
 
 
 def init_chain(state, section: dict, ctx) -> None:

@@ -10,35 +10,22 @@ ORDERED channel a timeout closes the channel; registering again reopens the acco
 with the same address, as the host keeps it.
 """
 
-import base64
-import json
-
-from google.protobuf import json_format
-
 from chain import bank, crypto
 from chain.errors import GenesisError, InvalidAddressError, NotFoundError, TxError
 from chain.proto.ibc.applications.interchain_accounts.controller.v1 import controller_pb2, query_pb2, tx_pb2
-from chain.proto.ibc.applications.interchain_accounts.v1 import metadata_pb2, packet_pb2
 from chain.proto.ibc.core.channel.v1 import channel_pb2, tx_pb2 as channel_tx_pb2
 from chain.state import (
     MessageHandler, decode_key as decode_key_of, encode_key, get_message, iterate_prefix, public, set_message,
 )
 from chain.tx import compute_type_url, parse_address
-from ibc import channel as channels, connection as connections, host
+from ibc import channel as channels, connection as connections, host, ica
 from ibc.errors import InvalidIbcRequestError
 
 STORE = "icacontroller"
-CODESPACE = "interchainaccounts"
-CONTROLLER_CODESPACE = "icacontroller"
-PORT_PREFIX = "icacontroller-"
-HOST_PORT_ID = "icahost"
-VERSION = "ics27-1"
-ENCODINGS = ("proto3", "proto3json")
-TX_TYPE = "sdk_multi_msg"
+CODESPACE = ica.CODESPACE
+PORT_PREFIX = ica.PORT_PREFIX
 MODULE_ADDRESS = crypto.encode_address(bank.compute_module_address("interchainaccounts"))
 MAX_OWNER_LENGTH = 2048
-MAX_MEMO_LENGTH = 32768
-MAX_ADDRESS_LENGTH = 128
 UINT64 = 2**64
 
 ACTIVE_CHANNEL = 0x01
@@ -48,56 +35,8 @@ PARAMS = 0x04
 KEYS = {ACTIVE_CHANNEL: (str, str), ACCOUNT: (str, str), PORT: (str,), PARAMS: ()}
 
 
-class InterchainAccountsError(TxError):
-    codespace = CODESPACE
-
-
-class UnknownDataTypeError(InterchainAccountsError):
-    code = 2
-
-
-class InvalidChannelFlowError(InterchainAccountsError):
-    code = 5
-
-
-class InvalidOutgoingDataError(InterchainAccountsError):
-    code = 6
-
-
-class ActiveChannelAlreadySetError(InterchainAccountsError):
-    code = 10
-
-
-class ActiveChannelNotFoundError(InterchainAccountsError):
-    code = 11
-
-
-class InvalidVersionError(InterchainAccountsError):
-    code = 12
-
-
-class InvalidAccountAddressError(InterchainAccountsError):
-    code = 13
-
-
-class InvalidControllerPortError(InterchainAccountsError):
-    code = 15
-
-
-class InvalidHostPortError(InterchainAccountsError):
-    code = 16
-
-
-class InvalidTimeoutTimestampError(InterchainAccountsError):
-    code = 17
-
-
-class InvalidCodecError(InterchainAccountsError):
-    code = 18
-
-
 class ControllerDisabledError(TxError):
-    codespace = CONTROLLER_CODESPACE
+    codespace = STORE
     code = 2
 
 
@@ -107,65 +46,6 @@ def state_key(kind: int, *parts) -> bytes:
 
 def decode_key(key: bytes) -> tuple:
     return decode_key_of(key, KEYS)
-
-
-# --- ports, metadata ---------------------------------------------------------------------------------
-
-def compute_port_id(owner: str) -> str:
-    if not owner.strip():
-        raise InvalidAccountAddressError("owner address cannot be empty")
-    return PORT_PREFIX + owner
-
-
-def compute_default_metadata(controller_connection_id: str, host_connection_id: str) -> metadata_pb2.Metadata:
-    return metadata_pb2.Metadata(version=VERSION, controller_connection_id=controller_connection_id,
-                                 host_connection_id=host_connection_id, encoding=ENCODINGS[0], tx_type=TX_TYPE)
-
-
-def encode_metadata(metadata: metadata_pb2.Metadata) -> str:
-    """The channel version: the metadata in proto3 JSON, every field, in field order (as ibc-go writes it)."""
-    document = json_format.MessageToDict(metadata, preserving_proto_field_name=True,
-                                         always_print_fields_with_no_presence=True)
-    return json.dumps(document, separators=(",", ":"))
-
-
-def parse_metadata(version: str) -> metadata_pb2.Metadata:
-    try:
-        return json_format.Parse(version, metadata_pb2.Metadata())
-    except json_format.ParseError:
-        raise UnknownDataTypeError("cannot unmarshal ICS-27 interchain accounts metadata") from None
-
-
-def is_valid_account_address(address: str) -> bool:
-    return address.isascii() and address.isalnum() and len(address) <= MAX_ADDRESS_LENGTH
-
-
-def check_metadata(state, connection_id: str, metadata: metadata_pb2.Metadata) -> None:
-    """ibc-go ValidateControllerMetadata, for a channel on `connection_id` here."""
-    if metadata.encoding not in ENCODINGS:
-        raise InvalidCodecError(f"unsupported encoding format {metadata.encoding}")
-    if metadata.tx_type != TX_TYPE:
-        raise UnknownDataTypeError(f"unsupported transaction type {metadata.tx_type}")
-    connection = connections.get_existing_connection(state, connection_id)
-    for expected, got in ((connection_id, metadata.controller_connection_id),
-                          (connection.counterparty.connection_id, metadata.host_connection_id)):
-        if got != expected:
-            raise connections.InvalidConnectionError(f"expected {expected}, got {got}")
-    if metadata.address and not is_valid_account_address(metadata.address):
-        raise InvalidAccountAddressError(f"address must contain strictly alphanumeric characters, not exceeding "
-                                         f"{MAX_ADDRESS_LENGTH} characters in length")
-    if metadata.version != VERSION:
-        raise InvalidVersionError(f"expected {VERSION}, got {metadata.version}")
-
-
-def is_same_account_metadata(previous_version: str, metadata: metadata_pb2.Metadata) -> bool:
-    """Whether a reopening asks for what the closed channel had (everything but the address)."""
-    try:
-        previous = parse_metadata(previous_version)
-    except UnknownDataTypeError:
-        return False
-    return all(getattr(previous, name) == getattr(metadata, name)
-               for name in ("version", "controller_connection_id", "host_connection_id", "encoding", "tx_type"))
 
 
 # --- store ---------------------------------------------------------------------------------------
@@ -226,54 +106,39 @@ def check_stateless_register(msg: tx_pb2.MsgRegisterInterchainAccount) -> None:
 
 def check_and_execute_register(state, ctx, msg: tx_pb2.MsgRegisterInterchainAccount
                                ) -> tx_pb2.MsgRegisterInterchainAccountResponse:
-    port_id = compute_port_id(msg.owner)
+    port_id = ica.compute_port_id(msg.owner)
     active = get_open_active_channel_id(state, msg.connection_id, port_id)
     if active is not None:
-        raise ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id} on connection "
+        raise ica.ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id} on connection "
                                            f"{msg.connection_id}")
     state.set(state_key(PORT, port_id), b"\x01")
     ordering = msg.ordering or channels.UNORDERED
     opened = channels.process_open_init(state, ctx, channel_tx_pb2.MsgChannelOpenInit(
         port_id=port_id, signer=MODULE_ADDRESS,
-        channel=channel_pb2.Channel(state=channels.INIT, ordering=ordering, counterparty={"port_id": HOST_PORT_ID},
+        channel=channel_pb2.Channel(state=channels.INIT, ordering=ordering, counterparty={"port_id": ica.HOST_PORT_ID},
                                     connection_hops=[msg.connection_id], version=msg.version)))
     return tx_pb2.MsgRegisterInterchainAccountResponse(channel_id=opened.channel_id, port_id=port_id)
 
 
 def check_stateless_send_tx(msg: tx_pb2.MsgSendTx) -> None:
     check_owner_and_connection(msg)
-    check_packet_data(msg.packet_data)
+    ica.check_packet_data(msg.packet_data)
     if msg.relative_timeout == 0:
         raise InvalidIbcRequestError("relative timeout cannot be zero")
 
 
-def check_packet_data(data: packet_pb2.InterchainAccountPacketData) -> None:
-    if data.type == packet_pb2.TYPE_UNSPECIFIED:
-        raise InvalidOutgoingDataError("packet data type cannot be unspecified")
-    if not data.data:
-        raise InvalidOutgoingDataError("packet data cannot be empty")
-    if len(data.memo) > MAX_MEMO_LENGTH:
-        raise InvalidOutgoingDataError(f"packet data memo cannot be greater than {MAX_MEMO_LENGTH} characters")
-
-
-def encode_packet_data(data: packet_pb2.InterchainAccountPacketData) -> bytes:
-    """ibc-go GetBytes: proto3 JSON with every field, keys sorted."""
-    return channels.encode_go_json({"type": packet_pb2.Type.Name(data.type),
-                                    "data": base64.b64encode(data.data).decode(), "memo": data.memo})
-
-
 def check_and_execute_send_tx(state, ctx, msg: tx_pb2.MsgSendTx) -> tx_pb2.MsgSendTxResponse:
-    port_id = compute_port_id(msg.owner)
+    port_id = ica.compute_port_id(msg.owner)
     timeout = (ctx.time_ns + msg.relative_timeout) % UINT64  # Go's uint64 sum: an overflow lands in the past
     check_enabled(state)
     channel_id = get_open_active_channel_id(state, msg.connection_id, port_id)
     if channel_id is None:
-        raise ActiveChannelNotFoundError(f"failed to retrieve active channel on connection {msg.connection_id} for "
+        raise ica.ActiveChannelNotFoundError(f"failed to retrieve active channel on connection {msg.connection_id} for "
                                          f"port {port_id}")
     if ctx.time_ns >= timeout:
-        raise InvalidTimeoutTimestampError("timeout timestamp must be in the future")
+        raise ica.InvalidTimeoutTimestampError("timeout timestamp must be in the future")
     sequence = channels.process_send_packet(state, ctx, port_id, channel_id, None, timeout,
-                                            encode_packet_data(msg.packet_data))
+                                            ica.encode_packet_data(msg.packet_data))
     return tx_pb2.MsgSendTxResponse(sequence=sequence)
 
 
@@ -291,59 +156,59 @@ MESSAGES = {
 def on_chan_open_init(state, ctx, ordering: int, connection_hops, port_id: str, channel_id: str, counterparty, version: str) -> str:
     check_enabled(state)
     if not port_id.startswith(PORT_PREFIX):
-        raise InvalidControllerPortError(f"expected {PORT_PREFIX}{{owner-account-address}}, got {port_id}")
-    if counterparty.port_id != HOST_PORT_ID:
-        raise InvalidHostPortError(f"expected {HOST_PORT_ID}, got {counterparty.port_id}")
+        raise ica.InvalidControllerPortError(f"expected {PORT_PREFIX}{{owner-account-address}}, got {port_id}")
+    if counterparty.port_id != ica.HOST_PORT_ID:
+        raise ica.InvalidHostPortError(f"expected {ica.HOST_PORT_ID}, got {counterparty.port_id}")
     connection_id = connection_hops[0]
-    if version.strip():
-        metadata = parse_metadata(version)
-    else:
-        connection = connections.get_existing_connection(state, connection_id)
-        metadata = compute_default_metadata(connection_id, connection.counterparty.connection_id)
-    check_metadata(state, connection_id, metadata)
+    counterparty_connection_id = connections.get_existing_connection(state, connection_id).counterparty.connection_id
+    metadata = (ica.parse_metadata(version) if version.strip()
+                else ica.compute_default_metadata(connection_id, counterparty_connection_id))
+    ica.check_metadata(metadata, connection_id, counterparty_connection_id)
     active = get_active_channel_id(state, connection_id, port_id)
     if active is not None:
         channel = channels.get_existing_channel(state, port_id, active)
         if channel.state != channels.CLOSED:
-            raise ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id} must be "
+            raise ica.ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id} must be "
                                                "STATE_CLOSED")
         if channel.ordering != ordering:
             raise channels.InvalidChannelOrderingError(
                 f"order cannot change when reopening a channel expected {channel_pb2.Order.Name(channel.ordering)}, "
                 f"got {channel_pb2.Order.Name(ordering)}")
-        if not is_same_account_metadata(channel.version, metadata):
-            raise InvalidVersionError("previous active channel metadata does not match provided version")
-    return encode_metadata(metadata)
+        if not ica.is_same_account_metadata(channel.version, metadata):
+            raise ica.InvalidVersionError("previous active channel metadata does not match provided version")
+    return ica.encode_metadata(metadata)
 
 
 @public(STORE)
 def on_chan_open_try(state, ctx, ordering: int, connection_hops, port_id: str, channel_id: str, counterparty,
                      counterparty_version: str) -> str:
-    raise InvalidChannelFlowError("channel handshake must be initiated by controller chain")
+    raise ica.InvalidChannelFlowError("channel handshake must be initiated by controller chain")
 
 
 @public(STORE)
 def on_chan_open_ack(state, ctx, port_id: str, channel_id: str, counterparty_channel_id: str,
                      counterparty_version: str) -> None:
     check_enabled(state)
-    if port_id == HOST_PORT_ID:
-        raise InvalidControllerPortError(f"portID cannot be host chain port ID: {HOST_PORT_ID}")
+    if port_id == ica.HOST_PORT_ID:
+        raise ica.InvalidControllerPortError(f"portID cannot be host chain port ID: {ica.HOST_PORT_ID}")
     if not port_id.startswith(PORT_PREFIX):
-        raise InvalidControllerPortError(f"expected {PORT_PREFIX}{{owner-account-address}}, got {port_id}")
-    metadata = parse_metadata(counterparty_version)
+        raise ica.InvalidControllerPortError(f"expected {PORT_PREFIX}{{owner-account-address}}, got {port_id}")
+    metadata = ica.parse_metadata(counterparty_version)
     active = get_open_active_channel_id(state, metadata.controller_connection_id, port_id)
     if active is not None:
-        raise ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id}")
-    check_metadata(state, get_connection_id(state, port_id, channel_id), metadata)
+        raise ica.ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id}")
+    connection_id = get_connection_id(state, port_id, channel_id)
+    ica.check_metadata(metadata, connection_id,
+                       connections.get_existing_connection(state, connection_id).counterparty.connection_id)
     if not metadata.address.strip():
-        raise InvalidAccountAddressError("interchain account address cannot be empty")
+        raise ica.InvalidAccountAddressError("interchain account address cannot be empty")
     state.set(state_key(ACTIVE_CHANNEL, port_id, metadata.controller_connection_id), channel_id.encode())
     state.set(state_key(ACCOUNT, port_id, metadata.controller_connection_id), metadata.address.encode())
 
 
 @public(STORE)
 def on_chan_open_confirm(state, ctx, port_id: str, channel_id: str) -> None:
-    raise InvalidChannelFlowError("channel handshake must be initiated by controller chain")
+    raise ica.InvalidChannelFlowError("channel handshake must be initiated by controller chain")
 
 
 @public(STORE)
@@ -358,7 +223,7 @@ def on_chan_close_confirm(state, ctx, port_id: str, channel_id: str) -> None:
 
 @public(STORE)
 def on_recv_packet(state, ctx, packet, relayer: str) -> tuple[bytes, bool]:
-    error = InvalidChannelFlowError("cannot receive packet on controller chain")
+    error = ica.InvalidChannelFlowError("cannot receive packet on controller chain")
     ack = channels.compute_error_ack(error)
     ctx.emit("ics27_packet", ("module", CODESPACE), ("controller_channel_id", packet.destination_channel),
              ("success", "false"), ("error", str(error)))
@@ -411,8 +276,8 @@ def export_genesis(state) -> dict:
 def query_interchain_account(state, request: query_pb2.QueryInterchainAccountRequest
                              ) -> query_pb2.QueryInterchainAccountResponse:
     try:
-        port_id = compute_port_id(request.owner)
-    except InvalidAccountAddressError as error:
+        port_id = ica.compute_port_id(request.owner)
+    except ica.InvalidAccountAddressError as error:
         raise InvalidIbcRequestError(f"failed to generate portID from owner address: {error}") from None
     address = get_account_address(state, request.connection_id, port_id)
     if address is None:

@@ -180,6 +180,7 @@ ROUTES = (
      "/ibc.applications.interchain_accounts.controller.v1.Query/InterchainAccount"),
     ("GET", "/ibc/apps/interchain_accounts/controller/v1/params",
      "/ibc.applications.interchain_accounts.controller.v1.Query/Params"),
+    ("GET", "/ibc/apps/interchain_accounts/host/v1/params", "/ibc.applications.interchain_accounts.host.v1.Query/Params"),
 )
 
 # The singular message fields the SDK's protos declare (gogoproto.nullable) = false, of the messages the routes

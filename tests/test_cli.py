@@ -124,7 +124,7 @@ def test_init_writes_a_cometbft_genesis_and_refuses_to_overwrite_it(tmp_path):
         "power": "10", "name": "val0",
     }]
     assert set(genesis["app_state"]) == {"auth", "bank", "staking", "slashing", "heat", "market", "process", "inference",
-                                        "ibc", "transfer"}
+                                        "ibc", "transfer", "icacontroller", "icahost"}
     assert genesis["app_state"]["bank"]["supply"] == []
     assert [m["name"] for m in genesis["app_state"]["inference"]["models"]] == ["digits"]
     assert json.loads(result.stdout)["validator_address"] == key.address.hex().upper()

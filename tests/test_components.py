@@ -15,7 +15,7 @@ from tests.helpers import CHAIN_ID, finalize, make_app_state, send
 
 def test_every_module_exposes_the_component_names():
     assert [module.STORE for module in registry.MODULES] == [
-        "auth", "bank", "staking", "slashing", "heat", "market", "process", "inference", "ibc", "transfer", "icacontroller"]
+        "auth", "bank", "staking", "slashing", "heat", "market", "process", "inference", "ibc", "transfer", "icacontroller", "icahost"]
     for module in registry.MODULES:
         assert callable(module.init_chain) and callable(module.export_genesis) and callable(module.decode_key)
         for url, handler in getattr(module, "MESSAGES", {}).items():

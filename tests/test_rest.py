@@ -32,6 +32,8 @@ from chain.proto.cosmos.staking.v1beta1 import query_pb2 as staking_pb2
 from chain.proto.cosmos.tx.v1beta1 import service_pb2
 from chain.proto.maxwell.inference.v1 import query_pb2 as inference_pb2
 from chain.proto.maxwell.market.v1 import query_pb2 as market_pb2
+from chain.proto.ibc.applications.interchain_accounts.controller.v1 import query_pb2 as controller_q
+from chain.proto.ibc.applications.interchain_accounts.host.v1 import query_pb2 as host_q
 from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_q
 from chain.proto.ibc.core.channel.v1 import query_pb2 as channel_q
 from chain.proto.ibc.core.client.v1 import query_pb2 as client_q
@@ -273,6 +275,10 @@ def compute_ibc_cases() -> list[tuple[str, str, object]]:
         (f"/ibc/apps/transfer/v1/channels/{channel}/ports/transfer/escrow_address",
          transfer_q.QueryEscrowAddressRequest(**ids)),
         ("/ibc/apps/transfer/v1/denoms/ujoule/total_escrow", transfer_q.QueryTotalEscrowForDenomRequest(denom="ujoule")),
+        (f"/ibc/apps/interchain_accounts/controller/v1/owners/{ALICE}/connections/{connection}",
+         controller_q.QueryInterchainAccountRequest(owner=ALICE, connection_id=connection)),
+        ("/ibc/apps/interchain_accounts/controller/v1/params", controller_q.QueryParamsRequest()),
+        ("/ibc/apps/interchain_accounts/host/v1/params", host_q.QueryParamsRequest()),
     ]
     return [(path, registry.QUERY_PATHS[type(request)], request) for path, request in rows]
 
