@@ -110,7 +110,7 @@ def check_and_execute_register(state, ctx, msg: tx_pb2.MsgRegisterInterchainAcco
     active = get_open_active_channel_id(state, msg.connection_id, port_id)
     if active is not None:
         raise ica.ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id} on connection "
-                                           f"{msg.connection_id}")
+                                               f"{msg.connection_id}")
     state.set(state_key(PORT, port_id), b"\x01")
     ordering = msg.ordering or channels.UNORDERED
     opened = channels.process_open_init(state, ctx, channel_tx_pb2.MsgChannelOpenInit(
@@ -134,7 +134,7 @@ def check_and_execute_send_tx(state, ctx, msg: tx_pb2.MsgSendTx) -> tx_pb2.MsgSe
     channel_id = get_open_active_channel_id(state, msg.connection_id, port_id)
     if channel_id is None:
         raise ica.ActiveChannelNotFoundError(f"failed to retrieve active channel on connection {msg.connection_id} for "
-                                         f"port {port_id}")
+                                             f"port {port_id}")
     if ctx.time_ns >= timeout:
         raise ica.InvalidTimeoutTimestampError("timeout timestamp must be in the future")
     sequence = channels.process_send_packet(state, ctx, port_id, channel_id, None, timeout,
@@ -169,7 +169,7 @@ def on_chan_open_init(state, ctx, ordering: int, connection_hops, port_id: str, 
         channel = channels.get_existing_channel(state, port_id, active)
         if channel.state != channels.CLOSED:
             raise ica.ActiveChannelAlreadySetError(f"existing active channel {active} for portID {port_id} must be "
-                                               "STATE_CLOSED")
+                                                   "STATE_CLOSED")
         if channel.ordering != ordering:
             raise channels.InvalidChannelOrderingError(
                 f"order cannot change when reopening a channel expected {channel_pb2.Order.Name(channel.ordering)}, "

@@ -3,10 +3,13 @@ the refusals of packets and transfers that have no channel — each with ibc-go'
 and nothing changed. The relayed flows run against Hermes in tests/ibc."""
 
 import hashlib
+import json
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from chain.proto.ibc.applications.interchain_accounts.controller.v1 import query_pb2 as ica_query, tx_pb2 as ica_tx
+from chain.proto.ibc.applications.interchain_accounts.v1 import packet_pb2 as ica_packet
 from chain.proto.ibc.applications.transfer.v1 import tx_pb2 as transfer_tx
 from chain.proto.ibc.applications.transfer.v2 import packet_pb2
 from chain.proto.cosmos.ics23.v1 import proofs_pb2 as ics23_pb2
@@ -20,7 +23,7 @@ from chain import bank, crypto
 from chain.state import Context, GasMeter, GasParams, State
 from chain.store import Branch
 from chain.tx import pack_any
-from ibc import channel as channels, ics23, transfer
+from ibc import channel as channels, ica_controller, ica_host, ics23, transfer
 from tests.helpers import CHAIN_ID, GENESIS_TIME, Chain, events
 
 OTHER_CHAIN = "other-1"
@@ -396,3 +399,74 @@ def test_a_bad_header_in_msg_update_client_is_refused_and_changes_nothing(chain,
         result, response = chain.run(alice, make_update(signers, 6, now, alice.bech32))
         assert result.code == 0, result.log
         assert events(response, "update_client")[0]["consensus_heights"] == "1-6"
+
+
+# --- ICS-27 controller messages: ibc-go's errors, nothing changed ---------------------------------
+
+def ica_records(chain) -> tuple:
+    return tuple(tuple(chain.app.store.iterate(store)) for store in ("ibc", ica_controller.STORE, ica_host.STORE))
+
+
+def send_tx(owner: str, connection_id: str = "connection-0", **changes) -> ica_tx.MsgSendTx:
+    message = ica_tx.MsgSendTx(owner=owner, connection_id=connection_id, relative_timeout=10**12, packet_data={
+        "type": ica_packet.TYPE_EXECUTE_TX, "data": b"opaque to the controller"})
+    for name, value in changes.items():
+        if name == "type":
+            message.packet_data.type = value
+        else:
+            setattr(message, name, value)
+    return message
+
+
+def test_an_interchain_account_registers_on_a_connection_and_bad_requests_get_ibc_gos_errors(chain, accounts):
+    alice = accounts[0]
+    open_init(chain, alice)
+    port_id = "icacontroller-" + alice.bech32
+    before = ica_records(chain)
+    cases = [
+        (ica_tx.MsgRegisterInterchainAccount(owner=alice.bech32, connection_id="connection-7"), (3, "connection")),
+        (ica_tx.MsgRegisterInterchainAccount(owner=alice.bech32, connection_id="connection-0", version="ics27-1"),
+         (2, "interchainaccounts")),  # a version that is not the Metadata JSON
+        (ica_tx.MsgRegisterInterchainAccount(owner=alice.bech32, connection_id="connection-0",
+                                             ordering=channel_pb2.ORDER_NONE_UNSPECIFIED,
+                                             version='{"version":"ics27-2","controller_connection_id":"connection-0",'
+                                                     '"encoding":"proto3","tx_type":"sdk_multi_msg"}'),
+         (12, "interchainaccounts")),
+        (send_tx(alice.bech32), (11, "interchainaccounts")),  # no channel, so no account yet
+        (send_tx(alice.bech32, relative_timeout=0), (8, "ibc")),
+        (send_tx(alice.bech32, type=ica_packet.TYPE_UNSPECIFIED), (6, "interchainaccounts")),
+        (send_tx(alice.bech32, connection_id="not a connection"), (2, "host")),
+    ]
+    for message, expected in cases:
+        result, _ = chain.run(alice, message)
+        assert (result.code, result.codespace) == expected, (type(message).__name__, result.log)
+    assert ica_records(chain) == before
+
+    result, response = chain.run(alice, ica_tx.MsgRegisterInterchainAccount(owner=alice.bech32,
+                                                                            connection_id="connection-0"))
+    assert result.code == 0, result.log
+    opened = events(response, "channel_open_init")
+    assert [(e["port_id"], e["channel_id"], e["counterparty_port_id"]) for e in opened] == [
+        (port_id, "channel-0", "icahost")]
+    assert json.loads(opened[0]["version"]) == {  # the Metadata JSON the host answers with its address
+        "version": "ics27-1", "controller_connection_id": "connection-0", "host_connection_id": "",
+        "address": "", "encoding": "proto3", "tx_type": "sdk_multi_msg"}
+    response = chain.app.query(abci.RequestQuery(
+        path="/ibc.applications.interchain_accounts.controller.v1.Query/InterchainAccount",
+        data=ica_query.QueryInterchainAccountRequest(owner=alice.bech32, connection_id="connection-0")
+        .SerializeToString()))
+    assert (response.code, response.codespace) == (38, "sdk"), response.log  # not open yet: no address
+    result, _ = chain.run(alice, send_tx(alice.bech32))
+    assert (result.code, result.codespace) == (11, "interchainaccounts"), result.log
+
+
+def test_the_host_refuses_to_open_or_close_a_channel_itself(chain, accounts):
+    alice = accounts[0]
+    open_init(chain, alice)
+    before = ica_records(chain)
+    result, _ = chain.run(alice, channel_tx.MsgChannelOpenInit(port_id="icahost", channel=channel_pb2.Channel(
+        state=channel_pb2.STATE_INIT, ordering=channel_pb2.ORDER_ORDERED,
+        counterparty={"port_id": "icacontroller-" + alice.bech32}, connection_hops=["connection-0"]),
+        signer=alice.bech32))
+    assert (result.code, result.codespace) == (5, "interchainaccounts"), result.log
+    assert ica_records(chain) == before
