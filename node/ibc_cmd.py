@@ -1,6 +1,6 @@
 """CLI of IBC, as simd users know it: `maxwell tx ibc-transfer transfer PORT CHANNEL RECEIVER AMOUNT`,
-`maxwell query ibc client-states|connections|channels|denom-traces|escrow-address`, and the interchain
-accounts controller's `maxwell tx|query interchain-accounts controller …` (alias `ica`).
+`maxwell query ibc client-states|connections|channels|denom-traces|escrow-address`, and interchain
+accounts' `maxwell tx|query interchain-accounts controller|host …` (alias `ica`).
 
 `mount` adds them to node.cli's app (node.main does).
 """
@@ -28,6 +28,13 @@ tx_ica_app = cli.make_typer("Interchain accounts (ICS-27).")
 tx_controller_app = cli.make_typer("Accounts on other chains, controlled from here.")
 query_ica_app = cli.make_typer("Interchain accounts (ICS-27).")
 query_controller_app = cli.make_typer("Accounts on other chains, controlled from here.")
+tx_host_app = cli.make_typer("Accounts here, controlled from other chains.")
+query_host_app = cli.make_typer("Accounts here, controlled from other chains.")
+
+
+class Encoding(str, Enum):
+    proto3 = "proto3"
+    proto3json = "proto3json"
 
 
 class Ordering(str, Enum):
@@ -249,11 +256,48 @@ def query_controller_params(node: Node = DEFAULT_NODE, output: Output = OutputFo
     cli.show(output, {"controller_enabled": reply.params.controller_enabled})
 
 
+@tx_host_app.command("generate-packet-data")
+def tx_ica_generate_packet_data(
+    messages: Annotated[str, typer.Argument(help="A message as JSON with its @type, or a JSON list of them.")],
+    memo: Annotated[str, typer.Option("--memo", help="The packet's memo.")] = "",
+    encoding: Annotated[Encoding, typer.Option("--encoding", help="The channel's encoding.")] = Encoding.proto3,
+):
+    """Print packet data that has this chain run MESSAGES for an interchain account: the file a
+    controller chain's `tx interchain-accounts controller send-tx` takes."""
+    from google.protobuf import json_format
+    from chain import app  # noqa: F401 (every message type, for the @type of each)
+    from chain.proto.ibc.applications.interchain_accounts.v1 import packet_pb2
+    try:
+        parsed = json.loads(messages)
+        cosmos_tx = json_format.ParseDict({"messages": parsed if isinstance(parsed, list) else [parsed]},
+                                          packet_pb2.CosmosTx())
+    except (ValueError, json_format.ParseError) as error:
+        raise CliError(f"invalid messages: {error}") from None
+    def compute_json(message) -> str:  # as the SDK's codec writes it: proto field names, every field
+        return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                                    always_print_fields_with_no_presence=True), separators=(",", ":"))
+
+    data = cosmos_tx.SerializeToString() if encoding == Encoding.proto3 else compute_json(cosmos_tx).encode()
+    typer.echo(compute_json(packet_pb2.InterchainAccountPacketData(type=packet_pb2.TYPE_EXECUTE_TX, data=data,
+                                                                   memo=memo)))
+
+
+@query_host_app.command("params")
+def query_host_params(node: Node = DEFAULT_NODE, output: Output = OutputFormat.text):
+    """Whether this chain hosts interchain accounts, and the messages they may run."""
+    from chain.proto.ibc.applications.interchain_accounts.host.v1 import query_pb2 as host_query_pb2
+    from node.client import Client
+    reply = Client(node).query(host_query_pb2.QueryParamsRequest(), host_query_pb2.QueryParamsResponse)
+    cli.show(output, {"host_enabled": reply.params.host_enabled, "allow_messages": list(reply.params.allow_messages)})
+
+
 def mount() -> None:
     cli.tx_app.add_typer(tx_transfer_app, name="ibc-transfer")
     cli.query_app.add_typer(query_ibc_app, name="ibc")
     tx_ica_app.add_typer(tx_controller_app, name="controller")
     query_ica_app.add_typer(query_controller_app, name="controller")
+    tx_ica_app.add_typer(tx_host_app, name="host")
+    query_ica_app.add_typer(query_host_app, name="host")
     for name in ("interchain-accounts", "ica"):
         cli.tx_app.add_typer(tx_ica_app, name=name, hidden=name == "ica")
         cli.query_app.add_typer(query_ica_app, name=name, hidden=name == "ica")

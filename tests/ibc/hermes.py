@@ -32,6 +32,12 @@ class Chain:
     trusting_period: str = "1days"  # of clients of this chain; below its unbonding time
 
 
+def get_balance(chain: Chain, address: str, denom: str) -> int:
+    result = invoke("query", "balance", address, "--denom", denom, "--node", chain.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return int(json.loads(result.stdout)["amount"])
+
+
 def compute_proof_specs_json() -> str:
     """maxwell's proof specs as Hermes reads them (ics23 ProofSpecs in proto3 JSON): SMT inside the ibc
     store, Tendermint's simple Merkle tree over the stores."""

@@ -1,7 +1,13 @@
-"""An interchain account on simd v8.8.0 controlled from maxwell (ICS-27) over an ORDERED channel, relayed
-by Hermes: the handshake maxwell starts and simd's host finishes, txs that simd runs for a maxwell
-account, an error acknowledgement in order, a timeout that closes the channel, the close confirmed on
-simd, a packet timed out on the closed channel (MsgTimeoutOnClose), and the account reopened."""
+"""Interchain accounts (ICS-27) between maxwell and simd v8.8.0 over ORDERED channels, relayed by Hermes.
+
+maxwell as controller: the handshake maxwell starts and simd's host finishes, txs that simd runs for a
+maxwell account, an error acknowledgement in order, a timeout that closes the channel, the close
+confirmed on simd, a packet timed out on the closed channel (MsgTimeoutOnClose), the account reopened.
+
+maxwell as host: simd's controller opens an account on maxwell, which runs the sends it is sent with
+the packet data maxwell's CLI generates; a message the account did not sign and undecodable data get
+error acknowledgements; a packet out of order is refused; simd's timeout closes the channel, maxwell
+confirms the close, a packet behind it times out on close, and simd reopens the same account."""
 
 import hashlib
 import json
@@ -11,7 +17,7 @@ import pytest
 
 from chain import crypto
 from tests.helpers import ALICE, invoke
-from tests.ibc.hermes import relay_dev_chain_and
+from tests.ibc.hermes import get_balance, relay_dev_chain_and
 from tests.ibc.simd import STAKE, Simd
 
 MAXWELL_ID, SIMD_ID = "maxwell-a-1", "simd-3"
@@ -19,6 +25,7 @@ PORT = f"icacontroller-{ALICE}"
 HOST_PORT = "icahost"
 FUNDS = 1_000_000
 RECIPIENT = crypto.encode_address(hashlib.sha256(b"ica recipient").digest()[:20], "cosmos")
+HOSTED_RECIPIENT = crypto.encode_address(hashlib.sha256(b"hosted ica recipient").digest()[:20])
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +43,18 @@ def ica_tx(maxwell, *args: str) -> dict:
     return json.loads(result.stdout)
 
 
-def get_channel(maxwell, channel_id: str) -> dict:
+def get_channels(maxwell) -> list[dict]:
     result = invoke("query", "ibc", "channels", "--node", maxwell.rpc, "-o", "json")
     assert result.exit_code == 0, result.stderr
-    return next(c for c in json.loads(result.stdout) if c["port_id"] == PORT and c["channel_id"] == channel_id)
+    return json.loads(result.stdout)
 
 
-def get_simd_channel(simd, channel_id: str) -> dict:
-    return json.loads(simd.run("query", "ibc", "channel", "end", HOST_PORT, channel_id, "--node", simd.rpc,
+def get_channel(maxwell, channel_id: str, port_id: str = PORT) -> dict:
+    return next(c for c in get_channels(maxwell) if c["port_id"] == port_id and c["channel_id"] == channel_id)
+
+
+def get_simd_channel(simd, channel_id: str, port_id: str = HOST_PORT) -> dict:
+    return json.loads(simd.run("query", "ibc", "channel", "end", port_id, channel_id, "--node", simd.rpc,
                                "-o", "json"))["channel"]
 
 
@@ -164,3 +175,134 @@ def test_registering_again_reopens_the_same_account(network):
     ica_tx(maxwell, "send-tx", "alice", "connection-0", write_send(simd, account, 100, "again"))
     hermes.run("clear", "packets", "--chain", MAXWELL_ID, "--port", PORT, "--channel", "channel-1")
     assert simd.get_balance(RECIPIENT, STAKE) == 1334
+
+
+# --- maxwell as host ------------------------------------------------------------------------------
+
+def controller_port(simd) -> str:
+    return f"icacontroller-{simd.relayer}"
+
+
+def get_event(result: dict, kind: str, key: str) -> str:
+    return next(attribute["value"] for event in result["events"] if event["type"] == kind
+                for attribute in event["attributes"] if attribute["key"] == key)
+
+
+def open_hosted_account(hermes, maxwell, simd) -> tuple[str, str]:
+    """simd's relayer registers an account on maxwell over an ORDERED channel and Hermes carries the
+    handshake: (simd's channel, maxwell's)."""
+    registered = simd.tx("interchain-accounts", "controller", "register", "connection-0", "--ordering", "ORDER_ORDERED")
+    simd_channel, port = get_event(registered, "channel_open_init", "channel_id"), controller_port(simd)
+    ends = ("--dst-connection", "connection-0")
+    hermes.run("tx", "chan-open-try", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, *ends, "--dst-port",
+               HOST_PORT, "--src-port", port, "--src-channel", simd_channel)
+    channel = next(c["channel_id"] for c in get_channels(maxwell)
+                   if c["port_id"] == HOST_PORT and c["counterparty"] == f"{port}/{simd_channel}")
+    hermes.run("tx", "chan-open-ack", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, *ends, "--dst-port", port,
+               "--src-port", HOST_PORT, "--dst-channel", simd_channel, "--src-channel", channel)
+    hermes.run("tx", "chan-open-confirm", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, *ends, "--dst-port",
+               HOST_PORT, "--src-port", port, "--dst-channel", channel, "--src-channel", simd_channel)
+    return simd_channel, channel
+
+
+def get_hosted_account(simd) -> str:
+    return json.loads(simd.run("query", "interchain-accounts", "controller", "interchain-account", simd.relayer,
+                               "connection-0", "--node", simd.rpc, "-o", "json"))["address"]
+
+
+def write_hosted_send(simd, sender: str, amount: int, name: str) -> str:
+    """Packet data for a send from `sender` on maxwell, as maxwell's CLI generates it, in a file for simd."""
+    message = {"@type": "/cosmos.bank.v1beta1.MsgSend", "from_address": sender, "to_address": HOSTED_RECIPIENT,
+               "amount": [{"denom": "ujoule", "amount": str(amount)}]}
+    result = invoke("tx", "interchain-accounts", "host", "generate-packet-data", json.dumps(message))
+    assert result.exit_code == 0, result.stderr
+    path = simd.home / f"{name}.json"
+    path.write_text(result.stdout)
+    return str(path)
+
+
+def send_hosted(simd, path: str, timeout_ns: int = 600 * 10**9) -> str:
+    """simd's controller sends the packet data in `path`: its sequence."""
+    sent = simd.tx("interchain-accounts", "controller", "send-tx", "connection-0", path,
+                   "--relative-packet-timeout", str(timeout_ns))
+    return get_event(sent, "send_packet", "packet_sequence")
+
+
+def get_simd_commitments(hermes, simd, channel_id: str) -> list[int]:
+    return hermes.run("query", "packet", "commitments", "--chain", SIMD_ID, "--port", controller_port(simd),
+                      "--channel", channel_id)["result"]["seqs"]
+
+
+def get_ics27_outcomes(maxwell, channel_id: str) -> list[tuple[str, str]]:
+    """(success, error) of each ICS-27 packet maxwell's host received on the channel, in order."""
+    result = invoke("query", "txs", "--events", f"ics27_packet.host_channel_id='{channel_id}'", "--node",
+                    maxwell.rpc, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    return [(attributes["success"], attributes.get("error", ""))
+            for tx in json.loads(result.stdout)["txs"] for event in tx["events"] if event["type"] == "ics27_packet"
+            for attributes in [{a["key"]: a["value"] for a in event["attributes"]}]]
+
+
+def test_maxwell_hosts_an_account_that_simd_controls(network):
+    hermes, maxwell, simd, _ = network
+    simd_channel, channel = open_hosted_account(hermes, maxwell, simd)
+    assert get_channel(maxwell, channel, HOST_PORT)["state"] == "STATE_OPEN"
+    assert get_simd_channel(simd, simd_channel, controller_port(simd))["ordering"] == "ORDER_ORDERED"
+    account = get_hosted_account(simd)
+    assert account.startswith("mxw1") and account != ALICE
+    sent = invoke("tx", "send", "alice", account, f"{FUNDS}ujoule", "--keyring-backend", "test", "--home",
+                  maxwell.home, "--node", maxwell.rpc, "-o", "json")
+    assert sent.exit_code == 0, sent.stderr
+
+    send_hosted(simd, write_hosted_send(simd, account, 1234, "hosted-send"))
+    hermes.run("clear", "packets", "--chain", SIMD_ID, "--port", controller_port(simd), "--channel", simd_channel)
+    assert get_balance(maxwell, HOSTED_RECIPIENT, "ujoule") == 1234
+    assert get_balance(maxwell, account, "ujoule") == FUNDS - 1234
+    assert get_simd_commitments(hermes, simd, simd_channel) == []
+
+    # alice's tokens in a message the account did not sign, and data that is no CosmosTx: error acks in order
+    alice_before = get_balance(maxwell, ALICE, "ujoule")
+    send_hosted(simd, write_hosted_send(simd, ALICE, 99, "not-signed"))
+    garbage = simd.home / "garbage.json"
+    garbage.write_text(json.dumps({"type": "TYPE_EXECUTE_TX", "data": "bm90IGEgQ29zbW9zVHg=", "memo": ""}))
+    send_hosted(simd, str(garbage))
+    hermes.run("clear", "packets", "--chain", SIMD_ID, "--port", controller_port(simd), "--channel", simd_channel)
+    assert get_simd_commitments(hermes, simd, simd_channel) == []
+    assert get_balance(maxwell, ALICE, "ujoule") == alice_before
+    assert get_balance(maxwell, HOSTED_RECIPIENT, "ujoule") == 1234
+    outcomes = get_ics27_outcomes(maxwell, channel)
+    assert [success for success, _ in outcomes] == ["true", "false", "false"], outcomes
+    assert "unexpected signer address" in outcomes[1][1] and "cannot unmarshal CosmosTx" in outcomes[2][1], outcomes
+    assert get_channel(maxwell, channel, HOST_PORT)["state"] == "STATE_OPEN"
+
+
+def test_a_hosted_packet_out_of_order_is_refused_and_a_timeout_closes_the_channel_on_both_ends(network):
+    hermes, maxwell, simd, _ = network
+    account, port = get_hosted_account(simd), controller_port(simd)
+    hosting = next(c for c in get_channels(maxwell) if c["port_id"] == HOST_PORT and c["state"] == "STATE_OPEN")
+    channel, simd_channel = hosting["channel_id"], hosting["counterparty"].split("/")[1]
+    late = send_hosted(simd, write_hosted_send(simd, account, 5, "hosted-late"), timeout_ns=3 * 10**9)
+    behind = send_hosted(simd, write_hosted_send(simd, account, 7, "hosted-behind"))
+    assert int(behind) == int(late) + 1
+    refused = hermes.run("tx", "packet-recv", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, "--src-port", port,
+                         "--src-channel", simd_channel, "--packet-sequences", behind, check=False)
+    assert "packet sequence ≠ next receive sequence" in json.dumps(refused, ensure_ascii=False), refused
+    assert get_balance(maxwell, HOSTED_RECIPIENT, "ujoule") == 1234
+    assert get_simd_commitments(hermes, simd, simd_channel) == [int(late), int(behind)]
+
+    time.sleep(4)
+    hermes.run("tx", "packet-recv", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, "--src-port", port,
+               "--src-channel", simd_channel, "--packet-sequences", late)  # MsgTimeout on simd closes its end
+    assert get_simd_channel(simd, simd_channel, port)["state"] == "STATE_CLOSED"
+    assert get_channel(maxwell, channel, HOST_PORT)["state"] == "STATE_OPEN"
+    hermes.run("tx", "chan-close-confirm", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, "--dst-connection",
+               "connection-0", "--dst-port", HOST_PORT, "--src-port", port, "--dst-channel", channel,
+               "--src-channel", simd_channel)
+    assert get_channel(maxwell, channel, HOST_PORT)["state"] == "STATE_CLOSED"
+    hermes.run("tx", "packet-recv", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, "--src-port", port,
+               "--src-channel", simd_channel, "--packet-sequences", behind)  # MsgTimeoutOnClose on simd
+    assert get_simd_commitments(hermes, simd, simd_channel) == []
+    assert get_balance(maxwell, HOSTED_RECIPIENT, "ujoule") == 1234, "a timed-out packet ran on maxwell"
+
+    _, reopened = open_hosted_account(hermes, maxwell, simd)
+    assert reopened != channel and get_hosted_account(simd) == account

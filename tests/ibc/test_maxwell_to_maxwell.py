@@ -25,16 +25,10 @@ from tests import cometbft_json
 
 from tests.helpers import compute_free_port, init_funded_home, invoke, start_dev_chain, \
     stop_dev_chain
-from tests.ibc.hermes import HERMES, RELAYER_FUNDS, Chain, Hermes, create_relayer_key
+from tests.ibc.hermes import HERMES, RELAYER_FUNDS, Chain, Hermes, create_relayer_key, get_balance
 
 CHAIN_IDS = ("maxwell-a-1", "maxwell-b-1")
 FEE = 5000  # the CLI's default: 200,000 gas at the chain's 0.025ujoule
-
-
-def get_balance(chain: Chain, address: str, denom: str) -> int:
-    result = invoke("query", "balance", address, "--denom", denom, "--node", chain.rpc, "-o", "json")
-    assert result.exit_code == 0, result.stderr
-    return int(json.loads(result.stdout)["amount"])
 
 
 def compute_voucher(port: str, channel: str, denom: str) -> str:

@@ -3,7 +3,6 @@ vouchers and uosmo made there, and a swap on it — the point of looking like a 
 
 import hashlib
 import json
-import time
 
 import pytest
 

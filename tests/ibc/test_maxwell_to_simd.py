@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.helpers import invoke
-from tests.ibc.hermes import Chain, Hermes, relay_dev_chain_and
+from tests.ibc.hermes import Chain, Hermes, get_balance, relay_dev_chain_and
 from tests.ibc.simd import STAKE, Simd
 
 MAXWELL_ID, SIMD_ID = "maxwell-m-1", "simd-1"
@@ -17,12 +17,6 @@ MAXWELL_ID, SIMD_ID = "maxwell-m-1", "simd-1"
 
 def compute_voucher(channel: str, denom: str) -> str:
     return "ibc/" + hashlib.sha256(f"transfer/{channel}/{denom}".encode()).hexdigest().upper()
-
-
-def get_balance(chain: Chain, address: str, denom: str) -> int:
-    result = invoke("query", "balance", address, "--denom", denom, "--node", chain.rpc, "-o", "json")
-    assert result.exit_code == 0, result.stderr
-    return int(json.loads(result.stdout)["amount"])
 
 
 @pytest.fixture(scope="module")
