@@ -153,11 +153,12 @@ def get_consensus_state(state, client_id: str, height: Height) -> tendermint_pb2
 
 def set_consensus_state(state, ctx, client_id: str, height: Height, consensus_state: tendermint_pb2.ConsensusState) -> None:
     """The consensus state, when and at which of our heights it was stored (for connection delays), and
-    its entry in the height-ordered index."""
+    its entry in the height-ordered index (whose value, as in ibc-go, is the state's key in the client's
+    part of the store)."""
     state.set(state_key(CONSENSUS_STATE, client_id, height), pack_any(consensus_state).SerializeToString())
     set_uint64(state, state_key(PROCESSED_TIME, client_id, height), ctx.time_ns)
     state.set(state_key(PROCESSED_HEIGHT, client_id, height), str(get_self_height(ctx)).encode())
-    state.set(state_key(CONSENSUS_HEIGHTS, client_id, height), state_key(CONSENSUS_STATE, client_id, height))
+    state.set(state_key(CONSENSUS_HEIGHTS, client_id, height), host.client_consensus_state_path(height).encode())
 
 
 def delete_consensus_state(state, client_id: str, height: Height) -> None:

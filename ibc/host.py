@@ -176,7 +176,12 @@ def client_state_path(client_id: str) -> str:
 
 
 def consensus_state_path(client_id: str, height: Height) -> str:
-    return client_path(client_id, f"{KEY_CONSENSUS_STATE_PREFIX}/{height}")
+    return client_path(client_id, client_consensus_state_path(height))
+
+
+def client_consensus_state_path(height: Height) -> str:
+    """The consensus state's path inside its client's part of the store (ibc-go's ConsensusStatePath)."""
+    return f"{KEY_CONSENSUS_STATE_PREFIX}/{height}"
 
 
 def client_connections_path(client_id: str) -> str:

@@ -33,6 +33,7 @@ PACKET_RECEIPT = 0x26
 PACKET_ACK = 0x27
 
 CONSENSUS_HEIGHTS_PATH = "iterateConsensusStates"
+HEIGHT_INDEX_LENGTH = 16  # the index's big-endian revision number and height
 
 _PATHS = {
     CLIENT_STATE: lambda client_id: host.client_state_path(client_id),
@@ -69,6 +70,7 @@ _PATTERNS = {
     PACKET_COMMITMENT: rf"commitments/ports/{_ID}/channels/{_ID}/sequences/([0-9]+)",
     PACKET_RECEIPT: rf"receipts/ports/{_ID}/channels/{_ID}/sequences/([0-9]+)",
     PACKET_ACK: rf"acks/ports/{_ID}/channels/{_ID}/sequences/([0-9]+)",
+    **{kind: re.escape(_PATHS[kind]()) for kind in (NEXT_CLIENT_SEQUENCE, NEXT_CONNECTION_SEQUENCE, NEXT_CHANNEL_SEQUENCE)},
 }
 _COMPILED = {kind: re.compile(pattern) for kind, pattern in _PATTERNS.items()}
 _HEIGHT_KINDS = (CONSENSUS_STATE, PROCESSED_TIME, PROCESSED_HEIGHT)
@@ -85,9 +87,20 @@ def state_key(kind: int, *parts) -> bytes:
     return _PATHS[kind](*parts).encode()
 
 
+def compute_client_key(client_id: str, relative: bytes) -> bytes:
+    """A key in a client's own part of the store, `clients/<id>/<relative>` (ibc-go's client store)."""
+    return host.client_path(client_id, "").encode() + relative
+
+
 def decode_key(key: bytes) -> tuple:
-    """(kind, *parts) of a key `state_key` made (but the consensus-height index's)."""
-    text = key.decode()
+    """(kind, *parts) of a key `state_key` made."""
+    clients, index = compute_client_key("", b"")[:-1], f"/{CONSENSUS_HEIGHTS_PATH}".encode()
+    if key.startswith(clients) and key[:-HEIGHT_INDEX_LENGTH].endswith(index):
+        return CONSENSUS_HEIGHTS, key[len(clients):-HEIGHT_INDEX_LENGTH - len(index)].decode(), decode_height_index(key)
+    try:
+        text = key.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{key!r} is not a key of the ibc store") from None
     for kind, pattern in _COMPILED.items():
         match = pattern.fullmatch(text)
         if match is None:
@@ -102,7 +115,7 @@ def decode_key(key: bytes) -> tuple:
 
 
 def decode_height_index(key: bytes) -> Height:
-    return Height(int.from_bytes(key[-16:-8], "big"), int.from_bytes(key[-8:], "big"))
+    return Height(int.from_bytes(key[-HEIGHT_INDEX_LENGTH:-8], "big"), int.from_bytes(key[-8:], "big"))
 
 
 def get_uint64(state, key: bytes) -> int | None:

@@ -2,6 +2,7 @@
 the refusals of packets and transfers that have no channel — each with ibc-go's code and codespace,
 and nothing changed. The relayed flows run against Hermes in tests/ibc."""
 
+import base64
 import hashlib
 import json
 
@@ -20,10 +21,11 @@ from chain.proto.ibc.core.connection.v1 import connection_pb2, query_pb2 as conn
 from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
 from chain.proto.tendermint.abci import types_pb2 as abci
 from chain import bank, crypto
+from chain.errors import GenesisError
 from chain.state import Context, GasMeter, GasParams, State
-from chain.store import Branch
+from chain.store import Branch, Store
 from chain.tx import pack_any
-from ibc import channel as channels, ica_controller, ica_host, ics23, transfer
+from ibc import channel as channels, core as ibc, ica_controller, ica_host, ics23, transfer
 from tests.helpers import CHAIN_ID, GENESIS_TIME, Chain, events
 
 OTHER_CHAIN = "other-1"
@@ -470,3 +472,46 @@ def test_the_host_refuses_to_open_or_close_a_channel_itself(chain, accounts):
         signer=alice.bech32))
     assert (result.code, result.codespace) == (5, "interchainaccounts"), result.log
     assert ica_records(chain) == before
+
+
+# --- genesis: ibc-go's GenesisState -----------------------------------------------------------------
+
+def test_ibc_genesis_exports_in_ibc_gos_shape_and_imports_to_the_same_records(chain, accounts, tmp_path):
+    alice = accounts[0]
+    open_init(chain, alice)
+    chain.ok(alice, channel_tx.MsgChannelOpenInit(port_id="transfer", channel=channel_pb2.Channel(
+        state=channel_pb2.STATE_INIT, ordering=channel_pb2.ORDER_UNORDERED, counterparty={"port_id": "transfer"},
+        connection_hops=["connection-0"], version="ics20-1"), signer=alice.bech32))
+    section = chain.app.export_genesis()["ibc"]
+    clients, connections, channels = (section[f"{name}_genesis"] for name in ("client", "connection", "channel"))
+    assert [c["client_id"] for c in clients["clients"]] == ["07-tendermint-0"]
+    assert clients["clients"][0]["client_state"]["@type"] == "/ibc.lightclients.tendermint.v1.ClientState"
+    assert clients["clients_consensus"][0]["consensus_states"][0]["height"] == {"revision_number": "1",
+                                                                                 "revision_height": "5"}
+    metadata = [base64.b64decode(m["key"]) for m in clients["clients_metadata"][0]["client_metadata"]]
+    assert metadata == [b"consensusStates/1-5/processedHeight", b"consensusStates/1-5/processedTime",
+                        b"iterateConsensusStates" + (1).to_bytes(8, "big") + (5).to_bytes(8, "big")]
+    assert clients["next_client_sequence"] == "1" and clients["params"]["allowed_clients"]
+    assert [(c["id"], c["state"]) for c in connections["connections"]] == [("connection-0", "STATE_INIT")]
+    assert connections["client_connection_paths"] == [{"client_id": "07-tendermint-0", "paths": ["connection-0"]}]
+    assert [(c["port_id"], c["channel_id"], c["state"]) for c in channels["channels"]] == [
+        ("transfer", "channel-0", "STATE_INIT")]
+    assert channels["send_sequences"] == [{"port_id": "transfer", "channel_id": "channel-0", "sequence": "1"}]
+    assert channels["next_channel_sequence"] == "1"
+
+    copy = Branch(Store(str(tmp_path / "copy"), (ibc.STORE,)))
+    ibc.init_chain(State(copy, GasMeter(), GasParams(), ibc.STORE), json.loads(json.dumps(section)), None)
+    assert list(copy.iterate(ibc.STORE)) == list(chain.app.store.iterate(ibc.STORE))
+
+
+@pytest.mark.parametrize("section, cause", [
+    ({"client_genesis": {"clients": "not a list"}}, "client_genesis"),
+    ({"client_genesis": {"clients_metadata": [{"client_id": "07-tendermint-0", "client_metadata": [
+        {"key": base64.b64encode(b"clientState").decode(), "value": ""}]}]}}, "no metadata of client"),
+    ({"connection_genesis": {"params": {"max_expected_time_per_block": "1"}}}, "connection_genesis.params"),
+    (["records"], "must be an object"),
+], ids=["malformed", "metadata over the client state", "other params", "not an object"])
+def test_a_bad_ibc_genesis_is_refused(tmp_path, section, cause):
+    state = State(Branch(Store(str(tmp_path / "bad"), (ibc.STORE,))), GasMeter(), GasParams(), ibc.STORE)
+    with pytest.raises(GenesisError, match=cause):
+        ibc.init_chain(state, section, None)
