@@ -4,6 +4,7 @@ running its commands (the binary `make tools-ibc` builds)."""
 import json
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ HERMES_VERSION = "1.11.0"
 HERMES = REPO / ".tools" / f"hermes-{HERMES_VERSION}" / "bin" / "hermes"
 COMMAND_TIMEOUT_S = 240
 GAS_PRICE = "0.025"
+RELAY_TIMEOUT_S = 240
 RELAYER_FUNDS = 10**11
 
 
@@ -142,6 +144,22 @@ class Hermes:
         log = open(self.directory / "hermes.log", "ab")
         return subprocess.Popen([str(HERMES), "--config", str(self.config), "start"], stdout=log,
                                 stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+
+
+def measure_relaying(hermes: Hermes, transfers: list[tuple[str, ...]], is_relayed) -> float:
+    """The seconds from sending `transfers` (each the arguments of a `hermes tx ft-transfer`) until
+    `is_relayed()`, with `hermes start` relaying (or RELAY_TIMEOUT_S if it never is)."""
+    process = hermes.start()
+    try:
+        began = time.monotonic()
+        for arguments in transfers:
+            hermes.run("tx", "ft-transfer", *arguments)
+        while not is_relayed() and time.monotonic() < began + RELAY_TIMEOUT_S:
+            time.sleep(1)
+        return time.monotonic() - began
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def create_relayer_key(home: Path) -> tuple[str, str]:
