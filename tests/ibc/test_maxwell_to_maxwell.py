@@ -14,7 +14,9 @@ import pytest
 from chain.proto.cosmos.bank.v1beta1 import query_pb2 as bank_query_pb2
 from chain.proto.ibc.applications.transfer.v1 import query_pb2 as transfer_query_pb2
 from chain.proto.cosmos.tx.v1beta1 import tx_pb2
-from chain.proto.ibc.core.channel.v1 import tx_pb2 as channel_tx_pb2
+from chain.proto.cosmos.ics23.v1 import proofs_pb2 as ics23_pb2
+from chain.proto.ibc.core.channel.v1 import channel_pb2, tx_pb2 as channel_tx_pb2
+from chain.proto.ibc.core.commitment.v1 import commitment_pb2
 from chain.proto.ibc.core.client.v1 import query_pb2 as client_query_pb2, tx_pb2 as client_tx_pb2
 from chain.proto.ibc.lightclients.tendermint.v1 import tendermint_pb2
 from chain.proto.tendermint.types import validator_pb2
@@ -171,6 +173,69 @@ def test_a_replayed_packet_changes_nothing(network):
     _, result = txclient.execute_messages(signer, [recv])
     assert result.code == 0 and not [e for e in result.events if e.type in ("recv_packet", "write_acknowledgement")]
     assert {address: get_balance(b, address, voucher) for address in before} == before
+
+
+def get_sent_packet(chain: Chain, sequence: int) -> channel_pb2.Packet:
+    """The packet `chain` sent on transfer/channel-0 with `sequence`, from its send_packet event."""
+    found, _ = client.Client(chain.rpc).search_txs(f"send_packet.packet_sequence='{sequence}'")
+    event = next(dict(e.attributes) for r in found for e in r.events if e.type == "send_packet"
+                 and dict(e.attributes)["packet_src_channel"] == "channel-0")
+    revision, height = (int(part) for part in event["packet_timeout_height"].split("-"))
+    return channel_pb2.Packet(
+        sequence=sequence, source_port="transfer", source_channel="channel-0", destination_port="transfer",
+        destination_channel="channel-0", data=bytes.fromhex(event["packet_data_hex"]),
+        timeout_height={"revision_number": revision, "revision_height": height},
+        timeout_timestamp=int(event["packet_timeout_timestamp"]))
+
+
+def submit(signer, message) -> tuple[int, str, str]:
+    """(code, codespace, log) of a tx of one message, whether CheckTx or the block refuses it."""
+    checked = signer.rpc.broadcast_tx_sync(txclient.compute_signed_tx(signer, [message], txclient.DEFAULT_GAS))
+    if checked.code:
+        return checked.code, checked.codespace, checked.log
+    signer.sequence += 1
+    result = signer.rpc.wait_for_tx(checked.hash, 30)
+    return result.code, result.codespace, result.log
+
+
+def test_a_proof_for_another_packet_or_at_another_height_is_refused_and_the_right_one_relays(network):
+    hermes, (a, b), _ = network
+    alice_b = get_alice(b)
+    voucher = compute_voucher("transfer", "channel-0", "ujoule")
+    transfer(a, alice_b, "11ujoule")
+    transfer(a, alice_b, "13ujoule")
+    first, second = hermes.run("query", "packet", "commitments", "--chain", a.chain_id, "--port", "transfer",
+                               "--channel", "channel-0")["result"]["seqs"][-2:]
+    time.sleep(1)
+    hermes.run("update", "client", "--host-chain", b.chain_id, "--client", "07-tendermint-0")
+    on_b = client.Client(b.rpc)
+    heights = [h.revision_height for h in on_b.query(
+        client_query_pb2.QueryConsensusStateHeightsRequest(client_id="07-tendermint-0"),
+        client_query_pb2.QueryConsensusStateHeightsResponse).consensus_state_heights]
+    latest = max(heights)
+    proven = client.Client(a.rpc).abci_query(
+        "store/ibc/key", f"commitments/ports/transfer/channels/channel-0/sequences/{first}".encode(),
+        height=latest - 1, prove=True)
+    assert proven.value, "no commitment to prove"
+    proof = commitment_pb2.MerkleProof(proofs=[ics23_pb2.CommitmentProof.FromString(op.data)
+                                               for op in proven.proof_ops]).SerializeToString()
+    signer = txclient.load_signer(on_b, keyring.get_private_key(b.home, "test", "alice"))
+
+    def recv(sequence: int, proof_height: int) -> channel_tx_pb2.MsgRecvPacket:
+        return channel_tx_pb2.MsgRecvPacket(packet=get_sent_packet(a, sequence), proof_commitment=proof,
+                                            proof_height={"revision_number": 1, "revision_height": proof_height},
+                                            signer=signer.address)
+
+    before = get_balance(b, alice_b, voucher)
+    for message, what in ((recv(second, latest), "another packet's path"),
+                          (recv(first, max(h for h in heights if h < latest)), "another height's root")):
+        code, codespace, log = submit(signer, message)
+        assert (code, codespace) == (2, "commitment"), (what, code, codespace, log)
+    assert get_balance(b, alice_b, voucher) == before
+    assert submit(signer, recv(first, latest))[0] == 0
+    assert get_balance(b, alice_b, voucher) == before + 11
+    clear(hermes, a)
+    assert get_balance(b, alice_b, voucher) == before + 24
 
 
 def test_a_transfer_whose_timeout_passes_is_refunded(network):
