@@ -198,44 +198,60 @@ def submit(signer, message) -> tuple[int, str, str]:
     return result.code, result.codespace, result.log
 
 
-def test_a_proof_for_another_packet_or_at_another_height_is_refused_and_the_right_one_relays(network):
+def prove_commitment(hermes: Hermes, a: Chain, b: Chain, sequence: int) -> tuple[bytes, list[int]]:
+    """b's client of a updated to a's latest height, and a's proof of its packet commitment at that
+    height (what a relayer sends): (the MerkleProof, the client's consensus heights, latest last)."""
+    time.sleep(1)  # a's block after the one with the commitment, for the header to prove against
+    hermes.run("update", "client", "--host-chain", b.chain_id, "--client", "07-tendermint-0")
+    heights = sorted(h.revision_height for h in client.Client(b.rpc).query(
+        client_query_pb2.QueryConsensusStateHeightsRequest(client_id="07-tendermint-0"),
+        client_query_pb2.QueryConsensusStateHeightsResponse).consensus_state_heights)
+    proven = client.Client(a.rpc).abci_query(
+        "store/ibc/key", f"commitments/ports/transfer/channels/channel-0/sequences/{sequence}".encode(),
+        height=heights[-1] - 1, prove=True)
+    assert proven.value, "no commitment to prove"
+    return commitment_pb2.MerkleProof(proofs=[ics23_pb2.CommitmentProof.FromString(op.data)
+                                              for op in proven.proof_ops]).SerializeToString(), heights
+
+
+def test_a_proof_for_another_packet_at_another_height_or_after_the_timeout_is_refused(network):
     hermes, (a, b), _ = network
     alice_b = get_alice(b)
     voucher = compute_voucher("transfer", "channel-0", "ujoule")
-    transfer(a, alice_b, "11ujoule")
-    transfer(a, alice_b, "13ujoule")
-    first, second = hermes.run("query", "packet", "commitments", "--chain", a.chain_id, "--port", "transfer",
-                               "--channel", "channel-0")["result"]["seqs"][-2:]
-    time.sleep(1)
-    hermes.run("update", "client", "--host-chain", b.chain_id, "--client", "07-tendermint-0")
-    on_b = client.Client(b.rpc)
-    heights = [h.revision_height for h in on_b.query(
-        client_query_pb2.QueryConsensusStateHeightsRequest(client_id="07-tendermint-0"),
-        client_query_pb2.QueryConsensusStateHeightsResponse).consensus_state_heights]
-    latest = max(heights)
-    proven = client.Client(a.rpc).abci_query(
-        "store/ibc/key", f"commitments/ports/transfer/channels/channel-0/sequences/{first}".encode(),
-        height=latest - 1, prove=True)
-    assert proven.value, "no commitment to prove"
-    proof = commitment_pb2.MerkleProof(proofs=[ics23_pb2.CommitmentProof.FromString(op.data)
-                                               for op in proven.proof_ops]).SerializeToString()
-    signer = txclient.load_signer(on_b, keyring.get_private_key(b.home, "test", "alice"))
+    signer = txclient.load_signer(client.Client(b.rpc), keyring.get_private_key(b.home, "test", "alice"))
 
-    def recv(sequence: int, proof_height: int) -> channel_tx_pb2.MsgRecvPacket:
+    def recv(sequence: int, proof: bytes, proof_height: int) -> channel_tx_pb2.MsgRecvPacket:
         return channel_tx_pb2.MsgRecvPacket(packet=get_sent_packet(a, sequence), proof_commitment=proof,
                                             proof_height={"revision_number": 1, "revision_height": proof_height},
                                             signer=signer.address)
 
+    def get_sequences() -> list[int]:
+        return hermes.run("query", "packet", "commitments", "--chain", a.chain_id, "--port", "transfer",
+                          "--channel", "channel-0")["result"]["seqs"]
+
+    transfer(a, alice_b, "11ujoule")
+    transfer(a, alice_b, "13ujoule")
+    first, second = get_sequences()[-2:]
+    proof, heights = prove_commitment(hermes, a, b, first)
     before = get_balance(b, alice_b, voucher)
-    for message, what in ((recv(second, latest), "another packet's path"),
-                          (recv(first, max(h for h in heights if h < latest)), "another height's root")):
+    for message, what in ((recv(second, proof, heights[-1]), "another packet's path"),
+                          (recv(first, proof, heights[-2]), "another height's root")):
         code, codespace, log = submit(signer, message)
         assert (code, codespace) == (2, "commitment"), (what, code, codespace, log)
     assert get_balance(b, alice_b, voucher) == before
-    assert submit(signer, recv(first, latest))[0] == 0
+    assert submit(signer, recv(first, proof, heights[-1]))[0] == 0
     assert get_balance(b, alice_b, voucher) == before + 11
     clear(hermes, a)
     assert get_balance(b, alice_b, voucher) == before + 24
+
+    transfer(a, alice_b, "17ujoule", "--packet-timeout-seconds", "1")
+    late = get_sequences()[-1]
+    time.sleep(1)
+    proof, heights = prove_commitment(hermes, a, b, late)
+    code, codespace, log = submit(signer, recv(late, proof, heights[-1]))
+    assert (code, codespace) == (40, "channel") and "past the packet's timeout" in log, (code, codespace, log)
+    clear(hermes, a)  # times it out on a
+    assert get_sequences() == [] and get_balance(b, alice_b, voucher) == before + 24
 
 
 def test_a_transfer_whose_timeout_passes_is_refunded(network):
