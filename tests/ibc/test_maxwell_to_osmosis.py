@@ -1,11 +1,13 @@
-"""maxwell and Osmosis (osmosisd v26.0.2) through Hermes: JOULE to Osmosis, a balancer pool of JOULE
-vouchers and uosmo made there, and a swap on it — the point of looking like a Cosmos chain."""
+"""maxwell and Osmosis (osmosisd v26.0.2) through Hermes: the ICS-20 scenario run against simd
+(tests.ibc.test_maxwell_to_simd.SCENARIO), then a balancer pool of JOULE vouchers and uosmo made on
+Osmosis, and a swap on it — the point of looking like a Cosmos chain."""
 
 import hashlib
 import json
 
 import pytest
 
+from tests.ibc import test_maxwell_to_simd as scenario
 from tests.ibc.hermes import relay_dev_chain_and
 from tests.ibc.simd import OSMO, Osmosis
 
@@ -16,20 +18,24 @@ POOL_JOULE, POOL_OSMO = 1_000_000, 5_000_000
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
     with relay_dev_chain_and(tmp_path_factory.mktemp("ibc-osmosis"), MAXWELL_ID, Osmosis, OSMOSIS_ID,
-                             "osmosis") as (hermes, _, osmosis, relayer):
-        yield hermes, osmosis, relayer
+                             "osmosis") as network:
+        yield network
+
+
+def test_the_ics20_scenario_holds_against_osmosis(network):
+    for step in scenario.SCENARIO:
+        step(network)
 
 
 def test_joule_on_osmosis_makes_a_pool_with_osmo_and_swaps(network):
-    hermes, osmosis, _ = network
-    hermes.run("create", "channel", "--a-chain", MAXWELL_ID, "--b-chain", OSMOSIS_ID, "--a-port", "transfer",
-               "--b-port", "transfer", "--new-client-connection", "--yes")
+    hermes, _, osmosis, _ = network
+    voucher = "ibc/" + hashlib.sha256(b"transfer/channel-0/ujoule").hexdigest().upper()
+    held = osmosis.get_balance(osmosis.relayer, voucher)
     hermes.run("tx", "ft-transfer", "--src-chain", MAXWELL_ID, "--dst-chain", OSMOSIS_ID, "--src-port", "transfer",
                "--src-channel", "channel-0", "--amount", str(2 * POOL_JOULE), "--denom", "ujoule",
                "--timeout-seconds", "300")
     hermes.run("clear", "packets", "--chain", MAXWELL_ID, "--port", "transfer", "--channel", "channel-0")
-    voucher = "ibc/" + hashlib.sha256(b"transfer/channel-0/ujoule").hexdigest().upper()
-    assert osmosis.get_balance(osmosis.relayer, voucher) == 2 * POOL_JOULE
+    assert osmosis.get_balance(osmosis.relayer, voucher) == held + 2 * POOL_JOULE
 
     pool_file = osmosis.home / "pool.json"
     pool_file.write_text(json.dumps({"weights": f"1{voucher},1{OSMO}",
