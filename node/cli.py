@@ -260,6 +260,8 @@ def show(output: OutputFormat, record: dict, text_lines: list[str] | None = None
 
 
 def compute_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"))
     return "" if value is None else str(value)

@@ -588,6 +588,29 @@ def test_query_txs_finds_txs_by_their_events(devnet):
                           "invalid --order")
 
 
+def test_interchain_accounts_params_and_the_packet_data_the_host_runs(devnet):
+    from chain.proto.cosmos.bank.v1beta1 import tx_pb2 as bank_tx_pb2
+    from chain.proto.ibc.applications.interchain_accounts.v1 import packet_pb2
+    home, url = devnet
+    shown = invoke("query", "interchain-accounts", "host", "params", "--node", url)
+    assert shown.exit_code == 0 and shown.stdout.splitlines() == ["host_enabled: true", 'allow_messages: ["*"]']
+    assert json.loads(invoke("query", "ica", "controller", "params", "--node", url, "-o", "json").stdout) == {
+        "controller_enabled": True}
+    message = {"@type": "/cosmos.bank.v1beta1.MsgSend", "from_address": ALICE, "to_address": ALICE,
+               "amount": [{"denom": "ujoule", "amount": "5"}]}
+    generated = json.loads(invoke("tx", "ica", "host", "generate-packet-data", json.dumps(message), "--memo",
+                                  "hi").stdout)
+    assert (generated["type"], generated["memo"]) == ("TYPE_EXECUTE_TX", "hi")
+    [packed] = packet_pb2.CosmosTx.FromString(base64.b64decode(generated["data"])).messages
+    assert packed.type_url == message["@type"]
+    assert bank_tx_pb2.MsgSend.FromString(packed.value).amount[0].amount == "5"
+    as_json = json.loads(invoke("tx", "ica", "host", "generate-packet-data", json.dumps([message, message]),
+                                "--encoding", "proto3json").stdout)
+    assert json.loads(base64.b64decode(as_json["data"])) == {"messages": [message, message]}
+    assert_one_line_error(invoke("tx", "ica", "host", "generate-packet-data", '{"@type": "/no.such.Msg"}'),
+                          "invalid messages", "/no.such.Msg")
+
+
 def test_offline_signing_generate_sign_elsewhere_then_broadcast(devnet, tmp_path):
     home, url = devnet
     bob = keyring.get_key(home, "file", "bob").address
