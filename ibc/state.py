@@ -94,7 +94,7 @@ def compute_client_key(client_id: str, relative: bytes) -> bytes:
 
 def decode_key(key: bytes) -> tuple:
     """(kind, *parts) of a key `state_key` made."""
-    clients, index = compute_client_key("", b"")[:-1], f"/{CONSENSUS_HEIGHTS_PATH}".encode()
+    clients, index = f"{host.KEY_CLIENT_STORE_PREFIX}/".encode(), f"/{CONSENSUS_HEIGHTS_PATH}".encode()
     if key.startswith(clients) and key[:-HEIGHT_INDEX_LENGTH].endswith(index):
         return CONSENSUS_HEIGHTS, key[len(clients):-HEIGHT_INDEX_LENGTH - len(index)].decode(), decode_height_index(key)
     try:
