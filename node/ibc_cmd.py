@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 
-from node import cli, client_config
-from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
+from node import cli
+from node.cli import CliError, Node, Output, OutputFormat
 from node.client_config import DEFAULT_NODE
-from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get_event_attribute, load_signer
+from node.infer_cmd import Sender, TxOptions, compute_record, get_event_attribute, with_tx_options
 
 PAGE_LIMIT = 1000
 DEFAULT_TIMEOUT_SECONDS = 600
@@ -61,6 +61,7 @@ def show_list(output: OutputFormat, title: str, records: list[dict], columns: di
 
 
 @tx_transfer_app.command("transfer")
+@with_tx_options
 def tx_ibc_transfer(
     sender: Sender,
     port: Annotated[str, typer.Argument(help="Source port, e.g. transfer.")],
@@ -73,9 +74,7 @@ def tx_ibc_transfer(
     timeout_height: Annotated[str, typer.Option("--packet-timeout-height",
                                                 help="Timeout height on the other chain, REVISION-HEIGHT.")] = "0-0",
     memo: Annotated[str, typer.Option("--memo")] = "",
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Send AMOUNT to RECEIVER over CHANNEL: escrowed here (or burnt, for a voucher going home) until the
     packet is acknowledged; refunded on an error acknowledgement or a timeout."""
@@ -89,7 +88,7 @@ def tx_ibc_transfer(
         revision, height = (int(part) for part in timeout_height.split("-"))
     except ValueError:
         raise CliError(f"invalid timeout height {timeout_height!r}: expected REVISION-HEIGHT, e.g. 1-1000") from None
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     timestamp = 0
     if timeout_seconds:
         block_time = Timestamp()
@@ -101,8 +100,8 @@ def tx_ibc_transfer(
         source_port=port, source_channel=channel, token={"denom": denom, "amount": str(value)}, sender=signer.address,
         receiver=receiver, timeout_height={"revision_number": revision, "revision_height": height},
         timeout_timestamp=timestamp, memo=memo)
-    execute(signer, [message], coins, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"sequence": get_event_attribute(result, "send_packet", "packet_sequence")})
+    tx.execute(signer, [message], coins,
+               describe=lambda result: {"sequence": get_event_attribute(result, "send_packet", "packet_sequence")})
 
 
 @query_ibc_app.command("client-states")
@@ -173,28 +172,26 @@ def query_escrow_address(
 
 
 @tx_controller_app.command("register")
+@with_tx_options
 def tx_ica_register(
     sender: Sender,
     connection: Annotated[str, typer.Argument(help="The connection here to the host chain, e.g. connection-0.")],
     ordering: Annotated[Ordering, typer.Option("--ordering", help="The channel's ordering.")] = Ordering.unordered,
     channel_version: Annotated[str, typer.Option("--version", help="Channel version (ICS-27 metadata JSON); "
                                                                    "empty for the default.")] = "",
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True,
-    yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Open a channel from port icacontroller-<your address> to the host's icahost over CONNECTION; once a
     relayer finishes the handshake, the host has made your account there."""
     from chain.proto.ibc.applications.interchain_accounts.controller.v1 import tx_pb2 as ica_tx_pb2
     from chain.proto.ibc.core.channel.v1 import channel_pb2
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = ica_tx_pb2.MsgRegisterInterchainAccount(owner=signer.address, connection_id=connection,
                                                      version=channel_version,
                                                      ordering=channel_pb2.Order.Value(ordering.value))
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"port_id": get_event_attribute(result, "channel_open_init", "port_id"),
-                                     "channel_id": get_event_attribute(result, "channel_open_init", "channel_id")})
+    tx.execute(signer, [message], {},
+               describe=lambda result: {"port_id": get_event_attribute(result, "channel_open_init", "port_id"),
+                                        "channel_id": get_event_attribute(result, "channel_open_init", "channel_id")})
 
 
 def parse_packet_data(text: str) -> "packet_pb2.InterchainAccountPacketData":
@@ -211,6 +208,7 @@ def parse_packet_data(text: str) -> "packet_pb2.InterchainAccountPacketData":
 
 
 @tx_controller_app.command("send-tx")
+@with_tx_options
 def tx_ica_send_tx(
     sender: Sender,
     connection: Annotated[str, typer.Argument(help="The connection of your interchain account, e.g. connection-0.")],
@@ -218,19 +216,16 @@ def tx_ica_send_tx(
     relative_timeout: Annotated[int, typer.Option("--relative-packet-timeout", min=1,
                                                   help="Timeout in nanoseconds from the last block's time.")]
     = DEFAULT_ICA_TIMEOUT_NS,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True,
-    yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Send your interchain account on CONNECTION messages to run on the host chain."""
     from chain.proto.ibc.applications.interchain_accounts.controller.v1 import tx_pb2 as ica_tx_pb2
     data = parse_packet_data(packet_data)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = ica_tx_pb2.MsgSendTx(owner=signer.address, connection_id=connection, packet_data=data,
                                    relative_timeout=relative_timeout)
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"sequence": get_event_attribute(result, "send_packet", "packet_sequence")})
+    tx.execute(signer, [message], {},
+               describe=lambda result: {"sequence": get_event_attribute(result, "send_packet", "packet_sequence")})
 
 
 @query_controller_app.command("interchain-account")

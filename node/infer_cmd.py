@@ -6,8 +6,11 @@ start|write|delete|top-up|stop`, `maxwell query process|inference`, `maxwell inf
 `maxwell worker start|dev`. Conventions are node.cli's: --home, --output text|json, one-line errors.
 """
 
+import functools
+import inspect
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -77,12 +80,55 @@ def load_signer(home: Path, backend: KeyringBackend, passphrase_file: Path | Non
     return txclient.load_signer(Client(node), private_key)
 
 
-def execute(signer: "txclient.Signer", messages: list, spend: dict[str, int], gas: str, fees: tuple, wait: bool,
-            output: OutputFormat, yes: bool = False, gas_adjustment: float = cli.DEFAULT_GAS_ADJUSTMENT,
-            extra: dict | None = None, describe=None) -> None:
-    """`fees` is (--fees, --gas-prices)."""
-    cli.execute_tx(signer, messages, spend, gas, cli.parse_fee(*fees), wait, output, extra=extra, describe=describe,
-                   yes=yes, gas_adjustment=gas_adjustment)
+@dataclass(frozen=True)
+class TxOptions:
+    """What every tx command takes besides its own arguments (with_tx_options adds them as options)."""
+    gas: str
+    fees: str | None
+    gas_prices: str | None
+    wait: bool
+    yes: bool
+    gas_adjustment: float
+    node: str
+    keyring_backend: KeyringBackend
+    keyring_passphrase_file: Path | None
+    home: Path
+    output: OutputFormat
+
+    def load_signer(self, sender: str) -> "txclient.Signer":
+        return load_signer(self.home, self.keyring_backend, self.keyring_passphrase_file, sender, self.node)
+
+    def execute(self, signer: "txclient.Signer", messages: list, spend: dict[str, int], extra: dict | None = None,
+                describe=None) -> None:
+        cli.execute_tx(signer, messages, spend, self.gas, cli.parse_fee(self.fees, self.gas_prices), self.wait,
+                       self.output, extra=extra, describe=describe, yes=self.yes, gas_adjustment=self.gas_adjustment)
+
+
+TX_PARAMETERS = tuple(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+                      for name, annotation, default in (
+    ("gas", Gas, client_config.DEFAULT_GAS), ("fees", Fees, None), ("gas_prices", cli.GasPrices, None),
+    ("wait", Wait, True), ("yes", cli.Yes, False), ("gas_adjustment", cli.GasAdjustment, cli.DEFAULT_GAS_ADJUSTMENT),
+    ("node", Node, DEFAULT_NODE), ("keyring_backend", Backend, KeyringBackend.file),
+    ("keyring_passphrase_file", PassphraseFile, None), ("home", Home, cli.DEFAULT_HOME),
+    ("output", Output, OutputFormat.text)))
+
+
+def with_tx_options(function=None, *, keyring_backend: KeyringBackend = KeyringBackend.file):
+    """A tx command: `function`'s own parameters, then TX_PARAMETERS (with `keyring_backend` as the keyring's
+    default), which it gets as one TxOptions, `tx`."""
+    if function is None:
+        return functools.partial(with_tx_options, keyring_backend=keyring_backend)
+    own = [p for p in inspect.signature(function).parameters.values() if p.name != "tx"]
+    shared = [p.replace(default=keyring_backend) if p.name == "keyring_backend" else p for p in TX_PARAMETERS]
+
+    @functools.wraps(function)
+    def command(**values):
+        options = TxOptions(**{p.name: values.pop(p.name) for p in shared})
+        return function(**values, tx=options)
+
+    command.__signature__ = inspect.Signature([*own, *shared])
+    command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+    return command
 
 
 def get_event_attribute(result, event_type: str, key: str) -> str:
@@ -191,6 +237,7 @@ def market_clearing(
 # --- market transactions -----------------------------------------------------------------------
 
 @tx_market_app.command("bid")
+@with_tx_options
 def tx_market_bid(
     sender: Sender,
     work: Annotated[str, typer.Argument(help="process or inference/<model>.")],
@@ -199,37 +246,35 @@ def tx_market_bid(
     expiry_blocks: Annotated[int, typer.Option("--expiry-blocks", min=0, help="The order expires this many blocks from now.")]
     = DEFAULT_ORDER_LIFETIME_BLOCKS,
     task_ref: Annotated[str, typer.Option("--task-ref", help="Inference work: the task this order buys.")] = "",
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Place an order; slots x max price is escrowed until it fills, expires or is cancelled."""
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     price = parse_amount(max_price)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     expiry = signer.rpc.status().latest_block_height + 1 + expiry_blocks
     message = market_tx_pb2.MsgBid(owner=signer.address, work=work, slots=slots, max_price=str(price),
                                    expiry_height=expiry, task_ref=task_ref)
-    execute(signer, [message], {DENOM: slots * price}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"order": get_event_attribute(result, "order_placed", "order")})
+    tx.execute(signer, [message], {DENOM: slots * price},
+               describe=lambda result: {"order": get_event_attribute(result, "order_placed", "order")})
 
 
 @tx_market_app.command("cancel")
+@with_tx_options
 def tx_market_cancel(
     sender: Sender, order_id: Annotated[int, typer.Argument(metavar="ORDER", min=1)],
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Cancel one of your orders; what is left of its escrow is refunded."""
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = market_tx_pb2.MsgCancelOrder(owner=signer.address, order_id=order_id)
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"refund": get_event_attribute(result, "order_ended", "refund")})
+    tx.execute(signer, [message], {},
+               describe=lambda result: {"refund": get_event_attribute(result, "order_ended", "refund")})
 
 
 @tx_market_app.command("register-provider")
+@with_tx_options
 def tx_market_register_provider(
     sender: Sender,
     models: Annotated[str, typer.Option("--models", help="Comma-separated models served, e.g. digits.")] = "",
@@ -237,29 +282,25 @@ def tx_market_register_provider(
     ask: Annotated[str, typer.Option("--ask", help="Asking price per slot.")] = f"{DEFAULT_ASK}{DENOM}",
     zone: Annotated[str, typer.Option("--zone", help="Thermal zone (e.g. a rack or room).")] = DEFAULT_ZONE,
     stake: Annotated[str, typer.Option("--stake", help="Stake, slashable on a missed task.")] = f"{DEFAULT_STAKE}{DENOM}",
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Offer execution slots on the market."""
-    from chain import market
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     message_models = [m for m in models.split(",") if m]
     ask_price, stake_amount = parse_amount(ask), parse_amount(stake)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = market_tx_pb2.MsgRegisterProvider(provider=signer.address, models=message_models, slots_per_block=slots,
                                                 ask_price=str(ask_price), zone=zone, stake=str(stake_amount))
-    execute(signer, [message], {DENOM: stake_amount}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment, extra={"provider": signer.address})
+    tx.execute(signer, [message], {DENOM: stake_amount}, extra={"provider": signer.address})
 
 
 @tx_market_app.command("report-heat")
+@with_tx_options
 def tx_market_report_heat(
     sender: Sender,
     temperature: Annotated[Optional[float], typer.Option("--celsius", help="Default: the host's hottest sensor.")] = None,
     power_milliwatts: cli.PowerOption = app_config.DEFAULT_MILLIWATTS,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Report your provider's temperature and power draw."""
     from chain import heat
@@ -275,95 +316,90 @@ def tx_market_report_heat(
         heat.check_reading(heat.HeatReading(millicelsius, power_milliwatts))
     except heat.ReadingOutOfRange as error:
         raise CliError(f"invalid heat reading: {error}") from None
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = market_tx_pb2.MsgReportHeat(provider=signer.address, temperature_millicelsius=millicelsius,
                                           power_milliwatts=power_milliwatts)
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            extra={"temperature_millicelsius": str(millicelsius), "power_milliwatts": str(power_milliwatts)})
+    tx.execute(signer, [message], {},
+               extra={"temperature_millicelsius": str(millicelsius), "power_milliwatts": str(power_milliwatts)})
 
 
 # --- processes ---------------------------------------------------------------------------------
 
 @tx_process_app.command("start")
+@with_tx_options
 def tx_process_start(
     sender: Sender,
     max_rent: Annotated[str, typer.Argument(help="Highest rent per slot per block.")],
     escrow: Annotated[str, typer.Argument(help="Paid in; rent and memory rent are drawn from it.")],
     slots: Annotated[int, typer.Option("--slots", min=1)] = 1,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Start a process that bids for its slots every block until its escrow runs out."""
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     rent, amount = parse_amount(max_rent), parse_amount(escrow)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = market_tx_pb2.MsgStartProcess(owner=signer.address, slots=slots, max_rent=str(rent), escrow=str(amount))
-    execute(signer, [message], {DENOM: amount}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"process": get_event_attribute(result, "process_started", "process")})
+    tx.execute(signer, [message], {DENOM: amount},
+               describe=lambda result: {"process": get_event_attribute(result, "process_started", "process")})
 
 
 @tx_process_app.command("write")
+@with_tx_options
 def tx_process_write(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str, value: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY and VALUE are hex, not text.")] = False,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Write a key of a process's memory (memory pays rent every block)."""
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     message = market_tx_pb2.MsgProcessWrite(process_id=process_id, key=parse_memory_bytes(key, hex_input),
                                             value=parse_memory_bytes(value, hex_input))
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message.owner = signer.address
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
+    tx.execute(signer, [message], {})
 
 
 @tx_process_app.command("delete")
+@with_tx_options
 def tx_process_delete(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], key: str,
     hex_input: Annotated[bool, typer.Option("--hex", help="KEY is hex, not text.")] = False,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Delete a key of a process's memory."""
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     message = market_tx_pb2.MsgProcessDelete(process_id=process_id, key=parse_memory_bytes(key, hex_input))
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message.owner = signer.address
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
+    tx.execute(signer, [message], {})
 
 
 @tx_process_app.command("top-up")
+@with_tx_options
 def tx_process_top_up(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)], amount: str,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Add to a process's escrow."""
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
     value = parse_amount(amount)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = market_tx_pb2.MsgTopUp(owner=signer.address, process_id=process_id, amount=str(value))
-    execute(signer, [message], {DENOM: value}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"escrow": get_event_attribute(result, "process_topped_up", "escrow")})
+    tx.execute(signer, [message], {DENOM: value},
+               describe=lambda result: {"escrow": get_event_attribute(result, "process_topped_up", "escrow")})
 
 
 @tx_process_app.command("stop")
+@with_tx_options
 def tx_process_stop(
     sender: Sender, process_id: Annotated[int, typer.Argument(metavar="PROCESS", min=1)],
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Stop a process; its memory is erased and what is left of its escrow refunded."""
     from chain.proto.maxwell.market.v1 import tx_pb2 as market_tx_pb2
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     message = market_tx_pb2.MsgStopProcess(owner=signer.address, process_id=process_id)
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
+    tx.execute(signer, [message], {})
 
 
 def query_process(
@@ -399,6 +435,7 @@ def read_input_values(path: Path) -> list[float]:
 
 
 @infer_app.command("request")
+@with_tx_options(keyring_backend=KeyringBackend.test)
 def infer_request(
     sender: Annotated[str, typer.Option("--from", help="Key paying the reward.")] = "alice",
     model: Annotated[str, typer.Option("--model", help="A registered model.")] = "digits",
@@ -406,9 +443,7 @@ def infer_request(
     reward: Annotated[str, typer.Option("--reward", help=f"Paid to the provers, e.g. 1000{DENOM}.")] = ...,
     deadline_blocks: Annotated[int, typer.Option("--deadline-blocks", min=1, help="Blocks the provers have.")]
     = DEFAULT_DEADLINE_BLOCKS,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.test, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Request an inference; workers prove it layer by layer and are paid from the reward."""
     from chain import inference
@@ -417,7 +452,7 @@ def infer_request(
     from zk.instances import InstanceError, compute_quantized
     values = read_input_values(input_path)
     amount = parse_amount(reward)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     layer0 = worker.get_model(signer.rpc, model).layers[0]
     try:
         scale = int(json.loads(layer0.settings)["model_input_scales"][0])
@@ -433,8 +468,9 @@ def infer_request(
     message = inference_tx_pb2.MsgRequestInference(requester=signer.address, model=model, input=quantized,
                                                     reward=str(amount), deadline_height=deadline)
     try:
-        execute(signer, [message], {DENOM: amount}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment, extra={"deadline_height": str(deadline)},
-                describe=lambda result: {"request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
+        tx.execute(signer, [message], {DENOM: amount}, extra={"deadline_height": str(deadline)},
+                   describe=lambda result: {
+                       "request_id": get_event_attribute(result, worker.REQUEST_EVENT, "request_id")})
     except txclient.TxInterrupted as error:
         raise RequestInterrupted(f"{error}, whose {worker.REQUEST_EVENT} event names the request id for "
                                  "`maxwell query inference <id>`") from None

@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 
 from chain.coins import DENOM
-from node import cli, client_config
-from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat, PassphraseFile
+from node import cli
+from node.cli import Backend, CliError, Home, KeyringBackend, Node, Output, OutputFormat
 from node.client_config import DEFAULT_NODE
-from node.infer_cmd import Fees, Gas, Sender, Wait, compute_record, execute, get_event_attribute, load_signer, parse_amount
+from node.infer_cmd import Sender, TxOptions, compute_record, get_event_attribute, parse_amount, with_tx_options
 
 PAGE_LIMIT = 1000
 
@@ -92,72 +92,67 @@ VALIDATOR_COLUMNS = {"operator": "operator_address", "moniker": "moniker", "stat
 # --- transactions ----------------------------------------------------------------------------
 
 @tx_staking_app.command("delegate")
+@with_tx_options
 def tx_staking_delegate(
     sender: Sender, validator: Validator, amount: Amount,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Bond AMOUNT to VALIDATOR: its voting power grows from the next block."""
     from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx_pb2
-    value, operator = parse_amount(amount), resolve_operator(home, keyring_backend, validator)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    value, operator = parse_amount(amount), resolve_operator(tx.home, tx.keyring_backend, validator)
+    signer = tx.load_signer(sender)
     message = staking_tx_pb2.MsgDelegate(delegator_address=signer.address, validator_address=operator,
                                          amount=compute_coin(value))
-    execute(signer, [message], {DENOM: value}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
+    tx.execute(signer, [message], {DENOM: value})
 
 
 @tx_staking_app.command("unbond")
+@with_tx_options
 def tx_staking_unbond(
     sender: Sender, validator: Validator, amount: Amount,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Undelegate AMOUNT from VALIDATOR: it returns to your balance after the unbonding time."""
     from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx_pb2
-    value, operator = parse_amount(amount), resolve_operator(home, keyring_backend, validator)
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    value, operator = parse_amount(amount), resolve_operator(tx.home, tx.keyring_backend, validator)
+    signer = tx.load_signer(sender)
     message = staking_tx_pb2.MsgUndelegate(delegator_address=signer.address, validator_address=operator,
                                            amount=compute_coin(value))
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            describe=lambda result: {"completion_time": get_event_attribute(result, "unbond", "completion_time")})
+    tx.execute(signer, [message], {},
+               describe=lambda result: {"completion_time": get_event_attribute(result, "unbond", "completion_time")})
 
 
 @tx_staking_app.command("redelegate")
+@with_tx_options
 def tx_staking_redelegate(
     sender: Sender,
     source: Annotated[str, typer.Argument(metavar="SRC_VALIDATOR", help="Operator address or key name.")],
     destination: Annotated[str, typer.Argument(metavar="DST_VALIDATOR", help="Operator address or key name.")],
     amount: Amount,
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Move AMOUNT of your bond from SRC_VALIDATOR to DST_VALIDATOR at once."""
     from chain.proto.cosmos.staking.v1beta1 import tx_pb2 as staking_tx_pb2
     value = parse_amount(amount)
-    src, dst = (resolve_operator(home, keyring_backend, text) for text in (source, destination))
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    src, dst = (resolve_operator(tx.home, tx.keyring_backend, text) for text in (source, destination))
+    signer = tx.load_signer(sender)
     message = staking_tx_pb2.MsgBeginRedelegate(delegator_address=signer.address, validator_src_address=src,
                                                 validator_dst_address=dst, amount=compute_coin(value))
-    execute(signer, [message], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment)
+    tx.execute(signer, [message], {})
 
 
 @tx_slashing_app.command("unjail")
+@with_tx_options
 def tx_slashing_unjail(
     sender: Annotated[str, typer.Argument(metavar="FROM", help="The key that operates the jailed validator.")],
-    gas: Gas = client_config.DEFAULT_GAS, fees: Fees = None, gas_prices: cli.GasPrices = None, wait: Wait = True, yes: cli.Yes = False, gas_adjustment: cli.GasAdjustment = cli.DEFAULT_GAS_ADJUSTMENT, node: Node = DEFAULT_NODE,
-    keyring_backend: Backend = KeyringBackend.file, keyring_passphrase_file: PassphraseFile = None,
-    home: Home = cli.DEFAULT_HOME, output: Output = OutputFormat.text,
+    *, tx: TxOptions,
 ):
     """Bring your validator back into the set once its jail time is over."""
     from chain import crypto, validators
     from chain.proto.cosmos.slashing.v1beta1 import tx_pb2 as slashing_tx_pb2
-    signer = load_signer(home, keyring_backend, keyring_passphrase_file, sender, node)
+    signer = tx.load_signer(sender)
     operator = validators.format_operator(crypto.decode_address(signer.address))
-    execute(signer, [slashing_tx_pb2.MsgUnjail(validator_addr=operator)], {}, gas, (fees, gas_prices), wait, output, yes, gas_adjustment,
-            extra={"validator": operator})
+    tx.execute(signer, [slashing_tx_pb2.MsgUnjail(validator_addr=operator)], {}, extra={"validator": operator})
 
 
 # --- queries ---------------------------------------------------------------------------------
