@@ -292,6 +292,12 @@ MESSAGES = dict((
 
 # --- queries -------------------------------------------------------------------------------------
 
+def compute_identified(key: bytes, end: connection_pb2.ConnectionEnd) -> connection_pb2.IdentifiedConnection:
+    return connection_pb2.IdentifiedConnection(id=decode_key(key)[1], client_id=end.client_id, versions=end.versions,
+                                               state=end.state, counterparty=end.counterparty,
+                                               delay_period=end.delay_period)
+
+
 def query_connection(state, request: query_pb2.QueryConnectionRequest) -> query_pb2.QueryConnectionResponse:
     host.validate_connection_identifier(request.connection_id)
     return query_pb2.QueryConnectionResponse(connection=get_existing_connection(state, request.connection_id))
@@ -299,12 +305,7 @@ def query_connection(state, request: query_pb2.QueryConnectionRequest) -> query_
 
 def query_connections(state, request: query_pb2.QueryConnectionsRequest) -> query_pb2.QueryConnectionsResponse:
     rows, next_key = get_page(state, b"connections/", request.pagination)
-    connections = []
-    for key, raw in rows:
-        end = connection_pb2.ConnectionEnd.FromString(raw)
-        connections.append(connection_pb2.IdentifiedConnection(
-            id=decode_key(key)[1], client_id=end.client_id, versions=end.versions, state=end.state,
-            counterparty=end.counterparty, delay_period=end.delay_period))
+    connections = [compute_identified(key, connection_pb2.ConnectionEnd.FromString(raw)) for key, raw in rows]
     return query_pb2.QueryConnectionsResponse(connections=connections, pagination={"next_key": next_key},
                                               height=client.compute_query_height(state))
 

@@ -10,13 +10,13 @@ from google.protobuf import json_format
 from google.protobuf.any_pb2 import Any
 
 from chain.errors import GenesisError
+from chain.genesis import encode_json
 from chain.proto.ibc.core.channel.v1 import channel_pb2
 from chain.proto.ibc.core.client.v1 import client_pb2
 from chain.proto.ibc.core.connection.v1 import connection_pb2
 from chain.proto.ibc.core.types.v1 import genesis_pb2
 from chain.state import public
 from ibc import channel, client, connection, ica_controller, ica_host, transfer
-from ibc.host import Height
 from ibc.state import (
     CHANNEL, CLIENT_CONNECTIONS, CLIENT_STATE, CONNECTION, CONSENSUS_HEIGHTS, CONSENSUS_STATE,
     NEXT_CHANNEL_SEQUENCE, NEXT_CLIENT_SEQUENCE, NEXT_CONNECTION_SEQUENCE, NEXT_SEQUENCE_ACK, NEXT_SEQUENCE_RECV,
@@ -65,7 +65,7 @@ def init_chain(state, section: dict, ctx) -> None:
         for metadata in entry.client_metadata:
             key = compute_client_key(entry.client_id, metadata.key)
             try:
-                kind, owner, _ = decode_key(key)
+                kind, owner, *_ = decode_key(key)
             except ValueError:
                 kind, owner = None, None
             if kind not in METADATA or owner != entry.client_id:
@@ -75,8 +75,8 @@ def init_chain(state, section: dict, ctx) -> None:
         state.set(state_key(CLIENT_STATE, entry.client_id), entry.client_state.SerializeToString())
     for entry in clients.clients_consensus:
         for consensus in entry.consensus_states:
-            height = Height(consensus.height.revision_number, consensus.height.revision_height)
-            state.set(state_key(CONSENSUS_STATE, entry.client_id, height), consensus.consensus_state.SerializeToString())
+            state.set(state_key(CONSENSUS_STATE, entry.client_id, client.compute_height(consensus.height)),
+                      consensus.consensus_state.SerializeToString())
     for entry in connections.connections:
         state.set(state_key(CONNECTION, entry.id), connection_pb2.ConnectionEnd(
             client_id=entry.client_id, versions=entry.versions, state=entry.state, counterparty=entry.counterparty,
@@ -87,7 +87,8 @@ def init_chain(state, section: dict, ctx) -> None:
     for entry in channels.channels:
         state.set(state_key(CHANNEL, entry.port_id, entry.channel_id), channel_pb2.Channel(
             state=entry.state, ordering=entry.ordering, counterparty=entry.counterparty,
-            connection_hops=entry.connection_hops, version=entry.version).SerializeToString())
+            connection_hops=entry.connection_hops, version=entry.version,
+            upgrade_sequence=entry.upgrade_sequence).SerializeToString())
     for kind, field in PACKET_STATES.items():
         for entry in getattr(channels, field):
             state.set(state_key(kind, entry.port_id, entry.channel_id, entry.sequence), entry.data)
@@ -120,14 +121,10 @@ def export_genesis(state) -> dict:
             connections.client_connection_paths.add(client_id=parts[0],
                                                     paths=connection_pb2.ClientPaths.FromString(value).paths)
         elif kind == CONNECTION:
-            end = connection_pb2.ConnectionEnd.FromString(value)
-            connections.connections.add(id=parts[0], client_id=end.client_id, versions=end.versions, state=end.state,
-                                        counterparty=end.counterparty, delay_period=end.delay_period)
+            connections.connections.append(connection.compute_identified(
+                key, connection_pb2.ConnectionEnd.FromString(value)))
         elif kind == CHANNEL:
-            end = channel_pb2.Channel.FromString(value)
-            channels.channels.add(state=end.state, ordering=end.ordering, counterparty=end.counterparty,
-                                  connection_hops=end.connection_hops, version=end.version, port_id=parts[0],
-                                  channel_id=parts[1])
+            channels.channels.append(channel.compute_identified(key, channel_pb2.Channel.FromString(value)))
         elif kind in PACKET_STATES:
             getattr(channels, PACKET_STATES[kind]).add(port_id=parts[0], channel_id=parts[1], sequence=parts[2],
                                                        data=value)
@@ -143,5 +140,4 @@ def export_genesis(state) -> dict:
         clients.clients_metadata.add(client_id=client_id, client_metadata=records)
     for name, params in compute_params(state).items():
         getattr(genesis, name).params.CopyFrom(params)
-    return json_format.MessageToDict(genesis, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    return encode_json(genesis, all_fields=True)

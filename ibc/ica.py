@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from chain.errors import TxError
+from chain.genesis import encode_json
 from chain.proto.ibc.applications.interchain_accounts.v1 import metadata_pb2, packet_pb2
 from ibc import channel as channels, connection as connections
 
@@ -93,9 +94,7 @@ def compute_default_metadata(controller_connection_id: str, host_connection_id: 
 
 def encode_metadata(metadata: metadata_pb2.Metadata) -> str:
     """The channel version: the metadata in proto3 JSON, every field, in field order (as ibc-go writes it)."""
-    document = json_format.MessageToDict(metadata, preserving_proto_field_name=True,
-                                         always_print_fields_with_no_presence=True)
-    return json.dumps(document, separators=(",", ":"))
+    return json.dumps(encode_json(metadata, all_fields=True), separators=(",", ":"))
 
 
 def parse_metadata(version: str) -> metadata_pb2.Metadata:

@@ -261,6 +261,7 @@ def tx_ica_generate_packet_data(
     controller chain's `tx interchain-accounts controller send-tx` takes."""
     from google.protobuf import json_format
     from chain import app  # noqa: F401 (every message type, for the @type of each)
+    from chain.genesis import encode_json
     from chain.proto.ibc.applications.interchain_accounts.v1 import packet_pb2
     try:
         parsed = json.loads(messages)
@@ -269,8 +270,7 @@ def tx_ica_generate_packet_data(
     except (ValueError, json_format.ParseError) as error:
         raise CliError(f"invalid messages: {error}") from None
     def compute_json(message) -> str:  # as the SDK's codec writes it: proto field names, every field
-        return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                                    always_print_fields_with_no_presence=True), separators=(",", ":"))
+        return json.dumps(encode_json(message, all_fields=True), separators=(",", ":"))
 
     data = cosmos_tx.SerializeToString() if encoding == Encoding.proto3 else compute_json(cosmos_tx).encode()
     typer.echo(compute_json(packet_pb2.InterchainAccountPacketData(type=packet_pb2.TYPE_EXECUTE_TX, data=data,
