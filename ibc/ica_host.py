@@ -160,9 +160,8 @@ def check_authorized(state, url: str, handler, message, account: bytes) -> None:
                                 f"{crypto.encode_address(signer)}")
 
 
-def process_execute_tx(state, ctx, packet, cosmos_tx: packet_pb2.CosmosTx) -> list:
+def process_execute_tx(state, ctx, packet, channel, cosmos_tx: packet_pb2.CosmosTx) -> list:
     """ibc-go executeTx: every message authorized first, then each run in turn; the responses."""
-    channel = channels.get_existing_channel(state, packet.destination_port, packet.destination_channel)
     address = get_account_address(state, channel.connection_hops[0], packet.source_port)
     if address is None:
         raise ica.InterchainAccountNotFoundError(f"failed to retrieve interchain account on port {packet.source_port}")
@@ -199,7 +198,7 @@ def on_recv_packet(state, ctx, packet, relayer: str) -> tuple[bytes, bool]:
             raise ica.UnknownDataTypeError("unknown data type")
         channel = channels.get_existing_channel(state, packet.destination_port, packet.destination_channel)
         cosmos_tx = ica.decode_cosmos_tx(data.data, ica.parse_metadata(channel.version).encoding)
-        responses = process_execute_tx(state, ctx, packet, cosmos_tx)
+        responses = process_execute_tx(state, ctx, packet, channel, cosmos_tx)
     except TxError as failure:
         error = failure
     attributes = [("module", CODESPACE), ("host_channel_id", packet.destination_channel),

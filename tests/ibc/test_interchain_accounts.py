@@ -74,13 +74,21 @@ def open_account(hermes, maxwell, channel_id: str) -> None:
     """alice registers on an ORDERED channel; Hermes carries the handshake to simd's host and back."""
     registered = ica_tx(maxwell, "register", "alice", "connection-0", "--ordering", "ORDER_ORDERED")
     assert (registered["port_id"], registered["channel_id"]) == (PORT, channel_id)
+    finish_handshake(hermes, MAXWELL_ID, SIMD_ID, PORT, channel_id, lambda: channel_id)
+
+
+def finish_handshake(hermes, controller: str, host: str, port: str, channel_id: str, find_host_channel) -> str:
+    """Hermes's Try on the host, Ack on the controller and Confirm on the host for the controller's channel
+    `port`/`channel_id` in INIT; `find_host_channel()` names the host's end once Try made it: that name."""
     ends = ("--dst-connection", "connection-0")
-    hermes.run("tx", "chan-open-try", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, *ends, "--dst-port",
-               HOST_PORT, "--src-port", PORT, "--src-channel", channel_id)
-    hermes.run("tx", "chan-open-ack", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, *ends, "--dst-port", PORT,
-               "--src-port", HOST_PORT, "--dst-channel", channel_id, "--src-channel", channel_id)
-    hermes.run("tx", "chan-open-confirm", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, *ends, "--dst-port",
-               HOST_PORT, "--src-port", PORT, "--dst-channel", channel_id, "--src-channel", channel_id)
+    hermes.run("tx", "chan-open-try", "--dst-chain", host, "--src-chain", controller, *ends, "--dst-port",
+               HOST_PORT, "--src-port", port, "--src-channel", channel_id)
+    host_channel = find_host_channel()
+    hermes.run("tx", "chan-open-ack", "--dst-chain", controller, "--src-chain", host, *ends, "--dst-port", port,
+               "--src-port", HOST_PORT, "--dst-channel", channel_id, "--src-channel", host_channel)
+    hermes.run("tx", "chan-open-confirm", "--dst-chain", host, "--src-chain", controller, *ends, "--dst-port",
+               HOST_PORT, "--src-port", port, "--dst-channel", host_channel, "--src-channel", channel_id)
+    return host_channel
 
 
 def write_send(simd, account: str, amount: int, name: str) -> str:
@@ -199,15 +207,9 @@ def open_hosted_account(hermes, maxwell, simd) -> tuple[str, str]:
     registered = simd.tx("interchain-accounts", "controller", "register", "connection-0", "--ordering", "ORDER_ORDERED",
                          "--version", SIMD_VERSION)
     simd_channel, port = get_event(registered, "channel_open_init", "channel_id"), controller_port(simd)
-    ends = ("--dst-connection", "connection-0")
-    hermes.run("tx", "chan-open-try", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, *ends, "--dst-port",
-               HOST_PORT, "--src-port", port, "--src-channel", simd_channel)
-    channel = next(c["channel_id"] for c in get_channels(maxwell)
-                   if c["port_id"] == HOST_PORT and c["counterparty"] == f"{port}/{simd_channel}")
-    hermes.run("tx", "chan-open-ack", "--dst-chain", SIMD_ID, "--src-chain", MAXWELL_ID, *ends, "--dst-port", port,
-               "--src-port", HOST_PORT, "--dst-channel", simd_channel, "--src-channel", channel)
-    hermes.run("tx", "chan-open-confirm", "--dst-chain", MAXWELL_ID, "--src-chain", SIMD_ID, *ends, "--dst-port",
-               HOST_PORT, "--src-port", port, "--dst-channel", channel, "--src-channel", simd_channel)
+    channel = finish_handshake(hermes, SIMD_ID, MAXWELL_ID, port, simd_channel, lambda: next(
+        c["channel_id"] for c in get_channels(maxwell)
+        if c["port_id"] == HOST_PORT and c["counterparty"] == f"{port}/{simd_channel}"))
     return simd_channel, channel
 
 
