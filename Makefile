@@ -85,7 +85,7 @@ test-network: $(STAMP) $(NODE_STAMP) tools
 test-ibc: $(STAMP) tools-ibc
 	$(PY) -m pytest -q tests/ibc
 
-bench: $(STAMP) $(NODE_STAMP) tools
+bench: $(STAMP) $(NODE_STAMP) tools tools-ibc
 	$(PY) -m tests.bench
 
 $(COMETBFT):

@@ -140,14 +140,14 @@ def compute_chain_rows() -> tuple[list[tuple[str, str, str, str]], float, float]
 
 
 def main() -> int:
-    from tests.bench import cli, inference, market, network, queries, zk
+    from tests.bench import cli, ibc, inference, market, network, queries, zk
 
     console = Console()
     console.print(f"maxwell bench — {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     chain_rows, slowest, verify_rate = compute_chain_rows()
     sections = (("core chain", chain_rows), ("compute market", market.run()),
                 ("proof of inference", zk.run() + inference.run()), ("queries", queries.run()), ("CLI start-up", cli.run()),
-                ("4-validator CometBFT localnet", network.run()))
+                ("4-validator CometBFT localnet", network.run()), ("IBC through Hermes", ibc.run()))
     for title, rows in sections:
         table = Table(title=title)
         for column in ("measure", "value", "baseline", "ratio"):
